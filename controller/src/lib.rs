@@ -1,0 +1,52 @@
+//! # diten-controller
+//!
+//! The per-slot brain of a diten gateway: the system model of the paper
+//! "Energy-Efficient Federated Learning and Migration in Digital Twin Edge Networks"
+//! (with the corrections of SPEC §2), and the globally optimal γ solver. It is
+//! `#![no_std]`, never allocates and never panics on bad input: every fallible
+//! function returns [`Error`].
+//!
+//! ```
+//! use diten_controller::{evaluate, solve_gamma, Params, Server, Slot, User};
+//!
+//! let servers = [Server { x: 10.0, y: 20.0, p: 125.0, q: 1450.0, eps: 55.0 }];
+//! let users = [User {
+//!     x: 3.0, y: 4.0, emd: 0.2, twin_bits: 4500.0,
+//!     data_bits: 784_000.0, prev_data_bits: 392_000.0, prev_server: Some(0),
+//! }];
+//! let slot: Slot<4, 4> = Slot::new(&servers, &users)?;
+//! let params = Params::default();
+//! let association = [0];
+//! let mut gamma = [0.0];
+//! solve_gamma(&params, &slot, &association, &mut gamma)?;
+//! let eval = evaluate(&params, &slot, &association, &gamma)?;
+//! assert!((eval.objective - 0.0395068).abs() < 1e-6);
+//! assert!(eval.feasible());
+//! # Ok::<(), diten_controller::Error>(())
+//! ```
+//!
+//! Features: `std` adds `std` support to serde (the error type implements
+//! `core::error::Error` in every build).
+#![cfg_attr(not(feature = "std"), no_std)]
+#![deny(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+mod error;
+pub mod model;
+mod params;
+mod slot;
+pub mod solver;
+
+pub use error::{Error, Problem};
+pub use model::{evaluate, Evaluation, ServerCost, Violations};
+pub use params::Params;
+pub use slot::{manhattan, Server, Slot, User, MAX_SERVERS, MAX_USERS};
+pub use solver::{solve_gamma, SolveStats};

@@ -1,0 +1,79 @@
+//! Energy costs (13)–(15) and the normalisation of eq. (22).
+
+use crate::params::Params;
+use crate::slot::{manhattan, Slot, User};
+
+/// Costs of one server in one slot.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ServerCost {
+    /// Migration cost C_mig,s, eq. (13).
+    pub mig: f64,
+    /// Synchronisation cost C_syn,s, eq. (14).
+    pub syn: f64,
+    /// Computation cost C_cmp,s, eq. (15).
+    pub cmp: f64,
+    /// Total C_s, eq. (21).
+    pub total: f64,
+}
+
+/// Norm(x) = 2/(1 + e^{−x/(2 f0)}) − 1, computed as the identical tanh(x/(4 f0))
+/// for accuracy near zero.
+#[inline]
+pub fn norm(params: &Params, cost: f64) -> f64 {
+    libm::tanh(cost / (4.0 * params.f0))
+}
+
+/// The cost coefficients of one user placed on one server. Costs are affine in the
+/// user's total data D̄ = D_t + γ·D_{t−1}; the solver and [`crate::evaluate`] both
+/// build costs from this, so the model exists once.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct UserCost {
+    /// n_mig · l(s, s_prev): migration energy per bit moved (0 if not migrating).
+    pub mig_per_bit: f64,
+    /// n_cmp · ε_s · (E_s + E_{u,s}): computation energy per bit trained.
+    pub cmp_per_bit: f64,
+    /// Synchronisation cost n_syn · D_t / rate · l(u, s) (does not depend on γ).
+    pub syn: f64,
+}
+
+impl UserCost {
+    /// Coefficients of `user` on server `server` of `slot` (`rate` = [`Params::rate_bps`]).
+    /// An out-of-range server index gives zero coefficients; callers validate first.
+    pub fn new<const U: usize, const S: usize>(
+        params: &Params,
+        slot: &Slot<U, S>,
+        user: &User,
+        server: usize,
+        rate: f64,
+    ) -> Self {
+        let Some(srv) = slot.servers().get(server) else {
+            return UserCost {
+                mig_per_bit: 0.0,
+                cmp_per_bit: 0.0,
+                syn: 0.0,
+            };
+        };
+        let mig_dist = match user.prev_server.and_then(|p| slot.servers().get(p)) {
+            Some(prev) => manhattan(srv.x, srv.y, prev.x, prev.y),
+            None => 0.0,
+        };
+        let sync_dist = manhattan(user.x, user.y, srv.x, srv.y);
+        UserCost {
+            mig_per_bit: params.n_mig * mig_dist,
+            cmp_per_bit: params.n_cmp * srv.eps * params.epochs(),
+            syn: params.n_syn * user.data_bits / rate * sync_dist,
+        }
+    }
+
+    /// Migration cost n_mig · l · (D̄ + D_twin).
+    #[inline]
+    pub fn mig_cost(&self, user: &User, total_bits: f64) -> f64 {
+        self.mig_per_bit * (total_bits + user.twin_bits)
+    }
+
+    /// Computation cost n_cmp · ε · (E_s + E_{u,s}) · D̄.
+    #[inline]
+    pub fn cmp_cost(&self, total_bits: f64) -> f64 {
+        self.cmp_per_bit * total_bits
+    }
+}

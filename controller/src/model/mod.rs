@@ -1,0 +1,146 @@
+//! The system model of SPEC §2: utility (11)–(12), costs (13)–(15), objective (22),
+//! reward (24)–(25). This is the one implementation every other part of diten uses.
+
+mod cost;
+mod utility;
+
+pub use cost::{norm, ServerCost, UserCost};
+pub use utility::{exponent, utility};
+
+use crate::error::Error;
+use crate::params::Params;
+use crate::slot::Slot;
+
+/// Constraint violations of one slot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Violations {
+    /// Servers whose computation cost exceeds q_s (C2).
+    pub c2: usize,
+    /// Servers whose synchronisation cost exceeds p_s (C3).
+    pub c3: usize,
+    /// Users whose γ lies outside [0, 1] or is not finite (C5).
+    pub c5: usize,
+}
+
+impl Violations {
+    /// Number of violated constraints, the count the reward's penalty multiplies.
+    pub fn total(&self) -> usize {
+        self.c2 + self.c3 + self.c5
+    }
+}
+
+/// Everything the model says about one slot's decision.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evaluation<const U: usize, const S: usize> {
+    /// Utility ρ_u per user.
+    pub utility: heapless::Vec<f64, U>,
+    /// Costs per server (empty servers have zero costs).
+    pub servers: heapless::Vec<ServerCost, S>,
+    /// Objective e of eq. (22).
+    pub objective: f64,
+    /// Reward r of eq. (25) with the clamped barrier and the penalty (SPEC §2).
+    pub reward: f64,
+    /// Constraint violations (C1 and C4 hold by construction of an association).
+    pub violations: Violations,
+}
+
+impl<const U: usize, const S: usize> Evaluation<U, S> {
+    /// True when C1–C5 all hold.
+    pub fn feasible(&self) -> bool {
+        self.violations.total() == 0
+    }
+
+    /// Mean utility over users.
+    pub fn mean_utility(&self) -> f64 {
+        let n = self.utility.len().max(1) as f64;
+        self.utility.iter().sum::<f64>() / n
+    }
+}
+
+/// Barrier term subtracted per constraint in eq. (25): −B(min(x, −δ)) = (1/f)·ln(max(−x, δ)).
+#[inline]
+pub fn neg_barrier(params: &Params, slack: f64) -> f64 {
+    libm::log(slack.max(params.barrier_min_slack)) / params.barrier_f
+}
+
+/// Evaluates a complete decision (association and γ) on a slot.
+///
+/// Inputs are checked: the association must be valid and `gamma` must have one
+/// entry per user; a γ outside [0, 1] is counted as a C5 violation and clamped for
+/// the costs (so that the numbers stay meaningful).
+pub fn evaluate<const U: usize, const S: usize>(
+    params: &Params,
+    slot: &Slot<U, S>,
+    association: &[usize],
+    gamma: &[f64],
+) -> Result<Evaluation<U, S>, Error> {
+    slot.check_association(association)?;
+    if gamma.len() != slot.users().len() {
+        return Err(Error::AssociationLength {
+            expected: slot.users().len(),
+            got: gamma.len(),
+        });
+    }
+    let rate = params.rate_bps();
+    let mut servers: heapless::Vec<ServerCost, S> = heapless::Vec::new();
+    for _ in slot.servers() {
+        servers
+            .push(ServerCost::default())
+            .map_err(|_| Error::TooManyServers {
+                count: slot.servers().len(),
+                capacity: S,
+            })?;
+    }
+    let mut utilities: heapless::Vec<f64, U> = heapless::Vec::new();
+    let mut violations = Violations::default();
+    let mut utility_sum = 0.0;
+    for ((u, &s), &g) in slot.users().iter().zip(association).zip(gamma) {
+        let g = if g.is_finite() && (0.0..=1.0).contains(&g) {
+            g
+        } else {
+            violations.c5 += 1;
+            if g.is_finite() {
+                g.clamp(0.0, 1.0)
+            } else {
+                0.0
+            }
+        };
+        let total_bits = u.data_bits + g * u.prev_data_bits;
+        let rho = utility(params, u.emd, total_bits);
+        utility_sum += rho;
+        utilities.push(rho).map_err(|_| Error::TooManyUsers {
+            count: slot.users().len(),
+            capacity: U,
+        })?;
+        let uc = UserCost::new(params, slot, u, s, rate);
+        if let Some(sc) = servers.get_mut(s) {
+            sc.mig += uc.mig_cost(u, total_bits);
+            sc.syn += uc.syn;
+            sc.cmp += uc.cmp_cost(total_bits);
+        }
+    }
+    let n_users = slot.users().len() as f64;
+    let n_servers = slot.servers().len() as f64;
+    let mut cost_term = 0.0;
+    let mut barrier = 0.0;
+    for (sc, srv) in servers.iter_mut().zip(slot.servers()) {
+        sc.total = sc.mig + sc.syn + sc.cmp;
+        cost_term += norm(params, sc.total);
+        if sc.cmp > srv.q {
+            violations.c2 += 1;
+        }
+        if sc.syn > srv.p {
+            violations.c3 += 1;
+        }
+        barrier += neg_barrier(params, srv.q - sc.cmp) + neg_barrier(params, srv.p - sc.syn);
+    }
+    let objective = params.beta1 / n_users * utility_sum - params.beta2 / n_servers * cost_term;
+    let reward = objective + barrier - params.infeasible_penalty * violations.total() as f64;
+    Ok(Evaluation {
+        utility: utilities,
+        servers,
+        objective,
+        reward,
+        violations,
+    })
+}

@@ -1,0 +1,223 @@
+//! The γ solver of SPEC §2.1: the global optimum of problem (26), server by server.
+//!
+//! # Why and how
+//!
+//! Given the association, (26) splits into one problem per server s with its users k:
+//!
+//! maximise φ(γ) = w·Σ ρ_k(γ_k) − c·Norm(C0 + Σ a_k γ_k)  s.t.  B0 + Σ b_k γ_k ≤ q_s, γ ∈ [0,1]^n
+//!
+//! with w = β1/U, c = β2/S, a_k = D_{k,t−1}(n_mig·l_mig + n_cmp ε E), b_k = D_{k,t−1} n_cmp ε E.
+//! Norm is concave for C ≥ 0, so φ is concave-plus-convex and the paper's Theorem 2
+//! fails. Three facts make a global method cheap:
+//!
+//! 1. **KKT curve.** At the global optimum γ*, with the price λ* = c·Norm'(C(γ*)),
+//!    γ* maximises the separable concave problem P(λ*) = max w·Σρ_k − λ*·Σ a_k γ_k
+//!    under C2 (KKT is necessary for (26) and sufficient for P(λ*), whose solution
+//!    is unique because ρ is strictly concave). So γ* lies on the curve
+//!    λ ↦ γ(λ), and along it the objective is φ(z) = G(z) − H(z) of the cost level
+//!    z = Σ a_k γ_k, with G concave (G'(z) = λ) and H = c·Norm(C0 + ·) concave.
+//! 2. **Price bounds.** λ* ∈ [c·Norm'(C_max), c·Norm'(C_min)]; a user whose marginal
+//!    utility per unit cost at γ = 0 is below the lower price has γ* = 0, one whose
+//!    marginal utility at γ = 1 is above the upper price has γ* = 1 (when C2 cannot
+//!    bind). Repeating this fixes most users before any search.
+//! 3. **One free user: at most one interior maximum.** With v(φ) ≤ 1, ln ρ' is convex
+//!    in the data size and ln Norm' is concave, so r(γ) = ln(w ρ'(γ)/a) − ln(c Norm'(C))
+//!    is convex. sign φ' = sign r, so φ rises, falls, rises at most once each: the
+//!    maximum is the first down-crossing of r or the upper end. [`single`] finds it
+//!    with safeguarded Newton steps.
+//!
+//! Two or more free users on one server are solved by branch and bound on the
+//! curve ([`multi`]): samples at prices λ give points (z, G, G'), the tangents of G
+//! and the chord of H bound φ from above between samples, and sampling at the chord
+//! slope of G (the sandwich rule) shrinks the bound quadratically until it certifies
+//! the best sample within [`SERVER_TOL`].
+//!
+//! # Work bound
+//!
+//! Per user and price, the inverse of ρ' takes at most [`MAX_NEWTON`] Newton steps;
+//! a single free user takes at most 3·[`MAX_NEWTON`] steps; a server with n ≥ 2 free
+//! users takes at most [`MAX_SAMPLES`] samples, each at most ([`MAX_MU_STEPS`] + [`MAX_ULP_STEPS`] + 1)·n
+//! inverses when C2 binds (n inverses otherwise). The price bounds take at most n
+//! passes. Afterwards C2 is re-checked with the exact summation of
+//! [`crate::evaluate`] and, if a last-bit overshoot remains, γ shrinks in at most
+//! [`MAX_POLISH`] relative steps (then falls back to γ = 0, which is feasible).
+//! Nothing allocates; the loops are bounded by these constants.
+
+mod multi;
+mod single;
+mod var;
+
+use crate::error::Error;
+use crate::model::{exponent, UserCost};
+use crate::params::Params;
+use crate::slot::Slot;
+
+use var::Server;
+
+/// Maximum Newton (or bisection) steps for one scalar root or inverse.
+pub const MAX_NEWTON: usize = 64;
+/// Maximum branch-and-bound samples for one server with two or more free users.
+pub const MAX_SAMPLES: usize = 96;
+/// Maximum steps of the search for the C2 multiplier μ within one sample.
+pub const MAX_MU_STEPS: usize = 100;
+/// Maximum doubling steps that move μ from the infeasible side of C2 to the
+/// feasible side when the μ search ends a few ulps short.
+pub const MAX_ULP_STEPS: usize = 64;
+/// Maximum relative shrink steps of γ that repair a last-bit C2 overshoot.
+pub const MAX_POLISH: usize = 16;
+/// Optimality tolerance per server on e (absolute). With S ≤ 64 servers the slot's
+/// e is within 64 × 1e-9 ≪ 1e-6 of the global optimum.
+pub const SERVER_TOL: f64 = 1e-9;
+
+/// What the solver did on one slot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SolveStats {
+    /// Servers on which C2 fails even at γ = 0 (their users get γ = 0).
+    pub infeasible_servers: usize,
+    /// Servers that needed branch and bound (two or more free users).
+    pub branch_and_bound: usize,
+    /// Largest number of samples branch and bound took on one server.
+    pub max_samples: usize,
+    /// Samples branch and bound took over all servers.
+    pub samples: usize,
+    /// Servers where branch and bound hit [`MAX_SAMPLES`] before certifying
+    /// [`SERVER_TOL`] (never seen in the property tests; reported, not hidden).
+    pub uncertified: usize,
+}
+
+/// Solves γ for every user given the association: writes `gamma` (one entry per
+/// user) and returns statistics. Users without previous data get γ = 0. Users of a
+/// server whose C2 fails even at γ = 0 get γ = 0 (the slot is then infeasible, which
+/// [`crate::evaluate`] reports).
+///
+/// The returned γ satisfies C2 exactly as [`crate::evaluate`] computes it (in floating
+/// point), whenever C2 holds at γ = 0.
+pub fn solve_gamma<const U: usize, const S: usize>(
+    params: &Params,
+    slot: &Slot<U, S>,
+    association: &[usize],
+    gamma: &mut [f64],
+) -> Result<SolveStats, Error> {
+    slot.check_params(params)?;
+    slot.check_association(association)?;
+    if gamma.len() != slot.users().len() {
+        return Err(Error::AssociationLength {
+            expected: slot.users().len(),
+            got: gamma.len(),
+        });
+    }
+    gamma.iter_mut().for_each(|g| *g = 0.0);
+    let mut stats = SolveStats::default();
+    let rate = params.rate_bps();
+    let w = params.beta1 / slot.users().len() as f64;
+    let c = params.beta2 / slot.servers().len() as f64;
+    for (s, srv) in slot.servers().iter().enumerate() {
+        let mut prob = Server::<U>::new(w, c, params.f0, srv.q);
+        for (k, (u, _)) in slot
+            .users()
+            .iter()
+            .zip(association)
+            .enumerate()
+            .filter(|(_, (_, &a))| a == s)
+        {
+            let uc = UserCost::new(params, slot, u, s, rate);
+            prob.add_user(params, k, u, &uc, exponent(params, u.emd));
+        }
+        if prob.is_empty() {
+            continue;
+        }
+        // Feasibility at γ = 0 is decided with evaluate's own sum, not the solver's.
+        if server_cmp(params, slot, association, s, rate, gamma) > srv.q {
+            stats.infeasible_servers += 1;
+            continue;
+        }
+        prob.solve(&mut stats);
+        prob.write(gamma);
+        polish_c2(params, slot, association, s, rate, gamma);
+    }
+    Ok(stats)
+}
+
+/// The computation cost of server `s` summed exactly as [`crate::evaluate`] sums it
+/// (in user order), so that both agree on C2 to the last bit.
+fn server_cmp<const U: usize, const S: usize>(
+    params: &Params,
+    slot: &Slot<U, S>,
+    association: &[usize],
+    s: usize,
+    rate: f64,
+    gamma: &[f64],
+) -> f64 {
+    let mut cmp = 0.0;
+    for ((u, &a), &g) in slot.users().iter().zip(association).zip(gamma) {
+        if a == s {
+            cmp += UserCost::new(params, slot, u, s, rate)
+                .cmp_cost(u.data_bits + g * u.prev_data_bits);
+        }
+    }
+    cmp
+}
+
+/// Makes C2 hold in floating point as [`crate::evaluate`] sums it: the solver's own
+/// sum can differ in the last bits when the optimum fills q exactly. Shrinks the
+/// server's γ by relative steps 1e-15, 8e-15, 6.4e-14, … and, if that is not enough
+/// within [`MAX_POLISH`] steps, sets them to 0 (feasible: checked before solving).
+fn polish_c2<const U: usize, const S: usize>(
+    params: &Params,
+    slot: &Slot<U, S>,
+    association: &[usize],
+    s: usize,
+    rate: f64,
+    gamma: &mut [f64],
+) {
+    let Some(srv) = slot.servers().get(s) else {
+        return;
+    };
+    let mut shrink = 1e-15;
+    for _ in 0..MAX_POLISH {
+        if server_cmp(params, slot, association, s, rate, gamma) <= srv.q {
+            return;
+        }
+        for (g, &a) in gamma.iter_mut().zip(association) {
+            if a == s {
+                *g *= 1.0 - shrink;
+            }
+        }
+        shrink *= 8.0;
+    }
+    if server_cmp(params, slot, association, s, rate, gamma) > srv.q {
+        for (g, &a) in gamma.iter_mut().zip(association) {
+            if a == s {
+                *g = 0.0;
+            }
+        }
+    }
+}
+
+impl<const U: usize> Server<U> {
+    /// Fixes users by the price bounds, then solves what is left.
+    fn solve(&mut self, stats: &mut SolveStats) {
+        if self.w <= 0.0 {
+            self.vars.iter_mut().for_each(|v| v.gamma = 0.0);
+            return;
+        }
+        self.prune();
+        let free = self.vars.iter().filter(|v| v.free).count();
+        match free {
+            0 => {}
+            1 => self.solve_single(),
+            _ => {
+                stats.branch_and_bound += 1;
+                let (samples, certified) = self.solve_multi();
+                stats.max_samples = stats.max_samples.max(samples);
+                stats.samples += samples;
+                if !certified {
+                    stats.uncertified += 1;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,293 @@
+//! Two or more free users on a server: branch and bound along the KKT curve.
+
+use super::var::Server;
+use super::{MAX_MU_STEPS, MAX_SAMPLES, MAX_ULP_STEPS, SERVER_TOL};
+
+/// One point of the curve λ ↦ γ(λ): cost level z, utility G(z), slope G'(z) = λ.
+#[derive(Clone, Copy, Debug, Default)]
+struct Sample {
+    lambda: f64,
+    z: f64,
+    g: f64,
+    /// c·Norm(C0 + z).
+    h: f64,
+    f: f64,
+    /// Upper bound of φ on the interval from the previous sample to this one.
+    ub: f64,
+}
+
+impl<const U: usize> Server<U> {
+    /// Fills `out` with γ(λ, μ) and returns (Σ b·γ − cap, its derivative in μ).
+    fn fill(&self, lambda: f64, mu: f64, out: &mut [f64; U]) -> (f64, f64) {
+        let (mut used, mut slope) = (0.0, 0.0);
+        for (v, o) in self.vars.iter().zip(out.iter_mut()) {
+            if !v.free {
+                continue;
+            }
+            if lambda.is_infinite() {
+                *o = 0.0;
+                continue;
+            }
+            let price = lambda * v.a + mu * v.b;
+            let (g, dg_dlnp) = v.inverse_with_slope(libm::log(price));
+            *o = g;
+            used += v.b * g;
+            slope += v.b * dg_dlnp * v.b / price;
+        }
+        (used - self.cap, slope)
+    }
+
+    /// Fills `out` with γ(λ): the maximiser of w·Σρ − λ·Σ a γ under C2 (μ ≥ 0 found
+    /// by a monotone search when C2 binds). Returns (z, G).
+    fn sample_into(&self, lambda: f64, out: &mut [f64; U]) -> (f64, f64) {
+        let (h0, dh0) = self.fill(lambda, 0.0, out);
+        if h0 > 0.0 {
+            self.solve_mu(lambda, -h0 / dh0, out);
+        }
+        let (mut z, mut gsum) = (0.0, 0.0);
+        for (v, &g) in self.vars.iter().zip(out.iter()) {
+            if v.free {
+                z += v.a * g;
+                gsum += v.w_rho(self.w, v.x(g));
+            }
+        }
+        (z, gsum)
+    }
+
+    /// C2 binds at μ = 0: finds μ > 0 with Σ b·γ(λ, μ) = cap (decreasing in μ) by
+    /// safeguarded Newton inside a bracket; leaves `out` at the feasible end.
+    fn solve_mu(&self, lambda: f64, guess: f64, out: &mut [f64; U]) {
+        if self.cap <= 0.0 {
+            for (v, o) in self.vars.iter().zip(out.iter_mut()) {
+                if v.free && v.b > 0.0 {
+                    *o = 0.0;
+                }
+            }
+            return;
+        }
+        // Above μ_max every user with b > 0 prices itself out (γ = 0, h = −cap < 0).
+        let mut hi = f64::NEG_INFINITY;
+        for v in self.vars.iter().filter(|v| v.free && v.b > 0.0) {
+            hi = hi.max((libm::exp(v.ln_g0) - lambda * v.a) / v.b);
+        }
+        let mut steps = 0;
+        let mut lo = 0.0;
+        if !hi.is_finite() {
+            // Some user has no current data (infinite marginal utility at γ = 0): grow.
+            hi = 1e-9;
+            while self.fill(lambda, hi, out).0 > 0.0 && steps < MAX_MU_STEPS / 2 {
+                lo = hi;
+                hi *= 16.0;
+                steps += 1;
+            }
+        }
+        let mut mu = if guess.is_finite() && guess > lo && guess < hi {
+            guess
+        } else {
+            0.5 * (lo + hi)
+        };
+        let mut at_hi = false;
+        while steps < MAX_MU_STEPS {
+            let (h, dh) = self.fill(lambda, mu, out);
+            steps += 1;
+            if h > 0.0 {
+                lo = mu;
+                at_hi = false;
+            } else {
+                hi = mu;
+                at_hi = true;
+                if h == 0.0 {
+                    break;
+                }
+            }
+            let newton = mu - h / dh;
+            let next = if newton.is_finite() && newton > lo && newton < hi {
+                newton
+            } else {
+                0.5 * (lo + hi)
+            };
+            if libm::fabs(next - mu) <= 1e-13 * mu || hi - lo <= 1e-15 * hi {
+                break;
+            }
+            mu = next;
+        }
+        if at_hi {
+            return;
+        }
+        // Newton stopped on the infeasible side (`out` holds γ at `lo`, where
+        // Σ b·γ exceeds cap by a few ulps): step up from `lo` by doubling ulp-sized
+        // increments to the nearest feasible μ; `hi`, feasible but possibly far, is
+        // only the last resort.
+        let mut step = libm::fmax(lo * f64::EPSILON, f64::MIN_POSITIVE);
+        for _ in 0..MAX_ULP_STEPS {
+            let mu = lo + step;
+            if mu >= hi {
+                break;
+            }
+            if self.fill(lambda, mu, out).0 <= 0.0 {
+                return;
+            }
+            lo = mu;
+            step *= 2.0;
+        }
+        self.fill(lambda, hi, out);
+    }
+
+    /// Upper bound of φ between two samples: tangents of the concave G from above,
+    /// the chord of the concave H from below.
+    fn upper_bound(&self, i: &Sample, j: &Sample) -> f64 {
+        let width = j.z - i.z;
+        if width <= 1e-12 * (1.0 + libm::fabs(j.z)) {
+            return i.f.max(j.f) + (j.lambda + self.c / self.four_f0) * width.max(0.0);
+        }
+        let (hi, hj) = (i.h, j.h);
+        let bound_at = |z: f64| {
+            let tj = j.g + j.lambda * (z - j.z);
+            let t = if i.lambda.is_finite() {
+                tj.min(i.g + i.lambda * (z - i.z))
+            } else {
+                tj
+            };
+            t - (hi + (hj - hi) * (z - i.z) / width)
+        };
+        let mut ub = bound_at(i.z).max(bound_at(j.z));
+        if i.lambda.is_finite() && i.lambda > j.lambda {
+            let zx = (j.g - i.g + i.lambda * i.z - j.lambda * j.z) / (i.lambda - j.lambda);
+            if zx > i.z && zx < j.z {
+                ub = ub.max(bound_at(zx));
+            }
+        }
+        ub
+    }
+
+    /// Branch and bound; returns (samples used, certified within [`SERVER_TOL`]).
+    ///
+    /// The search starts on the price range that must contain λ* = c·Norm'(C*) and
+    /// shrinks it by iterating the monotone map λ ↦ c·Norm'(C0 + z(λ)) from both
+    /// ends (its extreme fixed points bound every stationary point).
+    pub(super) fn solve_multi(&mut self) -> (usize, bool) {
+        let mut bb = Bb::<U> {
+            samples: heapless::Vec::new(),
+            taken: 0,
+            scratch: [0.0; U],
+            best_gamma: [0.0; U],
+            best_f: f64::NEG_INFINITY,
+        };
+        let sum_a: f64 = self.vars.iter().filter(|v| v.free).map(|v| v.a).sum();
+        let price = |cost: f64| libm::exp(self.ln_price_at(cost));
+        let (mut lam_hi, mut lam_lo) = (price(self.c0), price(self.c0 + sum_a));
+        let mut top = bb.sample(self, lam_hi);
+        let mut bottom = bb.sample(self, lam_lo);
+        for _ in 0..TIGHTEN_STEPS {
+            let (new_hi, new_lo) = (price(self.c0 + top.z), price(self.c0 + bottom.z));
+            let moved = |old: f64, new: f64| libm::fabs(new - old) > 1e-9 * old;
+            if new_lo >= new_hi {
+                break; // a single fixed point: nothing left between the ends
+            }
+            if moved(lam_hi, new_hi) {
+                lam_hi = new_hi;
+                top = bb.sample(self, lam_hi);
+            }
+            if moved(lam_lo, new_lo) {
+                lam_lo = new_lo;
+                bottom = bb.sample(self, lam_lo);
+            }
+            if !moved(lam_hi, new_hi) && !moved(lam_lo, new_lo) {
+                break;
+            }
+        }
+        bb.insert(self, top);
+        bb.insert(self, bottom);
+        let mut certified = false;
+        while bb.taken < MAX_SAMPLES {
+            let mut worst = (f64::NEG_INFINITY, 0usize);
+            for k in 1..bb.samples.len() {
+                if let Some(s) = bb.samples.get(k) {
+                    if s.ub > worst.0 {
+                        worst = (s.ub, k);
+                    }
+                }
+            }
+            if worst.0 <= bb.best_f + SERVER_TOL {
+                certified = true;
+                break;
+            }
+            let (Some(a), Some(b)) = (
+                bb.samples.get(worst.1.wrapping_sub(1)),
+                bb.samples.get(worst.1),
+            ) else {
+                break;
+            };
+            let slope = (b.g - a.g) / (b.z - a.z);
+            let lambda = if slope.is_finite() && slope >= b.lambda && slope <= a.lambda {
+                slope
+            } else {
+                0.5 * (a.lambda + b.lambda)
+            };
+            let s = bb.sample(self, lambda);
+            bb.insert(self, s);
+        }
+        for (v, &g) in self.vars.iter_mut().zip(bb.best_gamma.iter()) {
+            if v.free {
+                v.gamma = g;
+            }
+        }
+        (bb.taken, certified)
+    }
+}
+
+/// Iterations of the price-range contraction before branch and bound.
+const TIGHTEN_STEPS: usize = 1;
+
+/// Branch-and-bound state: samples sorted by z and the best point so far.
+struct Bb<const U: usize> {
+    samples: heapless::Vec<Sample, MAX_SAMPLES>,
+    taken: usize,
+    scratch: [f64; U],
+    best_gamma: [f64; U],
+    best_f: f64,
+}
+
+impl<const U: usize> Bb<U> {
+    /// Evaluates the curve at λ and keeps the best point.
+    fn sample(&mut self, server: &Server<U>, lambda: f64) -> Sample {
+        let (z, g) = server.sample_into(lambda, &mut self.scratch);
+        let h = server.h(server.c0 + z);
+        let f = g - h;
+        self.taken += 1;
+        if f > self.best_f {
+            self.best_f = f;
+            self.best_gamma = self.scratch;
+        }
+        Sample {
+            lambda,
+            z,
+            g,
+            h,
+            f,
+            ub: f64::NEG_INFINITY,
+        }
+    }
+
+    /// Inserts a sample keeping z order and refreshes the bounds of its two intervals.
+    fn insert(&mut self, server: &Server<U>, s: Sample) {
+        let pos = self
+            .samples
+            .iter()
+            .position(|t| t.z > s.z)
+            .unwrap_or(self.samples.len());
+        if self.samples.insert(pos, s).is_err() {
+            return; // full: the loop stops at MAX_SAMPLES anyway
+        }
+        for k in [pos, pos + 1] {
+            if k == 0 {
+                continue;
+            }
+            if let (Some(&a), Some(&b)) = (self.samples.get(k - 1), self.samples.get(k)) {
+                if let Some(t) = self.samples.get_mut(k) {
+                    t.ub = server.upper_bound(&a, &b);
+                }
+            }
+        }
+    }
+}

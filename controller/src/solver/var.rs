@@ -1,0 +1,278 @@
+//! One server's γ problem: its free users and the scalar pieces of the objective.
+
+use crate::model::UserCost;
+use crate::params::Params;
+use crate::slot::User;
+
+use super::MAX_NEWTON;
+
+/// ln cosh(y), stable for large |y|.
+#[inline]
+pub(super) fn ln_cosh(y: f64) -> f64 {
+    let y = libm::fabs(y);
+    y + libm::log1p(libm::exp(-2.0 * y)) - core::f64::consts::LN_2
+}
+
+/// One user with previous data on this server; γ moves its data x = α3·D̄/bps.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Var {
+    /// Index of the user in the slot.
+    pub user: usize,
+    /// Utility exponent v(φ) ∈ (0, 1].
+    pub v: f64,
+    /// α1 and α2.
+    pub a1: f64,
+    pub a2: f64,
+    /// Scaled data at γ = 0 and its growth per unit γ.
+    pub x0: f64,
+    pub dx: f64,
+    /// ln(w·α1·α2·v·dx): with it, ln(d(wρ)/dγ) = ln_k + (v−1)·ln x − α2·x^v.
+    pub ln_k: f64,
+    /// ln of the marginal utility at γ = 0 and γ = 1, and ln x at γ = 1 (price-free).
+    pub ln_g0: f64,
+    pub ln_g1: f64,
+    pub t1: f64,
+    /// Cost per unit γ (a) and computation cost per unit γ (b, the C2 row).
+    pub a: f64,
+    pub b: f64,
+    /// Current value and whether the search still has to choose it.
+    pub gamma: f64,
+    pub free: bool,
+}
+
+impl Var {
+    #[inline]
+    pub fn x(&self, gamma: f64) -> f64 {
+        self.x0 + gamma * self.dx
+    }
+
+    /// ln of the marginal weighted utility d(wρ)/dγ at scaled data x (+∞ at x = 0 when v < 1).
+    #[inline]
+    pub fn ln_g(&self, x: f64) -> f64 {
+        let lx = libm::log(x);
+        let xv = libm::exp(self.v * lx);
+        let vm1 = if self.v >= 1.0 {
+            0.0
+        } else {
+            (self.v - 1.0) * lx
+        };
+        self.ln_k + vm1 - self.a2 * xv
+    }
+
+    /// d/dγ of [`Var::ln_g`].
+    #[inline]
+    pub fn d_ln_g(&self, x: f64) -> f64 {
+        ((self.v - 1.0) / x - self.a2 * self.v * libm::pow(x, self.v - 1.0)) * self.dx
+    }
+
+    /// d²/dγ² of [`Var::ln_g`] (≥ 0: ln ρ' is convex for v ≤ 1).
+    #[inline]
+    pub fn d2_ln_g(&self, x: f64) -> f64 {
+        let one_m_v = 1.0 - self.v;
+        (one_m_v / (x * x) + self.a2 * self.v * one_m_v * libm::pow(x, self.v - 2.0))
+            * self.dx
+            * self.dx
+    }
+
+    /// Weighted utility w·ρ at scaled data x (w is folded into `w`).
+    #[inline]
+    pub fn w_rho(&self, w: f64, x: f64) -> f64 {
+        // x^v as exp(v·ln x): one log and one exp instead of pow's extra-precise path.
+        let xv = libm::exp(self.v * libm::log(x));
+        w * (self.v - self.a1 * libm::exp(-self.a2 * xv))
+    }
+
+    /// The γ ∈ [0, 1] whose marginal weighted utility equals `exp(ln_price)`
+    /// (clamped): the maximiser of w·ρ(γ) − price·γ; and dγ/d(ln price) there (0 where
+    /// γ is clamped). Newton on the concave, decreasing f(t) = ln_g(e^t) from the
+    /// right end converges monotonically.
+    pub fn inverse_with_slope(&self, ln_price: f64) -> (f64, f64) {
+        if self.ln_g1 >= ln_price {
+            return (1.0, 0.0);
+        }
+        if self.ln_g0 <= ln_price {
+            return (0.0, 0.0);
+        }
+        let mut t = self.t1;
+        let mut df = -1.0;
+        for _ in 0..MAX_NEWTON {
+            let e = libm::exp(self.v * t);
+            let f = self.ln_k + (self.v - 1.0) * t - self.a2 * e - ln_price;
+            df = (self.v - 1.0) - self.a2 * self.v * e;
+            let step = f / df;
+            if !step.is_finite() {
+                break;
+            }
+            t -= step;
+            if libm::fabs(step) <= 1e-15 * (1.0 + libm::fabs(t)) {
+                break;
+            }
+        }
+        let x = libm::exp(t);
+        let g = ((x - self.x0) / self.dx).clamp(0.0, 1.0);
+        // d ln g/dγ = (df/dt)·(dt/dx)·(dx/dγ) = df/x·dx, so dγ/d ln p = x/(df·dx).
+        (g, x / (df * self.dx))
+    }
+}
+
+/// The γ problem of one server.
+#[derive(Clone, Debug)]
+pub(super) struct Server<const U: usize> {
+    pub w: f64,
+    pub c: f64,
+    pub four_f0: f64,
+    /// Cost C_s at γ = 0 for the free users plus the fixed users' share.
+    pub c0: f64,
+    /// Remaining C2 budget q − B0 − Σ_fixed b·γ.
+    pub cap: f64,
+    /// C2 budget q − B0 before any user was fixed.
+    cap0: f64,
+    pub vars: heapless::Vec<Var, U>,
+    empty: bool,
+}
+
+impl<const U: usize> Server<U> {
+    pub fn new(w: f64, c: f64, f0: f64, q: f64) -> Self {
+        Server {
+            w,
+            c,
+            four_f0: 4.0 * f0,
+            c0: 0.0,
+            cap: q,
+            cap0: q,
+            vars: heapless::Vec::new(),
+            empty: true,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.empty
+    }
+
+    /// Adds user `k`'s constant costs, and a variable if it has previous data.
+    pub fn add_user(&mut self, params: &Params, k: usize, u: &User, uc: &UserCost, v: f64) {
+        self.empty = false;
+        let d = u.data_bits;
+        self.c0 += uc.mig_cost(u, d) + uc.syn + uc.cmp_cost(d);
+        self.cap -= uc.cmp_cost(d);
+        self.cap0 = self.cap;
+        let p = u.prev_data_bits;
+        if p <= 0.0 {
+            return; // no previous data: γ changes nothing, report 0
+        }
+        let [a1, a2, a3, ..] = params.alpha;
+        let dx = a3 * p / params.bits_per_sample;
+        let a = p * (uc.mig_per_bit + uc.cmp_per_bit);
+        let b = p * uc.cmp_per_bit;
+        let free = a > 0.0;
+        let mut var = Var {
+            user: k,
+            v,
+            a1,
+            a2,
+            x0: a3 * d / params.bits_per_sample,
+            dx,
+            ln_k: libm::log(self.w * a1 * a2 * v * dx),
+            a,
+            b,
+            // Costless data (a = 0, hence b = 0) only adds utility: take all of it.
+            gamma: if free { 0.0 } else { 1.0 },
+            free,
+            ln_g0: 0.0,
+            ln_g1: 0.0,
+            t1: 0.0,
+        };
+        var.ln_g0 = var.ln_g(var.x0);
+        var.ln_g1 = var.ln_g(var.x(1.0));
+        var.t1 = libm::log(var.x(1.0));
+        // Capacity is U and a server never has more users than the slot: cannot fail.
+        let _ = self.vars.push(var);
+    }
+
+    /// Writes the chosen γ of every variable into the slot-wide vector.
+    pub fn write(&self, gamma: &mut [f64]) {
+        for var in &self.vars {
+            if let Some(g) = gamma.get_mut(var.user) {
+                *g = var.gamma;
+            }
+        }
+    }
+
+    /// c·Norm(C).
+    #[inline]
+    pub fn h(&self, cost: f64) -> f64 {
+        self.c * libm::tanh(cost / self.four_f0)
+    }
+
+    /// ln(c·Norm'(C)), the log of the marginal cost price at cost level C.
+    #[inline]
+    pub fn ln_price_at(&self, cost: f64) -> f64 {
+        libm::log(self.c) - libm::log(self.four_f0) - 2.0 * ln_cosh(cost / self.four_f0)
+    }
+
+    /// Fixes users whose optimum is 0 or 1 by the price bounds (module docs, fact 2).
+    pub fn prune(&mut self) {
+        for _ in 0..=self.vars.len() {
+            let (mut sum_a, mut sum_b) = (0.0, 0.0);
+            for v in self.vars.iter().filter(|v| v.free) {
+                sum_a += v.a;
+                sum_b += v.b;
+            }
+            let face_possible = sum_b > self.cap;
+            let ln_lo = self.ln_price_at(self.c0 + sum_a);
+            let ln_hi = self.ln_price_at(self.c0);
+            let mut changed = false;
+            for var in self.vars.iter_mut().filter(|v| v.free) {
+                let ln_a = libm::log(var.a);
+                if var.ln_g0 - ln_a <= ln_lo {
+                    var.gamma = 0.0;
+                    var.free = false;
+                    changed = true;
+                } else if !face_possible && var.ln_g1 - ln_a >= ln_hi {
+                    var.gamma = 1.0;
+                    var.free = false;
+                    self.c0 += var.a;
+                    self.cap -= var.b;
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+    }
+}
+
+/// Safeguarded Newton for a root of `f` in [lo, hi] where f(lo) > 0 > f(hi) (after
+/// orienting by `positive_at_lo`); `f` returns (value, derivative). At most
+/// [`MAX_NEWTON`] steps; falls back to bisection whenever Newton leaves the bracket.
+pub(super) fn bracketed_root(
+    f: impl Fn(f64) -> (f64, f64),
+    mut lo: f64,
+    mut hi: f64,
+    start: f64,
+) -> f64 {
+    let mut x = start.clamp(lo, hi);
+    for _ in 0..MAX_NEWTON {
+        let (fx, dfx) = f(x);
+        if fx == 0.0 {
+            return x;
+        }
+        if fx > 0.0 {
+            lo = x;
+        } else {
+            hi = x;
+        }
+        let newton = x - fx / dfx;
+        let next = if newton.is_finite() && newton > lo && newton < hi {
+            newton
+        } else {
+            0.5 * (lo + hi)
+        };
+        if libm::fabs(next - x) <= 1e-15 * (1.0 + libm::fabs(x)) || hi - lo <= 1e-16 {
+            return next;
+        }
+        x = next;
+    }
+    x
+}
