@@ -1,0 +1,165 @@
+//! `diten solve`: one slot, JSON in, JSON out (SPEC §3.1).
+//!
+//! The instance is parsed strictly (unknown keys are rejected at every level), the
+//! controller validates it ([`Slot::new`], then [`solve_gamma`], which checks the
+//! parameters and the association), solves γ and evaluates the decision. Every
+//! number printed comes from the controller.
+
+use anyhow::{bail, Context};
+use diten_controller::{evaluate, solve_gamma, Params, Server, ServerCost, Slot, User};
+use serde::{Deserialize, Serialize};
+
+use super::input::{parse_json, read_text, Origin};
+use super::SolveArgs;
+
+/// The input of `diten solve`, exactly SPEC §3.1's object.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Instance {
+    /// Overrides of the model constants; absent = SPEC §2 defaults.
+    #[serde(default)]
+    params: Params,
+    servers: Vec<Server>,
+    users: Vec<User>,
+    /// Server of each user; absent when a policy is to decide.
+    #[serde(default)]
+    association: Option<Vec<usize>>,
+}
+
+/// The output of `diten solve`; the field order is the contract's.
+#[derive(Debug, Serialize)]
+struct Solution<'a> {
+    association: &'a [usize],
+    gamma: &'a [f64],
+    objective: f64,
+    reward: f64,
+    feasible: bool,
+    utility: &'a [f64],
+    servers: Vec<Costs>,
+}
+
+/// One server's costs as printed.
+#[derive(Debug, Serialize)]
+struct Costs {
+    mig: f64,
+    syn: f64,
+    cmp: f64,
+    total: f64,
+}
+
+impl From<&ServerCost> for Costs {
+    fn from(c: &ServerCost) -> Self {
+        Costs {
+            mig: c.mig,
+            syn: c.syn,
+            cmp: c.cmp,
+            total: c.total,
+        }
+    }
+}
+
+/// Runs `diten solve`.
+pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
+    if let Some(policy) = &args.policy {
+        bail!(
+            "--policy: policy `{policy}` is unknown: no policies are available yet \
+             (give `association` in the instance instead)"
+        );
+    }
+    let origin = Origin::of(&args.instance);
+    let text = read_text(&args.instance, "instance")?;
+    let line = solve_text(&text).with_context(|| format!("instance {origin}"))?;
+    super::print_line(&line)
+}
+
+/// Parses, validates and solves one instance; returns the solution as one line of JSON.
+fn solve_text(text: &str) -> anyhow::Result<String> {
+    check_no_positional_structs(text)?;
+    let instance: Instance = parse_json(text)?;
+    let slot: Slot = Slot::new(&instance.servers, &instance.users)?;
+    slot.check_params(&instance.params)?;
+    let Some(association) = instance.association else {
+        bail!(
+            "association: missing, and no policies are available yet to choose one \
+             (give one server index per user)"
+        );
+    };
+    let mut gamma = vec![0.0; slot.users().len()];
+    solve_gamma(&instance.params, &slot, &association, &mut gamma)?;
+    let eval = evaluate(&instance.params, &slot, &association, &gamma)?;
+    let solution = Solution {
+        association: &association,
+        gamma: &gamma,
+        objective: eval.objective,
+        reward: eval.reward,
+        feasible: eval.feasible(),
+        utility: &eval.utility,
+        servers: eval.servers.iter().map(Costs::from).collect(),
+    };
+    check_finite(&solution)?;
+    Ok(serde_json::to_string(&solution)?)
+}
+
+/// serde's derived structs also accept a JSON array of the field values in order
+/// (`"servers": [[10, 20, 125, 1450, 55]]`). The contract has objects with named
+/// fields only, so an array where an object belongs is rejected. Text that is not
+/// JSON passes here and gets its error, with line and column, from [`parse_json`].
+fn check_no_positional_structs(text: &str) -> anyhow::Result<()> {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(text) else {
+        return Ok(());
+    };
+    let mut objects = vec![(String::new(), &value)];
+    if let Some(params) = value.get("params") {
+        objects.push(("params".to_owned(), params));
+    }
+    for list in ["servers", "users"] {
+        if let Some(items) = value.get(list).and_then(serde_json::Value::as_array) {
+            for (i, item) in items.iter().enumerate() {
+                objects.push((format!("{list}[{i}]"), item));
+            }
+        }
+    }
+    match objects.into_iter().find(|(_, v)| v.is_array()) {
+        None => Ok(()),
+        Some((path, _)) => {
+            let path = if path.is_empty() {
+                String::new()
+            } else {
+                format!("{path}: ")
+            };
+            bail!("{path}invalid type: array, expected an object with named fields")
+        }
+    }
+}
+
+/// JSON has no NaN or infinity (serde_json would print `null`): valid but extreme
+/// inputs (sizes near f64::MAX) can overflow the model, and that is an error, not
+/// a silently broken output.
+fn check_finite(s: &Solution<'_>) -> anyhow::Result<()> {
+    let mut numbers: Vec<(String, f64)> = vec![
+        ("objective".into(), s.objective),
+        ("reward".into(), s.reward),
+    ];
+    for (i, &g) in s.gamma.iter().enumerate() {
+        numbers.push((format!("gamma[{i}]"), g));
+    }
+    for (i, &u) in s.utility.iter().enumerate() {
+        numbers.push((format!("utility[{i}]"), u));
+    }
+    for (i, c) in s.servers.iter().enumerate() {
+        for (name, v) in [
+            ("mig", c.mig),
+            ("syn", c.syn),
+            ("cmp", c.cmp),
+            ("total", c.total),
+        ] {
+            numbers.push((format!("servers[{i}].{name}"), v));
+        }
+    }
+    match numbers.into_iter().find(|(_, v)| !v.is_finite()) {
+        None => Ok(()),
+        Some((name, v)) => {
+            bail!("the model overflowed: {name} is {v} (are some sizes or distances too large?)")
+        }
+    }
+}
