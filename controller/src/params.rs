@@ -1,12 +1,12 @@
 //! Model parameters of SPEC §2 (the constants; per-episode draws live in the simulator).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Problem};
 
 /// The constants of the system model. Every field can be overridden by name in
 /// `diten solve`'s `params` object or a scenario TOML; unknown names are rejected.
-#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
     /// Utility fit α1..α6 of eq. (11)–(12). α3 is per image (SPEC §2).

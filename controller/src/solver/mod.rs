@@ -112,6 +112,9 @@ pub fn solve_gamma<const U: usize, const S: usize>(
     let w = params.beta1 / slot.users().len() as f64;
     let c = params.beta2 / slot.servers().len() as f64;
     for (s, srv) in slot.servers().iter().enumerate() {
+        if !association.contains(&s) {
+            continue;
+        }
         let mut prob = Server::<U>::new(w, c, params.f0, srv.q);
         for (k, (u, _)) in slot
             .users()

@@ -20,6 +20,8 @@ impl<const U: usize> Server<U> {
     /// Fills `out` with γ(λ, μ) and returns (Σ b·γ − cap, its derivative in μ).
     fn fill(&self, lambda: f64, mu: f64, out: &mut [f64; U]) -> (f64, f64) {
         let (mut used, mut slope) = (0.0, 0.0);
+        // Without C2's price, ln(λa) = ln λ + ln a: one log per call, not per user.
+        let ln_lambda = libm::log(lambda);
         for (v, o) in self.vars.iter().zip(out.iter_mut()) {
             if !v.free {
                 continue;
@@ -29,7 +31,12 @@ impl<const U: usize> Server<U> {
                 continue;
             }
             let price = lambda * v.a + mu * v.b;
-            let (g, dg_dlnp) = v.inverse_with_slope(libm::log(price));
+            let ln_price = if mu == 0.0 {
+                ln_lambda + v.ln_a
+            } else {
+                libm::log(price)
+            };
+            let (g, dg_dlnp) = v.inverse_with_slope(ln_price);
             *o = g;
             used += v.b * g;
             slope += v.b * dg_dlnp * v.b / price;
@@ -81,18 +88,32 @@ impl<const U: usize> Server<U> {
                 steps += 1;
             }
         }
-        let mut mu = if guess.is_finite() && guess > lo && guess < hi {
+        // Warm start: on the C2 face, a price change dλ is offset by about
+        // dμ = −dλ·Σa/Σb; the previous binding sample is usually close.
+        let (lam_prev, mu_prev) = self.mu_hint.get();
+        let (mut sum_a, mut sum_b) = (0.0, 0.0);
+        for v in self.vars.iter().filter(|v| v.free && v.b > 0.0) {
+            sum_a += v.a;
+            sum_b += v.b;
+        }
+        let hint = mu_prev + (lam_prev - lambda) * sum_a / sum_b;
+        let inside = |m: f64| m.is_finite() && m > lo && m < hi;
+        let mut mu = if inside(hint) {
+            hint
+        } else if inside(guess) {
             guess
         } else {
             0.5 * (lo + hi)
         };
         let mut at_hi = false;
+        let mut newton_gap = 0.0;
         while steps < MAX_MU_STEPS {
             let (h, dh) = self.fill(lambda, mu, out);
             steps += 1;
             if h > 0.0 {
                 lo = mu;
                 at_hi = false;
+                newton_gap = -h / dh;
             } else {
                 hi = mu;
                 at_hi = true;
@@ -112,19 +133,24 @@ impl<const U: usize> Server<U> {
             mu = next;
         }
         if at_hi {
+            self.mu_hint.set((lambda, mu));
             return;
         }
         // Newton stopped on the infeasible side (`out` holds γ at `lo`, where
-        // Σ b·γ exceeds cap by a few ulps): step up from `lo` by doubling ulp-sized
-        // increments to the nearest feasible μ; `hi`, feasible but possibly far, is
+        // Σ b·γ exceeds cap by a few ulps): step up from `lo` by twice the last
+        // Newton step (at least an ulp), doubling the increment to the nearest feasible μ; `hi`, feasible but possibly far, is
         // only the last resort.
-        let mut step = libm::fmax(lo * f64::EPSILON, f64::MIN_POSITIVE);
+        let mut step = libm::fmax(2.0 * newton_gap, lo * f64::EPSILON);
+        if !(step.is_finite() && step > 0.0) {
+            step = libm::fmax(lo * f64::EPSILON, f64::MIN_POSITIVE);
+        }
         for _ in 0..MAX_ULP_STEPS {
             let mu = lo + step;
             if mu >= hi {
                 break;
             }
             if self.fill(lambda, mu, out).0 <= 0.0 {
+                self.mu_hint.set((lambda, mu));
                 return;
             }
             lo = mu;

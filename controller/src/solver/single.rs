@@ -8,7 +8,7 @@ impl<const U: usize> Server<U> {
         let Some(idx) = self.vars.iter().position(|v| v.free) else {
             return;
         };
-        let Some(var) = self.vars.get(idx).copied() else {
+        let Some(var) = self.vars.get(idx).cloned() else {
             return;
         };
         let g = self.best_single(&var);
@@ -24,7 +24,7 @@ impl<const U: usize> Server<U> {
 
     /// r(γ) = ln(marginal utility) − ln(marginal cost): sign φ' = sign r, r convex.
     fn r(&self, var: &Var, g: f64) -> f64 {
-        var.ln_g(var.x(g)) - libm::log(var.a) - self.ln_price_at(self.c0 + var.a * g)
+        var.ln_g(var.x(g)) - var.ln_a - self.ln_price_at(self.c0 + var.a * g)
     }
 
     /// (r', r'') at γ.

@@ -1,5 +1,7 @@
 //! One server's γ problem: its free users and the scalar pieces of the objective.
 
+use core::cell::Cell;
+
 use crate::model::UserCost;
 use crate::params::Params;
 use crate::slot::User;
@@ -14,7 +16,7 @@ pub(super) fn ln_cosh(y: f64) -> f64 {
 }
 
 /// One user with previous data on this server; γ moves its data x = α3·D̄/bps.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct Var {
     /// Index of the user in the slot.
     pub user: usize,
@@ -32,8 +34,12 @@ pub(super) struct Var {
     pub ln_g0: f64,
     pub ln_g1: f64,
     pub t1: f64,
-    /// Cost per unit γ (a) and computation cost per unit γ (b, the C2 row).
+    /// Where the last inverse ended (ln x): the next one starts there, since the
+    /// search asks for nearby prices one after another.
+    pub warm: Cell<f64>,
+    /// Cost per unit γ (a), its log, and computation cost per unit γ (b, the C2 row).
     pub a: f64,
+    pub ln_a: f64,
     pub b: f64,
     /// Current value and whether the search still has to choose it.
     pub gamma: f64,
@@ -84,8 +90,11 @@ impl Var {
 
     /// The γ ∈ [0, 1] whose marginal weighted utility equals `exp(ln_price)`
     /// (clamped): the maximiser of w·ρ(γ) − price·γ; and dγ/d(ln price) there (0 where
-    /// γ is clamped). Newton on the concave, decreasing f(t) = ln_g(e^t) from the
-    /// right end converges monotonically.
+    /// γ is clamped). Newton on the concave, decreasing f(t) = ln_g(e^t) − ln price:
+    /// from the right of the root it converges monotonically; from the left its first
+    /// step lands right of the root (the tangent of a concave function lies above it),
+    /// clamped to the right end t1. So it may start anywhere: it starts where the
+    /// previous inverse ended.
     pub fn inverse_with_slope(&self, ln_price: f64) -> (f64, f64) {
         if self.ln_g1 >= ln_price {
             return (1.0, 0.0);
@@ -93,7 +102,12 @@ impl Var {
         if self.ln_g0 <= ln_price {
             return (0.0, 0.0);
         }
-        let mut t = self.t1;
+        let warm = self.warm.get();
+        let mut t = if warm.is_finite() && warm <= self.t1 {
+            warm
+        } else {
+            self.t1
+        };
         let mut df = -1.0;
         for _ in 0..MAX_NEWTON {
             let e = libm::exp(self.v * t);
@@ -103,11 +117,15 @@ impl Var {
             if !step.is_finite() {
                 break;
             }
-            t -= step;
-            if libm::fabs(step) <= 1e-15 * (1.0 + libm::fabs(t)) {
+            t = (t - step).min(self.t1);
+            // Quadratic convergence: the error after a step δ is at most
+            // |f''/2f'|·δ² ≤ δ²/2 (|f''/f'| ≤ v ≤ 1), so δ ≤ 1e-8·(1 + |t|) leaves
+            // under 1e-16·(1 + |t|)²: stop without paying for a confirming step.
+            if libm::fabs(step) <= 1e-8 * (1.0 + libm::fabs(t)) {
                 break;
             }
         }
+        self.warm.set(t);
         let x = libm::exp(t);
         let g = ((x - self.x0) / self.dx).clamp(0.0, 1.0);
         // d ln g/dγ = (df/dt)·(dt/dx)·(dx/dγ) = df/x·dx, so dγ/d ln p = x/(df·dx).
@@ -121,6 +139,8 @@ pub(super) struct Server<const U: usize> {
     pub w: f64,
     pub c: f64,
     pub four_f0: f64,
+    /// ln(c / 4f0), the constant part of ln c·Norm'.
+    ln_c_4f0: f64,
     /// Cost C_s at γ = 0 for the free users plus the fixed users' share.
     pub c0: f64,
     /// Remaining C2 budget q − B0 − Σ_fixed b·γ.
@@ -129,6 +149,8 @@ pub(super) struct Server<const U: usize> {
     cap0: f64,
     pub vars: heapless::Vec<Var, U>,
     empty: bool,
+    /// (λ, μ) of the last C2-binding sample: the next μ search starts from it.
+    pub mu_hint: Cell<(f64, f64)>,
 }
 
 impl<const U: usize> Server<U> {
@@ -137,11 +159,13 @@ impl<const U: usize> Server<U> {
             w,
             c,
             four_f0: 4.0 * f0,
+            ln_c_4f0: libm::log(c) - libm::log(4.0 * f0),
             c0: 0.0,
             cap: q,
             cap0: q,
             vars: heapless::Vec::new(),
             empty: true,
+            mu_hint: Cell::new((f64::NAN, f64::NAN)),
         }
     }
 
@@ -174,6 +198,7 @@ impl<const U: usize> Server<U> {
             dx,
             ln_k: libm::log(self.w * a1 * a2 * v * dx),
             a,
+            ln_a: libm::log(a),
             b,
             // Costless data (a = 0, hence b = 0) only adds utility: take all of it.
             gamma: if free { 0.0 } else { 1.0 },
@@ -181,10 +206,12 @@ impl<const U: usize> Server<U> {
             ln_g0: 0.0,
             ln_g1: 0.0,
             t1: 0.0,
+            warm: Cell::new(0.0),
         };
         var.ln_g0 = var.ln_g(var.x0);
         var.ln_g1 = var.ln_g(var.x(1.0));
         var.t1 = libm::log(var.x(1.0));
+        var.warm.set(var.t1);
         // Capacity is U and a server never has more users than the slot: cannot fail.
         let _ = self.vars.push(var);
     }
@@ -207,7 +234,7 @@ impl<const U: usize> Server<U> {
     /// ln(c·Norm'(C)), the log of the marginal cost price at cost level C.
     #[inline]
     pub fn ln_price_at(&self, cost: f64) -> f64 {
-        libm::log(self.c) - libm::log(self.four_f0) - 2.0 * ln_cosh(cost / self.four_f0)
+        self.ln_c_4f0 - 2.0 * ln_cosh(cost / self.four_f0)
     }
 
     /// Fixes users whose optimum is 0 or 1 by the price bounds (module docs, fact 2).
@@ -223,7 +250,7 @@ impl<const U: usize> Server<U> {
             let ln_hi = self.ln_price_at(self.c0);
             let mut changed = false;
             for var in self.vars.iter_mut().filter(|v| v.free) {
-                let ln_a = libm::log(var.a);
+                let ln_a = var.ln_a;
                 if var.ln_g0 - ln_a <= ln_lo {
                     var.gamma = 0.0;
                     var.free = false;
