@@ -40,6 +40,7 @@
 )]
 
 mod error;
+mod math;
 pub mod model;
 mod params;
 mod slot;

@@ -139,12 +139,12 @@ impl Params {
 
     /// Noise power N0 in watts: 10^((dBm − 30)/10).
     pub fn noise_w(&self) -> f64 {
-        libm::pow(10.0, (self.noise_dbm - 30.0) / 10.0)
+        crate::math::pow(10.0, (self.noise_dbm - 30.0) / 10.0)
     }
 
     /// Uplink rate W·log2(1 + P·ξ/N0) in bit/s (≈ 9.82e5 with the defaults).
     pub fn rate_bps(&self) -> f64 {
-        self.bandwidth_hz * libm::log2(1.0 + self.p_tx_w * self.gain / self.noise_w())
+        self.bandwidth_hz * crate::math::log2(1.0 + self.p_tx_w * self.gain / self.noise_w())
     }
 
     /// Total epochs E_s + E_{u,s} that multiply the computation cost.

@@ -20,7 +20,7 @@ pub struct ServerCost {
 /// for accuracy near zero.
 #[inline]
 pub fn norm(params: &Params, cost: f64) -> f64 {
-    libm::tanh(cost / (4.0 * params.f0))
+    crate::math::tanh(cost / (4.0 * params.f0))
 }
 
 /// The cost coefficients of one user placed on one server. Costs are affine in the

@@ -60,7 +60,7 @@ impl<const U: usize, const S: usize> Evaluation<U, S> {
 /// Barrier term subtracted per constraint in eq. (25): −B(min(x, −δ)) = (1/f)·ln(max(−x, δ)).
 #[inline]
 pub fn neg_barrier(params: &Params, slack: f64) -> f64 {
-    libm::log(slack.max(params.barrier_min_slack)) / params.barrier_f
+    crate::math::ln(slack.max(params.barrier_min_slack)) / params.barrier_f
 }
 
 /// Evaluates a complete decision (association and γ) on a slot.

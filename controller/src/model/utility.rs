@@ -7,7 +7,7 @@ use crate::params::Params;
 pub fn exponent(params: &Params, emd: f64) -> f64 {
     let [_, _, _, a4, a5, a6] = params.alpha;
     let z = (a5 + emd) / a6;
-    a4 * libm::exp(-z * z)
+    a4 * crate::math::exp(-z * z)
 }
 
 /// Utility ρ = v(φ) − α1·exp(−α2·(α3·D̄/bits_per_sample)^v(φ)) of eq. (11), with
@@ -17,7 +17,7 @@ pub fn utility(params: &Params, emd: f64, total_bits: f64) -> f64 {
     let [a1, a2, a3, ..] = params.alpha;
     let v = exponent(params, emd);
     let x = a3 * total_bits / params.bits_per_sample;
-    v - a1 * libm::exp(-a2 * libm::pow(x, v))
+    v - a1 * crate::math::exp(-a2 * crate::math::pow(x, v))
 }
 
 #[cfg(test)]

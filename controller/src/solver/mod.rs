@@ -4,7 +4,7 @@
 //!
 //! Given the association, (26) splits into one problem per server s with its users k:
 //!
-//! maximise φ(γ) = w·Σ ρ_k(γ_k) − c·Norm(C0 + Σ a_k γ_k)  s.t.  B0 + Σ b_k γ_k ≤ q_s, γ ∈ [0,1]^n
+//! maximise φ(γ) = w·Σ ρ_k(γ_k) − c·Norm(C0 + Σ a_k γ_k)  s.t.  B0 + Σ b_k γ_k ≤ q_s, γ ∈ \[0,1\]^n
 //!
 //! with w = β1/U, c = β2/S, a_k = D_{k,t−1}(n_mig·l_mig + n_cmp ε E), b_k = D_{k,t−1} n_cmp ε E.
 //! Norm is concave for C ≥ 0, so φ is concave-plus-convex and the paper's Theorem 2
@@ -23,11 +23,11 @@
 //! 3. **One free user: at most one interior maximum.** With v(φ) ≤ 1, ln ρ' is convex
 //!    in the data size and ln Norm' is concave, so r(γ) = ln(w ρ'(γ)/a) − ln(c Norm'(C))
 //!    is convex. sign φ' = sign r, so φ rises, falls, rises at most once each: the
-//!    maximum is the first down-crossing of r or the upper end. [`single`] finds it
+//!    maximum is the first down-crossing of r or the upper end. `single` finds it
 //!    with safeguarded Newton steps.
 //!
 //! Two or more free users on one server are solved by branch and bound on the
-//! curve ([`multi`]): samples at prices λ give points (z, G, G'), the tangents of G
+//! curve (`multi`): samples at prices λ give points (z, G, G'), the tangents of G
 //! and the chord of H bound φ from above between samples, and sampling at the chord
 //! slope of G (the sandwich rule) shrinks the bound quadratically until it certifies
 //! the best sample within [`SERVER_TOL`].

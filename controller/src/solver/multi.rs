@@ -21,7 +21,7 @@ impl<const U: usize> Server<U> {
     fn fill(&self, lambda: f64, mu: f64, out: &mut [f64; U]) -> (f64, f64) {
         let (mut used, mut slope) = (0.0, 0.0);
         // Without C2's price, ln(λa) = ln λ + ln a: one log per call, not per user.
-        let ln_lambda = libm::log(lambda);
+        let ln_lambda = crate::math::ln(lambda);
         for (v, o) in self.vars.iter().zip(out.iter_mut()) {
             if !v.free {
                 continue;
@@ -34,7 +34,7 @@ impl<const U: usize> Server<U> {
             let ln_price = if mu == 0.0 {
                 ln_lambda + v.ln_a
             } else {
-                libm::log(price)
+                crate::math::ln(price)
             };
             let (g, dg_dlnp) = v.inverse_with_slope(ln_price);
             *o = g;
@@ -75,7 +75,7 @@ impl<const U: usize> Server<U> {
         // Above μ_max every user with b > 0 prices itself out (γ = 0, h = −cap < 0).
         let mut hi = f64::NEG_INFINITY;
         for v in self.vars.iter().filter(|v| v.free && v.b > 0.0) {
-            hi = hi.max((libm::exp(v.ln_g0) - lambda * v.a) / v.b);
+            hi = hi.max((crate::math::exp(v.ln_g0) - lambda * v.a) / v.b);
         }
         let mut steps = 0;
         let mut lo = 0.0;
@@ -200,7 +200,7 @@ impl<const U: usize> Server<U> {
             best_f: f64::NEG_INFINITY,
         };
         let sum_a: f64 = self.vars.iter().filter(|v| v.free).map(|v| v.a).sum();
-        let price = |cost: f64| libm::exp(self.ln_price_at(cost));
+        let price = |cost: f64| crate::math::exp(self.ln_price_at(cost));
         let (mut lam_hi, mut lam_lo) = (price(self.c0), price(self.c0 + sum_a));
         let mut top = bb.sample(self, lam_hi);
         let mut bottom = bb.sample(self, lam_lo);

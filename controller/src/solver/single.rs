@@ -32,7 +32,7 @@ impl<const U: usize> Server<U> {
         let x = var.x(g);
         let y = (self.c0 + var.a * g) / self.four_f0;
         let s = var.a / self.four_f0;
-        let th = libm::tanh(y);
+        let th = crate::math::tanh(y);
         let sech2 = 1.0 - th * th;
         (
             var.d_ln_g(x) + 2.0 * th * s,

@@ -194,7 +194,7 @@ fn line_max(f: &dyn Fn(f64) -> f64, lo: f64, hi: f64, n: usize, top: usize) -> (
     let first = ts[1];
     ts.extend(
         (3..=12)
-            .map(|k| lo + (hi - lo) * libm::pow(10.0, -k as f64))
+            .map(|k| lo + (hi - lo) * crate::math::pow(10.0, -k as f64))
             .filter(|&t| t > lo && t < first),
     );
     ts.sort_by(f64::total_cmp);

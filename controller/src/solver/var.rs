@@ -12,7 +12,7 @@ use super::MAX_NEWTON;
 #[inline]
 pub(super) fn ln_cosh(y: f64) -> f64 {
     let y = libm::fabs(y);
-    y + libm::log1p(libm::exp(-2.0 * y)) - core::f64::consts::LN_2
+    y + crate::math::ln_1p(crate::math::exp(-2.0 * y)) - core::f64::consts::LN_2
 }
 
 /// One user with previous data on this server; γ moves its data x = α3·D̄/bps.
@@ -55,8 +55,8 @@ impl Var {
     /// ln of the marginal weighted utility d(wρ)/dγ at scaled data x (+∞ at x = 0 when v < 1).
     #[inline]
     pub fn ln_g(&self, x: f64) -> f64 {
-        let lx = libm::log(x);
-        let xv = libm::exp(self.v * lx);
+        let lx = crate::math::ln(x);
+        let xv = crate::math::exp(self.v * lx);
         let vm1 = if self.v >= 1.0 {
             0.0
         } else {
@@ -68,14 +68,14 @@ impl Var {
     /// d/dγ of [`Var::ln_g`].
     #[inline]
     pub fn d_ln_g(&self, x: f64) -> f64 {
-        ((self.v - 1.0) / x - self.a2 * self.v * libm::pow(x, self.v - 1.0)) * self.dx
+        ((self.v - 1.0) / x - self.a2 * self.v * crate::math::pow(x, self.v - 1.0)) * self.dx
     }
 
     /// d²/dγ² of [`Var::ln_g`] (≥ 0: ln ρ' is convex for v ≤ 1).
     #[inline]
     pub fn d2_ln_g(&self, x: f64) -> f64 {
         let one_m_v = 1.0 - self.v;
-        (one_m_v / (x * x) + self.a2 * self.v * one_m_v * libm::pow(x, self.v - 2.0))
+        (one_m_v / (x * x) + self.a2 * self.v * one_m_v * crate::math::pow(x, self.v - 2.0))
             * self.dx
             * self.dx
     }
@@ -84,8 +84,8 @@ impl Var {
     #[inline]
     pub fn w_rho(&self, w: f64, x: f64) -> f64 {
         // x^v as exp(v·ln x): one log and one exp instead of pow's extra-precise path.
-        let xv = libm::exp(self.v * libm::log(x));
-        w * (self.v - self.a1 * libm::exp(-self.a2 * xv))
+        let xv = crate::math::exp(self.v * crate::math::ln(x));
+        w * (self.v - self.a1 * crate::math::exp(-self.a2 * xv))
     }
 
     /// The γ ∈ [0, 1] whose marginal weighted utility equals `exp(ln_price)`
@@ -110,7 +110,7 @@ impl Var {
         };
         let mut df = -1.0;
         for _ in 0..MAX_NEWTON {
-            let e = libm::exp(self.v * t);
+            let e = crate::math::exp(self.v * t);
             let f = self.ln_k + (self.v - 1.0) * t - self.a2 * e - ln_price;
             df = (self.v - 1.0) - self.a2 * self.v * e;
             let step = f / df;
@@ -126,7 +126,7 @@ impl Var {
             }
         }
         self.warm.set(t);
-        let x = libm::exp(t);
+        let x = crate::math::exp(t);
         let g = ((x - self.x0) / self.dx).clamp(0.0, 1.0);
         // d ln g/dγ = (df/dt)·(dt/dx)·(dx/dγ) = df/x·dx, so dγ/d ln p = x/(df·dx).
         (g, x / (df * self.dx))
@@ -159,7 +159,7 @@ impl<const U: usize> Server<U> {
             w,
             c,
             four_f0: 4.0 * f0,
-            ln_c_4f0: libm::log(c) - libm::log(4.0 * f0),
+            ln_c_4f0: crate::math::ln(c) - crate::math::ln(4.0 * f0),
             c0: 0.0,
             cap: q,
             cap0: q,
@@ -196,9 +196,9 @@ impl<const U: usize> Server<U> {
             a2,
             x0: a3 * d / params.bits_per_sample,
             dx,
-            ln_k: libm::log(self.w * a1 * a2 * v * dx),
+            ln_k: crate::math::ln(self.w * a1 * a2 * v * dx),
             a,
-            ln_a: libm::log(a),
+            ln_a: crate::math::ln(a),
             b,
             // Costless data (a = 0, hence b = 0) only adds utility: take all of it.
             gamma: if free { 0.0 } else { 1.0 },
@@ -210,7 +210,7 @@ impl<const U: usize> Server<U> {
         };
         var.ln_g0 = var.ln_g(var.x0);
         var.ln_g1 = var.ln_g(var.x(1.0));
-        var.t1 = libm::log(var.x(1.0));
+        var.t1 = crate::math::ln(var.x(1.0));
         var.warm.set(var.t1);
         // Capacity is U and a server never has more users than the slot: cannot fail.
         let _ = self.vars.push(var);
@@ -228,7 +228,7 @@ impl<const U: usize> Server<U> {
     /// c·Norm(C).
     #[inline]
     pub fn h(&self, cost: f64) -> f64 {
-        self.c * libm::tanh(cost / self.four_f0)
+        self.c * crate::math::tanh(cost / self.four_f0)
     }
 
     /// ln(c·Norm'(C)), the log of the marginal cost price at cost level C.
