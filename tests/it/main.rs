@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
+mod evaluate;
 mod solve;
 
 /// A `diten` command ready to run, built from the current sources.

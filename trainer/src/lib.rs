@@ -7,5 +7,9 @@
 #![deny(missing_docs)]
 
 pub mod cli;
+pub mod eval;
+pub mod policy;
+pub mod scenario;
+pub mod sim;
 
 pub use cli::run;

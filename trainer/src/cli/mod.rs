@@ -6,13 +6,18 @@
 //! module beside [`solve`].
 
 use std::io::Write;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod compare;
+pub mod evaluate;
 mod input;
 pub mod solve;
+
+pub use evaluate::Seeds;
 
 /// Energy-efficient digital-twin association and federated-learning data reuse
 /// for edge networks.
@@ -31,6 +36,13 @@ pub enum Command {
     /// Solve one slot: read a JSON instance, print the optimal γ and the model's
     /// costs, objective and reward as one JSON object (SPEC §3.1).
     Solve(SolveArgs),
+    /// Run one decision maker through whole episodes and report its objective,
+    /// utility, costs, migrations, violations and decision time (table on stdout,
+    /// CSV, JSON and plots under --out).
+    Evaluate(EvaluateArgs),
+    /// Run several decision makers on the same episodes and compare them (table on
+    /// stdout, CSV, JSON and plots against the number of servers under --out).
+    Compare(CompareArgs),
 }
 
 /// Arguments of `diten solve`.
@@ -46,10 +58,77 @@ pub struct SolveArgs {
     pub policy: Option<String>,
 }
 
+/// Arguments of `diten evaluate`.
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// The decision maker: a built-in name (nearest, nearest-random, sticky, oracle)
+    /// or a trained policy file (not supported yet).
+    #[arg(long, value_name = "NAME|PATH")]
+    pub policy: String,
+    /// The scenario and the sweep.
+    #[command(flatten)]
+    pub sweep: SweepArgs,
+}
+
+/// Arguments of `diten compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Decision makers, comma-separated built-in names or trained policy files
+    /// (default: nearest,nearest-random,sticky,oracle). All run on the same episodes.
+    #[arg(long, value_name = "NAME|PATH,...", value_delimiter = ',')]
+    pub policy: Vec<String>,
+    /// The scenario and the sweep.
+    #[command(flatten)]
+    pub sweep: SweepArgs,
+}
+
+/// The scenario, the sweep and the outputs of `evaluate` and `compare`. Each
+/// decision maker runs one full episode per (servers, emd, seed); flags override
+/// the scenario file, and a flag left out takes the scenario's value.
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// Scenario TOML file (see `diten_trainer::scenario`); without it the SPEC §2
+    /// defaults (20 users, 15 servers, 750 slots, φ = 0, seed 1).
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+    /// Numbers of edge servers S to evaluate, comma-separated, e.g. `9,15,21`
+    /// (default: the scenario's `servers`).
+    #[arg(long, value_name = "S,...", value_delimiter = ',')]
+    pub servers: Vec<usize>,
+    /// EMD φ of every user's data, comma-separated values in [0, 2], e.g. `0,0.2,0.4`
+    /// (default: the scenario's `emd`); one plot per value.
+    #[arg(long, value_name = "PHI,...", value_delimiter = ',')]
+    pub emd: Vec<f64>,
+    /// Slots per episode T (default: the scenario's `slots`).
+    #[arg(long, value_name = "T")]
+    pub slots: Option<usize>,
+    /// Number of users U (default: the scenario's `users`).
+    #[arg(long, value_name = "U")]
+    pub users: Option<usize>,
+    /// Episode seeds: a count N (the seeds 1..=N), a comma list (`1,2,3`), an
+    /// inclusive range (`4..=6`) or both (`1,4..=6`) (default: the scenario's
+    /// `seed`). Mean and standard deviation are taken over these episodes.
+    #[arg(long, value_name = "SEEDS", value_parser = evaluate::parse_seeds)]
+    pub seeds: Option<Seeds>,
+    /// Output folder, created if missing; nothing is written outside it (default:
+    /// a fresh folder `runs/<command>-<UTC timestamp>`).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Print the summary as JSON (the content of summary.json) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Episodes run at the same time (default: the number of CPUs). Results do not
+    /// depend on it.
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<NonZeroUsize>,
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Solve(args) => solve::run(&args),
+        Command::Evaluate(args) => evaluate::run(&args),
+        Command::Compare(args) => compare::run(&args),
     }
 }
 

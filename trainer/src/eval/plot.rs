@@ -1,0 +1,324 @@
+//! PNG plots in the style of the paper's Fig. 5–9: a metric against the number of
+//! edge servers, one line per decision maker, error bars of ± one standard
+//! deviation over seeds. One file per (metric, EMD value): `objective_phi0.2.png`.
+//!
+//! Text is drawn with DejaVu Sans, embedded in the binary
+//! (`trainer/assets/DejaVuSans.ttf`, license beside it): plotters' `ab_glyph`
+//! backend never looks for system fonts, so plots look the same on every machine.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use anyhow::Context;
+use plotters::prelude::*;
+use plotters::style::{register_font, FontStyle};
+
+use super::report::write_atomic_with;
+use super::{emd_label, Metric, SummaryRow, Sweep};
+use crate::scenario::Emd;
+
+/// The font every plot uses, registered with plotters as `sans-serif`.
+static DEJAVU_SANS: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
+
+/// The metrics plotted against the number of servers, in file order.
+pub const PLOTTED: [Metric; 7] = [
+    Metric::Objective,
+    Metric::Utility,
+    Metric::CostTotal,
+    Metric::CostMig,
+    Metric::CostSyn,
+    Metric::CostCmp,
+    Metric::Reward,
+];
+
+/// Line colours (Okabe–Ito, distinguishable with colour-vision deficiencies).
+const COLOURS: [RGBColor; 8] = [
+    RGBColor(0, 114, 178),
+    RGBColor(213, 94, 0),
+    RGBColor(0, 158, 115),
+    RGBColor(204, 121, 167),
+    RGBColor(230, 159, 0),
+    RGBColor(86, 180, 233),
+    RGBColor(0, 0, 0),
+    RGBColor(240, 228, 66),
+];
+
+/// Pixel size of every plot.
+const SIZE: (u32, u32) = (900, 600);
+
+/// Registers the embedded font once per process.
+fn ensure_font() -> anyhow::Result<()> {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    let ok = *REGISTERED
+        .get_or_init(|| register_font("sans-serif", FontStyle::Normal, DEJAVU_SANS).is_ok());
+    anyhow::ensure!(ok, "the embedded plot font could not be loaded");
+    Ok(())
+}
+
+/// One decision maker's line: (servers, mean, std) points in increasing servers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Line {
+    /// Legend text.
+    pub label: String,
+    /// (x, mean, standard deviation).
+    pub points: Vec<(f64, f64, f64)>,
+}
+
+/// The name of the plot of `metric` at EMD `emd`: `cost_total_phi0.2.png`, or
+/// `cost_total_phi-per-user.png` for per-user values.
+pub fn file_name(metric: Metric, emd: &Emd) -> String {
+    match emd {
+        Emd::All(v) => format!("{}_phi{v}.png", metric.name()),
+        Emd::PerUser(_) => format!("{}_phi-per-user.png", metric.name()),
+    }
+}
+
+/// The y range shown: every mean ± std, padded by 8 %, never empty.
+fn y_range(lines: &[Line]) -> (f64, f64) {
+    let values = lines
+        .iter()
+        .flat_map(|l| l.points.iter())
+        .flat_map(|&(_, m, s)| [m - s, m + s])
+        .filter(|v| v.is_finite());
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    });
+    if lo > hi {
+        return (0.0, 1.0);
+    }
+    let span = hi - lo;
+    let pad = if span > 0.0 {
+        0.08 * span
+    } else {
+        0.1 * lo.abs().max(1e-3)
+    };
+    (lo - pad, hi + pad)
+}
+
+/// A y tick label with about three significant digits over `span`, without
+/// trailing zeros or a negative zero.
+fn tick_label(v: f64, span: f64) -> String {
+    let decimals = if span > 0.0 && span.is_finite() {
+        (2.0 - span.log10().floor()).clamp(0.0, 12.0) as usize
+    } else {
+        3
+    };
+    let mut text = format!("{v:.decimals$}");
+    if text.contains('.') {
+        text = text.trim_end_matches('0').trim_end_matches('.').to_owned();
+    }
+    if text == "-0" {
+        text = "0".to_owned();
+    }
+    text
+}
+
+/// Draws `lines` into a PNG at `path` (written atomically): the chart on the left,
+/// the legend in a column of its own on the right (it never hides a point).
+pub fn draw(path: &Path, title: &str, y_label: &str, lines: &[Line]) -> anyhow::Result<()> {
+    ensure_font()?;
+    let mut xs: Vec<f64> = lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|p| p.0))
+        .collect();
+    xs.sort_by(f64::total_cmp);
+    xs.dedup();
+    let (x_lo, x_hi) = match (xs.first(), xs.last()) {
+        (Some(lo), Some(hi)) => (lo - 1.0, hi + 1.0),
+        _ => (0.0, 1.0),
+    };
+    // Lines at the same x are shifted apart a little so their error bars stay visible.
+    let gap = xs.windows(2).map(|w| w[1] - w[0]).fold(1.0, f64::min);
+    let dodge = |i: usize| (i as f64 - (lines.len() as f64 - 1.0) / 2.0) * 0.06 * gap;
+    let (y_lo, y_hi) = y_range(lines);
+    let longest = lines
+        .iter()
+        .map(|l| l.label.chars().count())
+        .max()
+        .unwrap_or(0);
+    let legend_width = (56 + 9 * longest as u32).min(320);
+    write_atomic_with(path, |tmp| {
+        let plot_err =
+            |e: &dyn std::fmt::Display| anyhow::anyhow!("drawing {}: {e}", path.display());
+        let root = BitMapBackend::new(tmp, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| plot_err(&e))?;
+        let body = root
+            .margin(10, 0, 0, 0)
+            .titled(title, ("sans-serif", 24))
+            .map_err(|e| plot_err(&e))?;
+        let (chart_area, legend_area) = body.split_horizontally(SIZE.0 - legend_width);
+        let mut chart = ChartBuilder::on(&chart_area)
+            .margin(16)
+            .x_label_area_size(48)
+            .y_label_area_size(80)
+            .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)
+            .map_err(|e| plot_err(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("number of edge servers S")
+            .y_desc(y_label)
+            // Room for a label at every whole number; only whole numbers are printed.
+            .x_labels(((x_hi - x_lo) as usize + 1).min(40))
+            .x_label_formatter(&|x| {
+                if (x - x.round()).abs() < 1e-9 {
+                    format!("{}", x.round())
+                } else {
+                    String::new()
+                }
+            })
+            .y_label_formatter(&|y| tick_label(*y, y_hi - y_lo))
+            .label_style(("sans-serif", 16))
+            .axis_desc_style(("sans-serif", 18))
+            .light_line_style(WHITE.mix(0.0))
+            .draw()
+            .map_err(|e| plot_err(&e))?;
+        for (i, line) in lines.iter().enumerate() {
+            let colour = COLOURS[i % COLOURS.len()];
+            let shift = dodge(i);
+            let points: Vec<(f64, f64, f64)> = line
+                .points
+                .iter()
+                .map(|&(x, m, s)| (x + shift, m, s))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(
+                    points.iter().map(|&(x, m, _)| (x, m)),
+                    colour.stroke_width(2),
+                ))
+                .map_err(|e| plot_err(&e))?;
+            chart
+                .draw_series(points.iter().map(|&(x, m, s)| {
+                    ErrorBar::new_vertical(x, m - s, m, m + s, colour.filled().stroke_width(2), 10)
+                }))
+                .map_err(|e| plot_err(&e))?;
+            let y = 40 + 28 * i as i32;
+            legend_area
+                .draw(&PathElement::new(
+                    vec![(6, y), (38, y)],
+                    colour.stroke_width(3),
+                ))
+                .and_then(|()| legend_area.draw(&Circle::new((22, y), 5, colour.filled())))
+                .and_then(|()| {
+                    legend_area.draw(&Text::new(
+                        line.label.clone(),
+                        (46, y - 9),
+                        ("sans-serif", 16).into_font(),
+                    ))
+                })
+                .map_err(|e| plot_err(&e))?;
+        }
+        root.present().map_err(|e| plot_err(&e))?;
+        Ok(())
+    })
+}
+
+/// Draws every plot of [`PLOTTED`] for each EMD setting of `sweep` with at least one
+/// row; returns the paths written.
+pub fn write_plots(dir: &Path, sweep: &Sweep, rows: &[SummaryRow]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for emd in &sweep.emds {
+        let label = emd_label(emd);
+        let rows_here: Vec<&SummaryRow> =
+            rows.iter().filter(|r| emd_label(&r.emd) == label).collect();
+        if rows_here.is_empty() {
+            continue;
+        }
+        for metric in PLOTTED {
+            let lines: Vec<Line> = sweep
+                .policies
+                .iter()
+                .map(|p| p.label())
+                .filter_map(|policy| {
+                    let mut points: Vec<(f64, f64, f64)> = rows_here
+                        .iter()
+                        .filter(|r| r.policy == policy)
+                        .map(|r| {
+                            let s = r.get(metric);
+                            (r.servers as f64, s.mean, s.std)
+                        })
+                        .collect();
+                    points.sort_by(|a, b| a.0.total_cmp(&b.0));
+                    (!points.is_empty()).then_some(Line {
+                        label: policy,
+                        points,
+                    })
+                })
+                .collect();
+            let path = dir.join(file_name(metric, emd));
+            let title = format!("{} vs servers, φ = {label}", metric.title());
+            draw(&path, &title, metric.title(), &lines)
+                .with_context(|| format!("plotting {}", path.display()))?;
+            written.push(path);
+        }
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plot_is_a_png() {
+        let dir = std::env::temp_dir().join(format!("diten-plot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("objective_phi0.2.png");
+        let lines = vec![
+            Line {
+                label: "nearest".into(),
+                points: vec![(9.0, 0.1, 0.01), (15.0, 0.12, 0.02), (21.0, 0.13, 0.0)],
+            },
+            Line {
+                label: "sticky".into(),
+                points: vec![(9.0, 0.11, 0.01), (15.0, 0.125, 0.02), (21.0, 0.135, 0.005)],
+            },
+        ];
+        draw(
+            &path,
+            "objective e per slot vs servers, φ = 0.2",
+            "objective",
+            &lines,
+        )
+        .unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+        // A single point and a flat line still give a valid range.
+        let single = [Line {
+            label: "x".into(),
+            points: vec![(3.0, 2.0, 0.0)],
+        }];
+        draw(&path, "single", "y", &single).unwrap();
+        let (lo, hi) = y_range(&single);
+        assert!(
+            (lo - 1.8).abs() < 1e-12 && (hi - 2.2).abs() < 1e-12,
+            "{lo} {hi}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn tick_labels_are_short() {
+        assert_eq!(tick_label(-0.0, 0.3), "0");
+        assert_eq!(tick_label(-1e-17, 0.3), "0");
+        assert_eq!(tick_label(0.15, 0.3), "0.15");
+        assert_eq!(tick_label(-0.05, 0.3), "-0.05");
+        assert_eq!(tick_label(12000.0, 9000.0), "12000");
+        assert_eq!(tick_label(0.8525, 0.01), "0.8525");
+    }
+
+    #[test]
+    fn file_names_follow_the_metric_and_emd() {
+        assert_eq!(
+            file_name(Metric::Objective, &Emd::All(0.2)),
+            "objective_phi0.2.png"
+        );
+        assert_eq!(
+            file_name(Metric::CostMig, &Emd::All(0.0)),
+            "cost_mig_phi0.png"
+        );
+        assert_eq!(
+            file_name(Metric::CostTotal, &Emd::PerUser(vec![0.1])),
+            "cost_total_phi-per-user.png"
+        );
+    }
+}

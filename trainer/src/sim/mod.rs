@@ -1,0 +1,390 @@
+//! The edge-network simulator of SPEC §2.2: episodes from a seed, random-waypoint
+//! mobility, per-slot image counts and the previous-slot bookkeeping. Every cost,
+//! utility, objective and γ comes from `diten-controller`; this module only keeps
+//! the state and draws the randomness.
+//!
+//! # Determinism
+//!
+//! An episode is a pure function of the scenario and its seed: one ChaCha8 stream,
+//! seeded with the seed, is consumed in a fixed order — servers (x, y, p, q, ε in
+//! that order, server by server), then users (x, y, D_twin, first waypoint x, y and
+//! speed, user by user), then the images of the slot before the first (the data
+//! users arrive with, reusable in slot 1) and the images of slot 1, then for each
+//! later slot: the movement of each user (a new waypoint and speed on arrival) and
+//! the images of each user.
+//! Floats are drawn as 53-bit fractions and integers without modulo bias, so the
+//! stream does not depend on any crate's sampling code.
+//!
+//! # Slot order and the first slot
+//!
+//! Users start at their drawn positions in slot 1; before every later slot they
+//! move. At slot 1 there is no previous association: the controller sees
+//! `prev_server = None` (no migration is charged), and decision makers see the
+//! nearest server as the previous association (SPEC §2.2).
+
+mod vec_env;
+
+use anyhow::{bail, Context};
+use diten_controller::{
+    evaluate, manhattan, solve_gamma, Evaluation, Server, Slot, SolveStats, User, MAX_SERVERS,
+    MAX_USERS,
+};
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+
+use crate::scenario::{Mobility, Scenario};
+
+pub use vec_env::{episode_seed, VecEnv};
+
+/// The slot status type the simulator hands to decision makers (controller capacity).
+pub type Status = Slot<MAX_USERS, MAX_SERVERS>;
+/// A slot's evaluation at the simulator's capacity.
+pub type SlotEvaluation = Evaluation<MAX_USERS, MAX_SERVERS>;
+
+/// How γ is chosen for a decision.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Gamma {
+    /// The controller's globally optimal γ solver.
+    Optimal,
+    /// Given ratios, one per user (Baseline 3).
+    Given(Vec<f64>),
+}
+
+/// What a decision maker decides for one slot.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    /// Server of each user.
+    pub association: Vec<usize>,
+    /// How γ is chosen.
+    pub gamma: Gamma,
+}
+
+impl Decision {
+    /// An association with the optimal γ.
+    pub fn optimal(association: Vec<usize>) -> Self {
+        Decision {
+            association,
+            gamma: Gamma::Optimal,
+        }
+    }
+}
+
+/// The result of one slot.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The slot's evaluation (objective, reward, costs, violations).
+    pub evaluation: SlotEvaluation,
+    /// γ used, one per user.
+    pub gamma: Vec<f64>,
+    /// Users whose server differs from the previous slot's (0 in slot 1).
+    pub migrations: usize,
+    /// What the γ solver did (default when γ was given).
+    pub solve: SolveStats,
+    /// The slot index that was evaluated (0-based).
+    pub t: usize,
+    /// Whether this was the episode's last slot.
+    pub done: bool,
+}
+
+/// A uniform 53-bit fraction in [0, 1).
+fn unit(rng: &mut ChaCha8Rng) -> f64 {
+    (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+/// Uniform in [lo, hi].
+fn uniform(rng: &mut ChaCha8Rng, [lo, hi]: [f64; 2]) -> f64 {
+    lo + (hi - lo) * unit(rng)
+}
+
+/// Uniform integer in [lo, hi] without bias (Lemire's rejection on 64 bits).
+fn uniform_int(rng: &mut ChaCha8Rng, [lo, hi]: [u32; 2]) -> u32 {
+    let span = u64::from(hi - lo) + 1;
+    let zone = u64::MAX - (u64::MAX % span) - 1;
+    loop {
+        let x = rng.next_u64();
+        if x <= zone {
+            return lo + (x % span) as u32;
+        }
+    }
+}
+
+/// A user's mobility state.
+#[derive(Clone, Copy, Debug)]
+struct Walker {
+    x: f64,
+    y: f64,
+    wx: f64,
+    wy: f64,
+    speed: f64,
+}
+
+/// One environment: an episode of a scenario, stepped slot by slot.
+#[derive(Clone, Debug)]
+pub struct Env {
+    scenario: Scenario,
+    seed: u64,
+    rng: ChaCha8Rng,
+    servers: Vec<Server>,
+    walkers: Vec<Walker>,
+    twin_bits: Vec<f64>,
+    data_bits: Vec<f64>,
+    prev_data_bits: Vec<f64>,
+    /// Previous association as decision makers see it (nearest server at slot 1).
+    prev_association: Vec<usize>,
+    t: usize,
+    status: Status,
+    gamma: Vec<f64>,
+    users_buf: Vec<User>,
+}
+
+impl Env {
+    /// Starts the episode of `scenario` with `seed`.
+    pub fn new(scenario: &Scenario, seed: u64) -> anyhow::Result<Env> {
+        scenario.validate().context("invalid scenario")?;
+        let sc = scenario;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let area = [0.0, sc.area_m];
+        let mut servers = Vec::with_capacity(sc.servers);
+        for _ in 0..sc.servers {
+            let x = uniform(&mut rng, area);
+            let y = uniform(&mut rng, area);
+            let p = uniform(&mut rng, sc.p);
+            let q = uniform(&mut rng, sc.q);
+            let eps = uniform(&mut rng, sc.eps);
+            servers.push(Server { x, y, p, q, eps });
+        }
+        let mut walkers = Vec::with_capacity(sc.users);
+        let mut twin_bits = Vec::with_capacity(sc.users);
+        for _ in 0..sc.users {
+            let x = uniform(&mut rng, area);
+            let y = uniform(&mut rng, area);
+            twin_bits.push(uniform(&mut rng, sc.twin_bits));
+            let (wx, wy, speed) = match sc.mobility {
+                Mobility::RandomWaypoint { speed } => (
+                    uniform(&mut rng, area),
+                    uniform(&mut rng, area),
+                    uniform(&mut rng, speed),
+                ),
+                Mobility::Static => (x, y, 0.0),
+            };
+            walkers.push(Walker {
+                x,
+                y,
+                wx,
+                wy,
+                speed,
+            });
+        }
+        let bps = sc.params.bits_per_sample;
+        let prev_data_bits: Vec<f64> = (0..sc.users)
+            .map(|_| f64::from(uniform_int(&mut rng, sc.samples)) * bps)
+            .collect();
+        let data_bits: Vec<f64> = (0..sc.users)
+            .map(|_| f64::from(uniform_int(&mut rng, sc.samples)) * bps)
+            .collect();
+        let prev_association: Vec<usize> = walkers
+            .iter()
+            .map(|w| nearest(&servers, w.x, w.y))
+            .collect();
+        let mut users_buf = Vec::with_capacity(sc.users);
+        let status = build_status(
+            sc,
+            &servers,
+            &walkers,
+            &twin_bits,
+            &data_bits,
+            &prev_data_bits,
+            None,
+            &mut users_buf,
+        )?;
+        Ok(Env {
+            scenario: sc.clone(),
+            seed,
+            rng,
+            servers,
+            walkers,
+            twin_bits,
+            data_bits,
+            prev_data_bits,
+            prev_association,
+            t: 0,
+            status,
+            gamma: vec![0.0; sc.users],
+            users_buf,
+        })
+    }
+
+    /// Restarts at slot 0 with a new episode drawn from `seed`.
+    pub fn reset(&mut self, seed: u64) -> anyhow::Result<()> {
+        *self = Env::new(&self.scenario, seed)?;
+        Ok(())
+    }
+
+    /// Moves users, draws the slot's images and rebuilds the status.
+    fn next_slot(&mut self) -> anyhow::Result<()> {
+        let sc = &self.scenario;
+        let rng = &mut self.rng;
+        if let Mobility::RandomWaypoint { speed } = sc.mobility {
+            for w in self.walkers.iter_mut() {
+                step_walker(w, rng, sc.area_m, speed);
+            }
+        }
+        std::mem::swap(&mut self.data_bits, &mut self.prev_data_bits);
+        let bps = sc.params.bits_per_sample;
+        for d in self.data_bits.iter_mut() {
+            *d = f64::from(uniform_int(rng, sc.samples)) * bps;
+        }
+        self.status = build_status(
+            sc,
+            &self.servers,
+            &self.walkers,
+            &self.twin_bits,
+            &self.data_bits,
+            &self.prev_data_bits,
+            Some(&self.prev_association),
+            &mut self.users_buf,
+        )?;
+        Ok(())
+    }
+
+    /// Applies a decision to the current slot, then advances to the next slot (or
+    /// stays on the last one when the episode is over: `done`).
+    pub fn step(&mut self, decision: &Decision) -> anyhow::Result<Outcome> {
+        if self.t >= self.scenario.slots {
+            bail!("episode over: reset the environment");
+        }
+        let params = &self.scenario.params;
+        let assoc = &decision.association;
+        let solve = match &decision.gamma {
+            Gamma::Optimal => solve_gamma(params, &self.status, assoc, &mut self.gamma)
+                .map_err(|e| anyhow::anyhow!("decision rejected: {e}"))?,
+            Gamma::Given(g) => {
+                if g.len() != self.gamma.len() {
+                    bail!(
+                        "decision rejected: gamma has {} values for {} users",
+                        g.len(),
+                        self.gamma.len()
+                    );
+                }
+                self.gamma.copy_from_slice(g);
+                SolveStats::default()
+            }
+        };
+        let evaluation = evaluate(params, &self.status, assoc, &self.gamma)
+            .map_err(|e| anyhow::anyhow!("decision rejected: {e}"))?;
+        let migrations = if self.t == 0 {
+            0
+        } else {
+            assoc
+                .iter()
+                .zip(&self.prev_association)
+                .filter(|(a, b)| a != b)
+                .count()
+        };
+        let t = self.t;
+        self.t += 1;
+        let done = self.t >= self.scenario.slots;
+        let outcome = Outcome {
+            evaluation,
+            gamma: self.gamma.clone(),
+            migrations,
+            solve,
+            t,
+            done,
+        };
+        if !done {
+            self.prev_association.copy_from_slice(assoc);
+            self.next_slot()?;
+        }
+        Ok(outcome)
+    }
+
+    /// The current slot's status (what the gateway knows when it decides).
+    pub fn status(&self) -> &Status {
+        &self.status
+    }
+
+    /// The previous association (the nearest server of each user at slot 0).
+    pub fn prev_association(&self) -> &[usize] {
+        &self.prev_association
+    }
+
+    /// The current slot index (0-based).
+    pub fn t(&self) -> usize {
+        self.t
+    }
+
+    /// Whether every slot of the episode has been stepped.
+    pub fn done(&self) -> bool {
+        self.t >= self.scenario.slots
+    }
+
+    /// The scenario.
+    pub fn scenario(&self) -> &Scenario {
+        &self.scenario
+    }
+
+    /// The seed of the current episode.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+}
+
+/// Index of the server nearest (Manhattan) to (x, y); ties go to the lower index.
+pub fn nearest(servers: &[Server], x: f64, y: f64) -> usize {
+    let mut best = (f64::INFINITY, 0);
+    for (s, srv) in servers.iter().enumerate() {
+        let d = manhattan(x, y, srv.x, srv.y);
+        if d < best.0 {
+            best = (d, s);
+        }
+    }
+    best.1
+}
+
+/// One slot of random-waypoint motion: `speed` metres toward the waypoint; on
+/// arrival a new waypoint and speed are drawn (the rest of the slot is not used).
+fn step_walker(w: &mut Walker, rng: &mut ChaCha8Rng, area: f64, speed: [f64; 2]) {
+    let (dx, dy) = (w.wx - w.x, w.wy - w.y);
+    let dist = dx.hypot(dy);
+    if dist <= w.speed {
+        w.x = w.wx;
+        w.y = w.wy;
+        w.wx = uniform(rng, [0.0, area]);
+        w.wy = uniform(rng, [0.0, area]);
+        w.speed = uniform(rng, speed);
+    } else {
+        w.x = (w.x + dx / dist * w.speed).clamp(0.0, area);
+        w.y = (w.y + dy / dist * w.speed).clamp(0.0, area);
+    }
+}
+
+/// The controller's view of a slot; `prev = None` in the first slot.
+#[allow(clippy::too_many_arguments)]
+fn build_status(
+    sc: &Scenario,
+    servers: &[Server],
+    walkers: &[Walker],
+    twin_bits: &[f64],
+    data_bits: &[f64],
+    prev_data_bits: &[f64],
+    prev: Option<&[usize]>,
+    users: &mut Vec<User>,
+) -> anyhow::Result<Status> {
+    users.clear();
+    for (u, w) in walkers.iter().enumerate() {
+        users.push(User {
+            x: w.x,
+            y: w.y,
+            emd: sc.emd.of(u),
+            twin_bits: twin_bits[u],
+            data_bits: data_bits[u],
+            prev_data_bits: prev_data_bits[u],
+            prev_server: prev.map(|p| p[u]),
+        });
+    }
+    Slot::new(servers, users).map_err(|e| anyhow::anyhow!("simulator built an invalid slot: {e}"))
+}
+
+#[cfg(test)]
+mod tests;
