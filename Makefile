@@ -7,12 +7,29 @@ SHELL := /bin/bash
 CARGO ?= cargo
 THUMB := thumbv7em-none-eabihf
 
-.PHONY: setup demo test fmt lint unit thumb bench
+# libtorch for tch 0.26: PyTorch 2.13.0 from PyPI in a virtual environment outside
+# the clone (later clones reuse it). `libtorch` is a stable link to its `torch`
+# package folder; tch finds it through LIBTORCH and the `diten` binary gets an
+# rpath to its lib/ (trainer/build.rs), so it runs without extra environment.
+TORCH_VERSION := 2.13.0
+TORCH_VENV ?= $(HOME)/.cache/diten/torch-$(TORCH_VERSION)
+export LIBTORCH ?= $(TORCH_VENV)/libtorch
 
-setup:
+.PHONY: setup torch demo test fmt lint unit thumb bench
+
+setup: torch
 	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 	@rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 	@rustup target list --installed 2>/dev/null | grep -q '^$(THUMB)$$' || rustup target add $(THUMB)
+
+torch:
+	@if [ ! -e "$(LIBTORCH)/lib/libtorch_cpu.so" ]; then \
+	  echo "== installing torch==$(TORCH_VERSION) into $(TORCH_VENV) (about 4.7 GB, once)" >&2; \
+	  python3 -m venv "$(TORCH_VENV)" && \
+	  "$(TORCH_VENV)/bin/pip" install --quiet --disable-pip-version-check "torch==$(TORCH_VERSION)" && \
+	  ln -sfn "$$("$(TORCH_VENV)/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2>/dev/null)" "$(TORCH_VENV)/libtorch"; \
+	fi
+	@test -e "$(LIBTORCH)/lib/libtorch_cpu.so" || { echo "error: no libtorch at $(LIBTORCH)" >&2; exit 1; }
 
 demo: setup
 	$(CARGO) build --release -p diten-trainer --bin diten

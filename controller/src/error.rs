@@ -91,6 +91,13 @@ pub enum Error {
         /// Entries given.
         got: usize,
     },
+    /// The observation buffer is shorter than the observation.
+    ObservationLength {
+        /// Values the observation needs.
+        expected: usize,
+        /// Length of the buffer given.
+        got: usize,
+    },
     /// An association entry names a server that does not exist.
     AssociationIndex {
         /// The user whose entry is wrong.
@@ -124,6 +131,9 @@ impl fmt::Display for Error {
             ),
             Error::AssociationLength { expected, got } => {
                 write!(f, "association: {got} entries for {expected} users")
+            }
+            Error::ObservationLength { expected, got } => {
+                write!(f, "obs: {got} values for an observation of {expected}")
             }
             Error::AssociationIndex { user, server } => {
                 write!(f, "association[{user}]: server {server} does not exist")

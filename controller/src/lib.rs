@@ -42,6 +42,7 @@
 mod error;
 mod math;
 pub mod model;
+pub mod obs;
 mod params;
 mod slot;
 pub mod solver;

@@ -301,7 +301,10 @@ fn bad_flags_give_one_line_errors() {
     check(&["--servers", "0"], "--servers: must be in 1..=64 (got 0)");
     check(&["--servers", "3,x"], "--servers");
     check(&["--policy", "nope"], "unknown policy `nope`");
-    check(&["--policy", "models/ppo.onnx"], "trained policies");
+    check(
+        &["--policy", "models/ppo.onnx"],
+        "ONNX policies are not supported yet",
+    );
     check(
         &["--scenario", "/nonexistent/scenario.toml"],
         "/nonexistent/scenario.toml",

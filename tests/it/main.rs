@@ -6,6 +6,8 @@ use std::sync::OnceLock;
 
 mod evaluate;
 mod solve;
+#[cfg(feature = "torch")]
+mod train;
 
 /// A `diten` command ready to run, built from the current sources.
 ///

@@ -11,5 +11,6 @@ pub mod eval;
 pub mod policy;
 pub mod scenario;
 pub mod sim;
+pub mod train;
 
 pub use cli::run;

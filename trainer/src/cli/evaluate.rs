@@ -205,7 +205,7 @@ fn scenario_toml(command: &str, sweep: &Sweep) -> String {
 
 /// The output folder: `out` (created if missing), or a fresh
 /// `runs/<command>-<UTC timestamp>` announced on stderr.
-fn output_dir(command: &str, out: Option<&Path>) -> anyhow::Result<PathBuf> {
+pub(crate) fn output_dir(command: &str, out: Option<&Path>) -> anyhow::Result<PathBuf> {
     if let Some(dir) = out {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("--out: creating {}", dir.display()))?;
@@ -267,7 +267,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 static STOP: AtomicBool = AtomicBool::new(false);
 
 /// Installs the Ctrl-C handler (once per process) and clears the stop flag.
-fn interrupt_flag() -> &'static AtomicBool {
+pub(crate) fn interrupt_flag() -> &'static AtomicBool {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {
         let installed = ctrlc::set_handler(|| {
@@ -275,7 +275,7 @@ fn interrupt_flag() -> &'static AtomicBool {
                 std::process::exit(INTERRUPTED_EXIT_CODE);
             }
             eprintln!(
-                "\ninterrupted: finishing the episodes in progress, then writing what has \
+                "\ninterrupted: finishing the work in progress, then saving what has \
                  finished (Ctrl-C again quits at once)"
             );
         });

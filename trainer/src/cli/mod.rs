@@ -16,6 +16,7 @@ pub mod compare;
 pub mod evaluate;
 mod input;
 pub mod solve;
+pub mod train;
 
 pub use evaluate::Seeds;
 
@@ -43,6 +44,69 @@ pub enum Command {
     /// Run several decision makers on the same episodes and compare them (table on
     /// stdout, CSV, JSON and plots against the number of servers under --out).
     Compare(CompareArgs),
+    /// Train a policy in the simulator (PPO, or the A2C and DDPG baselines); writes
+    /// config.toml, metrics.csv, curve.png and checkpoint.ot under --out.
+    Train(TrainArgs),
+}
+
+/// Arguments of `diten train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The algorithm: ppo (the paper's Algorithm 1), a2c (Baseline 1) or ddpg (Baseline 4).
+    #[arg(long, value_enum, default_value = "ppo")]
+    pub algo: crate::train::Algo,
+    /// Scenario TOML file (see `diten_trainer::scenario`); without it the SPEC §2 defaults.
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+    /// Number of edge servers S (default: the scenario's).
+    #[arg(long, value_name = "S")]
+    pub servers: Option<usize>,
+    /// Number of users U (default: the scenario's).
+    #[arg(long, value_name = "U")]
+    pub users: Option<usize>,
+    /// EMD φ of every user's data (default: the scenario's).
+    #[arg(long, value_name = "PHI")]
+    pub emd: Option<f64>,
+    /// Slots per episode T (default: the scenario's).
+    #[arg(long, value_name = "T")]
+    pub slots: Option<usize>,
+    /// Seed of the networks, the sampling and the episodes (default: the scenario's).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Iterations (rollout + update) in all (default 300).
+    #[arg(long, value_name = "N")]
+    pub iterations: Option<usize>,
+    /// Environments stepped in lockstep (default 8).
+    #[arg(long, value_name = "N")]
+    pub envs: Option<usize>,
+    /// Slots per environment per iteration (default 64; 16 for a2c).
+    #[arg(long, value_name = "N")]
+    pub rollout: Option<usize>,
+    /// Training signal: reward (eq. 25, the paper) or objective (e minus the penalty).
+    #[arg(long, value_enum)]
+    pub reward: Option<crate::train::RewardSignal>,
+    /// PPO's probability ratio: joint (summed over users, the paper) or per-user.
+    #[arg(long, value_enum)]
+    pub ratio: Option<crate::train::Ratio>,
+    /// Entropy bonus per user (default 0.01).
+    #[arg(long)]
+    pub entropy: Option<f64>,
+    /// Actor learning rate (default 2.5e-4).
+    #[arg(long)]
+    pub lr_actor: Option<f64>,
+    /// Critic learning rate (default 1.5e-3).
+    #[arg(long)]
+    pub lr_critic: Option<f64>,
+    /// Where to train: auto (CUDA when present), cpu or cuda.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Run folder, created if missing (default: a fresh `runs/train-<UTC timestamp>`).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Continue the run in DIR from its checkpoint (its config.toml is used; only
+    /// --iterations may be given to extend it).
+    #[arg(long, value_name = "DIR", conflicts_with = "out")]
+    pub resume: Option<PathBuf>,
 }
 
 /// Arguments of `diten solve`.
@@ -61,8 +125,8 @@ pub struct SolveArgs {
 /// Arguments of `diten evaluate`.
 #[derive(Debug, Args)]
 pub struct EvaluateArgs {
-    /// The decision maker: a built-in name (nearest, nearest-random, sticky, oracle)
-    /// or a trained policy file (not supported yet).
+    /// The decision maker: a built-in name (nearest, nearest-random, sticky, oracle,
+    /// random) or a training checkpoint (`checkpoint.ot` or its run folder).
     #[arg(long, value_name = "NAME|PATH")]
     pub policy: String,
     /// The scenario and the sweep.
@@ -129,6 +193,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Solve(args) => solve::run(&args),
         Command::Evaluate(args) => evaluate::run(&args),
         Command::Compare(args) => compare::run(&args),
+        Command::Train(args) => train::run(&args),
     }
 }
 

@@ -49,7 +49,7 @@ pub use metrics::{EpisodeAccumulator, EpisodeMetrics, Metric, SlotMetrics, Stats
 /// A decision maker as named on the command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PolicySpec {
-    /// One of [`policy::NAMES`].
+    /// One of [`policy::ALL_NAMES`].
     Builtin(&'static str),
     /// A trained policy file (PPO checkpoint or ONNX). Not loadable yet: loading it
     /// belongs in [`PolicySpec::instantiate`].
@@ -62,16 +62,12 @@ pub enum PolicyError {
     /// Neither a built-in name nor something that looks like a file.
     #[error(
         "unknown policy `{0}` (known: {known}; a trained policy is given as a file path)",
-        known = policy::NAMES.join(", ")
+        known = policy::ALL_NAMES.join(", ")
     )]
     Unknown(String),
-    /// A policy file: trained policies cannot be evaluated yet.
-    #[error(
-        "{0}: trained policies (PPO checkpoints, ONNX files) are not supported yet; \
-         the built-in decision makers are {known}",
-        known = policy::NAMES.join(", ")
-    )]
-    TrainedNotSupported(PathBuf),
+    /// A policy file this build cannot load.
+    #[error("{0}: {1}")]
+    TrainedNotSupported(PathBuf, &'static str),
 }
 
 /// File extensions that mark a `--policy` value as a trained-policy file.
@@ -81,7 +77,7 @@ impl PolicySpec {
     /// Reads a `--policy` value: a built-in name, else a file when it looks like a
     /// path (has a `/`, a known extension or names an existing file).
     pub fn parse(text: &str) -> Result<PolicySpec, PolicyError> {
-        if let Some(name) = policy::NAMES.iter().find(|n| **n == text) {
+        if let Some(name) = policy::ALL_NAMES.iter().find(|n| **n == text) {
             return Ok(PolicySpec::Builtin(name));
         }
         let path = PathBuf::from(text);
@@ -113,9 +109,37 @@ impl PolicySpec {
     pub fn instantiate(&self) -> anyhow::Result<Box<dyn DecisionMaker>> {
         match self {
             PolicySpec::Builtin(name) => policy::by_name(name),
-            // The loader of trained policies plugs in here.
-            PolicySpec::File(path) => Err(PolicyError::TrainedNotSupported(path.clone()).into()),
+            PolicySpec::File(path) => load_trained(path, self.label()),
         }
+    }
+}
+
+/// Loads a trained policy: a checkpoint (`.ot`) or a training run folder.
+fn load_trained(path: &std::path::Path, label: String) -> anyhow::Result<Box<dyn DecisionMaker>> {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+    {
+        return Err(PolicyError::TrainedNotSupported(
+            path.to_path_buf(),
+            "ONNX policies are not supported yet; give a training checkpoint (.ot) or run folder",
+        )
+        .into());
+    }
+    #[cfg(feature = "torch")]
+    {
+        Ok(Box::new(crate::train::checkpoint::load_policy(
+            path, label,
+        )?))
+    }
+    #[cfg(not(feature = "torch"))]
+    {
+        let _ = label;
+        Err(PolicyError::TrainedNotSupported(
+            path.to_path_buf(),
+            "this diten was built without the `torch` feature, which reading checkpoints needs",
+        )
+        .into())
     }
 }
 

@@ -32,7 +32,7 @@ pub const PLOTTED: [Metric; 7] = [
 ];
 
 /// Line colours (Okabe–Ito, distinguishable with colour-vision deficiencies).
-const COLOURS: [RGBColor; 8] = [
+pub(crate) const COLOURS: [RGBColor; 8] = [
     RGBColor(0, 114, 178),
     RGBColor(213, 94, 0),
     RGBColor(0, 158, 115),
@@ -47,7 +47,7 @@ const COLOURS: [RGBColor; 8] = [
 const SIZE: (u32, u32) = (900, 600);
 
 /// Registers the embedded font once per process.
-fn ensure_font() -> anyhow::Result<()> {
+pub(crate) fn ensure_font() -> anyhow::Result<()> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
     let ok = *REGISTERED
         .get_or_init(|| register_font("sans-serif", FontStyle::Normal, DEJAVU_SANS).is_ok());

@@ -8,6 +8,7 @@
 //! | `nearest-random` | Baseline 3: Baseline 2's association, uniformly random γ scaled to keep C2 |
 //! | `sticky` | keep last slot's server unless a constraint breaks, then the best feasible move |
 //! | `oracle` | local search over the slot with full knowledge and the exact γ solver |
+//! | `random` | a uniformly random server per user, optimal γ (a floor, not in the default set) |
 
 use crate::sim::{Decision, Env};
 
@@ -26,13 +27,63 @@ mod feasible;
 mod nearest;
 mod oracle;
 mod sticky;
+pub mod trained;
 
 pub use nearest::{Nearest, NearestRandom};
 pub use oracle::{Oracle, OracleConfig};
 pub use sticky::Sticky;
 
-/// Names of the decision makers that need no learning, in table order.
+/// Names of the decision makers that need no learning, in table order (the default
+/// set of `diten compare`).
 pub const NAMES: &[&str] = &["nearest", "nearest-random", "sticky", "oracle"];
+
+/// Every built-in name: [`NAMES`] and the `random` yardstick (a uniformly random
+/// server per user, optimal γ), the floor a learner must clear.
+pub const ALL_NAMES: &[&str] = &["nearest", "nearest-random", "sticky", "oracle", "random"];
+
+/// A uniformly random server for every user, with the optimal γ.
+#[derive(Debug)]
+pub struct Random {
+    rng: rand_chacha::ChaCha8Rng,
+}
+
+impl Random {
+    /// Seeded at each episode by [`DecisionMaker::reset`].
+    pub fn new() -> Self {
+        use rand_core::SeedableRng;
+        Random {
+            rng: rand_chacha::ChaCha8Rng::seed_from_u64(0),
+        }
+    }
+}
+
+impl Default for Random {
+    fn default() -> Self {
+        Random::new()
+    }
+}
+
+impl DecisionMaker for Random {
+    fn name(&self) -> &str {
+        "random"
+    }
+
+    fn reset(&mut self, seed: u64) {
+        use rand_core::SeedableRng;
+        self.rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x005E_ED0F_7A4D);
+    }
+
+    fn decide(&mut self, env: &Env) -> anyhow::Result<Decision> {
+        use rand_core::RngCore;
+        let servers = env.status().servers().len() as u64;
+        let users = env.status().users().len();
+        // Modulo bias is below 1e-17 for S <= 64: irrelevant for a yardstick.
+        let association = (0..users)
+            .map(|_| (self.rng.next_u64() % servers) as usize)
+            .collect();
+        Ok(Decision::optimal(association))
+    }
+}
 
 /// The decision maker called `name` (see [`NAMES`]).
 pub fn by_name(name: &str) -> anyhow::Result<Box<dyn DecisionMaker>> {
@@ -41,9 +92,10 @@ pub fn by_name(name: &str) -> anyhow::Result<Box<dyn DecisionMaker>> {
         "nearest-random" => Box::new(NearestRandom::new()),
         "sticky" => Box::new(Sticky::new()),
         "oracle" => Box::new(Oracle::new()),
+        "random" => Box::new(Random::new()),
         other => anyhow::bail!(
             "unknown policy `{other}` (known: {}; trained policies are files)",
-            NAMES.join(", ")
+            ALL_NAMES.join(", ")
         ),
     })
 }

@@ -1,0 +1,114 @@
+//! `diten train`: resolves the config from the flags (or a run folder to resume),
+//! trains, and reports where everything went.
+
+use anyhow::Context;
+
+use super::TrainArgs;
+
+/// Runs `diten train`.
+#[cfg(feature = "torch")]
+pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
+    use crate::scenario::{Emd, Scenario};
+    use crate::train::{run, TrainConfig};
+
+    let (config, out, resume) = if let Some(dir) = &args.resume {
+        let path = dir.join("config.toml");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("--resume: reading {}", path.display()))?;
+        let mut config = TrainConfig::from_toml(&text, &path.display().to_string())?;
+        let others = [
+            args.scenario.is_some(),
+            args.servers.is_some(),
+            args.users.is_some(),
+            args.emd.is_some(),
+            args.slots.is_some(),
+            args.seed.is_some(),
+            args.envs.is_some(),
+            args.rollout.is_some(),
+            args.reward.is_some(),
+            args.ratio.is_some(),
+            args.entropy.is_some(),
+            args.lr_actor.is_some(),
+            args.lr_critic.is_some(),
+        ];
+        anyhow::ensure!(
+            !others.iter().any(|&b| b),
+            "--resume: the run's config.toml fixes everything but --iterations and --device"
+        );
+        if let Some(n) = args.iterations {
+            config.iterations = n;
+        }
+        // Fail before saying anything when the checkpoint is unusable.
+        crate::train::checkpoint::Loaded::read(dir)?;
+        (config, dir.clone(), true)
+    } else {
+        let mut scenario = Scenario::load(args.scenario.as_deref())?;
+        if let Some(s) = args.servers {
+            scenario.servers = s;
+        }
+        if let Some(u) = args.users {
+            scenario.users = u;
+        }
+        if let Some(e) = args.emd {
+            scenario.emd = Emd::All(e);
+        }
+        if let Some(t) = args.slots {
+            scenario.slots = t;
+        }
+        if let Some(seed) = args.seed {
+            scenario.seed = seed;
+        }
+        let mut config = TrainConfig::defaults(args.algo, scenario);
+        macro_rules! set {
+            ($($field:ident),*) => {$(if let Some(v) = args.$field { config.$field = v; })*};
+        }
+        set!(iterations, envs, rollout, reward, ratio, entropy, lr_actor, lr_critic);
+        config.validate()?;
+        let out = super::evaluate::output_dir("train", args.out.as_deref())?;
+        (config, out, false)
+    };
+    let device = run::device(&args.device)?;
+    eprintln!(
+        "train: {} on {} users, {} servers, φ = {}, {} iterations of {} envs x {} slots, on {:?}; \
+         run folder {}",
+        config.algo.name(),
+        config.scenario.users,
+        config.scenario.servers,
+        crate::eval::emd_label(&config.scenario.emd),
+        config.iterations,
+        config.envs,
+        config.rollout,
+        device,
+        out.display()
+    );
+    let stop = super::evaluate::interrupt_flag();
+    let done = run::train(&config, &out, resume, device, stop, true)?;
+    eprintln!(
+        "{} iterations, {} slots in {:.1} s; last 10 %: objective {:.4}, reward {:.4} per slot; \
+         checkpoint {}",
+        done.iterations,
+        done.slots,
+        done.wall_s,
+        done.final_objective,
+        done.final_reward,
+        out.join(crate::train::checkpoint::FILE).display()
+    );
+    if done.interrupted {
+        eprintln!(
+            "interrupted: resume with `diten train --resume {}`",
+            out.display()
+        );
+        std::process::exit(super::evaluate::INTERRUPTED_EXIT_CODE);
+    }
+    Ok(())
+}
+
+/// Runs `diten train` in a build without libtorch: explains how to get one.
+#[cfg(not(feature = "torch"))]
+pub fn run(_args: &TrainArgs) -> anyhow::Result<()> {
+    Err(anyhow::anyhow!(
+        "this diten was built without the `torch` feature; build with default features \
+         (`make demo` installs libtorch)"
+    ))
+    .context("train")
+}

@@ -1,0 +1,244 @@
+//! A trained policy (PPO, A2C or DDPG actor) as a decision maker: the observation
+//! of `diten_controller::obs`, the learnt normalisation, an MLP with tanh hidden
+//! layers in plain Rust, and the best-scoring server per user; γ from the solver.
+//! The MLP is evaluated in f32 here without torch, so evaluation threads never
+//! contend for libtorch's thread pool.
+
+use anyhow::{bail, ensure};
+use diten_controller::obs::{obs_dim, observe};
+
+use super::DecisionMaker;
+use crate::sim::{Decision, Env};
+use crate::train::norm::RunningNorm;
+
+/// A dense layer: `weight` is `outputs × inputs`, row-major (torch's layout).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dense {
+    /// Input width.
+    pub inputs: usize,
+    /// Output width.
+    pub outputs: usize,
+    /// `outputs × inputs` weights.
+    pub weight: Vec<f32>,
+    /// `outputs` biases.
+    pub bias: Vec<f32>,
+}
+
+/// A multilayer perceptron: tanh after every layer but the last.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mlp {
+    layers: Vec<Dense>,
+}
+
+impl Mlp {
+    /// Checks that consecutive layers fit and every buffer has its size.
+    pub fn new(layers: Vec<Dense>) -> anyhow::Result<Mlp> {
+        ensure!(!layers.is_empty(), "an MLP needs at least one layer");
+        for (i, l) in layers.iter().enumerate() {
+            ensure!(
+                l.weight.len() == l.inputs * l.outputs && l.bias.len() == l.outputs,
+                "layer {i}: weight has {} values and bias {} for {}x{}",
+                l.weight.len(),
+                l.bias.len(),
+                l.outputs,
+                l.inputs
+            );
+            if let Some(next) = layers.get(i + 1) {
+                ensure!(
+                    next.inputs == l.outputs,
+                    "layer {} takes {} inputs but layer {i} gives {}",
+                    i + 1,
+                    next.inputs,
+                    l.outputs
+                );
+            }
+        }
+        Ok(Mlp { layers })
+    }
+
+    /// Input width.
+    pub fn inputs(&self) -> usize {
+        self.layers.first().map_or(0, |l| l.inputs)
+    }
+
+    /// Output width.
+    pub fn outputs(&self) -> usize {
+        self.layers.last().map_or(0, |l| l.outputs)
+    }
+
+    /// The layers.
+    pub fn layers(&self) -> &[Dense] {
+        &self.layers
+    }
+
+    /// Evaluates the MLP on `x` (length [`inputs`](Self::inputs)); the output is
+    /// left in `out`.
+    pub fn forward(&self, x: &[f32], out: &mut Vec<f32>) {
+        let mut cur = x.to_vec();
+        let last = self.layers.len() - 1;
+        for (i, l) in self.layers.iter().enumerate() {
+            out.clear();
+            for (row, b) in l.weight.chunks_exact(l.inputs).zip(&l.bias) {
+                let z: f32 = row.iter().zip(&cur).map(|(w, v)| w * v).sum::<f32>() + b;
+                out.push(if i < last { z.tanh() } else { z });
+            }
+            if i < last {
+                std::mem::swap(&mut cur, out);
+            }
+        }
+    }
+}
+
+/// A trained actor as a decision maker.
+#[derive(Clone, Debug)]
+pub struct TrainedPolicy {
+    name: String,
+    users: usize,
+    servers: usize,
+    norm: RunningNorm,
+    actor: Mlp,
+    obs: Vec<f32>,
+    out: Vec<f32>,
+}
+
+impl TrainedPolicy {
+    /// A policy for `users` × `servers` from its observation normalisation and actor
+    /// (input `obs_dim(users, servers)`, output `users·servers` scores, user-major).
+    pub fn new(
+        name: String,
+        users: usize,
+        servers: usize,
+        norm: RunningNorm,
+        actor: Mlp,
+    ) -> anyhow::Result<TrainedPolicy> {
+        let dim = obs_dim(users, servers);
+        ensure!(
+            actor.inputs() == dim && norm.dim() == dim,
+            "the actor takes {} inputs and the normalisation has {}, but {users} users and \
+             {servers} servers give observations of {dim}",
+            actor.inputs(),
+            norm.dim()
+        );
+        ensure!(
+            actor.outputs() == users * servers,
+            "the actor gives {} scores, not users x servers = {}",
+            actor.outputs(),
+            users * servers
+        );
+        Ok(TrainedPolicy {
+            name,
+            users,
+            servers,
+            norm,
+            actor,
+            obs: vec![0.0; dim],
+            out: Vec::new(),
+        })
+    }
+
+    /// Users the policy was trained for.
+    pub fn users(&self) -> usize {
+        self.users
+    }
+
+    /// Servers the policy was trained for.
+    pub fn servers(&self) -> usize {
+        self.servers
+    }
+
+    /// Scores (logits) of every (user, server), user-major, for `env`'s slot.
+    pub fn scores(&mut self, env: &Env) -> anyhow::Result<&[f32]> {
+        let status = env.status();
+        let (u, s) = (status.users().len(), status.servers().len());
+        if (u, s) != (self.users, self.servers) {
+            bail!(
+                "policy `{}` was trained for {} users and {} servers, the scenario has {u} and {s}",
+                self.name,
+                self.users,
+                self.servers
+            );
+        }
+        observe(status, &mut self.obs).map_err(|e| anyhow::anyhow!("observation: {e}"))?;
+        self.norm.apply(&mut self.obs);
+        self.actor.forward(&self.obs, &mut self.out);
+        Ok(&self.out)
+    }
+}
+
+/// Index of the largest score in each row of `servers` scores (ties: lowest index).
+pub fn argmax_rows(scores: &[f32], servers: usize) -> Vec<usize> {
+    scores
+        .chunks_exact(servers.max(1))
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+                    if v > best.1 {
+                        (i, v)
+                    } else {
+                        best
+                    }
+                })
+                .0
+        })
+        .collect()
+}
+
+impl DecisionMaker for TrainedPolicy {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn decide(&mut self, env: &Env) -> anyhow::Result<Decision> {
+        let servers = self.servers;
+        let scores = self.scores(env)?;
+        Ok(Decision::optimal(argmax_rows(scores, servers)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forward_by_hand() {
+        // 2 -> 2 (tanh) -> 1
+        let mlp = Mlp::new(vec![
+            Dense {
+                inputs: 2,
+                outputs: 2,
+                weight: vec![1.0, 0.0, 0.5, -1.0],
+                bias: vec![0.0, 0.25],
+            },
+            Dense {
+                inputs: 2,
+                outputs: 1,
+                weight: vec![2.0, 1.0],
+                bias: vec![-0.5],
+            },
+        ])
+        .unwrap();
+        let mut out = Vec::new();
+        mlp.forward(&[0.5, 0.25], &mut out);
+        let h0 = 0.5f32.tanh();
+        let h1 = (0.25f32 - 0.25 + 0.25).tanh();
+        assert!((out[0] - (2.0 * h0 + h1 - 0.5)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn mismatched_layers_are_rejected() {
+        let l = |i, o| Dense {
+            inputs: i,
+            outputs: o,
+            weight: vec![0.0; i * o],
+            bias: vec![0.0; o],
+        };
+        assert!(Mlp::new(vec![l(2, 3), l(4, 1)]).is_err());
+        assert!(Mlp::new(vec![]).is_err());
+    }
+
+    #[test]
+    fn argmax_per_user() {
+        assert_eq!(argmax_rows(&[0.1, 0.9, 0.3, 2.0, -1.0, 2.0], 3), vec![1, 0]);
+    }
+}

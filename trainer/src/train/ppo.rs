@@ -1,0 +1,348 @@
+//! PPO (clipped surrogate, GAE, minibatches, several epochs) and, with one epoch, one
+//! minibatch and no clipping, the A2C Baseline 1. The action is one categorical
+//! choice of server per user; its log-probability is the sum over users.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use diten_controller::obs::{obs_dim, observe};
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+use super::nets::{Adam, Net};
+use super::norm::RunningNorm;
+use super::run::{IterStats, Learner};
+use super::{Algo, RewardSignal, TrainConfig};
+use crate::eval::{EpisodeAccumulator, SlotMetrics};
+use crate::sim::{Decision, VecEnv};
+
+/// PPO or A2C state: networks, optimisers, normalisers.
+pub(crate) struct Ppo {
+    config: TrainConfig,
+    device: Device,
+    users: usize,
+    servers: usize,
+    dim: usize,
+    actor_vs: VarStore,
+    critic_vs: VarStore,
+    actor: Net,
+    critic: Net,
+    actor_opt: Adam,
+    critic_opt: Adam,
+    obs_norm: RunningNorm,
+    ret_norm: RunningNorm,
+    /// Running discounted return per environment (for reward scaling).
+    returns: Vec<f64>,
+}
+
+/// Slot reward for learning.
+pub(crate) fn signal(kind: RewardSignal, outcome: &crate::sim::Outcome, penalty: f64) -> f64 {
+    let e = &outcome.evaluation;
+    match kind {
+        RewardSignal::Reward => e.reward,
+        RewardSignal::Objective => e.objective - penalty * e.violations.total() as f64,
+    }
+}
+
+/// Raw observations of every environment, row by row.
+pub(crate) fn observe_all(venv: &VecEnv, dim: usize, out: &mut Vec<f32>) -> anyhow::Result<()> {
+    out.resize(venv.len() * dim, 0.0);
+    for (env, row) in venv.envs().iter().zip(out.chunks_exact_mut(dim)) {
+        observe(env.status(), row).map_err(|e| anyhow::anyhow!("observation: {e}"))?;
+    }
+    Ok(())
+}
+
+impl Ppo {
+    pub(crate) fn new(config: &TrainConfig, device: Device) -> Ppo {
+        let (users, servers) = (config.scenario.users, config.scenario.servers);
+        let dim = obs_dim(users, servers);
+        let actor_vs = VarStore::new(device);
+        let critic_vs = VarStore::new(device);
+        let mut sizes = vec![dim];
+        sizes.extend(&config.hidden);
+        let mut actor_sizes = sizes.clone();
+        actor_sizes.push(users * servers);
+        sizes.push(1);
+        let actor = Net::new(&(actor_vs.root() / "actor"), &actor_sizes, 0.01);
+        let critic = Net::new(&(critic_vs.root() / "critic"), &sizes, 1.0);
+        let actor_opt = Adam::new(&actor_vs, config.lr_actor);
+        let critic_opt = Adam::new(&critic_vs, config.lr_critic);
+        Ppo {
+            config: config.clone(),
+            device,
+            users,
+            servers,
+            dim,
+            actor_vs,
+            critic_vs,
+            actor,
+            critic,
+            actor_opt,
+            critic_opt,
+            obs_norm: RunningNorm::new(dim),
+            ret_norm: RunningNorm::new(1),
+            returns: vec![0.0; config.envs],
+        }
+    }
+
+    fn to_tensor(&self, rows: &[f32], cols: usize) -> Tensor {
+        Tensor::from_slice(rows)
+            .view([(rows.len() / cols) as i64, cols as i64])
+            .to_device(self.device)
+    }
+}
+
+impl Learner for Ppo {
+    fn iterate(&mut self, venv: &mut VecEnv) -> anyhow::Result<IterStats> {
+        let c = &self.config;
+        let (n, steps, dim, users, servers) =
+            (venv.len(), c.rollout, self.dim, self.users, self.servers);
+        let batch = n * steps;
+        let penalty = c.scenario.params.infeasible_penalty;
+        let mut obs_buf = Vec::with_capacity(batch * dim);
+        let mut act_buf: Vec<i64> = Vec::with_capacity(batch * users);
+        let mut logp_buf: Vec<f32> = Vec::with_capacity(batch * users);
+        let mut val_buf: Vec<f32> = Vec::with_capacity(batch);
+        let mut rew_buf: Vec<f32> = Vec::with_capacity(batch);
+        let mut done_buf: Vec<f32> = Vec::with_capacity(batch);
+        let mut acc = EpisodeAccumulator::default();
+        let mut raw = Vec::new();
+        observe_all(venv, dim, &mut raw)?;
+        for _ in 0..steps {
+            self.obs_norm.update(&raw);
+            for row in raw.chunks_exact_mut(dim) {
+                self.obs_norm.apply(row);
+            }
+            let x = self.to_tensor(&raw, dim);
+            obs_buf.extend_from_slice(&raw);
+            let (actions, logp, value) = tch::no_grad(|| {
+                let logits = self
+                    .actor
+                    .forward(&x)
+                    .view([(n * users) as i64, servers as i64]);
+                let actions = logits.softmax(-1, Kind::Float).multinomial(1, true);
+                let logp = logits
+                    .log_softmax(-1, Kind::Float)
+                    .gather(1, &actions, false)
+                    .view([(n * users) as i64]);
+                let value = self.critic.forward(&x).view([n as i64]);
+                (actions.view([-1]), logp, value)
+            });
+            let actions = Vec::<i64>::try_from(actions.to_device(Device::Cpu))?;
+            logp_buf.extend(Vec::<f32>::try_from(logp.to_device(Device::Cpu))?);
+            val_buf.extend(Vec::<f32>::try_from(value.to_device(Device::Cpu))?);
+            let decisions: Vec<Decision> = actions
+                .chunks_exact(users)
+                .map(|a| Decision::optimal(a.iter().map(|&s| s as usize).collect()))
+                .collect();
+            act_buf.extend(&actions);
+            let outcomes = venv.step(&decisions).context("stepping the environments")?;
+            let mut scaled = Vec::with_capacity(n);
+            for (i, o) in outcomes.iter().enumerate() {
+                acc.add(&SlotMetrics::of(o, Duration::ZERO));
+                let r = signal(c.reward, o, penalty);
+                self.returns[i] = self.returns[i] * c.discount + r;
+                scaled.push(r);
+                done_buf.push(if o.done { 1.0 } else { 0.0 });
+            }
+            let rets: Vec<f32> = self.returns.iter().map(|&g| g as f32).collect();
+            self.ret_norm.update(&rets);
+            let scale = (self.ret_norm.var[0] + 1e-8).sqrt();
+            for (i, o) in outcomes.iter().enumerate() {
+                rew_buf.push((scaled[i] / scale) as f32);
+                if o.done {
+                    self.returns[i] = 0.0;
+                }
+            }
+            observe_all(venv, dim, &mut raw)?;
+        }
+        // Bootstrap from the state after the rollout (normalised, stats not updated).
+        let mut last = raw.clone();
+        for row in last.chunks_exact_mut(dim) {
+            self.obs_norm.apply(row);
+        }
+        let last_x = self.to_tensor(&last, dim);
+        let last_v = Vec::<f32>::try_from(
+            tch::no_grad(|| self.critic.forward(&last_x).view([-1])).to_device(Device::Cpu),
+        )?;
+        // GAE, step-major buffers: index t·n + i.
+        let mut adv = vec![0f32; batch];
+        let mut gae = vec![0f32; n];
+        let (gamma, lambda) = (c.discount as f32, c.gae_lambda as f32);
+        for t in (0..steps).rev() {
+            for i in 0..n {
+                let k = t * n + i;
+                let next_v = if t + 1 == steps {
+                    last_v[i]
+                } else {
+                    val_buf[k + n]
+                };
+                let nonterminal = 1.0 - done_buf[k];
+                let delta = rew_buf[k] + gamma * next_v * nonterminal - val_buf[k];
+                gae[i] = delta + gamma * lambda * nonterminal * gae[i];
+                adv[k] = gae[i];
+            }
+        }
+        let ret: Vec<f32> = adv.iter().zip(&val_buf).map(|(a, v)| a + v).collect();
+        let explained_var = explained_variance(&val_buf, &ret);
+
+        let obs = self.to_tensor(&obs_buf, dim);
+        let act = Tensor::from_slice(&act_buf)
+            .view([batch as i64, users as i64])
+            .to_device(self.device);
+        let old_logp = Tensor::from_slice(&logp_buf)
+            .view([batch as i64, users as i64])
+            .to_device(self.device);
+        let per_user = c.ratio == super::Ratio::PerUser;
+        let adv_t = Tensor::from_slice(&adv).to_device(self.device);
+        let ret_t = Tensor::from_slice(&ret).to_device(self.device);
+        let ppo = c.algo == Algo::Ppo;
+        let mb = batch / c.minibatches;
+        let mut stats = UpdateStats::default();
+        for _ in 0..c.epochs {
+            let perm = Tensor::randperm(batch as i64, (Kind::Int64, self.device));
+            for m in 0..c.minibatches {
+                let idx = perm.narrow(0, (m * mb) as i64, mb as i64);
+                let o = obs.index_select(0, &idx);
+                let a = act.index_select(0, &idx);
+                let adv = adv_t.index_select(0, &idx);
+                let adv = (&adv - adv.mean(Kind::Float)) / (adv.std(true) + 1e-8);
+                let logits = self
+                    .actor
+                    .forward(&o)
+                    .view([(mb * users) as i64, servers as i64]);
+                let logp_all = logits.log_softmax(-1, Kind::Float);
+                let logp_u = logp_all
+                    .gather(1, &a.view([-1, 1]), false)
+                    .view([mb as i64, users as i64]);
+                let entropy = -(logp_all.exp() * &logp_all).sum(Kind::Float) / (mb * users) as f64;
+                let old_u = old_logp.index_select(0, &idx);
+                // Joint (the paper): one ratio per sample from the summed
+                // log-probabilities. Per user: a ratio per (sample, user), each
+                // clipped on its own, all with the sample's advantage.
+                let (logp, old, adv) = if per_user {
+                    (logp_u.shallow_clone(), old_u, adv.view([mb as i64, 1]))
+                } else {
+                    let sum = |t: &Tensor| t.sum_dim_intlist(1, false, Kind::Float);
+                    (sum(&logp_u), sum(&old_u), adv)
+                };
+                let log_ratio = &logp - &old;
+                let ratio = log_ratio.exp();
+                let pg_loss = if ppo {
+                    let clipped = ratio.clamp(1.0 - c.clip, 1.0 + c.clip);
+                    -(&ratio * &adv).minimum(&(clipped * &adv)).mean(Kind::Float)
+                } else {
+                    -(&logp * &adv).mean(Kind::Float)
+                };
+                let loss = &pg_loss - &entropy * c.entropy;
+                self.actor_opt.zero_grad();
+                loss.backward();
+                self.actor_opt.clip_grad_norm(c.max_grad_norm);
+                self.actor_opt.step();
+
+                let value = self.critic.forward(&o).view([-1]);
+                let v_loss = (value - ret_t.index_select(0, &idx))
+                    .square()
+                    .mean(Kind::Float)
+                    * 0.5;
+                self.critic_opt.zero_grad();
+                v_loss.backward();
+                self.critic_opt.clip_grad_norm(c.max_grad_norm);
+                self.critic_opt.step();
+
+                tch::no_grad(|| {
+                    stats.add(
+                        pg_loss.double_value(&[]),
+                        v_loss.double_value(&[]),
+                        entropy.double_value(&[]),
+                        ((&ratio - 1.0) - &log_ratio)
+                            .mean(Kind::Float)
+                            .double_value(&[]),
+                        (&ratio - 1.0)
+                            .abs()
+                            .gt(c.clip)
+                            .to_kind(Kind::Float)
+                            .mean(Kind::Float)
+                            .double_value(&[]),
+                    )
+                });
+            }
+        }
+        Ok(stats.finish(acc, explained_var, ppo))
+    }
+
+    fn tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out: Vec<(String, Tensor)> = Vec::new();
+        for vs in [&self.actor_vs, &self.critic_vs] {
+            out.extend(vs.variables());
+        }
+        out.extend(self.actor_opt.state("adam_actor"));
+        out.extend(self.critic_opt.state("adam_critic"));
+        out.extend(super::checkpoint::norm_tensors("obs_norm", &self.obs_norm));
+        out.extend(super::checkpoint::norm_tensors("ret_norm", &self.ret_norm));
+        out
+    }
+
+    fn load(&mut self, get: &dyn Fn(&str) -> anyhow::Result<Tensor>) -> anyhow::Result<()> {
+        for vs in [&mut self.actor_vs, &mut self.critic_vs] {
+            super::checkpoint::load_vars(vs, get)?;
+        }
+        self.actor_opt.load_state("adam_actor", get)?;
+        self.critic_opt.load_state("adam_critic", get)?;
+        self.obs_norm = super::checkpoint::load_norm("obs_norm", self.dim, get)?;
+        self.ret_norm = super::checkpoint::load_norm("ret_norm", 1, get)?;
+        Ok(())
+    }
+}
+
+/// 1 − Var(returns − values) / Var(returns); NaN when the returns are constant.
+pub(crate) fn explained_variance(values: &[f32], returns: &[f32]) -> f64 {
+    let var = |xs: &mut dyn Iterator<Item = f64>| {
+        let v: Vec<f64> = xs.collect();
+        let m = v.iter().sum::<f64>() / v.len().max(1) as f64;
+        v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len().max(1) as f64
+    };
+    let vr = var(&mut returns.iter().map(|&r| f64::from(r)));
+    let vd = var(&mut returns.iter().zip(values).map(|(&r, &v)| f64::from(r - v)));
+    if vr == 0.0 {
+        f64::NAN
+    } else {
+        1.0 - vd / vr
+    }
+}
+
+/// Loss statistics averaged over the minibatches of one update.
+#[derive(Default)]
+struct UpdateStats {
+    n: f64,
+    pg: f64,
+    v: f64,
+    ent: f64,
+    kl: f64,
+    clip: f64,
+}
+
+impl UpdateStats {
+    fn add(&mut self, pg: f64, v: f64, ent: f64, kl: f64, clip: f64) {
+        self.n += 1.0;
+        self.pg += pg;
+        self.v += v;
+        self.ent += ent;
+        self.kl += kl;
+        self.clip += clip;
+    }
+
+    fn finish(self, acc: EpisodeAccumulator, explained_var: f64, ppo: bool) -> IterStats {
+        let n = self.n.max(1.0);
+        IterStats {
+            slots: acc.finish(),
+            policy_loss: self.pg / n,
+            value_loss: self.v / n,
+            entropy: self.ent / n,
+            approx_kl: self.kl / n,
+            clip_frac: if ppo { self.clip / n } else { f64::NAN },
+            explained_var,
+        }
+    }
+}

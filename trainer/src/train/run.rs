@@ -1,0 +1,285 @@
+//! The training loop around a learner: run folder, metrics, checkpoints, resume,
+//! progress bar and Ctrl-C.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tch::{Device, Tensor};
+
+use super::checkpoint::{self, Counters, Loaded, Meta};
+use super::{Algo, TrainConfig, METRICS_COLUMNS};
+use crate::eval::report::write_atomic;
+use crate::eval::EpisodeMetrics;
+use crate::sim::VecEnv;
+
+/// What one iteration (rollout and update) measured.
+#[derive(Clone, Debug)]
+pub struct IterStats {
+    /// Means per slot over the rollout's slots.
+    pub slots: EpisodeMetrics,
+    /// Policy (actor) loss.
+    pub policy_loss: f64,
+    /// Value (critic) loss.
+    pub value_loss: f64,
+    /// Entropy per user (NaN for DDPG).
+    pub entropy: f64,
+    /// Approximate KL between the rollout policy and the updated one (NaN for DDPG).
+    pub approx_kl: f64,
+    /// Share of samples whose ratio was clipped (PPO only).
+    pub clip_frac: f64,
+    /// Explained variance of the value function (NaN for DDPG).
+    pub explained_var: f64,
+}
+
+/// A learning algorithm as the loop drives it.
+pub(crate) trait Learner {
+    /// One rollout through `venv` and one update.
+    fn iterate(&mut self, venv: &mut VecEnv) -> anyhow::Result<IterStats>;
+    /// Everything to checkpoint.
+    fn tensors(&self) -> Vec<(String, Tensor)>;
+    /// Restores what [`tensors`](Learner::tensors) saved.
+    fn load(&mut self, get: &dyn Fn(&str) -> anyhow::Result<Tensor>) -> anyhow::Result<()>;
+}
+
+/// How a training run ended.
+#[derive(Clone, Debug)]
+pub struct Finished {
+    /// Iterations done in all.
+    pub iterations: usize,
+    /// Slots simulated in all.
+    pub slots: u64,
+    /// Training wall time in all, seconds.
+    pub wall_s: f64,
+    /// Stopped by Ctrl-C before the last iteration.
+    pub interrupted: bool,
+    /// Mean objective per slot over the last 10 % of iterations (at least one).
+    pub final_objective: f64,
+    /// Mean reward per slot over the same iterations.
+    pub final_reward: f64,
+}
+
+/// Picks the device: `auto` is CUDA when libtorch sees a GPU, else the CPU.
+pub fn device(name: &str) -> anyhow::Result<Device> {
+    Ok(match name {
+        "cpu" => Device::Cpu,
+        "cuda" => {
+            if !tch::Cuda::is_available() {
+                bail!("--device cuda: libtorch sees no CUDA device");
+            }
+            Device::Cuda(0)
+        }
+        "auto" => Device::cuda_if_available(),
+        other => bail!("--device: `{other}` is not auto, cpu or cuda"),
+    })
+}
+
+fn mix(seed: u64, k: u64) -> u64 {
+    let mut z = seed ^ k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn fmt(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.6}")
+    } else {
+        String::new()
+    }
+}
+
+/// Trains `config` into the run folder `out` (created if missing). With `resume`,
+/// continues from `out/checkpoint.ot` and `out/metrics.csv`; `out/config.toml` must
+/// then describe the same run (only `iterations` may change). `stop` is polled
+/// between iterations.
+pub fn train(
+    config: &TrainConfig,
+    out: &Path,
+    resume: bool,
+    device: Device,
+    stop: &std::sync::atomic::AtomicBool,
+    show_progress: bool,
+) -> anyhow::Result<Finished> {
+    config.validate()?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    tch::set_num_threads(1);
+    tch::manual_seed(config.seed as i64);
+    let mut learner: Box<dyn Learner> = match config.algo {
+        Algo::Ppo | Algo::A2c => Box::new(super::ppo::Ppo::new(config, device)),
+        Algo::Ddpg => Box::new(super::ddpg::Ddpg::new(config, device)),
+    };
+    let meta = Meta {
+        users: config.scenario.users,
+        servers: config.scenario.servers,
+        algo: config.algo.name().to_owned(),
+    };
+    let ckpt_path = out.join(checkpoint::FILE);
+    let metrics_path = out.join("metrics.csv");
+    let mut rows: Vec<String> = Vec::new();
+    let mut curve: Vec<super::curve::Point> = Vec::new();
+    let mut counters = Counters::default();
+    if resume {
+        let loaded = Loaded::read(&ckpt_path)?;
+        learner
+            .load(&|n| loaded.get(n))
+            .with_context(|| format!("{}", ckpt_path.display()))?;
+        counters = loaded.counters()?;
+        let text = std::fs::read_to_string(&metrics_path)
+            .with_context(|| format!("reading {}", metrics_path.display()))?;
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split(',').collect();
+            let it: usize = fields
+                .first()
+                .and_then(|f| f.parse().ok())
+                .with_context(|| {
+                    format!(
+                        "{}: a row without an iteration number",
+                        metrics_path.display()
+                    )
+                })?;
+            if it <= counters.iteration {
+                let num = |i: usize| {
+                    fields
+                        .get(i)
+                        .and_then(|f| f.parse::<f64>().ok())
+                        .unwrap_or(f64::NAN)
+                };
+                curve.push((num(2), num(5), num(6)));
+                rows.push(line.to_owned());
+            }
+        }
+        tch::manual_seed(mix(config.seed, counters.iteration as u64) as i64);
+        eprintln!(
+            "resuming {} at iteration {} of {} ({} slots so far)",
+            out.display(),
+            counters.iteration,
+            config.iterations,
+            counters.slots
+        );
+    }
+    write_atomic(&out.join("config.toml"), config.to_toml().as_bytes())?;
+    let base_seed = if resume {
+        mix(config.seed, counters.iteration as u64)
+    } else {
+        config.seed
+    };
+    let mut venv = VecEnv::new(&config.scenario, config.envs, base_seed)?;
+    let slots_per_iter = (config.envs * config.rollout) as u64;
+    let slots_per_episode = config.scenario.slots as f64;
+
+    let bar = if show_progress {
+        ProgressBar::with_draw_target(
+            Some(config.iterations as u64),
+            ProgressDrawTarget::stderr_with_hz(4),
+        )
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{wide_bar}] it {pos}/{len}, ETA {eta} | {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_position(counters.iteration as u64);
+    bar.enable_steady_tick(Duration::from_millis(500));
+
+    let title = format!(
+        "{} on U = {}, S = {}, φ = {}",
+        config.algo.name().to_uppercase(),
+        config.scenario.users,
+        config.scenario.servers,
+        crate::eval::emd_label(&config.scenario.emd)
+    );
+    let save = |learner: &dyn Learner,
+                counters: Counters,
+                rows: &[String],
+                curve: &[super::curve::Point]|
+     -> anyhow::Result<()> {
+        let mut csv = METRICS_COLUMNS.join(",");
+        csv.push('\n');
+        for r in rows {
+            csv.push_str(r);
+            csv.push('\n');
+        }
+        write_atomic(&metrics_path, csv.as_bytes())?;
+        checkpoint::save(&ckpt_path, learner.tensors(), counters, &meta)?;
+        super::curve::draw(&out.join("curve.png"), &title, curve)
+    };
+
+    let started = Instant::now();
+    let wall_before = counters.wall_s;
+    let mut interrupted = false;
+    while counters.iteration < config.iterations {
+        if stop.load(Ordering::SeqCst) {
+            interrupted = true;
+            break;
+        }
+        let t0 = Instant::now();
+        let s = learner
+            .iterate(&mut venv)
+            .with_context(|| format!("iteration {}", counters.iteration + 1))?;
+        let dt = t0.elapsed().as_secs_f64();
+        counters.iteration += 1;
+        counters.slots += slots_per_iter;
+        counters.wall_s = wall_before + started.elapsed().as_secs_f64();
+        let episodes = counters.slots as f64 / slots_per_episode;
+        let m = &s.slots;
+        rows.push(
+            [
+                counters.iteration.to_string(),
+                counters.slots.to_string(),
+                fmt(episodes),
+                format!("{:.3}", counters.wall_s),
+                format!("{:.1}", slots_per_iter as f64 / dt),
+                fmt(m.reward),
+                fmt(m.objective),
+                fmt(m.utility),
+                fmt(m.cost_mig),
+                fmt(m.cost_syn),
+                fmt(m.cost_cmp),
+                fmt(m.cost_total),
+                fmt(m.migrations),
+                fmt(m.violations as f64 / m.slots.max(1) as f64),
+                fmt(s.policy_loss),
+                fmt(s.value_loss),
+                fmt(s.entropy),
+                fmt(s.approx_kl),
+                fmt(s.clip_frac),
+                fmt(s.explained_var),
+            ]
+            .join(","),
+        );
+        curve.push((episodes, m.reward, m.objective));
+        bar.set_position(counters.iteration as u64);
+        bar.set_message(format!(
+            "reward {:.3}, objective {:.4}",
+            m.reward, m.objective
+        ));
+        let last = counters.iteration == config.iterations;
+        if last || counters.iteration % config.checkpoint_every == 0 {
+            save(learner.as_ref(), counters, &rows, &curve)?;
+        }
+    }
+    if interrupted {
+        save(learner.as_ref(), counters, &rows, &curve)?;
+    }
+    bar.finish_and_clear();
+    let tail = (curve.len() / 10).max(1);
+    let recent = &curve[curve.len().saturating_sub(tail)..];
+    let mean = |f: fn(&super::curve::Point) -> f64| {
+        recent.iter().map(f).sum::<f64>() / recent.len().max(1) as f64
+    };
+    Ok(Finished {
+        iterations: counters.iteration,
+        slots: counters.slots,
+        wall_s: counters.wall_s,
+        interrupted,
+        final_objective: mean(|p| p.2),
+        final_reward: mean(|p| p.1),
+    })
+}
