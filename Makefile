@@ -37,12 +37,17 @@ demo: setup
 	./target/release/diten solve --instance examples/spec-slot.json
 	@echo "== diten solve on a crowded 20-user, 21-server slot" >&2
 	./target/release/diten solve --instance examples/u20-s21.json
+	@echo "== diten compare: the baselines on 20 users, 9 and 15 servers, 150 slots, 2 seeds" >&2
+	./target/release/diten compare --servers 9,15 --emd 0.2 --slots 150 --seeds 2 \
+	    --policy nearest,nearest-random,sticky --out runs/demo-compare
 
 fmt:
 	$(CARGO) fmt --all --check
 
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@# the build without libtorch must keep working (solve, evaluate, compare)
+	$(CARGO) clippy -p diten-trainer --no-default-features --all-targets -- -D warnings
 
 unit:
 	$(CARGO) test --workspace
@@ -53,5 +58,7 @@ thumb:
 
 test: setup fmt lint unit thumb
 
-bench:
+bench: setup
 	$(CARGO) bench -p diten-controller --bench gamma
+	$(CARGO) bench -p diten-controller --bench gamma --features std
+	$(CARGO) bench -p diten-trainer --bench env

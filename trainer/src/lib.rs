@@ -1,9 +1,12 @@
 //! # diten-trainer
 //!
-//! Everything of diten that runs on a PC: today the `diten` command line ([`cli`]);
-//! later the simulator, PPO training, the baselines, evaluation and export. The
-//! system model itself lives once, in `diten-controller`; this crate calls it and
-//! computes none of its numbers.
+//! Everything of diten that runs on a PC, behind the `diten` command line ([`cli`]):
+//! the scenario configuration ([`scenario`]), the edge-network simulator ([`sim`]),
+//! the decision makers that need no learning and trained policies as decision
+//! makers ([`policy`]), evaluation and comparison with tables and plots ([`eval`]),
+//! and training on libtorch ([`train`], feature `torch`, on by default). The system
+//! model itself lives once, in `diten-controller`; this crate calls it and computes
+//! none of its numbers.
 #![deny(missing_docs)]
 
 pub mod cli;

@@ -88,6 +88,10 @@ pub struct TrainArgs {
     /// PPO's probability ratio: joint (summed over users, the paper) or per-user.
     #[arg(long, value_enum)]
     pub ratio: Option<crate::train::Ratio>,
+    /// PPO/A2C: a linear skip observation → logits initialised to favour each
+    /// user's previous server by this much (0, the default, is the paper's plain MLP).
+    #[arg(long, value_name = "C")]
+    pub stay_prior: Option<f64>,
     /// Entropy bonus per user (default 0.01).
     #[arg(long)]
     pub entropy: Option<f64>,

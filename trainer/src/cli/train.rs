@@ -27,6 +27,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             args.rollout.is_some(),
             args.reward.is_some(),
             args.ratio.is_some(),
+            args.stay_prior.is_some(),
             args.entropy.is_some(),
             args.lr_actor.is_some(),
             args.lr_critic.is_some(),
@@ -62,7 +63,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         macro_rules! set {
             ($($field:ident),*) => {$(if let Some(v) = args.$field { config.$field = v; })*};
         }
-        set!(iterations, envs, rollout, reward, ratio, entropy, lr_actor, lr_critic);
+        set!(iterations, envs, rollout, reward, ratio, stay_prior, entropy, lr_actor, lr_critic);
         config.validate()?;
         let out = super::evaluate::output_dir("train", args.out.as_deref())?;
         (config, out, false)

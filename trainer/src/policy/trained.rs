@@ -24,10 +24,12 @@ pub struct Dense {
     pub bias: Vec<f32>,
 }
 
-/// A multilayer perceptron: tanh after every layer but the last.
+/// A multilayer perceptron: tanh after every layer but the last, plus an optional
+/// linear skip from the input straight to the output.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Mlp {
     layers: Vec<Dense>,
+    skip: Option<Dense>,
 }
 
 impl Mlp {
@@ -53,7 +55,30 @@ impl Mlp {
                 );
             }
         }
-        Ok(Mlp { layers })
+        Ok(Mlp { layers, skip: None })
+    }
+
+    /// Adds a linear skip `input → output` (same widths as the MLP).
+    pub fn with_skip(mut self, skip: Dense) -> anyhow::Result<Mlp> {
+        ensure!(
+            skip.inputs == self.inputs() && skip.outputs == self.outputs(),
+            "skip layer is {}x{}, the MLP maps {} to {}",
+            skip.outputs,
+            skip.inputs,
+            self.inputs(),
+            self.outputs()
+        );
+        ensure!(
+            skip.weight.len() == skip.inputs * skip.outputs && skip.bias.len() == skip.outputs,
+            "skip layer: weight or bias of the wrong length"
+        );
+        self.skip = Some(skip);
+        Ok(self)
+    }
+
+    /// The skip layer, if any.
+    pub fn skip(&self) -> Option<&Dense> {
+        self.skip.as_ref()
     }
 
     /// Input width.
@@ -84,6 +109,15 @@ impl Mlp {
             }
             if i < last {
                 std::mem::swap(&mut cur, out);
+            }
+        }
+        if let Some(skip) = &self.skip {
+            for ((o, row), b) in out
+                .iter_mut()
+                .zip(skip.weight.chunks_exact(skip.inputs))
+                .zip(&skip.bias)
+            {
+                *o += row.iter().zip(x).map(|(w, v)| w * v).sum::<f32>() + b;
             }
         }
     }
@@ -223,6 +257,27 @@ mod tests {
         let h0 = 0.5f32.tanh();
         let h1 = (0.25f32 - 0.25 + 0.25).tanh();
         assert!((out[0] - (2.0 * h0 + h1 - 0.5)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn skip_adds_a_linear_map_of_the_input() {
+        let mlp = Mlp::new(vec![Dense {
+            inputs: 2,
+            outputs: 1,
+            weight: vec![1.0, 1.0],
+            bias: vec![0.0],
+        }])
+        .unwrap()
+        .with_skip(Dense {
+            inputs: 2,
+            outputs: 1,
+            weight: vec![3.0, 0.0],
+            bias: vec![0.5],
+        })
+        .unwrap();
+        let mut out = Vec::new();
+        mlp.forward(&[1.0, 2.0], &mut out);
+        assert_eq!(out, vec![3.0 + 3.0 + 0.5]);
     }
 
     #[test]

@@ -238,7 +238,27 @@ impl Loaded {
                 bias,
             });
         }
-        Mlp::new(layers).with_context(|| format!("{}: actor", self.path.display()))
+        let mlp = Mlp::new(layers).with_context(|| format!("{}: actor", self.path.display()))?;
+        match self.tensors.get("actor.skip.weight") {
+            None => Ok(mlp),
+            Some(w) => {
+                let size = w.size();
+                ensure!(
+                    size.len() == 2,
+                    "{}: actor.skip.weight is not a matrix",
+                    self.path.display()
+                );
+                let weight = Vec::<f32>::try_from(w.to_kind(Kind::Float).flatten(0, -1))?;
+                let skip = Dense {
+                    inputs: size[1] as usize,
+                    outputs: size[0] as usize,
+                    weight,
+                    bias: vec![0.0; size[0] as usize],
+                };
+                mlp.with_skip(skip)
+                    .with_context(|| format!("{}: actor", self.path.display()))
+            }
+        }
     }
 }
 

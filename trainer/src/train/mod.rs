@@ -141,6 +141,12 @@ pub struct TrainConfig {
     pub reward: RewardSignal,
     /// PPO's probability ratio.
     pub ratio: Ratio,
+    /// PPO/A2C only: 0 gives the paper's plain MLP actor; c > 0 adds a linear skip
+    /// from the observation to the logits, initialised so that each user's logit
+    /// of its previous server gets c times that server's normalised one-hot
+    /// feature (a prior toward staying, which the training then reshapes).
+    #[serde(default)]
+    pub stay_prior: f64,
     /// Iterations between checkpoints.
     pub checkpoint_every: usize,
     /// DDPG's settings.
@@ -172,6 +178,7 @@ impl TrainConfig {
             hidden: vec![128, 128],
             reward: RewardSignal::Reward,
             ratio: Ratio::Joint,
+            stay_prior: 0.0,
             checkpoint_every: 10,
             ddpg: DdpgConfig::default(),
             scenario,
@@ -208,6 +215,10 @@ impl TrainConfig {
         ensure!(
             !self.hidden.is_empty() && self.hidden.iter().all(|&h| h >= 1),
             "hidden: give at least one layer width >= 1"
+        );
+        ensure!(
+            self.stay_prior >= 0.0 && self.stay_prior.is_finite(),
+            "stay_prior: must be >= 0"
         );
         ensure!(self.checkpoint_every >= 1, "checkpoint_every: must be >= 1");
         let d = &self.ddpg;

@@ -26,6 +26,8 @@ pub(crate) struct Ppo {
     actor_vs: VarStore,
     critic_vs: VarStore,
     actor: Net,
+    /// The optional skip layer observation → logits (`stay_prior` > 0).
+    skip: Option<tch::nn::Linear>,
     critic: Net,
     actor_opt: Adam,
     critic_opt: Adam,
@@ -65,6 +67,30 @@ impl Ppo {
         actor_sizes.push(users * servers);
         sizes.push(1);
         let actor = Net::new(&(actor_vs.root() / "actor"), &actor_sizes, 0.01);
+        let skip = (config.stay_prior > 0.0).then(|| {
+            let config_skip = tch::nn::LinearConfig {
+                ws_init: tch::nn::Init::Const(0.0),
+                bs_init: None,
+                bias: false,
+            };
+            let layer = tch::nn::linear(
+                actor_vs.root() / "actor" / "skip",
+                dim as i64,
+                (users * servers) as i64,
+                config_skip,
+            );
+            let block = diten_controller::obs::user_block(servers);
+            tch::no_grad(|| {
+                for u in 0..users {
+                    for s in 0..servers {
+                        let row = (u * servers + s) as i64;
+                        let col = (u * block + 4 + 2 * servers + s) as i64;
+                        let _ = layer.ws.get(row).get(col).fill_(config.stay_prior);
+                    }
+                }
+            });
+            layer
+        });
         let critic = Net::new(&(critic_vs.root() / "critic"), &sizes, 1.0);
         let actor_opt = Adam::new(&actor_vs, config.lr_actor);
         let critic_opt = Adam::new(&critic_vs, config.lr_critic);
@@ -77,12 +103,22 @@ impl Ppo {
             actor_vs,
             critic_vs,
             actor,
+            skip,
             critic,
             actor_opt,
             critic_opt,
             obs_norm: RunningNorm::new(dim),
             ret_norm: RunningNorm::new(1),
             returns: vec![0.0; config.envs],
+        }
+    }
+
+    /// The actor's logits for a `[batch, dim]` observation tensor.
+    fn logits(&self, x: &Tensor) -> Tensor {
+        let mlp = self.actor.forward(x);
+        match &self.skip {
+            Some(skip) => mlp + tch::nn::Module::forward(skip, x),
+            None => mlp,
         }
     }
 
@@ -117,10 +153,7 @@ impl Learner for Ppo {
             let x = self.to_tensor(&raw, dim);
             obs_buf.extend_from_slice(&raw);
             let (actions, logp, value) = tch::no_grad(|| {
-                let logits = self
-                    .actor
-                    .forward(&x)
-                    .view([(n * users) as i64, servers as i64]);
+                let logits = self.logits(&x).view([(n * users) as i64, servers as i64]);
                 let actions = logits.softmax(-1, Kind::Float).multinomial(1, true);
                 let logp = logits
                     .log_softmax(-1, Kind::Float)
@@ -208,10 +241,7 @@ impl Learner for Ppo {
                 let a = act.index_select(0, &idx);
                 let adv = adv_t.index_select(0, &idx);
                 let adv = (&adv - adv.mean(Kind::Float)) / (adv.std(true) + 1e-8);
-                let logits = self
-                    .actor
-                    .forward(&o)
-                    .view([(mb * users) as i64, servers as i64]);
+                let logits = self.logits(&o).view([(mb * users) as i64, servers as i64]);
                 let logp_all = logits.log_softmax(-1, Kind::Float);
                 let logp_u = logp_all
                     .gather(1, &a.view([-1, 1]), false)
