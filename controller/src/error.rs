@@ -2,6 +2,8 @@
 
 use core::fmt;
 
+use crate::policy::{BlobField, FORMAT_VERSION};
+
 /// What is wrong with a number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -105,6 +107,109 @@ pub enum Error {
         /// The server index given.
         server: usize,
     },
+    /// A policy blob does not start with the magic `DTNB`.
+    BlobMagic,
+    /// A policy blob has a format version this build cannot read.
+    BlobVersion {
+        /// The version in the header.
+        found: u16,
+    },
+    /// A policy blob was made for another observation layout than
+    /// [`OBS_LAYOUT`](crate::obs::OBS_LAYOUT).
+    BlobLayout,
+    /// A policy blob is shorter than its header, or than the header plus the
+    /// payload length the header states.
+    BlobTruncated {
+        /// Bytes needed.
+        expected: usize,
+        /// Bytes given.
+        got: usize,
+    },
+    /// A policy blob is longer than its header plus the payload length the header
+    /// states.
+    BlobTrailing {
+        /// Bytes the header accounts for.
+        expected: usize,
+        /// Bytes given.
+        got: usize,
+    },
+    /// The CRC32 of a policy blob's payload is not the one in its header.
+    BlobCrc {
+        /// CRC32 in the header.
+        stored: u32,
+        /// CRC32 of the payload as given.
+        computed: u32,
+    },
+    /// A policy blob's payload is not valid postcard data at this field (a bad
+    /// varint or option tag, or a value running past the end of the payload).
+    BlobPayload {
+        /// The field being read.
+        field: BlobField,
+    },
+    /// A policy blob's payload has bytes left over after the model.
+    BlobPayloadTrailing {
+        /// Bytes left over.
+        unused: usize,
+    },
+    /// A count or width in a policy blob is outside its allowed range.
+    BlobLimit {
+        /// The field.
+        field: BlobField,
+        /// The value given.
+        value: usize,
+        /// Smallest allowed value.
+        min: usize,
+        /// Largest allowed value.
+        max: usize,
+    },
+    /// A dimension in a policy blob disagrees with what the rest of the blob fixes.
+    BlobDim {
+        /// The field.
+        field: BlobField,
+        /// The value the rest of the blob requires.
+        expected: usize,
+        /// The value given.
+        got: usize,
+    },
+    /// An array of `f32` values in a policy blob has the wrong length in bytes.
+    BlobLength {
+        /// The field.
+        field: BlobField,
+        /// Bytes required (4 per value).
+        expected: usize,
+        /// Bytes given.
+        got: usize,
+    },
+    /// A value in a policy blob is NaN or ±∞.
+    BlobValue {
+        /// The array.
+        field: BlobField,
+        /// Index of the value in the array.
+        index: usize,
+    },
+    /// The buffer given to the blob encoder is too small.
+    BlobBuffer {
+        /// Bytes needed.
+        expected: usize,
+        /// Bytes given.
+        got: usize,
+    },
+    /// A buffer given to the policy engine has the wrong length: `policy.obs`,
+    /// `policy.logits` and `policy.servers` must match exactly, `policy.scratch`
+    /// must be at least as long as required.
+    PolicyBuffer {
+        /// Which buffer.
+        buffer: &'static str,
+        /// Values required.
+        expected: usize,
+        /// Values given.
+        got: usize,
+    },
+    /// An observation value given to the policy engine is NaN or ±∞.
+    ObservationValue {
+        /// Index of the value in the observation.
+        index: usize,
+    },
 }
 
 impl fmt::Display for Error {
@@ -138,6 +243,41 @@ impl fmt::Display for Error {
             Error::AssociationIndex { user, server } => {
                 write!(f, "association[{user}]: server {server} does not exist")
             }
+            Error::BlobMagic => f.write_str("blob.magic: not a diten policy blob (expected \"DTNB\")"),
+            Error::BlobVersion { found } => write!(
+                f,
+                "blob.version: format version {found} is not supported (expected {FORMAT_VERSION})"
+            ),
+            Error::BlobLayout => f.write_str("blob.layout: the observation layout is not diten-obs-v1"),
+            Error::BlobTruncated { expected, got } => {
+                write!(f, "blob: truncated, {got} bytes of {expected}")
+            }
+            Error::BlobTrailing { expected, got } => {
+                write!(f, "blob: {got} bytes, but the header accounts for {expected}")
+            }
+            Error::BlobCrc { stored, computed } => write!(
+                f,
+                "blob.crc: the payload's CRC32 is {computed:#010x}, the header says {stored:#010x}"
+            ),
+            Error::BlobPayload { field } => write!(f, "{field}: malformed postcard data"),
+            Error::BlobPayloadTrailing { unused } => {
+                write!(f, "blob.payload: {unused} bytes left after the model")
+            }
+            Error::BlobLimit { field, value, min, max } => {
+                write!(f, "{field}: {value} is outside {min}..={max}")
+            }
+            Error::BlobDim { field, expected, got } => write!(f, "{field}: {got}, expected {expected}"),
+            Error::BlobLength { field, expected, got } => {
+                write!(f, "{field}: {got} bytes, expected {expected}")
+            }
+            Error::BlobValue { field, index } => write!(f, "{field}[{index}]: must be a finite number"),
+            Error::BlobBuffer { expected, got } => {
+                write!(f, "blob: output buffer of {got} bytes, {expected} needed")
+            }
+            Error::PolicyBuffer { buffer, expected, got } => {
+                write!(f, "{buffer}: {got} values, {expected} needed")
+            }
+            Error::ObservationValue { index } => write!(f, "obs[{index}]: must be a finite number"),
         }
     }
 }

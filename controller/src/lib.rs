@@ -44,6 +44,7 @@ mod math;
 pub mod model;
 pub mod obs;
 mod params;
+pub mod policy;
 mod slot;
 pub mod solver;
 

@@ -1,0 +1,524 @@
+//! The firmware policy blob (SPEC §3.3): a fixed header and a postcard payload.
+//!
+//! # Header
+//!
+//! [`HEADER_LEN`] = 38 bytes, every integer little-endian, no padding:
+//!
+//! | offset | size | field         | value                                              |
+//! |-------:|-----:|---------------|----------------------------------------------------|
+//! | 0      | 4    | `magic`       | [`MAGIC`] = `b"DTNB"`                              |
+//! | 4      | 2    | `version`     | `u16`, [`FORMAT_VERSION`] = 1                      |
+//! | 6      | 16   | `layout`      | [`LAYOUT_ID`]: `"diten-obs-v1"` padded with zeros  |
+//! | 22     | 2    | `users`       | `u16` U, 1 ..= [`MAX_USERS`]                       |
+//! | 24     | 2    | `servers`     | `u16` S, 1 ..= [`MAX_SERVERS`]                     |
+//! | 26     | 4    | `obs_dim`     | `u32`, must equal [`obs_dim`]`(U, S)`              |
+//! | 30     | 4    | `payload_len` | `u32`, bytes of payload after the header           |
+//! | 34     | 4    | `crc`         | `u32`, [`crc32`] (CRC-32/ISO-HDLC) of the payload  |
+//! | 38     | —    | payload       | exactly `payload_len` bytes, nothing after it      |
+//!
+//! # Payload
+//!
+//! The [postcard](https://postcard.jamesmunns.com/wire-format) encoding of
+//!
+//! ```text
+//! struct Payload {
+//!     norm_mean:    bytes,          // obs_dim f32
+//!     norm_inv_std: bytes,          // obs_dim f32
+//!     layers:       seq<Layer>,     // 1 ..= MAX_LAYERS, applied in order
+//!     skip:         Option<Layer>,  // obs_dim → U·S, no activation
+//! }
+//! struct Layer {
+//!     inputs:  u32,    // varint
+//!     outputs: u32,    // varint
+//!     weight:  bytes,  // outputs × inputs f32, row-major (torch's layout)
+//!     bias:    bytes,  // outputs f32
+//! }
+//! ```
+//!
+//! In postcard a struct is its fields in order with nothing between them; `u32`
+//! and every length is an unsigned LEB128 varint; `bytes` is a varint byte count
+//! followed by the raw bytes; `seq` is a varint element count followed by the
+//! elements; `Option` is a byte `0x00` (none) or `0x01` followed by the value.
+//! Every `bytes` field holds `f32` values as 4 little-endian bytes each, so its
+//! byte count is 4 × the value count; they are read with `f32::from_le_bytes`
+//! and need no alignment.
+//!
+//! # Checks
+//!
+//! [`Policy::parse`](super::Policy::parse) rejects, each with its own [`Error`]:
+//! a wrong magic ([`Error::BlobMagic`]), version ([`Error::BlobVersion`]) or
+//! layout ([`Error::BlobLayout`]); a blob shorter than the header or than
+//! header + `payload_len` ([`Error::BlobTruncated`]) or longer
+//! ([`Error::BlobTrailing`]); a payload CRC mismatch ([`Error::BlobCrc`]);
+//! malformed postcard data ([`Error::BlobPayload`]) or bytes left after the model
+//! ([`Error::BlobPayloadTrailing`]); U, S, the layer count or a hidden width out of
+//! range ([`Error::BlobLimit`]); `obs_dim`, a layer's inputs (the first takes
+//! `obs_dim`, each next one the previous one's outputs), the last layer's outputs
+//! (U·S) or the skip layer's shape wrong ([`Error::BlobDim`]); an array whose
+//! byte length is not 4 × its value count ([`Error::BlobLength`]); a NaN or ±∞
+//! value ([`Error::BlobValue`]). [`encode`] applies the same model checks, so it
+//! never writes a blob that does not parse.
+
+use serde::{Serialize, Serializer};
+
+use super::{MAX_LAYERS, MAX_WIDTH};
+use crate::obs::obs_dim;
+use crate::{Error, MAX_SERVERS, MAX_USERS};
+
+/// First 4 bytes of every policy blob.
+pub const MAGIC: [u8; 4] = *b"DTNB";
+
+/// The blob format version this build writes and reads.
+pub const FORMAT_VERSION: u16 = 1;
+
+/// The header's `layout` field: [`OBS_LAYOUT`](crate::obs::OBS_LAYOUT) padded with
+/// zeros to 16 bytes.
+pub const LAYOUT_ID: [u8; 16] = *b"diten-obs-v1\0\0\0\0";
+
+/// Bytes of the header before the payload.
+pub const HEADER_LEN: usize = 38;
+
+const OFF_VERSION: usize = 4;
+const OFF_LAYOUT: usize = 6;
+const OFF_USERS: usize = 22;
+const OFF_SERVERS: usize = 24;
+const OFF_OBS_DIM: usize = 26;
+const OFF_PAYLOAD_LEN: usize = 30;
+const OFF_CRC: usize = 34;
+
+/// Where in a policy blob a bad value lies; `Display` spells it as a path
+/// (`blob.obs_dim`, `blob.layers[1].weight`, `blob.skip.inputs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BlobField {
+    /// A header field or a top-level payload field, by name: `users`, `servers`,
+    /// `obs_dim`, `norm_mean`, `norm_inv_std`, `layers`, `skip`.
+    Model(&'static str),
+    /// A field of dense layer `index`: `inputs`, `outputs`, `weight`, `bias`.
+    Layer {
+        /// Position of the layer, from 0.
+        index: usize,
+        /// Name of the field.
+        field: &'static str,
+    },
+    /// A field of the skip layer: `inputs`, `outputs`, `weight`, `bias`.
+    Skip(&'static str),
+}
+
+impl core::fmt::Display for BlobField {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            BlobField::Model(name) => write!(f, "blob.{name}"),
+            BlobField::Layer { index, field } => write!(f, "blob.layers[{index}].{field}"),
+            BlobField::Skip(field) => write!(f, "blob.skip.{field}"),
+        }
+    }
+}
+
+/// An array of `f32` stored as 4 little-endian bytes each, borrowed from a blob
+/// (or from the caller, for [`encode`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct F32Le<'a>(&'a [u8]);
+
+impl<'a> F32Le<'a> {
+    /// Wraps raw bytes; a length that is not a multiple of 4 is caught by the
+    /// model checks ([`Error::BlobLength`]).
+    pub const fn new(bytes: &'a [u8]) -> Self {
+        F32Le(bytes)
+    }
+
+    /// The raw bytes.
+    pub const fn as_bytes(&self) -> &'a [u8] {
+        self.0
+    }
+
+    /// Number of whole values.
+    pub const fn len(&self) -> usize {
+        self.0.len() / 4
+    }
+
+    /// Whether there is no whole value.
+    pub const fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Value `index`, if there is one.
+    pub fn get(&self, index: usize) -> Option<f32> {
+        let (values, _) = self.0.as_chunks::<4>();
+        values.get(index).map(|b| f32::from_le_bytes(*b))
+    }
+
+    /// The values in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = f32> + 'a {
+        let (values, _) = self.0.as_chunks::<4>();
+        values.iter().map(|b| f32::from_le_bytes(*b))
+    }
+}
+
+impl Serialize for F32Le<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.0)
+    }
+}
+
+/// A dense layer `y = W·x + b` of a policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct LayerRef<'a> {
+    /// Input width.
+    pub inputs: u32,
+    /// Output width.
+    pub outputs: u32,
+    /// `outputs × inputs` weights, row-major (row `o` holds the weights of output `o`).
+    pub weight: F32Le<'a>,
+    /// `outputs` biases.
+    pub bias: F32Le<'a>,
+}
+
+/// A policy network, borrowed: what [`encode`] writes and
+/// [`Policy::model`](super::Policy::model) returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModelRef<'a> {
+    /// Users U the policy decides for.
+    pub users: usize,
+    /// Servers S the policy chooses among.
+    pub servers: usize,
+    /// `obs_dim(U, S)` means subtracted from the observation.
+    pub norm_mean: F32Le<'a>,
+    /// `obs_dim(U, S)` factors applied after the mean is subtracted.
+    pub norm_inv_std: F32Le<'a>,
+    /// The dense layers, 1 to [`MAX_LAYERS`], `tanh` after all but the last.
+    pub layers: &'a [LayerRef<'a>],
+    /// Optional linear layer `obs_dim(U, S) → U·S` from the normalised observation,
+    /// added to the last layer's output.
+    pub skip: Option<LayerRef<'a>>,
+}
+
+/// The payload as postcard serialises it (see the module docs).
+#[derive(Serialize)]
+struct Payload<'m, 'a> {
+    norm_mean: F32Le<'a>,
+    norm_inv_std: F32Le<'a>,
+    layers: &'m [LayerRef<'a>],
+    skip: Option<&'m LayerRef<'a>>,
+}
+
+impl<'a> ModelRef<'a> {
+    fn payload(&self) -> Payload<'_, 'a> {
+        Payload {
+            norm_mean: self.norm_mean,
+            norm_inv_std: self.norm_inv_std,
+            layers: self.layers,
+            skip: self.skip.as_ref(),
+        }
+    }
+}
+
+/// CRC-32/ISO-HDLC (the zlib/PNG CRC: reflected polynomial 0xEDB88320, initial
+/// value and final xor 0xFFFFFFFF), bit by bit: no table in flash.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            let mask = (crc & 1).wrapping_neg();
+            crc = (crc >> 1) ^ (0xEDB8_8320 & mask);
+        }
+    }
+    !crc
+}
+
+/// Bytes [`encode`] writes for `model` (header included), after the same checks.
+pub fn encoded_len(model: &ModelRef<'_>) -> Result<usize, Error> {
+    validate(model)?;
+    Ok(HEADER_LEN.saturating_add(payload_len(model)?))
+}
+
+/// Writes `model` as a blob into the front of `out` and returns its length
+/// ([`encoded_len`]; a larger `out` is fine, the rest is untouched). Checks the model
+/// as parsing would (a model that would not parse is an error, nothing is
+/// written), and `out` too short is [`Error::BlobBuffer`]. Never allocates.
+pub fn encode(model: &ModelRef<'_>, out: &mut [u8]) -> Result<usize, Error> {
+    let dim = validate(model)?;
+    let payload_len = payload_len(model)?;
+    let total = HEADER_LEN.saturating_add(payload_len);
+    let got = out.len();
+    let too_small = Error::BlobBuffer {
+        expected: total,
+        got,
+    };
+    let (header, rest) = out.split_at_mut_checked(HEADER_LEN).ok_or(too_small)?;
+    let payload = rest.get_mut(..payload_len).ok_or(too_small)?;
+    let written = postcard::to_slice(&model.payload(), payload).map_err(|_| too_small)?;
+    let crc = crc32(written);
+    let wire = |v: usize| u32::try_from(v).map_err(|_| too_small);
+    put(header, 0, &MAGIC);
+    put(header, OFF_VERSION, &FORMAT_VERSION.to_le_bytes());
+    put(header, OFF_LAYOUT, &LAYOUT_ID);
+    // `validate` bounds users and servers by 64, obs_dim by 12 800.
+    put(header, OFF_USERS, &(model.users as u16).to_le_bytes());
+    put(header, OFF_SERVERS, &(model.servers as u16).to_le_bytes());
+    put(header, OFF_OBS_DIM, &wire(dim)?.to_le_bytes());
+    put(header, OFF_PAYLOAD_LEN, &wire(payload_len)?.to_le_bytes());
+    put(header, OFF_CRC, &crc.to_le_bytes());
+    Ok(total)
+}
+
+fn payload_len(model: &ModelRef<'_>) -> Result<usize, Error> {
+    postcard::serialize_with_flavor(&model.payload(), postcard::ser_flavors::Size::default())
+        .map_err(|_| Error::BlobPayload {
+            field: BlobField::Model("payload"),
+        })
+}
+
+fn put(header: &mut [u8], at: usize, bytes: &[u8]) {
+    if let Some(dst) = header.get_mut(at..at + bytes.len()) {
+        dst.copy_from_slice(bytes);
+    }
+}
+
+/// `N` header bytes at `at` (all within [`HEADER_LEN`], so never the zero fallback).
+fn field<const N: usize>(header: &[u8; HEADER_LEN], at: usize) -> [u8; N] {
+    header
+        .get(at..at + N)
+        .and_then(|b| b.try_into().ok())
+        .unwrap_or([0; N])
+}
+
+fn to_usize(v: u32) -> usize {
+    usize::try_from(v).unwrap_or(usize::MAX)
+}
+
+/// A blob taken apart: the model, borrowing from the blob.
+#[derive(Clone, Debug)]
+pub(super) struct Decoded<'a> {
+    pub users: usize,
+    pub servers: usize,
+    pub norm_mean: F32Le<'a>,
+    pub norm_inv_std: F32Le<'a>,
+    pub layers: heapless::Vec<LayerRef<'a>, MAX_LAYERS>,
+    pub skip: Option<LayerRef<'a>>,
+}
+
+impl Decoded<'_> {
+    pub fn model(&self) -> ModelRef<'_> {
+        ModelRef {
+            users: self.users,
+            servers: self.servers,
+            norm_mean: self.norm_mean,
+            norm_inv_std: self.norm_inv_std,
+            layers: &self.layers,
+            skip: self.skip,
+        }
+    }
+}
+
+/// Checks and takes apart a blob (see the module docs for the checks and their order).
+pub(super) fn decode(blob: &[u8]) -> Result<Decoded<'_>, Error> {
+    if !MAGIC.starts_with(blob.get(..MAGIC.len()).unwrap_or(blob)) {
+        return Err(Error::BlobMagic);
+    }
+    let Some((header, payload)) = blob.split_first_chunk::<HEADER_LEN>() else {
+        return Err(Error::BlobTruncated {
+            expected: HEADER_LEN,
+            got: blob.len(),
+        });
+    };
+    let version = u16::from_le_bytes(field(header, OFF_VERSION));
+    if version != FORMAT_VERSION {
+        return Err(Error::BlobVersion { found: version });
+    }
+    if field::<16>(header, OFF_LAYOUT) != LAYOUT_ID {
+        return Err(Error::BlobLayout);
+    }
+    let expected =
+        HEADER_LEN.saturating_add(to_usize(u32::from_le_bytes(field(header, OFF_PAYLOAD_LEN))));
+    let got = blob.len();
+    if got < expected {
+        return Err(Error::BlobTruncated { expected, got });
+    }
+    if got > expected {
+        return Err(Error::BlobTrailing { expected, got });
+    }
+    let stored = u32::from_le_bytes(field(header, OFF_CRC));
+    let computed = crc32(payload);
+    if stored != computed {
+        return Err(Error::BlobCrc { stored, computed });
+    }
+    let users = usize::from(u16::from_le_bytes(field(header, OFF_USERS)));
+    let servers = usize::from(u16::from_le_bytes(field(header, OFF_SERVERS)));
+    check_counts(users, servers)?;
+    check_dim(
+        BlobField::Model("obs_dim"),
+        u32::from_le_bytes(field(header, OFF_OBS_DIM)),
+        obs_dim(users, servers),
+    )?;
+
+    let mut cur = Cursor(payload);
+    let norm_mean = cur.values(BlobField::Model("norm_mean"))?;
+    let norm_inv_std = cur.values(BlobField::Model("norm_inv_std"))?;
+    let count = to_usize(cur.take::<u32>(BlobField::Model("layers"))?);
+    check_layer_count(count)?;
+    let mut layers = heapless::Vec::new();
+    for index in 0..count {
+        let layer = cur.layer(|field| BlobField::Layer { index, field })?;
+        layers.push(layer).map_err(|_| layer_count_error(count))?;
+    }
+    let skip = match cur.take::<u8>(BlobField::Model("skip"))? {
+        0 => None,
+        1 => Some(cur.layer(BlobField::Skip)?),
+        _ => {
+            return Err(Error::BlobPayload {
+                field: BlobField::Model("skip"),
+            })
+        }
+    };
+    if !cur.0.is_empty() {
+        return Err(Error::BlobPayloadTrailing {
+            unused: cur.0.len(),
+        });
+    }
+    let decoded = Decoded {
+        users,
+        servers,
+        norm_mean,
+        norm_inv_std,
+        layers,
+        skip,
+    };
+    validate(&decoded.model())?;
+    Ok(decoded)
+}
+
+/// Reads the payload field by field, so each failure names its field.
+struct Cursor<'a>(&'a [u8]);
+
+impl<'a> Cursor<'a> {
+    fn take<T: serde::Deserialize<'a>>(&mut self, field: BlobField) -> Result<T, Error> {
+        let (value, rest) =
+            postcard::take_from_bytes::<T>(self.0).map_err(|_| Error::BlobPayload { field })?;
+        self.0 = rest;
+        Ok(value)
+    }
+
+    fn values(&mut self, field: BlobField) -> Result<F32Le<'a>, Error> {
+        self.take::<&'a [u8]>(field).map(F32Le)
+    }
+
+    fn layer(&mut self, field: impl Fn(&'static str) -> BlobField) -> Result<LayerRef<'a>, Error> {
+        Ok(LayerRef {
+            inputs: self.take(field("inputs"))?,
+            outputs: self.take(field("outputs"))?,
+            weight: self.values(field("weight"))?,
+            bias: self.values(field("bias"))?,
+        })
+    }
+}
+
+fn check_counts(users: usize, servers: usize) -> Result<(), Error> {
+    check_range(BlobField::Model("users"), users, MAX_USERS)?;
+    check_range(BlobField::Model("servers"), servers, MAX_SERVERS)
+}
+
+fn check_range(field: BlobField, value: usize, max: usize) -> Result<(), Error> {
+    if (1..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(Error::BlobLimit {
+            field,
+            value,
+            min: 1,
+            max,
+        })
+    }
+}
+
+fn layer_count_error(count: usize) -> Error {
+    Error::BlobLimit {
+        field: BlobField::Model("layers"),
+        value: count,
+        min: 1,
+        max: MAX_LAYERS,
+    }
+}
+
+fn check_layer_count(count: usize) -> Result<(), Error> {
+    if (1..=MAX_LAYERS).contains(&count) {
+        Ok(())
+    } else {
+        Err(layer_count_error(count))
+    }
+}
+
+fn check_dim(field: BlobField, got: u32, expected: usize) -> Result<(), Error> {
+    let got = to_usize(got);
+    if got == expected {
+        Ok(())
+    } else {
+        Err(Error::BlobDim {
+            field,
+            expected,
+            got,
+        })
+    }
+}
+
+/// `values` has exactly `count` values, all finite.
+fn check_values(field: BlobField, values: F32Le<'_>, count: usize) -> Result<(), Error> {
+    let expected = count.saturating_mul(4);
+    let got = values.as_bytes().len();
+    if got != expected {
+        return Err(Error::BlobLength {
+            field,
+            expected,
+            got,
+        });
+    }
+    match values.iter().position(|v| !v.is_finite()) {
+        Some(index) => Err(Error::BlobValue { field, index }),
+        None => Ok(()),
+    }
+}
+
+fn check_dense(
+    field: impl Fn(&'static str) -> BlobField,
+    layer: &LayerRef<'_>,
+    inputs: usize,
+    outputs: usize,
+) -> Result<(), Error> {
+    check_values(
+        field("weight"),
+        layer.weight,
+        inputs.saturating_mul(outputs),
+    )?;
+    check_values(field("bias"), layer.bias, outputs)
+}
+
+/// The model checks shared by [`encode`] and [`decode`]; returns `obs_dim`.
+fn validate(model: &ModelRef<'_>) -> Result<usize, Error> {
+    check_counts(model.users, model.servers)?;
+    let dim = obs_dim(model.users, model.servers);
+    let actions = model.users * model.servers;
+    check_values(BlobField::Model("norm_mean"), model.norm_mean, dim)?;
+    check_values(BlobField::Model("norm_inv_std"), model.norm_inv_std, dim)?;
+    let count = model.layers.len();
+    check_layer_count(count)?;
+    let mut inputs = dim;
+    for (index, layer) in model.layers.iter().enumerate() {
+        let field = |field| BlobField::Layer { index, field };
+        check_dim(field("inputs"), layer.inputs, inputs)?;
+        let outputs = to_usize(layer.outputs);
+        if index + 1 == count {
+            check_dim(field("outputs"), layer.outputs, actions)?;
+        } else {
+            check_range(field("outputs"), outputs, MAX_WIDTH)?;
+        }
+        check_dense(field, layer, inputs, outputs)?;
+        inputs = outputs;
+    }
+    if let Some(skip) = &model.skip {
+        check_dim(BlobField::Skip("inputs"), skip.inputs, dim)?;
+        check_dim(BlobField::Skip("outputs"), skip.outputs, actions)?;
+        check_dense(BlobField::Skip, skip, dim, actions)?;
+    }
+    Ok(dim)
+}

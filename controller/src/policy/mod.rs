@@ -1,0 +1,78 @@
+//! The learnt policy on the gateway: the firmware blob it ships in ([`blob`], SPEC
+//! §3.3) and the engine that evaluates it ([`Policy`]).
+//!
+//! The policy is an actor network from the observation of [`crate::obs`] (layout
+//! [`OBS_LAYOUT`](crate::obs::OBS_LAYOUT), [`obs_dim`](crate::obs::obs_dim)`(U, S)`
+//! values) to `U·S` logits, user-major (`logits[u·S + s]`):
+//!
+//! 1. normalisation per feature, `x' = clamp((x − mean)·inv_std, −CLIP, CLIP)`
+//!    with [`CLIP`] = 10;
+//! 2. 1 to [`MAX_LAYERS`] dense layers `y = W·x + b` (`W` row-major
+//!    `outputs × inputs`, torch's layout), `tanh` after every layer but the last,
+//!    hidden widths 1 to [`MAX_WIDTH`];
+//! 3. optionally a linear skip layer from `x'` straight to the output, added to the
+//!    last layer's output.
+//!
+//! Parsing a blob borrows the weights from it (a `&'static [u8]` in flash on the
+//! firmware) and allocates nothing; evaluation needs a caller-provided scratch
+//! buffer of [`Policy::scratch_len`] values (at most
+//! [`max_scratch_len`]`(obs_dim)`).
+//!
+//! ```
+//! use diten_controller::policy::{encode, encoded_len, F32Le, LayerRef, ModelRef, Policy};
+//!
+//! // One user, one server: 11 observation values, one linear layer 11 → 1.
+//! let zeros = [0u8; 4 * 11];
+//! let ones: [u8; 4 * 11] = core::array::from_fn(|i| 1.0f32.to_le_bytes()[i % 4]);
+//! let bias = 0.5f32.to_le_bytes();
+//! let layer = LayerRef {
+//!     inputs: 11,
+//!     outputs: 1,
+//!     weight: F32Le::new(&ones),
+//!     bias: F32Le::new(&bias),
+//! };
+//! let model = ModelRef {
+//!     users: 1,
+//!     servers: 1,
+//!     norm_mean: F32Le::new(&zeros),
+//!     norm_inv_std: F32Le::new(&ones),
+//!     layers: &[layer],
+//!     skip: None,
+//! };
+//! let mut blob = [0u8; 512];
+//! let len = encode(&model, &mut blob)?;
+//! assert_eq!(len, encoded_len(&model)?);
+//!
+//! let policy = Policy::parse(&blob[..len])?;
+//! let obs = [0.25f32; 11];
+//! let mut scratch = [0.0f32; 11];
+//! assert_eq!(policy.scratch_len(), scratch.len());
+//! let mut logits = [0.0f32; 1];
+//! policy.logits(&obs, &mut scratch, &mut logits)?;
+//! assert_eq!(logits, [11.0 * 0.25 + 0.5]);
+//! let mut best = [usize::MAX];
+//! policy.best_servers(&logits, &mut best)?;
+//! assert_eq!(best, [0]);
+//! # Ok::<(), diten_controller::Error>(())
+//! ```
+
+pub mod blob;
+mod engine;
+
+pub use blob::{
+    crc32, encode, encoded_len, BlobField, F32Le, LayerRef, ModelRef, FORMAT_VERSION, HEADER_LEN,
+    LAYOUT_ID, MAGIC,
+};
+pub use engine::{max_scratch_len, Policy};
+
+/// Most dense layers a policy may have (the skip layer not counted).
+pub const MAX_LAYERS: usize = 8;
+
+/// Widest hidden layer a policy may have.
+pub const MAX_WIDTH: usize = 512;
+
+/// Normalised observation values are clipped to ±`CLIP`.
+pub const CLIP: f32 = 10.0;
+
+#[cfg(test)]
+mod tests;
