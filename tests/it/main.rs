@@ -5,6 +5,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 mod evaluate;
+#[cfg(feature = "torch")]
+mod onnx;
 mod solve;
 #[cfg(feature = "torch")]
 mod train;

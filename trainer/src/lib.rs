@@ -4,13 +4,16 @@
 //! the scenario configuration ([`scenario`]), the edge-network simulator ([`sim`]),
 //! the decision makers that need no learning and trained policies as decision
 //! makers ([`policy`]), evaluation and comparison with tables and plots ([`eval`]),
-//! and training on libtorch ([`train`], feature `torch`, on by default). The system
+//! training on libtorch ([`train`], feature `torch`, on by default), and ONNX
+//! export of trained policies and their conversion to the firmware blob
+//! ([`onnx`]; export reads checkpoints, so it needs `torch`). The system
 //! model itself lives once, in `diten-controller`; this crate calls it and computes
 //! none of its numbers.
 #![deny(missing_docs)]
 
 pub mod cli;
 pub mod eval;
+pub mod onnx;
 pub mod policy;
 pub mod scenario;
 pub mod sim;

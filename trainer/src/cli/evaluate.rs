@@ -510,7 +510,7 @@ mod tests {
         rejects(
             args(),
             &["nope"],
-            "--policy: unknown policy `nope` (known: nearest, nearest-random, sticky, oracle; \
+            "--policy: unknown policy `nope` (known: nearest, nearest-random, sticky, oracle, random; \
              a trained policy is given as a file path)",
         );
         let err = format!(
@@ -518,7 +518,7 @@ mod tests {
             build_sweep(&args(), &["ppo.onnx".into()]).unwrap_err()
         );
         assert!(
-            err.starts_with("--policy: ppo.onnx: trained policies"),
+            err.starts_with("--policy: ppo.onnx: ONNX policies are not supported yet"),
             "{err}"
         );
     }

@@ -13,7 +13,10 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 pub mod compare;
+pub mod convert;
 pub mod evaluate;
+pub mod export;
+pub mod infer;
 mod input;
 pub mod solve;
 pub mod train;
@@ -45,8 +48,55 @@ pub enum Command {
     /// stdout, CSV, JSON and plots against the number of servers under --out).
     Compare(CompareArgs),
     /// Train a policy in the simulator (PPO, or the A2C and DDPG baselines); writes
-    /// config.toml, metrics.csv, curve.png and checkpoint.ot under --out.
+    /// config.toml, metrics.csv, curve.png, checkpoint.ot and, at the end,
+    /// policy.onnx under --out.
     Train(TrainArgs),
+    /// Export a trained policy (a checkpoint or its run folder) as an ONNX model
+    /// with the observation normalisation folded in (SPEC §3.2).
+    Export(ExportArgs),
+    /// Convert an exported ONNX policy into the controller's firmware blob (SPEC §3.3).
+    Convert(ConvertArgs),
+    /// Run a policy (ONNX or firmware blob) on one observation with the controller's
+    /// engine; prints `{"logits": [...]}`.
+    Infer(InferArgs),
+}
+
+/// Arguments of `diten export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The training checkpoint (`checkpoint.ot`) or its run folder.
+    #[arg(long, value_name = "FILE|DIR")]
+    pub checkpoint: PathBuf,
+    /// The ONNX file to write (its folder is created if missing).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// An evaluation summary (JSON, e.g. the summary.json of `diten evaluate`) to
+    /// store in the model's metadata (default: `none`).
+    #[arg(long, value_name = "FILE")]
+    pub evaluation: Option<PathBuf>,
+}
+
+/// Arguments of `diten convert`.
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// The ONNX policy, as `diten export` writes it.
+    #[arg(value_name = "FILE.onnx")]
+    pub model: PathBuf,
+    /// The blob file to write (its folder is created if missing).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+/// Arguments of `diten infer`.
+#[derive(Debug, Args)]
+pub struct InferArgs {
+    /// The policy: an ONNX model (`.onnx`) or a firmware blob (`.bin`); other names
+    /// are told apart by the blob's magic bytes.
+    #[arg(long, value_name = "FILE")]
+    pub model: PathBuf,
+    /// JSON `{"obs": [f32, ...]}` with the model's obs_dim values; `-` reads stdin.
+    #[arg(long, value_name = "FILE")]
+    pub obs: PathBuf,
 }
 
 /// Arguments of `diten train`.
@@ -198,6 +248,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Evaluate(args) => evaluate::run(&args),
         Command::Compare(args) => compare::run(&args),
         Command::Train(args) => train::run(&args),
+        Command::Export(args) => export::run(&args),
+        Command::Convert(args) => convert::run(&args),
+        Command::Infer(args) => infer::run(&args),
     }
 }
 

@@ -84,9 +84,17 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     );
     let stop = super::evaluate::interrupt_flag();
     let done = run::train(&config, &out, resume, device, stop, true)?;
+    // The policy is exported only from a finished run; an interrupted one resumes.
+    let policy = if done.interrupted {
+        String::new()
+    } else {
+        let path = out.join(crate::onnx::FILE);
+        crate::onnx::export(&out, &path, &[])?;
+        format!(", policy {}", path.display())
+    };
     eprintln!(
         "{} iterations, {} slots in {:.1} s; last 10 %: objective {:.4}, reward {:.4} per slot; \
-         checkpoint {}",
+         checkpoint {}{policy}",
         done.iterations,
         done.slots,
         done.wall_s,

@@ -149,8 +149,12 @@ impl Loaded {
         } else {
             path.to_path_buf()
         };
-        let list = Tensor::load_multi(&file)
-            .with_context(|| format!("{}: not a readable diten checkpoint", file.display()))?;
+        // libtorch's message carries a C++ backtrace: keep its first line only.
+        let list = Tensor::load_multi(&file).map_err(|e| {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or_default().to_owned();
+            anyhow::anyhow!("{}: not a readable diten checkpoint ({first})", file.display())
+        })?;
         let loaded = Loaded {
             path: file,
             tensors: list.into_iter().collect(),

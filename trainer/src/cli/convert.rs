@@ -1,0 +1,23 @@
+//! `diten convert`: an exported ONNX policy as the controller's firmware blob
+//! (SPEC §3.3).
+
+use anyhow::Context;
+
+use super::ConvertArgs;
+use crate::eval::report::write_atomic;
+
+/// Runs `diten convert`.
+pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
+    let path = &args.model;
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let blob = crate::onnx::onnx_to_blob(&bytes).with_context(|| format!("{}", path.display()))?;
+    super::export::prepare_out(&args.out)?;
+    write_atomic(&args.out, &blob)?;
+    eprintln!(
+        "convert: {} -> {} ({} bytes)",
+        path.display(),
+        args.out.display(),
+        blob.len()
+    );
+    Ok(())
+}
