@@ -210,6 +210,32 @@ pub enum Error {
         /// Index of the value in the observation.
         index: usize,
     },
+    /// A policy decides for more users or servers than the controller's
+    /// compile-time capacity.
+    PolicyCapacity {
+        /// `users` or `servers`.
+        field: &'static str,
+        /// The policy's count.
+        count: usize,
+        /// The controller's capacity.
+        capacity: usize,
+    },
+    /// The controller's workspace is shorter than the policy needs.
+    WorkspaceLength {
+        /// Values needed.
+        expected: usize,
+        /// Values given.
+        got: usize,
+    },
+    /// A status has another number of users or servers than the policy decides for.
+    PolicyDims {
+        /// `users` or `servers`.
+        field: &'static str,
+        /// The policy's count.
+        expected: usize,
+        /// The status's count.
+        got: usize,
+    },
 }
 
 impl fmt::Display for Error {
@@ -278,6 +304,16 @@ impl fmt::Display for Error {
                 write!(f, "{buffer}: {got} values, {expected} needed")
             }
             Error::ObservationValue { index } => write!(f, "obs[{index}]: must be a finite number"),
+            Error::PolicyCapacity { field, count, capacity } => write!(
+                f,
+                "policy.{field}: {count} exceed the controller's capacity of {capacity}"
+            ),
+            Error::WorkspaceLength { expected, got } => {
+                write!(f, "workspace: {got} values, {expected} needed")
+            }
+            Error::PolicyDims { field, expected, got } => {
+                write!(f, "{field}: {got} in the status, the policy decides for {expected}")
+            }
         }
     }
 }

@@ -39,6 +39,7 @@
     )
 )]
 
+pub mod controller;
 mod error;
 mod math;
 pub mod model;
@@ -48,6 +49,7 @@ pub mod policy;
 mod slot;
 pub mod solver;
 
+pub use controller::{Controller, Decision, RepairOutcome};
 pub use error::{Error, Problem};
 pub use model::{evaluate, Evaluation, ServerCost, Violations};
 pub use params::Params;

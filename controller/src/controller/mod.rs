@@ -1,0 +1,381 @@
+//! The per-slot decision loop of the gateway: observation → policy → association
+//! repair → γ → evaluation, without allocating, panicking or unbounded work.
+//!
+//! [`Controller::decide`] takes the gateway's status for one slot and returns a
+//! [`Decision`]:
+//!
+//! 1. the observation of [`obs::observe`](crate::obs::observe) is written into the
+//!    workspace;
+//! 2. the policy ([`Policy::logits`]) gives one logit per (user, server);
+//! 3. each user takes its best server: the largest logit, ties to the lowest index,
+//!    a NaN logit ranking as −∞ (the same choice as [`Policy::best_servers`]);
+//! 4. the association is **repaired** so that C2 (C_cmp,s ≤ q_s, checked at γ = 0,
+//!    the least computation) and C3 (C_syn,s ≤ p_s, which does not depend on γ)
+//!    hold on every server, see below;
+//! 5. [`solve_gamma`] gives the globally optimal γ for that association and
+//!    [`evaluate`] the objective, reward, costs and violations.
+//!
+//! When the repair finds no feasible association (none exists, or the search hit
+//! its node budget) the decision keeps the policy's own association with its
+//! optimal γ and reports the violations: the gateway must act every slot, so that
+//! is a [`RepairOutcome`], not an error. [`Error`] is only for invalid input.
+//!
+//! # Repair
+//!
+//! A user u on server s adds the loads a_cmp(u, s) = n_cmp·ε_s·(E_s + E_u,s)·D_u,t
+//! and a_syn(u, s) = n_syn·D_u,t/rate·l(u, s) to the server's C_cmp,s and C_syn,s at
+//! γ = 0, taken from the model ([`UserCost`](crate::model::UserCost)), never
+//! re-derived. A server *fits* when both its sums stay within q_s and p_s, summed
+//! exactly as [`evaluate`] sums them (in user order, `>` meaning violated), so the
+//! repair and the evaluation agree to the last bit. Each user ranks the servers by
+//! decreasing logit (ties: lower index first; NaN as −∞). With n users:
+//!
+//! 0. **Check.** If the policy's association fits everywhere: [`RepairOutcome::Clean`].
+//!    If some user fits on no server even alone, no association can be feasible
+//!    (adding non-negative loads never lowers a floating-point sum):
+//!    [`RepairOutcome::Infeasible`].
+//! 1. **Greedy.** While a server is over capacity, among all users on over-capacity
+//!    servers and all servers where the user still fits, make the move that loses
+//!    the least logit (logit of the current server minus logit of the target; ties:
+//!    lowest user index, then lowest server index). The target still fits after
+//!    the move (checked on the exact sums; a move that fails that check stops the
+//!    greedy) and the source only loses load, so each move takes one user off the
+//!    over-capacity servers for good: after at most n moves the greedy has either
+//!    succeeded or found no move.
+//! 2. **Search**, only when the greedy is stuck: an exact depth-first branch search
+//!    from scratch. Users are placed in order of decreasing mean relative load
+//!    Σ_s (a_cmp(u, s)/q_s + a_syn(u, s)/p_s) (ties: lower index first), each
+//!    trying its servers in its rank order. A placement that pushes a server's
+//!    partial sum over its capacity by more than a relative 8·n·ε cuts the branch
+//!    (the slack exceeds the rounding difference between any two orders of
+//!    summation, so no association feasible by [`evaluate`]'s sums is ever cut); a
+//!    complete association is accepted only after the exact check. The association
+//!    found is thus the first feasible one in the lexicographic order of the users'
+//!    ranks, heaviest user first. Each placement tried is one node, at most
+//!    [`MAX_REPAIR_NODES`]. A search that finishes without an association proves
+//!    that none is feasible ([`RepairOutcome::Infeasible`]); one that hits the
+//!    budget gives [`RepairOutcome::BoundReached`].
+//! 3. **Climb.** After step 1 or 2 found a feasible association, each user in turn
+//!    (by index) moves to the highest-ranked server it prefers to its current one
+//!    where it fits; passes repeat until one moves nobody, at most
+//!    [`MAX_CLIMB_PASSES`] times ([`Decision::settled`] says which). Every move
+//!    keeps the association feasible.
+//!
+//! **Guarantee.** If some association satisfies C2 at γ = 0 and C3 on every server
+//! (as [`evaluate`] computes them), the decision's association does too
+//! ([`RepairOutcome::Clean`] or [`RepairOutcome::Repaired`], and γ from
+//! [`solve_gamma`] keeps C2, so [`Decision::feasible`] holds), unless the search
+//! hits [`MAX_REPAIR_NODES`] ([`RepairOutcome::BoundReached`]). With
+//! [`RepairOutcome::Infeasible`] (only ever returned with a proof: step 0 or a
+//! finished search) and [`RepairOutcome::BoundReached`] the decision is the
+//! policy's own association (`moved = 0`) with its optimal γ and its violations.
+//! The argument assumes every per-user load is a number: a NaN load (∞ times a
+//! zero distance, only with sizes or unit costs near the limits of f64) counts as
+//! fitting in [`evaluate`], and the search may then miss an association that fits
+//! only thanks to it. When [`Decision::settled`], no single user can move to a
+//! server it ranks higher without breaking C2 or C3. The repair does not maximise
+//! the summed logits over all feasible associations; it keeps to the policy's
+//! choice through the greedy's cheapest moves, the search's rank order and the
+//! climb.
+//!
+//! # Work bound
+//!
+//! With n users, m servers, d = `obs_dim(n, m)` = n·(4 + 3m) + 4m, dense layer
+//! widths h_0 = d, h_1, …, h_L = n·m, N = [`MAX_REPAIR_NODES`] and
+//! P = [`MAX_CLIMB_PASSES`], and ℓ one load evaluation (two Manhattan distances and
+//! a handful of products), one slot costs at most:
+//!
+//! * observation: d writes and n·m comparisons;
+//! * policy: Σ_i h_{i−1}·h_i multiply-adds (+ d·n·m with a skip layer), d
+//!   normalisations, Σ_{i<L} h_i `tanh`;
+//! * best servers: n·m comparisons;
+//! * repair: check n·ℓ + m; proof of step 0 n·m·ℓ; greedy ≤ (n + 1)·(n·m·ℓ + 4n·ℓ + m);
+//!   search ordering n·m·ℓ + n² comparisons, then ≤ N nodes of (m comparisons + ℓ +
+//!   at most one exact check of n·ℓ + m), with at most 2N + n + 1 loop steps;
+//!   climb ≤ P·(n·m·ℓ + 4n²·ℓ) (a move recomputes two servers' sums, and again
+//!   if it is undone);
+//! * γ: the bound of [`solver`](crate::solver) (per server, a fixed number of
+//!   samples, each a fixed number of Newton steps per user);
+//! * evaluation: n utilities and m norms.
+//!
+//! In total O(Σ_i h_{i−1}·h_i + n²·m + N·(n + m) + P·n·(n + m)) plus the γ solver's
+//! bound. For the default shape (n = 20, m = 21, hidden 128-128) the policy's
+//! 2.5·10⁵ multiply-adds dominate unless the search runs; N·(n + m) ≈ 1.7·10⁵.
+//!
+//! ```
+//! use diten_controller::obs::obs_dim;
+//! use diten_controller::policy::{encode, encoded_len, F32Le, LayerRef, ModelRef, Policy};
+//! use diten_controller::{Controller, Params, RepairOutcome, Server, Slot, User};
+//!
+//! // One user, two servers; a single linear layer with zero weights and biases
+//! // [0, 1]: the policy always picks server 1.
+//! const DIM: usize = obs_dim(1, 2);
+//! let zeros = [0u8; 4 * DIM];
+//! let ones: [u8; 4 * DIM] = core::array::from_fn(|i| 1.0f32.to_le_bytes()[i % 4]);
+//! let weight = [0u8; 4 * 2 * DIM];
+//! let bias: [u8; 8] = core::array::from_fn(|i| [0.0f32, 1.0][i / 4].to_le_bytes()[i % 4]);
+//! let layer = LayerRef {
+//!     inputs: DIM as u32,
+//!     outputs: 2,
+//!     weight: F32Le::new(&weight),
+//!     bias: F32Le::new(&bias),
+//! };
+//! let model = ModelRef {
+//!     users: 1,
+//!     servers: 2,
+//!     norm_mean: F32Le::new(&zeros),
+//!     norm_inv_std: F32Le::new(&ones),
+//!     layers: &[layer],
+//!     skip: None,
+//! };
+//! let mut blob = [0u8; 1024];
+//! let len = encode(&model, &mut blob)?;
+//! let policy = Policy::parse(&blob[..len])?;
+//!
+//! let mut workspace = [0.0f32; 64];
+//! assert!(workspace.len() >= Controller::<4, 4>::workspace_len(&policy));
+//! let mut controller: Controller<'_, '_, 4, 4> =
+//!     Controller::new(policy, Params::default(), &mut workspace)?;
+//!
+//! let server = Server { x: 0.0, y: 0.0, p: 125.0, q: 1450.0, eps: 55.0 };
+//! let user = User {
+//!     x: 3.0, y: 4.0, emd: 0.2, twin_bits: 4500.0,
+//!     data_bits: 784_000.0, prev_data_bits: 392_000.0, prev_server: Some(0),
+//! };
+//! let status: Slot<4, 4> = Slot::new(&[server, server], &[user])?;
+//! let decision = controller.decide(&status)?;
+//! assert_eq!(decision.association, [1]);
+//! assert_eq!(decision.repair, RepairOutcome::Clean);
+//! assert!(decision.feasible);
+//! # Ok::<(), diten_controller::Error>(())
+//! ```
+
+mod repair;
+
+use crate::error::Error;
+use crate::model::{evaluate, Evaluation};
+use crate::obs::{obs_dim, observe};
+use crate::params::Params;
+use crate::policy::{max_scratch_len, Policy};
+use crate::slot::Slot;
+use crate::solver::{solve_gamma, SolveStats};
+
+/// Most placements the repair's exact search tries in one slot (see the
+/// [module docs](self)).
+pub const MAX_REPAIR_NODES: usize = 4096;
+
+/// Most passes of the repair's climb back towards the users' preferred servers.
+pub const MAX_CLIMB_PASSES: usize = 4;
+
+/// What the repair did to the policy's association.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RepairOutcome {
+    /// The policy's association satisfied C2 and C3; nothing moved.
+    Clean,
+    /// Users were moved; the association now satisfies C2 and C3.
+    Repaired,
+    /// No association satisfies C2 and C3 (proven); the policy's association is kept.
+    Infeasible,
+    /// The search hit [`MAX_REPAIR_NODES`] without finding a feasible association;
+    /// the policy's association is kept.
+    BoundReached,
+}
+
+/// The decision for one slot.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision<const U: usize, const S: usize> {
+    /// Server of each user, after the repair.
+    pub association: heapless::Vec<usize, U>,
+    /// The policy's best server of each user, before the repair.
+    pub argmax: heapless::Vec<usize, U>,
+    /// Data reuse ratio γ of each user, globally optimal for `association`.
+    pub gamma: heapless::Vec<f64, U>,
+    /// The model's evaluation of (`association`, `gamma`): objective, reward,
+    /// per-server costs and constraint violations.
+    pub evaluation: Evaluation<U, S>,
+    /// What the repair did.
+    pub repair: RepairOutcome,
+    /// Users whose server differs from their `argmax` server.
+    pub moved: usize,
+    /// Nodes the repair's search tried (0 when the greedy step sufficed).
+    pub search_nodes: usize,
+    /// Whether no user can move alone to a server it ranks higher (by its logits)
+    /// without breaking C2 or C3 of a feasible association: false only when the
+    /// repair's climb stopped at [`MAX_CLIMB_PASSES`] with users still moving.
+    pub settled: bool,
+    /// What the γ solver did.
+    pub solve: SolveStats,
+    /// Whether every constraint holds (`evaluation.feasible()`).
+    pub feasible: bool,
+}
+
+/// Workspace values [`Controller`] needs for `policy`: `obs_dim + scratch_len + U·S`
+/// with the policy's dimensions (observation, the engine's scratch, logits).
+pub fn workspace_len(policy: &Policy<'_>) -> usize {
+    policy.obs_dim() + policy.scratch_len() + policy.logits_len()
+}
+
+/// Workspace values enough for every policy of `users` users and `servers`
+/// servers, whatever its hidden widths: for sizing a `static` buffer at compile
+/// time. `obs_dim + max_scratch_len(obs_dim) + users·servers`.
+pub const fn max_workspace_len(users: usize, servers: usize) -> usize {
+    let dim = obs_dim(users, servers);
+    dim + max_scratch_len(dim) + users * servers
+}
+
+/// The gateway's per-slot controller: a parsed policy, the model parameters and a
+/// caller-provided workspace (on a firmware, a `static` buffer of
+/// [`max_workspace_len`] or [`workspace_len`] values). `U` and `S` are the
+/// capacities of the [`Slot`]s it decides for.
+#[derive(Debug)]
+pub struct Controller<'p, 'w, const U: usize, const S: usize> {
+    policy: Policy<'p>,
+    params: Params,
+    workspace: &'w mut [f32],
+}
+
+impl<'p, 'w, const U: usize, const S: usize> Controller<'p, 'w, U, S> {
+    /// Values of workspace the controller needs for `policy` (see [`workspace_len`]).
+    pub fn workspace_len(policy: &Policy<'_>) -> usize {
+        workspace_len(policy)
+    }
+
+    /// Checks and assembles a controller: the policy's users and servers must fit
+    /// `U` and `S` ([`Error::PolicyCapacity`]), `workspace` must hold at least
+    /// [`workspace_len`] values ([`Error::WorkspaceLength`]; extra values are
+    /// unused), and `params` must be valid ([`Params::validate`]; the utility
+    /// exponent of each user's EMD is checked per slot).
+    pub fn new(
+        policy: Policy<'p>,
+        params: Params,
+        workspace: &'w mut [f32],
+    ) -> Result<Self, Error> {
+        if policy.users() > U {
+            return Err(Error::PolicyCapacity {
+                field: "users",
+                count: policy.users(),
+                capacity: U,
+            });
+        }
+        if policy.servers() > S {
+            return Err(Error::PolicyCapacity {
+                field: "servers",
+                count: policy.servers(),
+                capacity: S,
+            });
+        }
+        let expected = workspace_len(&policy);
+        if workspace.len() < expected {
+            return Err(Error::WorkspaceLength {
+                expected,
+                got: workspace.len(),
+            });
+        }
+        params.validate()?;
+        Ok(Controller {
+            policy,
+            params,
+            workspace,
+        })
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Policy<'p> {
+        &self.policy
+    }
+
+    /// The model parameters.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// The logits of the last [`decide`](Self::decide) that got that far
+    /// (user-major, U·S; before the first, whatever the workspace held).
+    pub fn logits(&self) -> &[f32] {
+        let start = self.policy.obs_dim() + self.policy.scratch_len();
+        self.workspace
+            .get(start..start + self.policy.logits_len())
+            .unwrap_or(&[])
+    }
+
+    /// Decides one slot (see the [module docs](self)).
+    ///
+    /// Errors, only for invalid input: the status must have exactly the policy's
+    /// users and servers ([`Error::PolicyDims`]), each user's EMD must give a valid
+    /// utility exponent with the parameters ([`Error::UtilityExponent`]), and every
+    /// observation value must be finite in `f32` ([`Error::ObservationValue`]:
+    /// sizes or distances beyond 3.4·10³⁸ in the observation's units). A slot
+    /// where C2 or C3 cannot be met is not an error: see [`RepairOutcome`].
+    pub fn decide(&mut self, status: &Slot<U, S>) -> Result<Decision<U, S>, Error> {
+        let (n_users, n_servers) = (status.users().len(), status.servers().len());
+        if n_users != self.policy.users() {
+            return Err(Error::PolicyDims {
+                field: "users",
+                expected: self.policy.users(),
+                got: n_users,
+            });
+        }
+        if n_servers != self.policy.servers() {
+            return Err(Error::PolicyDims {
+                field: "servers",
+                expected: self.policy.servers(),
+                got: n_servers,
+            });
+        }
+        status.check_params(&self.params)?;
+
+        let short = Error::WorkspaceLength {
+            expected: workspace_len(&self.policy),
+            got: self.workspace.len(),
+        };
+        let (obs, rest) = self
+            .workspace
+            .split_at_mut_checked(self.policy.obs_dim())
+            .ok_or(short)?;
+        let (scratch, rest) = rest
+            .split_at_mut_checked(self.policy.scratch_len())
+            .ok_or(short)?;
+        let logits = rest.get_mut(..self.policy.logits_len()).ok_or(short)?;
+        observe(status, obs)?;
+        self.policy.logits(obs, scratch, logits)?;
+        let logits: &[f32] = logits;
+
+        let repair = repair::Repair::new(&self.params, status, logits);
+        let capacity = Error::TooManyUsers {
+            count: n_users,
+            capacity: U,
+        };
+        let mut argmax: heapless::Vec<usize, U> = heapless::Vec::new();
+        for u in 0..n_users {
+            argmax.push(repair.best(u)).map_err(|_| capacity)?;
+        }
+        let mut association = argmax.clone();
+        let outcome = repair.run(&argmax, &mut association);
+        let moved = association
+            .iter()
+            .zip(&argmax)
+            .filter(|(a, b)| a != b)
+            .count();
+
+        let mut gamma: heapless::Vec<f64, U> = heapless::Vec::new();
+        gamma.resize(n_users, 0.0).map_err(|_| capacity)?;
+        let solve = solve_gamma(&self.params, status, &association, &mut gamma)?;
+        let evaluation = evaluate(&self.params, status, &association, &gamma)?;
+        let feasible = evaluation.feasible();
+        Ok(Decision {
+            association,
+            argmax,
+            gamma,
+            evaluation,
+            repair: outcome.repair,
+            moved,
+            search_nodes: outcome.nodes,
+            settled: outcome.settled,
+            solve,
+            feasible,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

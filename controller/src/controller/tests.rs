@@ -1,0 +1,859 @@
+//! Tests of the decision loop. Expected associations come from hand calculation
+//! (loads chosen so that which server overflows is obvious) or from a brute force
+//! over all S^U associations scored by [`crate::evaluate`] at γ = 0; never from the
+//! repair itself.
+
+extern crate std;
+
+use std::vec;
+use std::vec::Vec;
+
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::{Config, TestRunner};
+
+use super::*;
+use crate::policy::{encode, encoded_len, F32Le, LayerRef, ModelRef};
+use crate::{Server, User};
+
+type Sl = Slot<8, 8>;
+type Ctl<'p, 'w> = Controller<'p, 'w, 8, 8>;
+type Dec = Decision<8, 8>;
+
+fn le(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// A dense layer as plain values: inputs, outputs, row-major weights, biases.
+struct Layer {
+    inputs: usize,
+    outputs: usize,
+    weight: Vec<u8>,
+    bias: Vec<u8>,
+}
+
+impl Layer {
+    fn new(inputs: usize, outputs: usize, weight: &[f32], bias: &[f32]) -> Layer {
+        assert_eq!(weight.len(), inputs * outputs);
+        assert_eq!(bias.len(), outputs);
+        Layer {
+            inputs,
+            outputs,
+            weight: le(weight),
+            bias: le(bias),
+        }
+    }
+}
+
+fn as_ref(l: &Layer) -> LayerRef<'_> {
+    LayerRef {
+        inputs: l.inputs as u32,
+        outputs: l.outputs as u32,
+        weight: F32Le::new(&l.weight),
+        bias: F32Le::new(&l.bias),
+    }
+}
+
+/// A blob by [`encode`] with identity normalisation.
+fn blob(users: usize, servers: usize, layers: &[Layer]) -> Vec<u8> {
+    blob_with_skip(users, servers, layers, None)
+}
+
+/// A blob by [`encode`] with identity normalisation and an optional skip layer.
+fn blob_with_skip(users: usize, servers: usize, layers: &[Layer], skip: Option<&Layer>) -> Vec<u8> {
+    let dim = obs_dim(users, servers);
+    let mean = le(&vec![0.0; dim]);
+    let inv = le(&vec![1.0; dim]);
+    let refs: Vec<LayerRef<'_>> = layers.iter().map(as_ref).collect();
+    let model = ModelRef {
+        users,
+        servers,
+        norm_mean: F32Le::new(&mean),
+        norm_inv_std: F32Le::new(&inv),
+        layers: &refs,
+        skip: skip.map(as_ref),
+    };
+    let mut out = vec![0u8; encoded_len(&model).unwrap()];
+    encode(&model, &mut out).unwrap();
+    out
+}
+
+/// A policy whose logits are `table` (user-major) whatever the observation: one
+/// linear layer with zero weights and `table` as biases.
+fn table_blob(users: usize, servers: usize, table: &[f32]) -> Vec<u8> {
+    let dim = obs_dim(users, servers);
+    let n = users * servers;
+    blob(
+        users,
+        servers,
+        &[Layer::new(dim, n, &vec![0.0; dim * n], table)],
+    )
+}
+
+/// xorshift64*: deterministic weights without a rand crate.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    fn unit(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn values(&mut self, n: usize, scale: f64) -> Vec<f32> {
+        (0..n)
+            .map(|_| (scale * (2.0 * self.unit() - 1.0)) as f32)
+            .collect()
+    }
+}
+
+/// A policy with random weights: `hidden` = 0 gives one linear layer.
+fn random_blob(seed: u64, users: usize, servers: usize, hidden: usize) -> Vec<u8> {
+    let mut rng = Rng::new(seed);
+    let dim = obs_dim(users, servers);
+    let n = users * servers;
+    let mut widths = vec![dim];
+    if hidden > 0 {
+        widths.push(hidden);
+    }
+    widths.push(n);
+    let layers: Vec<Layer> = widths
+        .windows(2)
+        .map(|w| {
+            let scale = 2.0 / (w[0] as f64).sqrt();
+            Layer::new(
+                w[0],
+                w[1],
+                &rng.values(w[0] * w[1], scale),
+                &rng.values(w[1], 1.0),
+            )
+        })
+        .collect();
+    blob(users, servers, &layers)
+}
+
+/// Decides `status` with the policy in `blob`.
+fn decide(blob: &[u8], params: Params, status: &Sl) -> Result<Dec, Error> {
+    let policy = Policy::parse(blob)?;
+    let mut ws = vec![f32::NAN; Ctl::workspace_len(&policy)];
+    let mut ctl = Ctl::new(policy, params, &mut ws)?;
+    ctl.decide(status)
+}
+
+// -------------------------------------------------------------------------------------
+// Hand-checked slots
+// -------------------------------------------------------------------------------------
+
+/// Parameters that make a user's computation load 1e-3 × its data bits:
+/// n_cmp · ε · (E_s + E_u,s) = 1e-3 · 1 · (1 + 0) with ε = 1.
+fn unit_params() -> Params {
+    Params {
+        n_cmp: 1e-3,
+        epochs_train: 1.0,
+        epochs_finetune: 0.0,
+        ..Params::default()
+    }
+}
+
+/// A server at (x, 0) with ε = 1.
+fn server(x: f64, q: f64, p: f64) -> Server {
+    Server {
+        x,
+        y: 0.0,
+        p,
+        q,
+        eps: 1.0,
+    }
+}
+
+/// A user at (x, 0) with `data` bits this slot and none before.
+fn user(x: f64, data: f64) -> User {
+    User {
+        x,
+        y: 0.0,
+        emd: 0.2,
+        twin_bits: 4500.0,
+        data_bits: data,
+        prev_data_bits: 0.0,
+        prev_server: None,
+    }
+}
+
+#[track_caller]
+fn check(
+    table: &[f32],
+    servers: &[Server],
+    users: &[User],
+    association: &[usize],
+    repair: RepairOutcome,
+    moved: usize,
+) -> Dec {
+    let status = Sl::new(servers, users).unwrap();
+    let d = decide(
+        &table_blob(users.len(), servers.len(), table),
+        unit_params(),
+        &status,
+    )
+    .unwrap();
+    assert_eq!(d.association, association, "association");
+    assert_eq!(d.repair, repair, "repair outcome");
+    assert_eq!(d.moved, moved, "moved");
+    let ok = matches!(repair, RepairOutcome::Clean | RepairOutcome::Repaired);
+    assert_eq!(d.feasible, ok, "feasible");
+    assert_eq!(d.evaluation.feasible(), ok);
+    assert_eq!(d.gamma.len(), users.len());
+    assert!(d.settled);
+    d
+}
+
+#[test]
+fn clean_when_the_argmax_fits() {
+    // Loads 300 + 150 = 450 ≤ q = 500 on server 1, the users' favourite.
+    let d = check(
+        &[0.0, 1.0, -1.0, 2.0],
+        &[server(0.0, 500.0, 1e6), server(0.0, 500.0, 1e6)],
+        &[user(0.0, 3e5), user(0.0, 1.5e5)],
+        &[1, 1],
+        RepairOutcome::Clean,
+        0,
+    );
+    assert_eq!(d.argmax, [1, 1]);
+    assert_eq!(d.search_nodes, 0);
+}
+
+#[test]
+fn ties_go_to_the_lowest_server() {
+    // User 0 ties servers 0 and 1; user 1 ties servers 1 and 2 above server 0.
+    let d = check(
+        &[1.0, 1.0, 0.5, 0.0, 2.0, 2.0],
+        &[
+            server(0.0, 500.0, 1e6),
+            server(0.0, 500.0, 1e6),
+            server(0.0, 500.0, 1e6),
+        ],
+        &[user(0.0, 1e5), user(0.0, 1e5)],
+        &[0, 1],
+        RepairOutcome::Clean,
+        0,
+    );
+    assert_eq!(d.argmax, [0, 1]);
+}
+
+#[test]
+fn a_nan_logit_ranks_last() {
+    // One user, two servers. Logit 0 = (3e38·x0 + 3.3e38) + (−3e38·x0 − 3.3e38)
+    // with x0 = data/1e6 ≥ 0.1: the dense layer overflows to +∞ (> 3.4e38), the
+    // skip layer to −∞, and their sum is NaN.
+    // Logit 1 = −5. NaN never wins, so server 1 is the favourite; server 1 is
+    // full (q = 50 < 100), so the user must go back to server 0.
+    let dim = obs_dim(1, 2);
+    let mut w = vec![0.0; 2 * dim];
+    w[0] = 3e38;
+    let dense = Layer::new(dim, 2, &w, &[3.3e38, -5.0]);
+    w[0] = -3e38;
+    let skip = Layer::new(dim, 2, &w, &[-3.3e38, 0.0]);
+    let blob = blob_with_skip(1, 2, &[dense], Some(&skip));
+    // Data 1e5 bits: load 100, fits server 0 only.
+    let servers = [server(0.0, 500.0, 1e6), server(0.0, 50.0, 1e6)];
+    let status_small = Sl::new(&servers, &[user(0.0, 1e5)]).unwrap();
+    let policy = Policy::parse(&blob).unwrap();
+    let mut ws = vec![0.0; workspace_len(&policy)];
+    let mut ctl = Ctl::new(policy, unit_params(), &mut ws).unwrap();
+    let d = ctl.decide(&status_small).unwrap();
+    assert!(ctl.logits()[0].is_nan());
+    assert_eq!(ctl.logits()[1], -5.0);
+    assert_eq!(d.argmax, [1]);
+    assert_eq!(d.association, [0]);
+    assert_eq!(d.repair, RepairOutcome::Repaired);
+    // With data 1e6 bits (load 1000) nothing fits: proven infeasible, argmax kept.
+    let status = Sl::new(&servers, &[user(0.0, 1e6)]).unwrap();
+    let d = ctl.decide(&status).unwrap();
+    assert_eq!(
+        (d.repair, &d.association[..]),
+        (RepairOutcome::Infeasible, &[1][..])
+    );
+}
+
+#[test]
+fn c2_overflow_moves_the_cheapest_user() {
+    // Both prefer server 0: 300 + 300 = 600 > 500. Moving user 0 loses 2 − 1 = 1
+    // logit, user 1 loses 3 − 0 = 3: user 0 moves.
+    let d = check(
+        &[2.0, 1.0, 3.0, 0.0],
+        &[server(0.0, 500.0, 1e6), server(10.0, 500.0, 1e6)],
+        &[user(0.0, 3e5), user(0.0, 3e5)],
+        &[1, 0],
+        RepairOutcome::Repaired,
+        1,
+    );
+    assert_eq!(d.argmax, [0, 0]);
+    assert_eq!(d.search_nodes, 0);
+    assert_eq!(d.evaluation.violations.total(), 0);
+}
+
+#[test]
+fn c3_overflow_moves_the_cheapest_user() {
+    // Computation is negligible (q = 1e9). C_syn per user = n_syn·D/rate·l with
+    // rate = 15e3·log2(1 + 0.2/10^-20.4) ≈ 9.8168e5 bit/s: D = 1e6, l = 1000 m gives
+    // ≈ 101.9 per user, and two users (≈ 203.7) overflow p = 150 on server 0.
+    // Server 1 is 1000 m away as well. User 1 loses 5, user 0 only 1.
+    let d = check(
+        &[0.0, -1.0, 0.0, -5.0],
+        &[server(0.0, 1e9, 150.0), server(2000.0, 1e9, 150.0)],
+        &[user(1000.0, 1e6), user(1000.0, 1e6)],
+        &[1, 0],
+        RepairOutcome::Repaired,
+        1,
+    );
+    assert_eq!(d.evaluation.violations.c3, 0);
+    let syn = d.evaluation.servers[0].syn;
+    assert!((syn - 101.87).abs() < 0.01, "C_syn,0 = {syn}");
+}
+
+#[test]
+fn climb_returns_a_user_to_its_favourite() {
+    // All prefer server 0 (cap 510): 100 + 300 + 250 = 650. Greedy: user 0 moves
+    // (loss 1 < 2 < 3), server 0 still has 550; then user 2 (loss 2 < 3), leaving
+    // 300. Now user 0 (100) fits back on server 0: 400 ≤ 510.
+    let d = check(
+        &[1.0, 0.0, 3.0, 0.0, 2.0, 0.0],
+        &[server(0.0, 510.0, 1e6), server(0.0, 510.0, 1e6)],
+        &[user(0.0, 1e5), user(0.0, 3e5), user(0.0, 2.5e5)],
+        &[0, 0, 1],
+        RepairOutcome::Repaired,
+        1,
+    );
+    assert_eq!(d.search_nodes, 0);
+}
+
+#[test]
+fn search_finds_what_the_greedy_misses() {
+    // Loads 400, 300, 200, 100 on two servers of 510: only {400, 100} | {300, 200}
+    // fits. Greedy from all-on-0 (1000): user 1 moves (loss 1), then user 3
+    // (loss 2 < 5): server 1 holds 400, server 0 still 600 and nothing else fits on
+    // server 1. The search (users by decreasing load, server 0 first) tries
+    // u0→0, u1→0 (700, cut), u1→1, u2→0 (600, cut), u2→1, u3→0: 6 nodes, and the
+    // climb can move nobody (server 0 has 500, server 1 has 500).
+    let d = check(
+        &[5.0, 0.0, 1.0, 0.0, 5.0, 0.0, 2.0, 0.0],
+        &[server(0.0, 510.0, 1e6), server(0.0, 510.0, 1e6)],
+        &[
+            user(0.0, 4e5),
+            user(0.0, 3e5),
+            user(0.0, 2e5),
+            user(0.0, 1e5),
+        ],
+        &[0, 1, 1, 0],
+        RepairOutcome::Repaired,
+        2,
+    );
+    assert_eq!(d.search_nodes, 6);
+}
+
+#[test]
+fn search_proves_infeasibility() {
+    // Three loads of 300 on two servers of 500: one server always holds two (600).
+    // Nodes (u0, u1, u2 in index order, server 0 first): u0→0, u1→0 cut, u1→1,
+    // u2→0 cut, u2→1 cut, back: u0→1, u1→0, u2→0 cut, u2→1 cut, u1→1 cut: 10.
+    let d = check(
+        &[1.0, 0.0, 1.0, 0.0, 1.0, 0.0],
+        &[server(0.0, 500.0, 1e6), server(0.0, 500.0, 1e6)],
+        &[user(0.0, 3e5), user(0.0, 3e5), user(0.0, 3e5)],
+        &[0, 0, 0],
+        RepairOutcome::Infeasible,
+        0,
+    );
+    assert_eq!(d.search_nodes, 10);
+    assert_eq!(d.evaluation.violations.c2, 1);
+}
+
+#[test]
+fn a_user_too_big_for_every_server_is_infeasible_at_once() {
+    // User 1 needs 600 > 500 everywhere: no search needed.
+    let d = check(
+        &[1.0, 0.0, 0.0, 1.0],
+        &[server(0.0, 500.0, 1e6), server(0.0, 500.0, 1e6)],
+        &[user(0.0, 1e5), user(0.0, 6e5)],
+        &[0, 1],
+        RepairOutcome::Infeasible,
+        0,
+    );
+    assert_eq!(d.search_nodes, 0);
+    assert_eq!(d.evaluation.violations.c2, 1);
+}
+
+#[test]
+fn the_search_budget_is_reported() {
+    // Loads of 100 on eight servers of 150: one user per server at most. Eight
+    // users all preferring server 0 are spread out by the greedy (7 moves).
+    let servers: Vec<Server> = (0..8).map(|_| server(0.0, 150.0, 1e6)).collect();
+    let users: Vec<User> = (0..8).map(|_| user(0.0, 1e5)).collect();
+    let status: Slot<8, 8> = Slot::new(&servers, &users[..8]).unwrap();
+    let table: Vec<f32> = (0..64)
+        .map(|i| if i % 8 == 0 { 1.0 } else { 0.0 })
+        .collect();
+    let d = decide(&table_blob(8, 8, &table), unit_params(), &status).unwrap();
+    assert_eq!(d.repair, RepairOutcome::Repaired);
+    assert_eq!(d.moved, 7);
+
+    // Nine users cannot fit (pigeonhole), and the search would have to try every
+    // injective placement of eight of them (8! > MAX_REPAIR_NODES) to prove it.
+    let users9: Vec<User> = (0..9).map(|_| user(0.0, 1e5)).collect();
+    let status: Slot<9, 8> = Slot::new(&servers, &users9).unwrap();
+    let table: Vec<f32> = (0..72)
+        .map(|i| if i % 8 == 0 { 1.0 } else { 0.0 })
+        .collect();
+    let blob = table_blob(9, 8, &table);
+    let policy = Policy::parse(&blob).unwrap();
+    let mut ws = vec![0.0; workspace_len(&policy)];
+    let mut ctl: Controller<'_, '_, 9, 8> =
+        Controller::new(policy, unit_params(), &mut ws).unwrap();
+    let d = ctl.decide(&status).unwrap();
+    assert_eq!(d.repair, RepairOutcome::BoundReached);
+    assert_eq!(d.search_nodes, MAX_REPAIR_NODES);
+    assert_eq!(d.association, [0; 9]);
+    assert_eq!(d.moved, 0);
+    assert!(!d.feasible);
+}
+
+// -------------------------------------------------------------------------------------
+// Invalid input
+// -------------------------------------------------------------------------------------
+
+fn two_by_two() -> (Vec<u8>, Sl) {
+    let status = Sl::new(
+        &[server(0.0, 500.0, 1e6), server(0.0, 500.0, 1e6)],
+        &[user(0.0, 1e5), user(0.0, 1e5)],
+    )
+    .unwrap();
+    (table_blob(2, 2, &[0.0; 4]), status)
+}
+
+#[test]
+fn a_status_of_other_dimensions_is_an_error() {
+    let (blob, _) = two_by_two();
+    let three_users = Sl::new(
+        &[server(0.0, 500.0, 1e6), server(0.0, 500.0, 1e6)],
+        &[user(0.0, 1e5), user(0.0, 1e5), user(0.0, 1e5)],
+    )
+    .unwrap();
+    let err = decide(&blob, unit_params(), &three_users).unwrap_err();
+    assert_eq!(
+        err,
+        Error::PolicyDims {
+            field: "users",
+            expected: 2,
+            got: 3
+        }
+    );
+    assert_eq!(
+        std::format!("{err}"),
+        "users: 3 in the status, the policy decides for 2"
+    );
+    let one_server = Sl::new(
+        &[server(0.0, 500.0, 1e6)],
+        &[user(0.0, 1e5), user(0.0, 1e5)],
+    )
+    .unwrap();
+    assert_eq!(
+        decide(&blob, unit_params(), &one_server),
+        Err(Error::PolicyDims {
+            field: "servers",
+            expected: 2,
+            got: 1
+        })
+    );
+}
+
+#[test]
+fn a_short_workspace_is_an_error() {
+    let (blob, status) = two_by_two();
+    let policy = Policy::parse(&blob).unwrap();
+    // obs_dim(2, 2) = 2·10 + 8 = 28; one linear layer needs scratch 28; logits 4.
+    assert_eq!(workspace_len(&policy), 28 + 28 + 4);
+    assert!(max_workspace_len(2, 2) >= 60);
+    let mut ws = vec![0.0; 59];
+    let err = Ctl::new(policy.clone(), unit_params(), &mut ws).unwrap_err();
+    assert_eq!(
+        err,
+        Error::WorkspaceLength {
+            expected: 60,
+            got: 59
+        }
+    );
+    assert_eq!(std::format!("{err}"), "workspace: 59 values, 60 needed");
+    let mut ws = vec![0.0; 60];
+    let mut ctl = Ctl::new(policy, unit_params(), &mut ws).unwrap();
+    assert!(ctl.decide(&status).is_ok());
+}
+
+#[test]
+fn a_policy_larger_than_the_capacities_is_an_error() {
+    let blob = table_blob(3, 2, &[0.0; 6]);
+    let policy = Policy::parse(&blob).unwrap();
+    let mut ws = vec![0.0; 1000];
+    let err = Controller::<'_, '_, 2, 8>::new(policy.clone(), unit_params(), &mut ws).unwrap_err();
+    assert_eq!(
+        err,
+        Error::PolicyCapacity {
+            field: "users",
+            count: 3,
+            capacity: 2
+        }
+    );
+    assert_eq!(
+        std::format!("{err}"),
+        "policy.users: 3 exceed the controller's capacity of 2"
+    );
+    assert_eq!(
+        Controller::<'_, '_, 8, 1>::new(policy, unit_params(), &mut ws).unwrap_err(),
+        Error::PolicyCapacity {
+            field: "servers",
+            count: 2,
+            capacity: 1
+        }
+    );
+}
+
+#[test]
+fn bad_params_are_errors() {
+    let (blob, status) = two_by_two();
+    let policy = Policy::parse(&blob).unwrap();
+    let mut ws = vec![0.0; 100];
+    let bad = Params {
+        beta1: -1.0,
+        ..Params::default()
+    };
+    assert!(matches!(
+        Ctl::new(policy, bad, &mut ws),
+        Err(Error::Param { field: "beta1", .. })
+    ));
+    // α4 = 2 makes the utility exponent v(0.2) > 1: rejected per slot.
+    let steep = Params {
+        alpha: [0.8862, 6.8382, 0.0006, 2.0, -0.0231, 0.8366],
+        ..unit_params()
+    };
+    assert_eq!(
+        decide(&blob, steep, &status),
+        Err(Error::UtilityExponent { user: 0 })
+    );
+}
+
+// -------------------------------------------------------------------------------------
+// Weird but valid statuses
+// -------------------------------------------------------------------------------------
+
+/// Checks what must hold for every decision, feasible or not.
+#[track_caller]
+fn check_consistent(params: &Params, status: &Sl, d: &Dec) {
+    let n = status.users().len();
+    assert_eq!(d.association.len(), n);
+    assert_eq!(d.argmax.len(), n);
+    assert_eq!(d.gamma.len(), n);
+    assert!(d.association.iter().all(|&s| s < status.servers().len()));
+    assert!(d.gamma.iter().all(|g| (0.0..=1.0).contains(g)));
+    let moved = d
+        .association
+        .iter()
+        .zip(&d.argmax)
+        .filter(|(a, b)| a != b)
+        .count();
+    assert_eq!(d.moved, moved);
+    assert_eq!(d.feasible, d.evaluation.feasible());
+    let again = evaluate(params, status, &d.association, &d.gamma).unwrap();
+    assert_eq!(again, d.evaluation);
+    if matches!(d.repair, RepairOutcome::Clean) {
+        assert_eq!(d.association, d.argmax);
+    }
+    if matches!(
+        d.repair,
+        RepairOutcome::Infeasible | RepairOutcome::BoundReached
+    ) {
+        assert_eq!(d.association, d.argmax);
+        assert!(!d.feasible);
+    }
+}
+
+fn weird_value() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        Just(0.0),
+        Just(1e-300),
+        Just(5e-324),
+        Just(1.0),
+        Just(1e6),
+        Just(1e30),
+        Just(1e200),
+        0.0..1e7f64,
+    ]
+}
+
+proptest! {
+    #![proptest_config(Config { cases: 256, ..Config::default() })]
+
+    /// Zero data, users on top of servers, huge or tiny sizes, servers in one
+    /// place: decide returns (an error only for an observation beyond f32) and
+    /// never panics.
+    #[test]
+    fn decide_never_panics_on_weird_statuses(
+        n_users in 1usize..=4,
+        n_servers in 1usize..=3,
+        values in proptest::collection::vec(weird_value(), 64),
+        positions in proptest::collection::vec(prop_oneof![Just(0.0), Just(1e300), -1e3..1e3f64], 16),
+        prev in proptest::collection::vec(proptest::option::of(0usize..3), 4),
+        seed in any::<u64>(),
+    ) {
+        let mut v = values.iter().copied().cycle();
+        let mut pos = positions.iter().copied().cycle();
+        let servers: Vec<Server> = (0..n_servers)
+            .map(|_| Server {
+                x: pos.next().unwrap(),
+                y: pos.next().unwrap(),
+                p: v.next().unwrap().max(1e-300),
+                q: v.next().unwrap().max(1e-300),
+                eps: v.next().unwrap().max(1e-300),
+            })
+            .collect();
+        let users: Vec<User> = (0..n_users)
+            .map(|u| {
+                // Half the users sit exactly on a server.
+                let (x, y) = if u % 2 == 0 {
+                    (servers[u % n_servers].x, servers[u % n_servers].y)
+                } else {
+                    (pos.next().unwrap(), pos.next().unwrap())
+                };
+                User {
+                    x,
+                    y,
+                    emd: 0.2,
+                    twin_bits: v.next().unwrap(),
+                    data_bits: v.next().unwrap(),
+                    prev_data_bits: v.next().unwrap(),
+                    prev_server: prev[u].filter(|&p| p < n_servers),
+                }
+            })
+            .collect();
+        let status = Sl::new(&servers, &users).unwrap();
+        let params = Params::default();
+        match decide(&random_blob(seed, n_users, n_servers, 0), params, &status) {
+            Ok(d) => check_consistent(&params, &status, &d),
+            Err(e) => prop_assert!(matches!(e, Error::ObservationValue { .. }), "{e:?}"),
+        }
+    }
+}
+
+// -------------------------------------------------------------------------------------
+// Against the brute force
+// -------------------------------------------------------------------------------------
+
+/// A small random slot with capacities near the loads, and a random policy.
+#[derive(Clone, Debug)]
+struct Instance {
+    servers: Vec<Server>,
+    users: Vec<User>,
+    seed: u64,
+    hidden: usize,
+}
+
+fn instance() -> impl Strategy<Value = Instance> {
+    (1usize..=5, 1usize..=3)
+        .prop_flat_map(|(nu, ns)| {
+            let srv = (
+                0.0..120.0f64,
+                0.0..120.0f64,
+                2.0..60.0f64,
+                60.0..1200.0f64,
+                54.0..56.0f64,
+            )
+                .prop_map(|(x, y, p, q, eps)| Server { x, y, p, q, eps });
+            let usr = (
+                0.0..120.0f64,
+                0.0..120.0f64,
+                prop_oneof![Just(0.0), Just(0.2), Just(0.6)],
+                200u32..=2000,
+                0u32..=2000,
+                proptest::option::of(0..ns),
+            )
+                .prop_map(|(x, y, emd, n, prev, prev_server)| User {
+                    x,
+                    y,
+                    emd,
+                    twin_bits: 4500.0,
+                    data_bits: f64::from(n) * 784.0,
+                    prev_data_bits: f64::from(prev) * 784.0,
+                    prev_server,
+                });
+            (
+                proptest::collection::vec(srv, ns),
+                proptest::collection::vec(usr, nu),
+                any::<u64>(),
+                prop_oneof![Just(0usize), Just(8usize)],
+            )
+        })
+        .prop_map(|(servers, users, seed, hidden)| Instance {
+            servers,
+            users,
+            seed,
+            hidden,
+        })
+}
+
+/// Whether C2 (at γ = 0) and C3 hold for `association`, by the model.
+fn fits(params: &Params, status: &Sl, association: &[usize]) -> bool {
+    let zeros = vec![0.0; association.len()];
+    let v = evaluate(params, status, association, &zeros)
+        .unwrap()
+        .violations;
+    v.c2 == 0 && v.c3 == 0
+}
+
+/// Every association of `users` users on `servers` servers.
+fn all_associations(users: usize, servers: usize) -> Vec<Vec<usize>> {
+    let mut out = vec![vec![]];
+    for _ in 0..users {
+        out = out
+            .into_iter()
+            .flat_map(|a| {
+                (0..servers).map(move |s| {
+                    let mut b = a.clone();
+                    b.push(s);
+                    b
+                })
+            })
+            .collect();
+    }
+    out
+}
+
+/// The logit of (u, s) with NaN as −∞ and the rank order of the module docs.
+fn ranks_before(logits: &[f32], servers: usize, u: usize, a: usize, b: usize) -> bool {
+    let key = |s: usize| {
+        let v = logits[u * servers + s];
+        if v.is_nan() {
+            f32::NEG_INFINITY
+        } else {
+            v
+        }
+    };
+    key(a) > key(b) || (key(a) == key(b) && a < b)
+}
+
+/// How one instance went, for the coverage check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Path {
+    Clean,
+    Greedy,
+    Search,
+    /// Proven by step 0 (a user fits nowhere).
+    Lonely,
+    /// Proven by a finished search.
+    Exhausted,
+    /// Repaired, but the climb stopped at its pass limit.
+    Unsettled,
+}
+
+fn check_instance(inst: &Instance) -> Result<Path, TestCaseError> {
+    let params = Params::default();
+    let status = Sl::new(&inst.servers, &inst.users).unwrap();
+    let (nu, ns) = (inst.users.len(), inst.servers.len());
+    let blob = random_blob(inst.seed, nu, ns, inst.hidden);
+    let policy = Policy::parse(&blob).unwrap();
+    let mut ws = vec![0.0; workspace_len(&policy)];
+    let mut ctl = Ctl::new(policy, params, &mut ws).unwrap();
+    let d = ctl.decide(&status).unwrap();
+    let logits = ctl.logits().to_vec();
+    check_consistent(&params, &status, &d);
+
+    let mut best = vec![0; nu];
+    ctl.policy().best_servers(&logits, &mut best).unwrap();
+    prop_assert_eq!(
+        &d.argmax[..],
+        &best[..],
+        "argmax is the policy's best server"
+    );
+
+    let any_feasible = all_associations(nu, ns)
+        .iter()
+        .any(|a| fits(&params, &status, a));
+    let argmax_fits = fits(&params, &status, &d.argmax);
+    if !any_feasible {
+        prop_assert_eq!(d.repair, RepairOutcome::Infeasible);
+        return Ok(if d.search_nodes == 0 {
+            Path::Lonely
+        } else {
+            Path::Exhausted
+        });
+    }
+    prop_assert!(
+        matches!(d.repair, RepairOutcome::Clean | RepairOutcome::Repaired),
+        "a feasible association exists but the repair gave {:?}",
+        d.repair
+    );
+    prop_assert_eq!(d.repair == RepairOutcome::Clean, argmax_fits);
+    prop_assert!(fits(&params, &status, &d.association));
+    prop_assert!(d.feasible, "violations {:?}", d.evaluation.violations);
+    // The climb's guarantee: no user can move to a server it ranks higher alone.
+    if !d.settled {
+        return Ok(Path::Unsettled);
+    }
+    for u in 0..nu {
+        for t in 0..ns {
+            if ranks_before(&logits, ns, u, t, d.association[u]) {
+                let mut b = d.association.to_vec();
+                b[u] = t;
+                prop_assert!(
+                    !fits(&params, &status, &b),
+                    "user {} could move up to server {}",
+                    u,
+                    t
+                );
+            }
+        }
+    }
+    Ok(match (d.repair, d.search_nodes) {
+        (RepairOutcome::Clean, _) => Path::Clean,
+        (_, 0) => Path::Greedy,
+        _ => Path::Search,
+    })
+}
+
+proptest! {
+    #![proptest_config(Config { cases: 512, ..Config::default() })]
+
+    /// If any association satisfies C2 and C3 (brute force over all S^U, scored by
+    /// the model), the decision does and the repair says so; if none does, the
+    /// repair says Infeasible.
+    #[test]
+    fn repair_agrees_with_brute_force(inst in instance()) {
+        check_instance(&inst)?;
+    }
+}
+
+/// The random instances above reach every path of the repair (so the property
+/// test tests them all).
+#[test]
+fn brute_force_instances_reach_every_path() {
+    let mut runner = TestRunner::deterministic();
+    let strategy = instance();
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..3000 {
+        let inst = strategy.new_tree(&mut runner).unwrap().current();
+        let path = check_instance(&inst).unwrap();
+        *seen.entry(std::format!("{path:?}")).or_insert(0) += 1;
+    }
+    std::eprintln!("paths: {seen:?}");
+    for path in [
+        Path::Clean,
+        Path::Greedy,
+        Path::Search,
+        Path::Lonely,
+        Path::Exhausted,
+    ] {
+        assert!(
+            seen.contains_key(&std::format!("{path:?}")),
+            "{path:?} never reached: {seen:?}"
+        );
+    }
+}
