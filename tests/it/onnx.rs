@@ -452,3 +452,54 @@ fn broken_models_and_observations_are_one_line_errors() {
         &["obs.json"],
     );
 }
+
+#[test]
+fn solve_decides_with_an_exported_policy() {
+    let run = trained(false);
+    let servers: Vec<Value> = [(10.0, 20.0), (60.0, 60.0), (110.0, 15.0)]
+        .iter()
+        .map(|&(x, y)| serde_json::json!({"x": x, "y": y, "p": 125.0, "q": 1450.0, "eps": 55.0}))
+        .collect();
+    let users: Vec<Value> = [
+        (5.0, 5.0, Some(0)),
+        (70.0, 50.0, Some(1)),
+        (100.0, 30.0, None),
+        (30.0, 90.0, Some(1)),
+    ]
+    .iter()
+    .map(|&(x, y, prev)| {
+        serde_json::json!({"x": x, "y": y, "emd": 0.2, "twin_bits": 4500.0,
+                "data_bits": 784000.0, "prev_data_bits": 392000.0, "prev_server": prev})
+    })
+    .collect();
+    let instance = serde_json::json!({"servers": servers, "users": users}).to_string();
+    let solve = |model: &Path, instance: &str| {
+        crate::run_with_stdin(
+            diten()
+                .args(["solve", "--instance", "-", "--policy"])
+                .arg(model),
+            instance,
+        )
+    };
+    let by_onnx: Value = serde_json::from_str(&ok(solve(&run.onnx, &instance))).unwrap();
+    let by_blob: Value = serde_json::from_str(&ok(solve(&run.blob, &instance))).unwrap();
+    assert_eq!(
+        by_onnx, by_blob,
+        "the ONNX file and its blob decide differently"
+    );
+    let association = by_onnx["association"].as_array().expect("association");
+    assert_eq!(association.len(), 4);
+    assert!(association
+        .iter()
+        .all(|s| s.as_u64().is_some_and(|s| s < 3)));
+    assert_eq!(by_onnx["feasible"], Value::Bool(true));
+    // The decided association, given back explicitly, solves to the same slot.
+    let mut given: Value = serde_json::from_str(&instance).unwrap();
+    given["association"] = by_onnx["association"].clone();
+    let out = crate::run_with_stdin(
+        diten().args(["solve", "--instance", "-"]),
+        &given.to_string(),
+    );
+    let again: Value = serde_json::from_str(&ok(out)).unwrap();
+    assert_eq!(again, by_onnx);
+}

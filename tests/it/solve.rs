@@ -478,16 +478,16 @@ fn missing_file_names_the_path() {
 }
 
 #[test]
-fn missing_association_and_policies_are_not_available_yet() {
+fn missing_association_needs_a_policy_file() {
     let instance = without(spec_instance(), "/association").to_string();
     check_bad(&instance, "association");
     let out = solve_stdin(&instance);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("no policies are available yet"), "{stderr}");
+    assert!(stderr.contains("--policy FILE"), "{stderr}");
 
     let out = run_with_stdin(
         diten().args(["solve", "--instance", "-", "--policy", "nearest"]),
         &spec_instance().to_string(),
     );
-    check_error(&out, "policy `nearest` is unknown");
+    check_error(&out, "`nearest` is not a file");
 }

@@ -170,8 +170,8 @@ pub struct SolveArgs {
     /// `association`; `-` reads it from stdin.
     #[arg(long, value_name = "FILE")]
     pub instance: PathBuf,
-    /// Decision maker for the association when the instance has none: a baseline
-    /// name or an ONNX file (no policies are available yet).
+    /// Exported policy (.onnx or .bin blob) that decides the association when the
+    /// instance has none, through the controller's decision loop (with repair).
     #[arg(long, value_name = "NAME|PATH")]
     pub policy: Option<String>,
 }

@@ -60,29 +60,58 @@ impl From<&ServerCost> for Costs {
 
 /// Runs `diten solve`.
 pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
-    if let Some(policy) = &args.policy {
-        bail!(
-            "--policy: policy `{policy}` is unknown: no policies are available yet \
-             (give `association` in the instance instead)"
-        );
-    }
+    let blob = match &args.policy {
+        None => None,
+        Some(policy) => {
+            let path = std::path::Path::new(policy);
+            if !path.is_file() {
+                bail!(
+                    "--policy: `{policy}` is not a file (give an exported policy, .onnx or \
+                     a .bin blob; the baselines need the simulator's history)"
+                );
+            }
+            Some(super::infer::read_blob(path).context("--policy")?)
+        }
+    };
     let origin = Origin::of(&args.instance);
     let text = read_text(&args.instance, "instance")?;
-    let line = solve_text(&text).with_context(|| format!("instance {origin}"))?;
+    let line = solve_text(&text, blob.as_deref()).with_context(|| format!("instance {origin}"))?;
     super::print_line(&line)
 }
 
+/// The association the controller's decision loop picks with the policy `blob`
+/// (observation, MLP, best server per user, repair of C2/C3).
+fn decide(
+    blob: &[u8],
+    params: &diten_controller::Params,
+    slot: &Slot,
+) -> anyhow::Result<Vec<usize>> {
+    let policy = diten_controller::policy::Policy::parse(blob)
+        .map_err(|e| anyhow::anyhow!("--policy: {e}"))?;
+    let mut workspace = vec![0.0f32; diten_controller::controller::workspace_len(&policy)];
+    let mut controller = diten_controller::Controller::new(policy, *params, &mut workspace)
+        .map_err(|e| anyhow::anyhow!("--policy: {e}"))?;
+    let decision = controller.decide(slot)?;
+    Ok(decision.association.to_vec())
+}
+
 /// Parses, validates and solves one instance; returns the solution as one line of JSON.
-fn solve_text(text: &str) -> anyhow::Result<String> {
+fn solve_text(text: &str, policy: Option<&[u8]>) -> anyhow::Result<String> {
     check_no_positional_structs(text)?;
     let instance: Instance = parse_json(text)?;
     let slot: Slot = Slot::new(&instance.servers, &instance.users)?;
     slot.check_params(&instance.params)?;
-    let Some(association) = instance.association else {
-        bail!(
-            "association: missing, and no policies are available yet to choose one \
-             (give one server index per user)"
-        );
+    let association = match (instance.association, policy) {
+        (Some(_), Some(_)) => bail!(
+            "association: given, and --policy too (give one: the association to solve γ \
+             for, or a policy to decide it)"
+        ),
+        (Some(a), None) => a,
+        (None, Some(blob)) => decide(blob, &instance.params, &slot)?,
+        (None, None) => bail!(
+            "association: missing (give one server index per user, or --policy FILE to \
+             let an exported policy decide)"
+        ),
     };
     let mut gamma = vec![0.0; slot.users().len()];
     solve_gamma(&instance.params, &slot, &association, &mut gamma)?;

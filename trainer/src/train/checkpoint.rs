@@ -153,7 +153,10 @@ impl Loaded {
         let list = Tensor::load_multi(&file).map_err(|e| {
             let text = e.to_string();
             let first = text.lines().next().unwrap_or_default().to_owned();
-            anyhow::anyhow!("{}: not a readable diten checkpoint ({first})", file.display())
+            anyhow::anyhow!(
+                "{}: not a readable diten checkpoint ({first})",
+                file.display()
+            )
         })?;
         let loaded = Loaded {
             path: file,
