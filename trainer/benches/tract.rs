@@ -64,7 +64,9 @@ fn bench(c: &mut Criterion) {
         .into();
     c.bench_function("tract/u20_s21", |b| {
         b.iter(|| {
-            let out = model.run(tvec!(black_box(input.clone()).into())).expect("tract runs");
+            let out = model
+                .run(tvec!(black_box(input.clone()).into()))
+                .expect("tract runs");
             black_box(out);
         })
     });
