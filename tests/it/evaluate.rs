@@ -25,17 +25,8 @@ const PLOTS: [&str; 7] = [
     "reward",
 ];
 
-/// A fresh, not yet existing folder for one test's outputs.
 fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("evaluate")
-        .join(name);
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).expect("removing an old scratch folder");
-    }
-    std::fs::create_dir_all(dir.parent().expect("has a parent"))
-        .expect("creating the scratch root");
-    dir
+    crate::scratch_dir("evaluate", name)
 }
 
 /// Runs `diten` with `args`.

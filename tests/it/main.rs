@@ -51,6 +51,20 @@ fn build_diten() -> PathBuf {
     bin
 }
 
+/// A fresh, not yet existing folder `name` for one test's outputs, under the
+/// topic's folder in the target directory (an old one is removed; its parent exists).
+pub fn scratch_dir(topic: &str, name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(topic)
+        .join(name);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).expect("removing an old scratch folder");
+    }
+    std::fs::create_dir_all(dir.parent().expect("has a parent"))
+        .expect("creating the scratch root");
+    dir
+}
+
 /// Runs `cmd` with `stdin` as its standard input and waits for it.
 pub fn run_with_stdin(cmd: &mut Command, stdin: &str) -> Output {
     use std::io::Write;

@@ -30,12 +30,7 @@ const BATCH: usize = 20;
 const TOL: f32 = 1e-5;
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("onnx")
-        .join(name);
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).expect("removing an old scratch folder");
-    }
+    let dir = crate::scratch_dir("onnx", name);
     std::fs::create_dir_all(&dir).expect("creating a scratch folder");
     dir
 }

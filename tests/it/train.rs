@@ -23,15 +23,7 @@ const TINY: [&str; 8] = [
 ];
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("train")
-        .join(name);
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).expect("removing an old scratch folder");
-    }
-    std::fs::create_dir_all(dir.parent().expect("has a parent"))
-        .expect("creating the scratch root");
-    dir
+    crate::scratch_dir("train", name)
 }
 
 #[track_caller]

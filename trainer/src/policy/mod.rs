@@ -33,6 +33,24 @@ pub use nearest::{Nearest, NearestRandom};
 pub use oracle::{Oracle, OracleConfig};
 pub use sticky::Sticky;
 
+/// A test scenario: `users` × `servers`, `slots` per episode, φ = 0.2, seed `seed`.
+#[cfg(test)]
+pub(crate) fn test_scenario(
+    users: usize,
+    servers: usize,
+    slots: usize,
+    seed: u64,
+) -> crate::scenario::Scenario {
+    crate::scenario::Scenario {
+        users,
+        servers,
+        slots,
+        seed,
+        emd: crate::scenario::Emd::All(0.2),
+        ..crate::scenario::Scenario::default()
+    }
+}
+
 /// Names of the decision makers that need no learning, in table order (the default
 /// set of `diten compare`).
 pub const NAMES: &[&str] = &["nearest", "nearest-random", "sticky", "oracle"];

@@ -219,19 +219,10 @@ impl DecisionMaker for NearestRandom {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::{Emd, Scenario};
+    use crate::scenario::Scenario;
     use diten_controller::{Slot, MAX_USERS};
 
-    fn scenario(users: usize, servers: usize, slots: usize, seed: u64) -> Scenario {
-        Scenario {
-            users,
-            servers,
-            slots,
-            seed,
-            emd: Emd::All(0.2),
-            ..Scenario::default()
-        }
-    }
+    use crate::policy::test_scenario as scenario;
 
     /// The rule of the module docs recomputed independently: for each user in
     /// order, every server is scored with `evaluate` at γ = 0 on the slot of the

@@ -506,18 +506,8 @@ fn below(rng: &mut ChaCha8Rng, n: usize) -> usize {
 mod tests {
     use super::*;
     use crate::policy::{Nearest, Sticky};
-    use crate::scenario::{Emd, Scenario};
 
-    fn scenario(users: usize, servers: usize, slots: usize, seed: u64) -> Scenario {
-        Scenario {
-            users,
-            servers,
-            slots,
-            seed,
-            emd: Emd::All(0.2),
-            ..Scenario::default()
-        }
-    }
+    use crate::policy::test_scenario as scenario;
 
     /// (broken constraints, e, r) of an association on the full slot.
     fn score(params: &Params, slot: &Status, assoc: &[usize]) -> (usize, f64, f64) {

@@ -145,19 +145,10 @@ fn repair(params: &Params, slot: &Status, prev: &[usize]) -> anyhow::Result<Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::{Emd, Scenario};
+    use crate::scenario::Scenario;
     use diten_controller::{evaluate, solve_gamma};
 
-    fn scenario(users: usize, servers: usize, slots: usize, seed: u64) -> Scenario {
-        Scenario {
-            users,
-            servers,
-            slots,
-            seed,
-            emd: Emd::All(0.2),
-            ..Scenario::default()
-        }
-    }
+    use crate::policy::test_scenario as scenario;
 
     /// Constraints broken at γ = 0, counted by `evaluate` (independent of `Loads`).
     fn broken(params: &Params, slot: &Status, assoc: &[usize]) -> usize {
