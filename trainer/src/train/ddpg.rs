@@ -264,38 +264,34 @@ impl Learner for Ddpg {
     }
 
     fn tensors(&self) -> Vec<(String, Tensor)> {
-        let mut out: Vec<(String, Tensor)> = Vec::new();
-        out.extend(self.actor_vs.variables());
-        out.extend(self.critic_vs.variables());
-        out.extend(
-            self.actor_t_vs
-                .variables()
-                .into_iter()
-                .map(|(n, t)| (format!("target.{n}"), t)),
+        let mut out = super::checkpoint::learner_tensors(
+            &[&self.actor_vs, &self.critic_vs],
+            &self.actor_opt,
+            &self.critic_opt,
+            &self.obs_norm,
+            &self.ret_norm,
         );
-        out.extend(
-            self.critic_t_vs
-                .variables()
-                .into_iter()
-                .map(|(n, t)| (format!("target.{n}"), t)),
-        );
-        out.extend(self.actor_opt.state("adam_actor"));
-        out.extend(self.critic_opt.state("adam_critic"));
-        out.extend(super::checkpoint::norm_tensors("obs_norm", &self.obs_norm));
-        out.extend(super::checkpoint::norm_tensors("ret_norm", &self.ret_norm));
+        for vs in [&self.actor_t_vs, &self.critic_t_vs] {
+            out.extend(
+                vs.variables()
+                    .into_iter()
+                    .map(|(n, t)| (format!("target.{n}"), t)),
+            );
+        }
         out
     }
 
     fn load(&mut self, get: &dyn Fn(&str) -> anyhow::Result<Tensor>) -> anyhow::Result<()> {
-        super::checkpoint::load_vars(&mut self.actor_vs, get)?;
-        super::checkpoint::load_vars(&mut self.critic_vs, get)?;
+        (self.obs_norm, self.ret_norm) = super::checkpoint::load_learner(
+            get,
+            &mut [&mut self.actor_vs, &mut self.critic_vs],
+            &mut self.actor_opt,
+            &mut self.critic_opt,
+            self.dim,
+        )?;
         let target = |n: &str| get(&format!("target.{n}"));
         super::checkpoint::load_vars(&mut self.actor_t_vs, &target)?;
         super::checkpoint::load_vars(&mut self.critic_t_vs, &target)?;
-        self.actor_opt.load_state("adam_actor", get)?;
-        self.critic_opt.load_state("adam_critic", get)?;
-        self.obs_norm = super::checkpoint::load_norm("obs_norm", self.dim, get)?;
-        self.ret_norm = super::checkpoint::load_norm("ret_norm", 1, get)?;
         Ok(())
     }
 }

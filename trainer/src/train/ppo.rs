@@ -303,25 +303,23 @@ impl Learner for Ppo {
     }
 
     fn tensors(&self) -> Vec<(String, Tensor)> {
-        let mut out: Vec<(String, Tensor)> = Vec::new();
-        for vs in [&self.actor_vs, &self.critic_vs] {
-            out.extend(vs.variables());
-        }
-        out.extend(self.actor_opt.state("adam_actor"));
-        out.extend(self.critic_opt.state("adam_critic"));
-        out.extend(super::checkpoint::norm_tensors("obs_norm", &self.obs_norm));
-        out.extend(super::checkpoint::norm_tensors("ret_norm", &self.ret_norm));
-        out
+        super::checkpoint::learner_tensors(
+            &[&self.actor_vs, &self.critic_vs],
+            &self.actor_opt,
+            &self.critic_opt,
+            &self.obs_norm,
+            &self.ret_norm,
+        )
     }
 
     fn load(&mut self, get: &dyn Fn(&str) -> anyhow::Result<Tensor>) -> anyhow::Result<()> {
-        for vs in [&mut self.actor_vs, &mut self.critic_vs] {
-            super::checkpoint::load_vars(vs, get)?;
-        }
-        self.actor_opt.load_state("adam_actor", get)?;
-        self.critic_opt.load_state("adam_critic", get)?;
-        self.obs_norm = super::checkpoint::load_norm("obs_norm", self.dim, get)?;
-        self.ret_norm = super::checkpoint::load_norm("ret_norm", 1, get)?;
+        (self.obs_norm, self.ret_norm) = super::checkpoint::load_learner(
+            get,
+            &mut [&mut self.actor_vs, &mut self.critic_vs],
+            &mut self.actor_opt,
+            &mut self.critic_opt,
+            self.dim,
+        )?;
         Ok(())
     }
 }
