@@ -6,67 +6,20 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use diten_controller::obs::obs_dim;
 use diten_controller::policy::{encode, encoded_len, F32Le, LayerRef, ModelRef, Policy};
-use diten_controller::{Controller, Params, RepairOutcome, Server, Slot, User};
+use diten_controller::{Controller, Params, RepairOutcome, Slot};
 
 const USERS: usize = 20;
 const SERVERS: usize = 21;
 const HIDDEN: usize = 128;
 
-/// xorshift64*: a tiny deterministic generator so the benchmark needs no rand crate.
-struct Rng(u64);
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn range(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.next()
-    }
-}
+mod common;
+
+use common::Rng;
 
 /// The slot of `gamma/u20_s21`'s instance `seed` (its association is not needed:
 /// the policy decides).
 fn status(seed: u64) -> Slot<USERS, SERVERS> {
-    let mut rng = Rng::new(seed);
-    let servers: Vec<Server> = (0..SERVERS)
-        .map(|_| Server {
-            x: rng.range(0.0, 120.0),
-            y: rng.range(0.0, 120.0),
-            p: rng.range(120.0, 150.0),
-            q: rng.range(1400.0, 1500.0),
-            eps: rng.range(54.0, 56.0),
-        })
-        .collect();
-    let mut load = [0usize; SERVERS];
-    let mut users = Vec::new();
-    for _ in 0..USERS {
-        let (x, y) = (rng.range(0.0, 120.0), rng.range(0.0, 120.0));
-        // Last slot: the nearest server with room (at most 4 users each).
-        let mut order: Vec<usize> = (0..SERVERS).collect();
-        order.sort_by(|&i, &j| {
-            let di = (servers[i].x - x).abs() + (servers[i].y - y).abs();
-            let dj = (servers[j].x - x).abs() + (servers[j].y - y).abs();
-            di.total_cmp(&dj)
-        });
-        let s = order.iter().copied().find(|&s| load[s] < 4).unwrap_or(0);
-        load[s] += 1;
-        let prev = if rng.next() < 0.2 { order[1] } else { s };
-        users.push(User {
-            x,
-            y,
-            emd: 0.2,
-            twin_bits: rng.range(4.4e3, 4.6e3),
-            data_bits: (200.0 + rng.range(0.0, 1800.0)).round() * 784.0,
-            prev_data_bits: (200.0 + rng.range(0.0, 1800.0)).round() * 784.0,
-            prev_server: Some(prev),
-        });
-    }
-    Slot::new(&servers, &users).expect("valid instance")
+    common::instance(seed).0
 }
 
 fn le(values: impl Iterator<Item = f32>) -> Vec<u8> {

@@ -99,16 +99,22 @@ impl Mlp {
     /// Evaluates the MLP on `x` (length [`inputs`](Self::inputs)); the output is
     /// left in `out`.
     pub fn forward(&self, x: &[f32], out: &mut Vec<f32>) {
-        let mut cur = x.to_vec();
+        self.forward_with(x, &mut Vec::new(), out);
+    }
+
+    /// [`forward`](Self::forward) with `tmp` holding the hidden activations, so a
+    /// caller that keeps both buffers allocates nothing after the first call.
+    pub fn forward_with(&self, x: &[f32], tmp: &mut Vec<f32>, out: &mut Vec<f32>) {
         let last = self.layers.len() - 1;
         for (i, l) in self.layers.iter().enumerate() {
+            let input: &[f32] = if i == 0 { x } else { tmp };
             out.clear();
             for (row, b) in l.weight.chunks_exact(l.inputs).zip(&l.bias) {
-                let z: f32 = row.iter().zip(&cur).map(|(w, v)| w * v).sum::<f32>() + b;
+                let z: f32 = row.iter().zip(input).map(|(w, v)| w * v).sum::<f32>() + b;
                 out.push(if i < last { z.tanh() } else { z });
             }
             if i < last {
-                std::mem::swap(&mut cur, out);
+                std::mem::swap(tmp, out);
             }
         }
         if let Some(skip) = &self.skip {
@@ -133,6 +139,7 @@ pub struct TrainedPolicy {
     actor: Mlp,
     obs: Vec<f32>,
     out: Vec<f32>,
+    hidden: Vec<f32>,
 }
 
 impl TrainedPolicy {
@@ -167,6 +174,7 @@ impl TrainedPolicy {
             actor,
             obs: vec![0.0; dim],
             out: Vec::new(),
+            hidden: Vec::new(),
         })
     }
 
@@ -194,7 +202,8 @@ impl TrainedPolicy {
         }
         observe(status, &mut self.obs).map_err(|e| anyhow::anyhow!("observation: {e}"))?;
         self.norm.apply(&mut self.obs);
-        self.actor.forward(&self.obs, &mut self.out);
+        self.actor
+            .forward_with(&self.obs, &mut self.hidden, &mut self.out);
         Ok(&self.out)
     }
 }

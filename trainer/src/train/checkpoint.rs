@@ -264,48 +264,46 @@ impl Loaded {
         })
     }
 
-    /// The actor as plain layers: `actor.l0`, `actor.l1`, … in order.
+    /// The actor as plain layers: `actor.l0`, `actor.l1`, … in order, and the skip
+    /// layer `actor.skip` when there is one.
     pub fn actor(&self) -> anyhow::Result<Mlp> {
         let mut layers = Vec::new();
-        while let Some(w) = self.tensors.get(&format!("actor.l{}.weight", layers.len())) {
-            let i = layers.len();
-            let size = w.size();
-            ensure!(
-                size.len() == 2,
-                "{}: actor.l{i}.weight is not a matrix",
-                self.path.display()
-            );
-            let weight = Vec::<f32>::try_from(w.to_kind(Kind::Float).flatten(0, -1))?;
-            let bias =
-                Vec::<f32>::try_from(self.get(&format!("actor.l{i}.bias"))?.to_kind(Kind::Float))?;
-            layers.push(Dense {
-                inputs: size[1] as usize,
-                outputs: size[0] as usize,
-                weight,
-                bias,
-            });
+        while self
+            .tensors
+            .contains_key(&format!("actor.l{}.weight", layers.len()))
+        {
+            layers.push(self.dense(&format!("actor.l{}", layers.len()), true)?);
         }
-        let mlp = Mlp::new(layers).with_context(|| format!("{}: actor", self.path.display()))?;
-        match self.tensors.get("actor.skip.weight") {
-            None => Ok(mlp),
-            Some(w) => {
-                let size = w.size();
-                ensure!(
-                    size.len() == 2,
-                    "{}: actor.skip.weight is not a matrix",
-                    self.path.display()
-                );
-                let weight = Vec::<f32>::try_from(w.to_kind(Kind::Float).flatten(0, -1))?;
-                let skip = Dense {
-                    inputs: size[1] as usize,
-                    outputs: size[0] as usize,
-                    weight,
-                    bias: vec![0.0; size[0] as usize],
-                };
-                mlp.with_skip(skip)
-                    .with_context(|| format!("{}: actor", self.path.display()))
-            }
+        let context = || format!("{}: actor", self.path.display());
+        let mlp = Mlp::new(layers).with_context(context)?;
+        if !self.tensors.contains_key("actor.skip.weight") {
+            return Ok(mlp);
         }
+        mlp.with_skip(self.dense("actor.skip", false)?)
+            .with_context(context)
+    }
+
+    /// The dense layer `{prefix}.weight` (+ `{prefix}.bias`, else zeros).
+    fn dense(&self, prefix: &str, has_bias: bool) -> anyhow::Result<Dense> {
+        let w = self.get(&format!("{prefix}.weight"))?;
+        let size = w.size();
+        ensure!(
+            size.len() == 2,
+            "{}: {prefix}.weight is not a matrix",
+            self.path.display()
+        );
+        let weight = Vec::<f32>::try_from(w.to_kind(Kind::Float).flatten(0, -1))?;
+        let bias = if has_bias {
+            Vec::<f32>::try_from(self.get(&format!("{prefix}.bias"))?.to_kind(Kind::Float))?
+        } else {
+            vec![0.0; size[0] as usize]
+        };
+        Ok(Dense {
+            inputs: size[1] as usize,
+            outputs: size[0] as usize,
+            weight,
+            bias,
+        })
     }
 }
 
