@@ -1,7 +1,8 @@
 //! `decide/u20_s21`: the whole per-slot decision (observation, a 1424-128-128-420
 //! policy with random weights, association repair, γ solver, evaluation) on slots of
 //! 20 users and 21 servers built as in `gamma/u20_s21` (default draws, users spread
-//! over nearby servers, about one in five migrating).
+//! over nearby servers, about one in five migrating); and `policy/u20_s21`, the
+//! policy's forward pass alone.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use diten_controller::obs::obs_dim;
@@ -60,6 +61,7 @@ fn policy_blob(seed: u64) -> Vec<u8> {
         norm_inv_std: F32Le::new(&inv_std),
         layers: &refs,
         skip: None,
+        prior: None,
     };
     let mut blob = vec![0u8; encoded_len(&model).expect("valid model")];
     encode(&model, &mut blob).expect("encodes");
@@ -98,6 +100,22 @@ fn bench(c: &mut Criterion) {
         outcomes[2],
         outcomes[3]
     );
+
+    // The policy's forward pass alone (observation to logits), for the share of
+    // the decision it takes.
+    let policy = controller.policy().clone();
+    let mut scratch = vec![0.0f32; policy.scratch_len()];
+    let mut logits = vec![0.0f32; policy.logits_len()];
+    let mut obs = vec![0.0f32; policy.obs_dim()];
+    diten_controller::obs::observe(&statuses[0], &mut obs).expect("observes");
+    c.bench_function("policy/u20_s21", |b| {
+        b.iter(|| {
+            policy
+                .logits(black_box(&obs), &mut scratch, &mut logits)
+                .expect("runs");
+            black_box(&logits);
+        })
+    });
 
     let mut group = c.benchmark_group("decide");
     group.bench_function("u20_s21", |b| {

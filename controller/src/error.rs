@@ -3,6 +3,7 @@
 use core::fmt;
 
 use crate::policy::{BlobField, FORMAT_VERSION};
+use crate::trace::TRACE_VERSION;
 
 /// What is wrong with a number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,6 +17,8 @@ pub enum Problem {
     NotPositive,
     /// Outside the documented range of the field.
     OutOfRange,
+    /// A position outside the square area (see [`Slot::check_area`](crate::Slot::check_area)).
+    OutsideArea,
 }
 
 impl Problem {
@@ -25,6 +28,7 @@ impl Problem {
             Problem::Negative => "must be >= 0",
             Problem::NotPositive => "must be > 0",
             Problem::OutOfRange => "is out of range",
+            Problem::OutsideArea => "lies outside the area",
         }
     }
 }
@@ -180,6 +184,17 @@ pub enum Error {
         /// Bytes given.
         got: usize,
     },
+    /// An index in a policy blob (the prior's inputs) is out of range.
+    BlobIndex {
+        /// The array.
+        field: BlobField,
+        /// Position in the array.
+        index: usize,
+        /// The value found.
+        value: usize,
+        /// Values must be below this.
+        limit: usize,
+    },
     /// A value in a policy blob is NaN or ±∞.
     BlobValue {
         /// The array.
@@ -194,6 +209,8 @@ pub enum Error {
         /// Bytes given.
         got: usize,
     },
+    /// The ONNX engine (`std` feature, tract) failed to run a loaded model.
+    PolicyRun,
     /// A buffer given to the policy engine has the wrong length: `policy.obs`,
     /// `policy.logits` and `policy.servers` must match exactly, `policy.scratch`
     /// must be at least as long as required.
@@ -234,6 +251,66 @@ pub enum Error {
         /// The policy's count.
         expected: usize,
         /// The status's count.
+        got: usize,
+    },
+    /// A trace does not start with the magic `DTNT`.
+    TraceMagic,
+    /// A trace has a format version this build cannot read.
+    TraceVersion {
+        /// The version in the header.
+        found: u16,
+    },
+    /// A count in a trace (`users`, `servers`, `slots`) is zero or too large.
+    TraceDims {
+        /// The field.
+        field: &'static str,
+        /// The value given.
+        value: usize,
+    },
+    /// A trace's `payload_len` is not what its dimensions need.
+    TraceLength {
+        /// Bytes the dimensions need.
+        expected: usize,
+        /// Bytes the header states.
+        got: usize,
+    },
+    /// A trace is shorter than its header, or than header + payload.
+    TraceTruncated {
+        /// Bytes needed.
+        expected: usize,
+        /// Bytes given.
+        got: usize,
+    },
+    /// A trace is longer than its header + payload.
+    TraceTrailing {
+        /// Bytes the header accounts for.
+        expected: usize,
+        /// Bytes given.
+        got: usize,
+    },
+    /// The CRC32 of a trace's payload is not the one in its header.
+    TraceCrc {
+        /// CRC32 in the header.
+        stored: u32,
+        /// CRC32 of the payload as given.
+        computed: u32,
+    },
+    /// A slot, user or server index beyond a trace's counts.
+    TraceRange {
+        /// `slots`, `users` or `servers`.
+        field: &'static str,
+        /// The index given.
+        index: usize,
+        /// The trace's count.
+        count: usize,
+    },
+    /// A decision was committed after a trace's last slot.
+    TraceEnd,
+    /// The buffer given to the trace encoder is too small.
+    TraceBuffer {
+        /// Bytes needed.
+        expected: usize,
+        /// Bytes given.
         got: usize,
     },
 }
@@ -296,10 +373,14 @@ impl fmt::Display for Error {
             Error::BlobLength { field, expected, got } => {
                 write!(f, "{field}: {got} bytes, expected {expected}")
             }
+            Error::BlobIndex { field, index, value, limit } => {
+                write!(f, "{field}[{index}]: {value} is out of range (must be below {limit})")
+            }
             Error::BlobValue { field, index } => write!(f, "{field}[{index}]: must be a finite number"),
             Error::BlobBuffer { expected, got } => {
                 write!(f, "blob: output buffer of {got} bytes, {expected} needed")
             }
+            Error::PolicyRun => write!(f, "policy: the ONNX engine failed to run the model"),
             Error::PolicyBuffer { buffer, expected, got } => {
                 write!(f, "{buffer}: {got} values, {expected} needed")
             }
@@ -313,6 +394,33 @@ impl fmt::Display for Error {
             }
             Error::PolicyDims { field, expected, got } => {
                 write!(f, "{field}: {got} in the status, the policy decides for {expected}")
+            }
+            Error::TraceMagic => f.write_str("trace.magic: not a diten trace (expected \"DTNT\")"),
+            Error::TraceVersion { found } => write!(
+                f,
+                "trace.version: format version {found} is not supported (expected {TRACE_VERSION})"
+            ),
+            Error::TraceDims { field, value } => write!(f, "trace.{field}: {value} is out of range"),
+            Error::TraceLength { expected, got } => write!(
+                f,
+                "trace.payload_len: {got} bytes, the dimensions need {expected}"
+            ),
+            Error::TraceTruncated { expected, got } => {
+                write!(f, "trace: truncated, {got} bytes of {expected}")
+            }
+            Error::TraceTrailing { expected, got } => {
+                write!(f, "trace: {got} bytes, but the header accounts for {expected}")
+            }
+            Error::TraceCrc { stored, computed } => write!(
+                f,
+                "trace.crc: the payload's CRC32 is {computed:#010x}, the header says {stored:#010x}"
+            ),
+            Error::TraceRange { field, index, count } => {
+                write!(f, "trace.{field}: index {index}, the trace has {count}")
+            }
+            Error::TraceEnd => f.write_str("trace: every slot has been replayed"),
+            Error::TraceBuffer { expected, got } => {
+                write!(f, "trace: output buffer of {got} bytes, {expected} needed")
             }
         }
     }

@@ -25,8 +25,11 @@
 //! # Ok::<(), diten_controller::Error>(())
 //! ```
 //!
-//! Features: `std` adds `std` support to serde (the error type implements
-//! `core::error::Error` in every build).
+//! Features: `std` adds `std` support to serde, the platform's libm (faster than
+//! the `libm` crate used on firmware) and [`policy::OnnxPolicy`]: an exported ONNX
+//! policy loaded at run time and run by tract-onnx, an [`policy::Engine`] for the
+//! same [`Controller`]. The error type implements `core::error::Error` in every
+//! build.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(missing_docs)]
 #![cfg_attr(
@@ -48,6 +51,7 @@ mod params;
 pub mod policy;
 mod slot;
 pub mod solver;
+pub mod trace;
 
 pub use controller::{Controller, Decision, RepairOutcome};
 pub use error::{Error, Problem};

@@ -26,6 +26,12 @@ pub const fn user_block(servers: usize) -> usize {
     4 + 3 * servers
 }
 
+/// Position in the observation of the one-hot "user `user`'s previous server is
+/// `server`" for `servers` servers (what a policy's stay prior reads).
+pub const fn prev_server_feature(user: usize, server: usize, servers: usize) -> usize {
+    user * user_block(servers) + 4 + 2 * servers + server
+}
+
 /// Values per server in the observation.
 pub const SERVER_BLOCK: usize = 4;
 

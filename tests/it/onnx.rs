@@ -10,8 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
 
+use diten_controller::controller::workspace_len;
 use diten_controller::obs::{obs_dim, OBS_LAYOUT};
-use diten_controller::policy::Policy;
+use diten_controller::policy::{Engine, OnnxPolicy, Policy};
+use diten_controller::{Controller, Params, Server, Slot, User};
 use diten_trainer::train::checkpoint::{load_norm, Loaded};
 use prost::Message;
 use serde_json::Value;
@@ -70,7 +72,7 @@ struct Run {
     blob: PathBuf,
 }
 
-/// The run without (`skip = false`) or with the skip layer, trained, exported and
+/// The run without (`skip = false`) or with the stay prior, trained, exported and
 /// converted once per test binary.
 fn trained(skip: bool) -> &'static Run {
     static PLAIN: OnceLock<Run> = OnceLock::new();
@@ -216,9 +218,9 @@ fn tract_the_engine_and_the_checkpoint_agree() {
         let with_tract = tract_logits(&run.onnx, &obs);
         let blob = std::fs::read(&run.blob).expect("reading the blob");
         assert_eq!(
-            Policy::parse(&blob).unwrap().model().skip.is_some(),
+            Policy::parse(&blob).unwrap().model().prior.is_some(),
             skip,
-            "skip layer"
+            "stay prior"
         );
         let with_engine = engine_logits(&blob, &obs);
         let with_mlp = checkpoint_logits(&run.dir, &obs);
@@ -297,8 +299,8 @@ fn train_exports_the_policy_and_the_metadata_names_the_run() {
     assert_eq!(graph.output[0].name, "logits");
     assert_eq!(
         ops(&decode(&trained(true).onnx))[8..],
-        ["Gemm", "Add"],
-        "the skip layer"
+        ["Gather", "Mul", "Add"],
+        "the stay prior"
     );
 
     // An evaluation summary goes into the metadata as compact JSON.
@@ -497,4 +499,127 @@ fn solve_decides_with_an_exported_policy() {
     );
     let again: Value = serde_json::from_str(&ok(out)).unwrap();
     assert_eq!(again, by_onnx);
+}
+
+/// Slots of `USERS` users and `SERVERS` servers with the SPEC's value ranges, from
+/// a fixed xorshift stream.
+fn slots(count: usize) -> Vec<(Vec<Server>, Vec<User>)> {
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut unit = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    (0..count)
+        .map(|_| {
+            let servers: Vec<Server> = (0..SERVERS)
+                .map(|_| Server {
+                    x: 120.0 * unit(),
+                    y: 120.0 * unit(),
+                    p: 120.0 + 30.0 * unit(),
+                    q: 1400.0 + 100.0 * unit(),
+                    eps: 54.0 + 2.0 * unit(),
+                })
+                .collect();
+            let users: Vec<User> = (0..USERS)
+                .map(|_| User {
+                    x: 120.0 * unit(),
+                    y: 120.0 * unit(),
+                    emd: 0.2,
+                    twin_bits: 4400.0 + 200.0 * unit(),
+                    data_bits: 784.0 * (200.0 + 1800.0 * unit()).floor(),
+                    prev_data_bits: 784.0 * (200.0 + 1800.0 * unit()).floor(),
+                    prev_server: Some(((unit() * SERVERS as f64) as usize).min(SERVERS - 1)),
+                })
+                .collect();
+            (servers, users)
+        })
+        .collect()
+}
+
+#[test]
+fn the_onnx_engine_drives_the_same_decisions_as_the_blob() {
+    let obs = observations();
+    for skip in [false, true] {
+        let run = trained(skip);
+        let onnx = OnnxPolicy::load(&run.onnx).expect("the ONNX policy loads");
+        assert_eq!((onnx.users(), onnx.servers()), (USERS, SERVERS));
+        // Its logits against the checkpoint's plain-Rust actor.
+        let mut with_onnx = Vec::new();
+        for row in obs.chunks_exact(DIM) {
+            let mut logits = [0.0f32; LOGITS];
+            onnx.logits(row, &mut [], &mut logits).expect("tract runs");
+            with_onnx.extend(logits);
+        }
+        assert_close(
+            "onnx engine vs checkpoint",
+            &with_onnx,
+            &checkpoint_logits(&run.dir, &obs),
+        );
+
+        // The same decision loop, driven by either engine.
+        let blob = std::fs::read(&run.blob).expect("reading the blob");
+        let policy = Policy::parse(&blob).expect("the blob parses");
+        let mut ws_blob = vec![0.0f32; workspace_len(&policy)];
+        let mut ws_onnx = vec![0.0f32; workspace_len(&onnx)];
+        let mut by_blob: Controller<'_, '_, USERS, SERVERS> =
+            Controller::new(policy, Params::default(), &mut ws_blob).expect("controller");
+        let mut by_onnx: Controller<'_, '_, USERS, SERVERS, OnnxPolicy> =
+            Controller::new(onnx, Params::default(), &mut ws_onnx).expect("controller");
+        for (i, (servers, users)) in slots(25).iter().enumerate() {
+            let slot = Slot::new(servers, users).expect("a valid slot");
+            let a = by_blob.decide(&slot).expect("blob decision");
+            let b = by_onnx.decide(&slot).expect("onnx decision");
+            assert_eq!(a.association, b.association, "slot {i}");
+            assert!(
+                (a.evaluation.objective - b.evaluation.objective).abs() < 1e-9,
+                "slot {i}: objective {} vs {}",
+                a.evaluation.objective,
+                b.evaluation.objective
+            );
+            assert_close(
+                &format!("slot {i} logits"),
+                by_blob.logits(),
+                by_onnx.logits(),
+            );
+        }
+    }
+}
+
+#[test]
+fn the_onnx_engine_names_what_is_wrong() {
+    let dir = scratch("onnx-engine-errors");
+    let missing = dir.join("missing.onnx");
+    let err = OnnxPolicy::load(&missing).expect_err("no file").to_string();
+    assert!(
+        err.starts_with(&format!("{}: cannot read", missing.display())),
+        "{err}"
+    );
+
+    let garbage = dir.join("garbage.onnx");
+    std::fs::write(&garbage, b"\x08\x07not a protobuf at all\xff\xff").expect("writing");
+    let err = OnnxPolicy::load(&garbage).expect_err("garbage").to_string();
+    assert!(err.starts_with(&garbage.display().to_string()), "{err}");
+
+    let mut model = decode(&trained(false).onnx);
+    model.metadata_props.retain(|p| p.key != "diten.obs_layout");
+    let err = OnnxPolicy::load_bytes(&model.encode_to_vec(), Path::new("m.onnx"))
+        .expect_err("no layout")
+        .to_string();
+    assert_eq!(
+        err,
+        "m.onnx: metadata diten.obs_layout: missing (not a policy exported by diten)"
+    );
+
+    let mut model = decode(&trained(false).onnx);
+    for p in &mut model.metadata_props {
+        if p.key == "diten.servers" {
+            p.value = "5".into();
+        }
+    }
+    let err = OnnxPolicy::load_bytes(&model.encode_to_vec(), Path::new("m.onnx"))
+        .expect_err("wrong servers")
+        .to_string();
+    assert!(err.starts_with("m.onnx: "), "{err}");
 }

@@ -127,6 +127,7 @@
 //!     norm_inv_std: F32Le::new(&ones),
 //!     layers: &[layer],
 //!     skip: None,
+//!     prior: None,
 //! };
 //! let mut blob = [0u8; 1024];
 //! let len = encode(&model, &mut blob)?;
@@ -156,7 +157,7 @@ use crate::error::Error;
 use crate::model::{evaluate, Evaluation};
 use crate::obs::{obs_dim, observe};
 use crate::params::Params;
-use crate::policy::{max_scratch_len, Policy};
+use crate::policy::{max_scratch_len, Engine, Policy};
 use crate::slot::Slot;
 use crate::solver::{solve_gamma, SolveStats};
 
@@ -211,7 +212,7 @@ pub struct Decision<const U: usize, const S: usize> {
 
 /// Workspace values [`Controller`] needs for `policy`: `obs_dim + scratch_len + U·S`
 /// with the policy's dimensions (observation, the engine's scratch, logits).
-pub fn workspace_len(policy: &Policy<'_>) -> usize {
+pub fn workspace_len<P: Engine>(policy: &P) -> usize {
     policy.obs_dim() + policy.scratch_len() + policy.logits_len()
 }
 
@@ -226,17 +227,21 @@ pub const fn max_workspace_len(users: usize, servers: usize) -> usize {
 /// The gateway's per-slot controller: a parsed policy, the model parameters and a
 /// caller-provided workspace (on a firmware, a `static` buffer of
 /// [`max_workspace_len`] or [`workspace_len`] values). `U` and `S` are the
-/// capacities of the [`Slot`]s it decides for.
+/// capacities of the [`Slot`]s it decides for. `P` is the policy's engine: the
+/// blob engine [`Policy`] (borrowing the blob for `'p`), or with the `std` feature
+/// an ONNX file run by tract ([`OnnxPolicy`](crate::policy::OnnxPolicy)); the
+/// decision code is the same.
 #[derive(Debug)]
-pub struct Controller<'p, 'w, const U: usize, const S: usize> {
-    policy: Policy<'p>,
+pub struct Controller<'p, 'w, const U: usize, const S: usize, P: Engine = Policy<'p>> {
+    policy: P,
     params: Params,
     workspace: &'w mut [f32],
+    _blob: core::marker::PhantomData<&'p [u8]>,
 }
 
-impl<'p, 'w, const U: usize, const S: usize> Controller<'p, 'w, U, S> {
+impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S, P> {
     /// Values of workspace the controller needs for `policy` (see [`workspace_len`]).
-    pub fn workspace_len(policy: &Policy<'_>) -> usize {
+    pub fn workspace_len(policy: &P) -> usize {
         workspace_len(policy)
     }
 
@@ -245,11 +250,7 @@ impl<'p, 'w, const U: usize, const S: usize> Controller<'p, 'w, U, S> {
     /// [`workspace_len`] values ([`Error::WorkspaceLength`]; extra values are
     /// unused), and `params` must be valid ([`Params::validate`]; the utility
     /// exponent of each user's EMD is checked per slot).
-    pub fn new(
-        policy: Policy<'p>,
-        params: Params,
-        workspace: &'w mut [f32],
-    ) -> Result<Self, Error> {
+    pub fn new(policy: P, params: Params, workspace: &'w mut [f32]) -> Result<Self, Error> {
         if policy.users() > U {
             return Err(Error::PolicyCapacity {
                 field: "users",
@@ -276,11 +277,12 @@ impl<'p, 'w, const U: usize, const S: usize> Controller<'p, 'w, U, S> {
             policy,
             params,
             workspace,
+            _blob: core::marker::PhantomData,
         })
     }
 
     /// The policy.
-    pub fn policy(&self) -> &Policy<'p> {
+    pub fn policy(&self) -> &P {
         &self.policy
     }
 
@@ -306,6 +308,34 @@ impl<'p, 'w, const U: usize, const S: usize> Controller<'p, 'w, U, S> {
     /// observation value must be finite in `f32` ([`Error::ObservationValue`]:
     /// sizes or distances beyond 3.4·10³⁸ in the observation's units). A slot
     /// where C2 or C3 cannot be met is not an error: see [`RepairOutcome`].
+    ///
+    /// # Worst-case work
+    ///
+    /// Every loop is bounded by the slot's dimensions and named constants, whatever
+    /// the input (the [module docs](self#work-bound) give the full count). With n
+    /// users and m servers, one call does at most:
+    ///
+    /// * one forward pass of the policy (its multiply-adds are fixed by the blob);
+    /// * [`MAX_REPAIR_NODES`] = 4096 placements in the repair's search (reported
+    ///   in [`Decision::search_nodes`]; at the budget, [`RepairOutcome::BoundReached`]),
+    ///   at most n greedy moves and [`MAX_CLIMB_PASSES`] = 4 climb passes of n
+    ///   users × m servers each;
+    /// * per server with two or more free users, [`MAX_SAMPLES`](crate::solver::MAX_SAMPLES)
+    ///   = 96 branch-and-bound samples of the γ solver (reported in
+    ///   [`SolveStats::max_samples`] and [`SolveStats::samples`]), each at most
+    ///   ([`MAX_MU_STEPS`](crate::solver::MAX_MU_STEPS) +
+    ///   [`MAX_ULP_STEPS`](crate::solver::MAX_ULP_STEPS) + 1)·k inverses of ρ′ for its
+    ///   k users, each at most [`MAX_NEWTON`](crate::solver::MAX_NEWTON) = 64 Newton
+    ///   steps; a single free user at most 3·64 Newton steps; then at most
+    ///   [`MAX_POLISH`](crate::solver::MAX_POLISH) = 16 C2 polish passes per server;
+    /// * one evaluation (n utilities, m norms).
+    ///
+    /// So the repair tries at most 4096·(m + n) load checks in its search and the
+    /// solver takes at most 96·165·64·n ≈ 10⁶·n Newton steps (the k of all servers
+    /// sum to n; the property tests see at most a few dozen samples); for the firmware's 20 users and 21 servers the
+    /// policy's 2.5·10⁵ multiply-adds dominate unless the search runs (≈ 1.7·10⁵
+    /// load checks at its budget). The tests check the counted parts of this bound
+    /// on crowded slots (`work_per_slot_stays_within_the_documented_bound`).
     pub fn decide(&mut self, status: &Slot<U, S>) -> Result<Decision<U, S>, Error> {
         let (n_users, n_servers) = (status.users().len(), status.servers().len());
         if n_users != self.policy.users() {

@@ -7,7 +7,7 @@
 //! | offset | size | field         | value                                              |
 //! |-------:|-----:|---------------|----------------------------------------------------|
 //! | 0      | 4    | `magic`       | [`MAGIC`] = `b"DTNB"`                              |
-//! | 4      | 2    | `version`     | `u16`, [`FORMAT_VERSION`] = 1                      |
+//! | 4      | 2    | `version`     | `u16`, [`FORMAT_VERSION`] = 2                      |
 //! | 6      | 16   | `layout`      | [`LAYOUT_ID`]: `"diten-obs-v1"` padded with zeros  |
 //! | 22     | 2    | `users`       | `u16` U, 1 ..= [`MAX_USERS`]                       |
 //! | 24     | 2    | `servers`     | `u16` S, 1 ..= [`MAX_SERVERS`]                     |
@@ -26,6 +26,7 @@
 //!     norm_inv_std: bytes,          // obs_dim f32
 //!     layers:       seq<Layer>,     // 1 ..= MAX_LAYERS, applied in order
 //!     skip:         Option<Layer>,  // obs_dim → U·S, no activation
+//!     prior:        Option<Prior>,  // U·S gathered inputs, scaled
 //! }
 //! struct Layer {
 //!     inputs:  u32,    // varint
@@ -33,15 +34,21 @@
 //!     weight:  bytes,  // outputs × inputs f32, row-major (torch's layout)
 //!     bias:    bytes,  // outputs f32
 //! }
+//! struct Prior {
+//!     index:   bytes,  // U·S u32: the normalised input each logit reads
+//!     weight:  bytes,  // U·S f32: logits[k] += weight[k] · x'[index[k]]
+//! }
 //! ```
+//!
+//! Version 1 had no `prior`; it is not read any more (no version-1 blob shipped).
 //!
 //! In postcard a struct is its fields in order with nothing between them; `u32`
 //! and every length is an unsigned LEB128 varint; `bytes` is a varint byte count
 //! followed by the raw bytes; `seq` is a varint element count followed by the
 //! elements; `Option` is a byte `0x00` (none) or `0x01` followed by the value.
-//! Every `bytes` field holds `f32` values as 4 little-endian bytes each, so its
-//! byte count is 4 × the value count; they are read with `f32::from_le_bytes`
-//! and need no alignment.
+//! Every `bytes` field holds `f32` (or, for `index`, `u32`) values as 4
+//! little-endian bytes each, so its byte count is 4 × the value count; they are
+//! read with `from_le_bytes` and need no alignment.
 //!
 //! # Checks
 //!
@@ -56,7 +63,7 @@
 //! `obs_dim`, each next one the previous one's outputs), the last layer's outputs
 //! (U·S) or the skip layer's shape wrong ([`Error::BlobDim`]); an array whose
 //! byte length is not 4 × its value count ([`Error::BlobLength`]); a NaN or ±∞
-//! value ([`Error::BlobValue`]). [`encode`] applies the same model checks, so it
+//! value, or a prior index not below `obs_dim` ([`Error::BlobValue`]). [`encode`] applies the same model checks, so it
 //! never writes a blob that does not parse.
 
 use serde::{Serialize, Serializer};
@@ -69,7 +76,7 @@ use crate::{Error, MAX_SERVERS, MAX_USERS};
 pub const MAGIC: [u8; 4] = *b"DTNB";
 
 /// The blob format version this build writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 
 /// The header's `layout` field: [`OBS_LAYOUT`](crate::obs::OBS_LAYOUT) padded with
 /// zeros to 16 bytes.
@@ -103,6 +110,8 @@ pub enum BlobField {
     },
     /// A field of the skip layer: `inputs`, `outputs`, `weight`, `bias`.
     Skip(&'static str),
+    /// A field of the prior: `index`, `weight`.
+    Prior(&'static str),
 }
 
 impl core::fmt::Display for BlobField {
@@ -111,6 +120,7 @@ impl core::fmt::Display for BlobField {
             BlobField::Model(name) => write!(f, "blob.{name}"),
             BlobField::Layer { index, field } => write!(f, "blob.layers[{index}].{field}"),
             BlobField::Skip(field) => write!(f, "blob.skip.{field}"),
+            BlobField::Prior(field) => write!(f, "blob.prior.{field}"),
         }
     }
 }
@@ -161,6 +171,58 @@ impl Serialize for F32Le<'_> {
     }
 }
 
+/// The prior of a policy: `logits[k] += weight[k] · x'[index[k]]` for each of the
+/// U·S logits, `x'` the normalised observation. Trained with `--stay-prior`, it
+/// reads each (user, server) pair's "previous server" one-hot
+/// ([`prev_server_feature`](crate::obs::prev_server_feature)): a few kilobytes
+/// where a dense skip layer would take megabytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct PriorRef<'a> {
+    /// U·S input indices, each below `obs_dim`.
+    pub index: U32Le<'a>,
+    /// U·S `f32` weights.
+    pub weight: F32Le<'a>,
+}
+
+/// An array of `u32` stored as 4 little-endian bytes each, borrowed like [`F32Le`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct U32Le<'a>(&'a [u8]);
+
+impl<'a> U32Le<'a> {
+    /// Wraps raw bytes (a length that is not a multiple of 4 is [`Error::BlobLength`]).
+    pub const fn new(bytes: &'a [u8]) -> Self {
+        U32Le(bytes)
+    }
+
+    /// The raw bytes.
+    pub const fn as_bytes(&self) -> &'a [u8] {
+        self.0
+    }
+
+    /// Number of whole values.
+    pub const fn len(&self) -> usize {
+        self.0.len() / 4
+    }
+
+    /// Whether there is no whole value.
+    pub const fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The values in order, as `usize` (a value that does not fit reads as
+    /// `usize::MAX`, which no check accepts).
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = usize> + 'a {
+        let (values, _) = self.0.as_chunks::<4>();
+        values.iter().map(|b| to_usize(u32::from_le_bytes(*b)))
+    }
+}
+
+impl Serialize for U32Le<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.0)
+    }
+}
+
 /// A dense layer `y = W·x + b` of a policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct LayerRef<'a> {
@@ -191,6 +253,8 @@ pub struct ModelRef<'a> {
     /// Optional linear layer `obs_dim(U, S) → U·S` from the normalised observation,
     /// added to the last layer's output.
     pub skip: Option<LayerRef<'a>>,
+    /// Optional prior added to the logits last.
+    pub prior: Option<PriorRef<'a>>,
 }
 
 /// The payload as postcard serialises it (see the module docs).
@@ -200,6 +264,7 @@ struct Payload<'m, 'a> {
     norm_inv_std: F32Le<'a>,
     layers: &'m [LayerRef<'a>],
     skip: Option<&'m LayerRef<'a>>,
+    prior: Option<&'m PriorRef<'a>>,
 }
 
 impl<'a> ModelRef<'a> {
@@ -209,6 +274,7 @@ impl<'a> ModelRef<'a> {
             norm_inv_std: self.norm_inv_std,
             layers: self.layers,
             skip: self.skip.as_ref(),
+            prior: self.prior.as_ref(),
         }
     }
 }
@@ -297,6 +363,7 @@ pub(super) struct Decoded<'a> {
     pub norm_inv_std: F32Le<'a>,
     pub layers: heapless::Vec<LayerRef<'a>, MAX_LAYERS>,
     pub skip: Option<LayerRef<'a>>,
+    pub prior: Option<PriorRef<'a>>,
 }
 
 impl Decoded<'_> {
@@ -308,6 +375,7 @@ impl Decoded<'_> {
             norm_inv_std: self.norm_inv_std,
             layers: &self.layers,
             skip: self.skip,
+            prior: self.prior,
         }
     }
 }
@@ -372,6 +440,18 @@ pub(super) fn decode(blob: &[u8]) -> Result<Decoded<'_>, Error> {
             })
         }
     };
+    let prior = match cur.take::<u8>(BlobField::Model("prior"))? {
+        0 => None,
+        1 => Some(PriorRef {
+            index: U32Le(cur.take::<&[u8]>(BlobField::Prior("index"))?),
+            weight: cur.values(BlobField::Prior("weight"))?,
+        }),
+        _ => {
+            return Err(Error::BlobPayload {
+                field: BlobField::Model("prior"),
+            })
+        }
+    };
     if !cur.0.is_empty() {
         return Err(Error::BlobPayloadTrailing {
             unused: cur.0.len(),
@@ -384,6 +464,7 @@ pub(super) fn decode(blob: &[u8]) -> Result<Decoded<'_>, Error> {
         norm_inv_std,
         layers,
         skip,
+        prior,
     };
     validate(&decoded.model())?;
     Ok(decoded)
@@ -519,6 +600,27 @@ fn validate(model: &ModelRef<'_>) -> Result<usize, Error> {
         check_dim(BlobField::Skip("inputs"), skip.inputs, dim)?;
         check_dim(BlobField::Skip("outputs"), skip.outputs, actions)?;
         check_dense(BlobField::Skip, skip, dim, actions)?;
+    }
+    if let Some(prior) = &model.prior {
+        let field = BlobField::Prior("index");
+        let expected = actions.saturating_mul(4);
+        let got = prior.index.as_bytes().len();
+        if got != expected {
+            return Err(Error::BlobLength {
+                field,
+                expected,
+                got,
+            });
+        }
+        if let Some((index, value)) = prior.index.iter().enumerate().find(|&(_, i)| i >= dim) {
+            return Err(Error::BlobIndex {
+                field,
+                index,
+                value,
+                limit: dim,
+            });
+        }
+        check_values(BlobField::Prior("weight"), prior.weight, actions)?;
     }
     Ok(dim)
 }

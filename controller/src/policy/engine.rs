@@ -130,6 +130,16 @@ impl<'a> Policy<'a> {
         if let Some(skip) = &self.net.skip {
             add_dense(skip, x, out);
         }
+        if let Some(prior) = &self.net.prior {
+            // Indices were checked below obs_dim at parse: the 0 fallback never applies.
+            for ((o, i), w) in out
+                .iter_mut()
+                .zip(prior.index.iter())
+                .zip(prior.weight.iter())
+            {
+                *o += w * x.get(i).copied().unwrap_or(0.0);
+            }
+        }
         Ok(())
     }
 

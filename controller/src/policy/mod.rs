@@ -11,7 +11,9 @@
 //!    `outputs × inputs`, torch's layout), `tanh` after every layer but the last,
 //!    hidden widths 1 to [`MAX_WIDTH`];
 //! 3. optionally a linear skip layer from `x'` straight to the output, added to the
-//!    last layer's output.
+//!    last layer's output;
+//! 4. optionally a prior: `logits[k] += w_k · x'[i_k]`, one gathered input per
+//!    logit (see [`PriorRef`]).
 //!
 //! Parsing a blob borrows the weights from it (a `&'static [u8]` in flash on the
 //! firmware) and allocates nothing; evaluation needs a caller-provided scratch
@@ -38,6 +40,7 @@
 //!     norm_inv_std: F32Le::new(&ones),
 //!     layers: &[layer],
 //!     skip: None,
+//!     prior: None,
 //! };
 //! let mut blob = [0u8; 512];
 //! let len = encode(&model, &mut blob)?;
@@ -60,10 +63,61 @@ pub mod blob;
 mod engine;
 
 pub use blob::{
-    crc32, encode, encoded_len, BlobField, F32Le, LayerRef, ModelRef, FORMAT_VERSION, HEADER_LEN,
-    LAYOUT_ID, MAGIC,
+    crc32, encode, encoded_len, BlobField, F32Le, LayerRef, ModelRef, PriorRef, U32Le,
+    FORMAT_VERSION, HEADER_LEN, LAYOUT_ID, MAGIC,
 };
 pub use engine::{max_scratch_len, Policy};
+#[cfg(feature = "std")]
+pub use onnx::{OnnxError, OnnxPolicy};
+
+#[cfg(feature = "std")]
+mod onnx;
+
+/// What the [`Controller`](crate::Controller) needs of a policy: its shape and a
+/// way to compute its logits. [`Policy`] (the blob engine, `no_std`) implements it,
+/// and with the `std` feature [`OnnxPolicy`] (an ONNX file run by tract-onnx).
+pub trait Engine {
+    /// Users U the policy decides for.
+    fn users(&self) -> usize;
+    /// Servers S the policy chooses among.
+    fn servers(&self) -> usize;
+    /// Values of the observation: `obs_dim(U, S)`.
+    fn obs_dim(&self) -> usize {
+        crate::obs::obs_dim(self.users(), self.servers())
+    }
+    /// Logits the policy gives: U·S.
+    fn logits_len(&self) -> usize {
+        self.users() * self.servers()
+    }
+    /// Scratch values [`logits`](Self::logits) needs.
+    fn scratch_len(&self) -> usize;
+    /// `out[u·S + s]`: the logit of user `u` on server `s`, for an observation of
+    /// [`obs_dim`](Self::obs_dim) values (see [`Policy::logits`] for the errors).
+    fn logits(&self, obs: &[f32], scratch: &mut [f32], out: &mut [f32]) -> Result<(), Error>;
+}
+
+impl Engine for Policy<'_> {
+    fn users(&self) -> usize {
+        Policy::users(self)
+    }
+    fn servers(&self) -> usize {
+        Policy::servers(self)
+    }
+    fn obs_dim(&self) -> usize {
+        Policy::obs_dim(self)
+    }
+    fn logits_len(&self) -> usize {
+        Policy::logits_len(self)
+    }
+    fn scratch_len(&self) -> usize {
+        Policy::scratch_len(self)
+    }
+    fn logits(&self, obs: &[f32], scratch: &mut [f32], out: &mut [f32]) -> Result<(), Error> {
+        Policy::logits(self, obs, scratch, out)
+    }
+}
+
+use crate::Error;
 
 /// Most dense layers a policy may have (the skip layer not counted).
 pub const MAX_LAYERS: usize = 8;

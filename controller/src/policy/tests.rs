@@ -86,6 +86,8 @@ struct Net {
     inv: Vec<u8>,
     layers: Vec<L>,
     skip: Option<L>,
+    /// The prior's index (u32) and weight (f32) bytes.
+    prior: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Net {
@@ -106,6 +108,18 @@ impl Net {
             .map(|w| L::random(&mut rng, w[0], w[1]))
             .collect();
         let skip = skip.then(|| L::random(&mut rng, dim, users * servers));
+        // With the skip layer comes a prior reading random columns.
+        let prior = skip.is_some().then(|| {
+            let index: Vec<u8> = (0..users * servers)
+                .flat_map(|_| {
+                    ((rng.unit() * dim as f64) as u32)
+                        .min(dim as u32 - 1)
+                        .to_le_bytes()
+                })
+                .collect();
+            let weight: Vec<f32> = (0..users * servers).map(|_| rng.range(-2.0, 2.0)).collect();
+            (index, le(&weight))
+        });
         Net {
             users,
             servers,
@@ -113,6 +127,7 @@ impl Net {
             inv: le(&inv),
             layers,
             skip,
+            prior,
         }
     }
 
@@ -125,6 +140,10 @@ impl Net {
             norm_inv_std: F32Le::new(&self.inv),
             layers: &layers,
             skip: self.skip.as_ref().map(L::as_ref),
+            prior: self.prior.as_ref().map(|(index, weight)| PriorRef {
+                index: U32Le::new(index),
+                weight: F32Le::new(weight),
+            }),
         })
     }
 
@@ -193,6 +212,14 @@ fn hand_payload(net: &Net) -> Vec<u8> {
             hand_layer(&mut out, l);
         }
     }
+    match &net.prior {
+        None => out.push(0),
+        Some((index, weight)) => {
+            out.push(1);
+            bytes(&mut out, index);
+            bytes(&mut out, weight);
+        }
+    }
     out
 }
 
@@ -200,7 +227,7 @@ fn hand_payload(net: &Net) -> Vec<u8> {
 fn hand_blob(users: u16, servers: u16, obs_dim: u32, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(b"DTNB");
-    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
     out.extend_from_slice(b"diten-obs-v1\0\0\0\0");
     out.extend_from_slice(&users.to_le_bytes());
     out.extend_from_slice(&servers.to_le_bytes());
@@ -240,6 +267,14 @@ fn reference(net: &Net, obs: &[f32]) -> Vec<f64> {
     if let Some(skip) = &net.skip {
         for (v, s) in h.iter_mut().zip(affine(skip, &x)) {
             *v += s;
+        }
+    }
+    if let Some((index, weight)) = &net.prior {
+        let index = index
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        for ((v, i), w) in h.iter_mut().zip(index).zip(floats(weight)) {
+            *v += w * x[i as usize];
         }
     }
     h
@@ -339,6 +374,7 @@ fn tiny(skip: bool) -> Net {
             L::new(2, 1, &[2.0, -4.0], &[0.5]),
         ],
         skip: skip.then(|| L::new(11, 1, &ws, &[-0.5])),
+        prior: None,
     }
 }
 
@@ -369,6 +405,54 @@ fn tiny_network_by_hand() {
 }
 
 #[test]
+fn prior_by_hand() {
+    // Feature 6 of one user and one server is the previous-server one-hot; the
+    // prior adds 0.5 · x'[6] = 0.5 · (7 − 0) · 1 = 3.5 to the plain network's logit.
+    assert_eq!(crate::obs::prev_server_feature(0, 0, 1), 6);
+    let mut net = tiny(false);
+    net.prior = Some((6u32.to_le_bytes().to_vec(), le(&[0.5])));
+    let blob = net.encoded();
+    assert_eq!(blob, net.hand());
+    let out = run(&Policy::parse(&blob).unwrap(), &tiny_obs());
+    assert!(
+        (f64::from(out[0]) - (1.1213233939064229 + 3.5)).abs() < 1e-6,
+        "{out:?}"
+    );
+}
+
+#[test]
+fn prior_index_out_of_range_is_named() {
+    let mut net = tiny(false);
+    net.prior = Some((11u32.to_le_bytes().to_vec(), le(&[0.5])));
+    check_rejected(
+        &net,
+        Error::BlobIndex {
+            field: BlobField::Prior("index"),
+            index: 0,
+            value: 11,
+            limit: 11,
+        },
+    );
+    net.prior = Some((vec![0; 3], le(&[0.5])));
+    check_rejected(
+        &net,
+        Error::BlobLength {
+            field: BlobField::Prior("index"),
+            expected: 4,
+            got: 3,
+        },
+    );
+    net.prior = Some((vec![0; 4], le(&[f32::NAN])));
+    check_rejected(
+        &net,
+        Error::BlobValue {
+            field: BlobField::Prior("weight"),
+            index: 0,
+        },
+    );
+}
+
+#[test]
 fn single_linear_layer_needs_no_hidden_scratch() {
     // Logit = 2·x'0 + 1 with x'0 = (5 − 1)·0.25 = 1: 3.
     let mut w = [0.0f32; 11];
@@ -382,6 +466,7 @@ fn single_linear_layer_needs_no_hidden_scratch() {
         inv: le(&[0.25; 11]),
         layers: vec![L::new(11, 1, &w, &[1.0])],
         skip: None,
+        prior: None,
     };
     let blob = net.encoded();
     let policy = Policy::parse(&blob).unwrap();
@@ -489,7 +574,7 @@ fn wrong_magic() {
 #[test]
 fn wrong_version() {
     let mut blob = small().encoded();
-    for v in [0u16, 2, 0x0100] {
+    for v in [0u16, 1, 3, 0x0200] {
         blob[4..6].copy_from_slice(&v.to_le_bytes());
         check_parse(&blob, Error::BlobVersion { found: v });
     }
@@ -582,14 +667,19 @@ fn malformed_postcard_names_the_field() {
     );
     let mut no_skip = net.clone();
     no_skip.skip = None;
+    no_skip.prior = None;
     let p = hand_payload(&no_skip);
     check_parse(
-        &hand_blob(1, 2, dim, &p[..p.len() - 1]),
+        &hand_blob(1, 2, dim, &p[..p.len() - 2]),
         field(BlobField::Model("skip")),
     );
-    // Cut inside the bias of layer 1, the last byte of a skip-less payload.
     check_parse(
-        &hand_blob(1, 2, dim, &p[..p.len() - 2]),
+        &hand_blob(1, 2, dim, &p[..p.len() - 1]),
+        field(BlobField::Model("prior")),
+    );
+    // Cut inside the bias of layer 1, the last byte before the two option tags.
+    check_parse(
+        &hand_blob(1, 2, dim, &p[..p.len() - 3]),
         field(BlobField::Layer {
             index: 1,
             field: "bias",
@@ -598,6 +688,9 @@ fn malformed_postcard_names_the_field() {
     // An option tag that is neither 0 nor 1.
     let mut p2 = p.clone();
     *p2.last_mut().unwrap() = 2;
+    check_parse(&hand_blob(1, 2, dim, &p2), field(BlobField::Model("prior")));
+    let n = p2.len();
+    p2[n - 2] = 2;
     check_parse(&hand_blob(1, 2, dim, &p2), field(BlobField::Model("skip")));
     // A layer count whose varint never ends.
     let mut p3 = Vec::new();
@@ -978,8 +1071,17 @@ fn errors_name_the_field() {
             "blob.magic: not a diten policy blob (expected \"DTNB\")",
         ),
         (
-            Error::BlobVersion { found: 2 },
-            "blob.version: format version 2 is not supported (expected 1)",
+            Error::BlobVersion { found: 3 },
+            "blob.version: format version 3 is not supported (expected 2)",
+        ),
+        (
+            Error::BlobIndex {
+                field: BlobField::Prior("index"),
+                index: 4,
+                value: 99,
+                limit: 11,
+            },
+            "blob.prior.index[4]: 99 is out of range (must be below 11)",
         ),
         (
             Error::BlobTruncated {

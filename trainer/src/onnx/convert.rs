@@ -2,7 +2,8 @@
 //!
 //! [`onnx_to_blob`] reads the `ModelProto` with prost and accepts exactly the graph
 //! [`export`](mod@super::export) writes (see the [module docs](super)): the operators
-//! Sub, Mul, Clip, Gemm, Tanh and Add, in that structure, float32 initializers,
+//! Sub, Mul, Clip, Gemm, Tanh, Add and Gather, in that structure, float32
+//! initializers (int64 for the prior's indices),
 //! and the metadata `diten.format`, `diten.obs_layout`, `diten.users` and
 //! `diten.servers`. Anything else is an error that names the node (`node 3
 //! (`Relu`): operator not supported; ...`), the initializer, the metadata key or
@@ -13,7 +14,9 @@ use std::collections::{HashMap, HashSet};
 
 use anyhow::{anyhow, bail, ensure, Context};
 use diten_controller::obs::{obs_dim, OBS_LAYOUT};
-use diten_controller::policy::{encode, encoded_len, F32Le, LayerRef, ModelRef, CLIP};
+use diten_controller::policy::{
+    encode, encoded_len, F32Le, LayerRef, ModelRef, PriorRef, U32Le, CLIP,
+};
 use diten_controller::{MAX_SERVERS, MAX_USERS};
 use prost::Message;
 use tract_onnx::pb;
@@ -24,7 +27,7 @@ use tract_onnx::pb::tensor_shape_proto::dimension;
 use super::{keys, FORMAT, MIN_OPSET};
 
 /// The operators the converter reads.
-const SUPPORTED: [&str; 6] = ["Sub", "Mul", "Clip", "Gemm", "Tanh", "Add"];
+const SUPPORTED: [&str; 7] = ["Sub", "Mul", "Clip", "Gemm", "Tanh", "Add", "Gather"];
 
 /// Converts the bytes of an exported ONNX policy into a firmware blob.
 pub fn onnx_to_blob(bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
@@ -43,6 +46,10 @@ pub fn model_to_blob(model: &pb::ModelProto) -> anyhow::Result<Vec<u8>> {
         norm_inv_std: F32Le::new(&parsed.inv_std),
         layers: &layers,
         skip: parsed.skip.as_ref().map(Layer::as_ref),
+        prior: parsed.prior.as_ref().map(|(index, weight)| PriorRef {
+            index: U32Le::new(index),
+            weight: F32Le::new(weight),
+        }),
     };
     let fit = |e: diten_controller::Error| anyhow!("the model does not fit a policy blob: {e}");
     let mut blob = vec![0; encoded_len(&net).map_err(fit)?];
@@ -79,6 +86,8 @@ struct Parsed {
     inv_std: Vec<u8>,
     layers: Vec<Layer>,
     skip: Option<Layer>,
+    /// The prior's indices (u32) and weights (f32), little-endian bytes.
+    prior: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Parsed {
@@ -151,8 +160,8 @@ impl Parsed {
         // The optional skip: a Gemm of the normalised observation, added to the last layer.
         let mut result = &last_node.output[0];
         let mut skip = None;
-        if walk.peek().is_some() {
-            let (i, node) = walk.expect("Gemm", "the skip layer (Gemm) or the end")?;
+        if walk.peek() == Some("Gemm") {
+            let (i, node) = walk.expect("Gemm", "the skip layer (Gemm)")?;
             let ctx = Ctx { i, node };
             let layer = g.gemm(&ctx, normalised, dim)?;
             ensure!(
@@ -178,10 +187,38 @@ impl Parsed {
             );
             result = &add.output[0];
         }
+
+        // The optional prior: Gather (axis 1) of the normalised observation, Mul, Add.
+        let mut prior = None;
+        if walk.peek() == Some("Gather") {
+            let (i, gather) = walk.expect("Gather", "the prior's Gather")?;
+            let ctx = Ctx { i, node: gather };
+            ctx.arity(2)?;
+            ctx.input_is(0, normalised)?;
+            let index = g.indices(&ctx, 1, actions, dim)?;
+            let (i, mul) = walk.expect("Mul", "the prior's Mul")?;
+            let ctx = Ctx { i, node: mul };
+            ctx.arity(2)?;
+            ctx.input_is(0, &gather.output[0])?;
+            let weight = g.vector(&ctx, 1, actions)?;
+            let (i, add) = walk.expect("Add", "the prior's Add")?;
+            let ctx = Ctx { i, node: add };
+            ctx.arity(2)?;
+            let got: HashSet<&str> = add.input.iter().map(String::as_str).collect();
+            let want: HashSet<&str> = [result.as_str(), mul.output[0].as_str()].into();
+            ensure!(
+                got == want,
+                "{ctx}: adds {}, expected the logits so far and the prior (`{result}` and `{}`)",
+                quoted(&add.input),
+                mul.output[0],
+            );
+            prior = Some((index, weight));
+            result = &add.output[0];
+        }
         if let Some((i, node)) = walk.rest() {
             bail!(
                 "{}: unexpected after the output is computed (the exporter's graph ends with \
-                 the last Gemm, or the skip layer's Add)",
+                 the last Gemm, the skip layer's Add or the prior's Add)",
                 Ctx { i, node }
             );
         }
@@ -196,6 +233,7 @@ impl Parsed {
             inv_std,
             layers,
             skip,
+            prior,
         })
     }
 }
@@ -279,9 +317,29 @@ impl Ctx<'_> {
             "{self}: {} inputs, expected {n}",
             self.node.input.iter().filter(|s| !s.is_empty()).count()
         );
-        if self.node.op_type != "Gemm" {
-            if let Some(a) = self.node.attribute.first() {
-                bail!("{self}: attribute `{}` is not supported", a.name);
+        match self.node.op_type.as_str() {
+            "Gemm" => {} // its attributes are checked by `Graph::gemm`
+            "Gather" => {
+                for a in &self.node.attribute {
+                    ensure!(
+                        a.name == "axis",
+                        "{self}: attribute `{}` is not supported",
+                        a.name
+                    );
+                    ensure!(
+                        a.r#type == AttributeType::Int as i32 && a.i == 1,
+                        "{self}: attribute `axis` must be 1 (gather observation columns)"
+                    );
+                }
+                ensure!(
+                    !self.node.attribute.is_empty(),
+                    "{self}: attribute `axis` must be 1 (the default 0 gathers rows)"
+                );
+            }
+            _ => {
+                if let Some(a) = self.node.attribute.first() {
+                    bail!("{self}: attribute `{}` is not supported", a.name);
+                }
             }
         }
         Ok(())
@@ -500,6 +558,52 @@ impl<'a> Graph<'a> {
         Ok((dims, bytes))
     }
 
+    /// Input `k`: `n` int64 indices of shape `[n]`, each in `0..limit`; returned as
+    /// little-endian `u32` bytes.
+    fn indices(&self, ctx: &Ctx<'_>, k: usize, n: usize, limit: usize) -> anyhow::Result<Vec<u8>> {
+        let t = self.init(ctx, k)?;
+        let name = &t.name;
+        ensure!(
+            t.data_type == DataType::Int64 as i32,
+            "{ctx}: `{name}` has element type {}, expected INT64",
+            type_name(t.data_type)
+        );
+        ensure!(
+            t.data_location != Some(DataLocation::External as i32) && t.external_data.is_empty(),
+            "{ctx}: `{name}` is stored outside the model (external data is not supported)"
+        );
+        ensure!(
+            t.dims == [n as i64],
+            "{ctx}: `{name}` has shape {:?}, expected [{n}] (one index per logit)",
+            t.dims
+        );
+        let values: Vec<i64> = if t.raw_data.is_empty() {
+            t.int64_data.clone()
+        } else {
+            let (chunks, rest) = t.raw_data.as_chunks::<8>();
+            ensure!(
+                rest.is_empty(),
+                "{ctx}: `{name}` has {} bytes of raw data, not whole int64 values",
+                t.raw_data.len()
+            );
+            chunks.iter().map(|b| i64::from_le_bytes(*b)).collect()
+        };
+        ensure!(
+            values.len() == n,
+            "{ctx}: `{name}` holds {} values for shape [{n}]",
+            values.len()
+        );
+        let mut bytes = Vec::with_capacity(4 * n);
+        for (j, &v) in values.iter().enumerate() {
+            let ok = u32::try_from(v).ok().filter(|&v| (v as usize) < limit);
+            let Some(v) = ok else {
+                bail!("{ctx}: `{name}`[{j}] = {v} is not an observation column (0..{limit})");
+            };
+            bytes.extend(v.to_le_bytes());
+        }
+        Ok(bytes)
+    }
+
     /// Input `k`: `n` values, shape `[n]` or `[1, n]` (a normaliser vector).
     fn vector(&self, ctx: &Ctx<'_>, k: usize, n: usize) -> anyhow::Result<Vec<u8>> {
         let expected = format!(
@@ -596,7 +700,8 @@ impl<'a> Walk<'_, 'a> {
         ensure!(
             node.op_type == op,
             "{}: expected {what} here (the exporter's graph: Sub, Mul, Clip, then Gemm layers \
-             with Tanh between them, then an optional skip Gemm and Add)",
+             with Tanh between them, then an optional skip Gemm and Add, then an optional \
+             prior Gather, Mul and Add)",
             Ctx { i, node }
         );
         self.next += 1;
@@ -650,6 +755,7 @@ mod tests {
             let blob = onnx_to_blob(&model_proto(&net, &[]).unwrap().encode_to_vec()).unwrap();
             let policy = Policy::parse(&blob).unwrap();
             assert_eq!(policy.model().skip.is_some(), skip);
+            assert_eq!(policy.model().prior.is_some(), skip);
             let obs: Vec<f32> = (0..11).map(|i| (i as f32 * 0.7).cos() * 3.0).collect();
             let mut scratch = vec![0.0; policy.scratch_len()];
             let mut logits = [0.0f32];
@@ -664,6 +770,15 @@ mod tests {
         let mut model = exported(true);
         let reference = model_to_blob(&model).unwrap();
         for t in &mut model.graph.as_mut().unwrap().initializer {
+            if t.data_type == DataType::Int64 as i32 {
+                t.int64_data = t
+                    .raw_data
+                    .chunks_exact(8)
+                    .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+                    .collect();
+                t.raw_data.clear();
+                continue;
+            }
             t.float_data = t
                 .raw_data
                 .chunks_exact(4)
@@ -680,7 +795,7 @@ mod tests {
         model.graph.as_mut().unwrap().node[4].op_type = "Relu".into();
         rejects(
             &model,
-            "node 4 (`Relu`): operator not supported; diten converts Sub, Mul, Clip, Gemm, Tanh, Add",
+            "node 4 (`Relu`): operator not supported; diten converts Sub, Mul, Clip, Gemm, Tanh, Add, Gather",
         );
     }
 

@@ -182,12 +182,13 @@ fn graph(net: &Network) -> pb::GraphProto {
         ),
     ];
     let skip = net.actor.skip();
+    let prior = net.actor.prior();
     let layers = net.actor.layers();
     let mut input = "obs_norm.out".to_owned();
     for (i, layer) in layers.iter().enumerate() {
         let name = format!("actor.l{i}");
         let last = i + 1 == layers.len();
-        let out = if last && skip.is_none() {
+        let out = if last && skip.is_none() && prior.is_none() {
             OUTPUT.to_owned()
         } else {
             format!("{name}.out")
@@ -209,10 +210,56 @@ fn graph(net: &Network) -> pb::GraphProto {
             skip,
             &mut initializer,
         ));
+        let sum = if prior.is_none() {
+            OUTPUT
+        } else {
+            "actor.skip.sum"
+        };
         node.push(plain(
             "actor.skip.add",
             "Add",
             &[&input, "actor.skip.out"],
+            sum,
+        ));
+        input = sum.to_owned();
+    }
+    if let Some(prior) = prior {
+        let index: Vec<i64> = prior.index.iter().map(|&i| i as i64).collect();
+        initializer.push(pb::TensorProto {
+            dims: vec![index.len() as i64],
+            data_type: DataType::Int64 as i32,
+            name: "actor.prior.index".to_owned(),
+            raw_data: index.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ..Default::default()
+        });
+        initializer.push(float_tensor(
+            "actor.prior.weight",
+            &[prior.weight.len()],
+            &prior.weight,
+        ));
+        let mut gather = plain(
+            "actor.prior.gather",
+            "Gather",
+            &["obs_norm.out", "actor.prior.index"],
+            "actor.prior.gathered",
+        );
+        gather.attribute = vec![pb::AttributeProto {
+            name: "axis".to_owned(),
+            r#type: AttributeType::Int as i32,
+            i: 1,
+            ..Default::default()
+        }];
+        node.push(gather);
+        node.push(plain(
+            "actor.prior.mul",
+            "Mul",
+            &["actor.prior.gathered", "actor.prior.weight"],
+            "actor.prior.out",
+        ));
+        node.push(plain(
+            "actor.prior.add",
+            "Add",
+            &[&input, "actor.prior.out"],
             OUTPUT,
         ));
     }
@@ -388,8 +435,10 @@ pub(crate) mod tests {
     use prost::Message;
 
     use super::*;
+    use crate::policy::trained::Prior;
 
-    /// 1 user, 1 server (11 observation values): 11 → 3 (tanh) → 1, with a skip.
+    /// 1 user, 1 server (11 observation values): 11 → 3 (tanh) → 1, with a skip
+    /// layer and the stay prior when `skip`.
     pub(crate) fn tiny(skip: bool) -> Network {
         let dim = obs_dim(1, 1);
         let dense = |inputs: usize, outputs: usize, seed: f32| Dense {
@@ -405,6 +454,7 @@ pub(crate) mod tests {
             let mut s = dense(dim, 1, 3.0);
             s.bias = vec![0.0];
             actor = actor.with_skip(s).unwrap();
+            actor = actor.with_prior(Prior::stay(1, 1, vec![0.8])).unwrap();
         }
         let norm = RunningNorm {
             mean: (0..dim).map(|i| 0.1 * i as f64).collect(),
@@ -421,7 +471,7 @@ pub(crate) mod tests {
         let ops: Vec<&str> = graph.node.iter().map(|n| n.op_type.as_str()).collect();
         assert_eq!(
             ops,
-            ["Sub", "Mul", "Clip", "Gemm", "Tanh", "Gemm", "Gemm", "Add"]
+            ["Sub", "Mul", "Clip", "Gemm", "Tanh", "Gemm", "Gemm", "Add", "Gather", "Mul", "Add"]
         );
         assert_eq!(graph.node.last().unwrap().output, [OUTPUT]);
         assert_eq!(graph.input[0].name, INPUT);

@@ -26,6 +26,13 @@
 //! `actor.skip.bias` into `actor.skip.out`) and `actor.skip.add` (Add of
 //! `actor.lN.out` and `actor.skip.out` into `logits`).
 //!
+//! With a prior (trained with `--stay-prior`) three nodes come last:
+//! `actor.prior.gather` (Gather, `axis = 1`, of `obs_norm.out` at the int64
+//! indices `actor.prior.index` `[U·S]` into `actor.prior.gathered`),
+//! `actor.prior.mul` (Mul by `actor.prior.weight` `[U·S]` into `actor.prior.out`)
+//! and `actor.prior.add` (Add of the logits so far — `actor.lN.out`, or
+//! `actor.skip.sum` after a skip layer — and `actor.prior.out` into `logits`).
+//!
 //! Every Gemm has `transB = 1` (weights `outputs × inputs`, row-major: torch's
 //! layout and the blob's), `alpha = beta = 1`. The initializers are float32 with
 //! their values in `raw_data`, little-endian: `obs_norm.mean` and

@@ -24,12 +24,44 @@ pub struct Dense {
     pub bias: Vec<f32>,
 }
 
+/// A prior: `out[k] += weight[k] · x[index[k]]`, one gathered input per output
+/// (the controller's `PriorRef`; the stay prior reads each user's previous-server
+/// one-hot).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prior {
+    /// The input each output reads.
+    pub index: Vec<usize>,
+    /// One weight per output.
+    pub weight: Vec<f32>,
+}
+
+impl Prior {
+    /// The stay prior for `users` × `servers` logits: logit (u, s) reads the
+    /// observation's "previous server of u is s" feature.
+    pub fn stay(users: usize, servers: usize, weight: Vec<f32>) -> Prior {
+        Prior {
+            index: Prior::stay_index(users, servers),
+            weight,
+        }
+    }
+
+    /// The inputs the stay prior reads, logit by logit (user-major).
+    pub fn stay_index(users: usize, servers: usize) -> Vec<usize> {
+        (0..users)
+            .flat_map(|u| {
+                (0..servers).map(move |s| diten_controller::obs::prev_server_feature(u, s, servers))
+            })
+            .collect()
+    }
+}
+
 /// A multilayer perceptron: tanh after every layer but the last, plus an optional
-/// linear skip from the input straight to the output.
+/// linear skip from the input straight to the output and an optional [`Prior`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Mlp {
     layers: Vec<Dense>,
     skip: Option<Dense>,
+    prior: Option<Prior>,
 }
 
 impl Mlp {
@@ -55,7 +87,11 @@ impl Mlp {
                 );
             }
         }
-        Ok(Mlp { layers, skip: None })
+        Ok(Mlp {
+            layers,
+            skip: None,
+            prior: None,
+        })
     }
 
     /// Adds a linear skip `input → output` (same widths as the MLP).
@@ -79,6 +115,27 @@ impl Mlp {
     /// The skip layer, if any.
     pub fn skip(&self) -> Option<&Dense> {
         self.skip.as_ref()
+    }
+
+    /// Adds a prior (one index and weight per output, indices below the input width).
+    pub fn with_prior(mut self, prior: Prior) -> anyhow::Result<Mlp> {
+        ensure!(
+            prior.index.len() == self.outputs() && prior.weight.len() == self.outputs(),
+            "prior has {} indices and {} weights for {} outputs",
+            prior.index.len(),
+            prior.weight.len(),
+            self.outputs()
+        );
+        if let Some(i) = prior.index.iter().find(|&&i| i >= self.inputs()) {
+            bail!("prior reads input {i} of {}", self.inputs());
+        }
+        self.prior = Some(prior);
+        Ok(self)
+    }
+
+    /// The prior, if any.
+    pub fn prior(&self) -> Option<&Prior> {
+        self.prior.as_ref()
     }
 
     /// Input width.
@@ -124,6 +181,11 @@ impl Mlp {
                 .zip(&skip.bias)
             {
                 *o += row.iter().zip(x).map(|(w, v)| w * v).sum::<f32>() + b;
+            }
+        }
+        if let Some(prior) = &self.prior {
+            for ((o, &i), w) in out.iter_mut().zip(&prior.index).zip(&prior.weight) {
+                *o += w * x[i];
             }
         }
     }

@@ -12,7 +12,7 @@ use tch::{Kind, Tensor};
 
 use super::norm::RunningNorm;
 use crate::eval::report::write_atomic_with;
-use crate::policy::trained::{Dense, Mlp, TrainedPolicy};
+use crate::policy::trained::{Dense, Mlp, Prior, TrainedPolicy};
 
 /// File name of the checkpoint in a run folder.
 pub const FILE: &str = "checkpoint.ot";
@@ -264,8 +264,8 @@ impl Loaded {
         })
     }
 
-    /// The actor as plain layers: `actor.l0`, `actor.l1`, … in order, and the skip
-    /// layer `actor.skip` when there is one.
+    /// The actor as plain layers: `actor.l0`, `actor.l1`, … in order, the skip
+    /// layer `actor.skip` and the stay prior `actor.prior` when there are.
     pub fn actor(&self) -> anyhow::Result<Mlp> {
         let mut layers = Vec::new();
         while self
@@ -275,12 +275,21 @@ impl Loaded {
             layers.push(self.dense(&format!("actor.l{}", layers.len()), true)?);
         }
         let context = || format!("{}: actor", self.path.display());
-        let mlp = Mlp::new(layers).with_context(context)?;
-        if !self.tensors.contains_key("actor.skip.weight") {
-            return Ok(mlp);
+        let mut mlp = Mlp::new(layers).with_context(context)?;
+        if self.tensors.contains_key("actor.skip.weight") {
+            mlp = mlp
+                .with_skip(self.dense("actor.skip", false)?)
+                .with_context(context)?;
         }
-        mlp.with_skip(self.dense("actor.skip", false)?)
-            .with_context(context)
+        if self.tensors.contains_key("actor.prior.weight") {
+            let meta = self.meta()?;
+            let weight = self.get("actor.prior.weight")?.to_kind(Kind::Float);
+            let weight = Vec::<f32>::try_from(weight.flatten(0, -1))?;
+            mlp = mlp
+                .with_prior(Prior::stay(meta.users, meta.servers, weight))
+                .with_context(context)?;
+        }
+        Ok(mlp)
     }
 
     /// The dense layer `{prefix}.weight` (+ `{prefix}.bias`, else zeros).

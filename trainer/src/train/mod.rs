@@ -141,10 +141,10 @@ pub struct TrainConfig {
     pub reward: RewardSignal,
     /// PPO's probability ratio.
     pub ratio: Ratio,
-    /// PPO/A2C only: 0 gives the paper's plain MLP actor; c > 0 adds a linear skip
-    /// from the observation to the logits, initialised so that each user's logit
-    /// of its previous server gets c times that server's normalised one-hot
-    /// feature (a prior toward staying, which the training then reshapes).
+    /// PPO/A2C only: 0 gives the paper's plain MLP actor; c > 0 adds the stay
+    /// prior: logit (u, s) gets w_us times the normalised "previous server of u is
+    /// s" one-hot, w_us learnt and starting at c (a prior toward staying, which
+    /// the training then reshapes; a few kilobytes in the blob).
     #[serde(default)]
     pub stay_prior: f64,
     /// Iterations between checkpoints.

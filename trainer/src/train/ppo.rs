@@ -14,6 +14,7 @@ use super::norm::RunningNorm;
 use super::run::{IterStats, Learner};
 use super::{Algo, RewardSignal, TrainConfig};
 use crate::eval::{EpisodeAccumulator, SlotMetrics};
+use crate::policy::trained::Prior;
 use crate::sim::{Decision, VecEnv};
 
 /// PPO or A2C state: networks, optimisers, normalisers.
@@ -26,8 +27,9 @@ pub(crate) struct Ppo {
     actor_vs: VarStore,
     critic_vs: VarStore,
     actor: Net,
-    /// The optional skip layer observation → logits (`stay_prior` > 0).
-    skip: Option<tch::nn::Linear>,
+    /// The optional stay prior (`stay_prior` > 0): a weight per logit (variable
+    /// `actor.prior.weight`) and the observation column each logit reads.
+    prior: Option<(Tensor, Tensor)>,
     critic: Net,
     actor_opt: Adam,
     critic_opt: Adam,
@@ -67,29 +69,17 @@ impl Ppo {
         actor_sizes.push(users * servers);
         sizes.push(1);
         let actor = Net::new(&(actor_vs.root() / "actor"), &actor_sizes, 0.01);
-        let skip = (config.stay_prior > 0.0).then(|| {
-            let config_skip = tch::nn::LinearConfig {
-                ws_init: tch::nn::Init::Const(0.0),
-                bs_init: None,
-                bias: false,
-            };
-            let layer = tch::nn::linear(
-                actor_vs.root() / "actor" / "skip",
-                dim as i64,
-                (users * servers) as i64,
-                config_skip,
+        let prior = (config.stay_prior > 0.0).then(|| {
+            let weight = (actor_vs.root() / "actor" / "prior").var(
+                "weight",
+                &[(users * servers) as i64],
+                tch::nn::Init::Const(config.stay_prior),
             );
-            let block = diten_controller::obs::user_block(servers);
-            tch::no_grad(|| {
-                for u in 0..users {
-                    for s in 0..servers {
-                        let row = (u * servers + s) as i64;
-                        let col = (u * block + 4 + 2 * servers + s) as i64;
-                        let _ = layer.ws.get(row).get(col).fill_(config.stay_prior);
-                    }
-                }
-            });
-            layer
+            let columns: Vec<i64> = Prior::stay_index(users, servers)
+                .into_iter()
+                .map(|c| c as i64)
+                .collect();
+            (weight, Tensor::from_slice(&columns).to_device(device))
         });
         let critic = Net::new(&(critic_vs.root() / "critic"), &sizes, 1.0);
         let actor_opt = Adam::new(&actor_vs, config.lr_actor);
@@ -103,7 +93,7 @@ impl Ppo {
             actor_vs,
             critic_vs,
             actor,
-            skip,
+            prior,
             critic,
             actor_opt,
             critic_opt,
@@ -116,8 +106,8 @@ impl Ppo {
     /// The actor's logits for a `[batch, dim]` observation tensor.
     fn logits(&self, x: &Tensor) -> Tensor {
         let mlp = self.actor.forward(x);
-        match &self.skip {
-            Some(skip) => mlp + tch::nn::Module::forward(skip, x),
+        match &self.prior {
+            Some((weight, columns)) => mlp + x.index_select(1, columns) * weight,
             None => mlp,
         }
     }
