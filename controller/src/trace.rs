@@ -1,0 +1,970 @@
+//! Recorded gateway traces: the exogenous part of a run of slots, replayed through
+//! the controller the same way on a host and on a firmware.
+//!
+//! The association is closed-loop: a user's previous server is the controller's
+//! own decision of the slot before. A trace therefore records only what does not
+//! depend on decisions (the servers, the model parameters, and per slot each
+//! user's position, EMD, twin data and training data), and [`Replay`] carries the
+//! previous association forward from the decisions it is told of
+//! ([`Replay::commit`]). Every replay of one trace with one policy thus sees the
+//! same statuses, on any machine, as the simulator would have shown a controller
+//! deciding inside it. [`SlotLine`] is the one line both print per slot.
+//!
+//! # Format
+//!
+//! Every integer and float is little-endian; floats are IEEE-754 `f64` (read with
+//! `f64::from_le_bytes`, so the bytes need no alignment). A trace is a
+//! [`TRACE_HEADER_LEN`] = 22-byte header and a payload:
+//!
+//! | offset | size | field         | value                                              |
+//! |-------:|-----:|---------------|----------------------------------------------------|
+//! | 0      | 4    | `magic`       | [`TRACE_MAGIC`] = `b"DTNT"`                        |
+//! | 4      | 2    | `version`     | `u16`, [`TRACE_VERSION`] = 1                       |
+//! | 6      | 2    | `users`       | `u16` U ≥ 1                                        |
+//! | 8      | 2    | `servers`     | `u16` S ≥ 1                                        |
+//! | 10     | 4    | `slots`       | `u32` T ≥ 1                                        |
+//! | 14     | 4    | `payload_len` | `u32`, must equal [`payload_len`]`(U, S, T)`       |
+//! | 18     | 4    | `crc`         | `u32`, CRC-32/ISO-HDLC of the payload ([`crc32`])  |
+//! | 22     | —    | payload       | exactly `payload_len` bytes, nothing after it      |
+//!
+//! The payload is `f64` values only, 8 bytes each, in this order:
+//!
+//! 1. the model parameters, [`PARAM_VALUES`] = 22: `alpha[0..6]`, `beta1`,
+//!    `beta2`, `f0`, `n_mig`, `n_syn`, `n_cmp`, `p_tx_w`, `bandwidth_hz`, `gain`,
+//!    `noise_dbm`, `epochs_train`, `epochs_finetune`, `barrier_f`,
+//!    `barrier_min_slack`, `infeasible_penalty`, `bits_per_sample` (the fields of
+//!    [`Params`] in declaration order);
+//! 2. the servers, S × [`SERVER_VALUES`]: `x`, `y`, `p`, `q`, `eps` (fixed for the
+//!    whole trace);
+//! 3. each user's training data of the slot before the first, U values (bits;
+//!    `prev_data_bits` of slot 0);
+//! 4. the slots, T × U × [`USER_VALUES`], slot-major then user-major: `x`, `y`,
+//!    `emd`, `twin_bits`, `data_bits` ([`TraceUser`]).
+//!
+//! # Replay
+//!
+//! The status of slot t has the trace's servers, and per user the trace's record
+//! of slot t with `prev_data_bits` = `data_bits` of slot t − 1 (item 3 in slot 0)
+//! and `prev_server` = the server [`Replay::commit`] gave for slot t − 1 (`None`
+//! in slot 0), exactly the bookkeeping of the simulator.
+//!
+//! # Checks
+//!
+//! [`Trace::parse`] allocates nothing and never panics: a wrong magic
+//! ([`Error::TraceMagic`]) or version ([`Error::TraceVersion`]), a zero count or a
+//! size that overflows ([`Error::TraceDims`]), a `payload_len` other than the
+//! dimensions need ([`Error::TraceLength`]), a short or long trace
+//! ([`Error::TraceTruncated`], [`Error::TraceTrailing`]), a CRC mismatch
+//! ([`Error::TraceCrc`]) and invalid parameters ([`Params::validate`]) are
+//! errors. The values of each slot are checked when its status is built
+//! ([`Slot::new`]).
+//!
+//! ```
+//! use diten_controller::trace::{encode, encoded_len, Replay, Trace, TraceUser};
+//! use diten_controller::{Params, Server};
+//!
+//! let servers = [Server { x: 0.0, y: 0.0, p: 125.0, q: 1450.0, eps: 55.0 }];
+//! let user = TraceUser { x: 3.0, y: 4.0, emd: 0.2, twin_bits: 4500.0, data_bits: 784_000.0 };
+//! let mut bytes = [0u8; 512];
+//! let len = encode(&Params::default(), &servers, &[392_000.0], &[user, user], &mut bytes)?;
+//! assert_eq!(len, encoded_len(1, 1, 2)?);
+//!
+//! let trace = Trace::parse(&bytes[..len])?;
+//! assert_eq!((trace.users(), trace.servers(), trace.slots()), (1, 1, 2));
+//! let mut replay: Replay<'_, 4, 4> = Replay::new(trace)?;
+//! let first = replay.status()?.expect("slot 0");
+//! assert_eq!(first.users()[0].prev_server, None);
+//! assert_eq!(first.users()[0].prev_data_bits, 392_000.0);
+//! replay.commit(&[0])?;
+//! let second = replay.status()?.expect("slot 1");
+//! assert_eq!(second.users()[0].prev_server, Some(0));
+//! assert_eq!(second.users()[0].prev_data_bits, 784_000.0);
+//! replay.commit(&[0])?;
+//! assert!(replay.status()?.is_none());
+//! # Ok::<(), diten_controller::Error>(())
+//! ```
+
+use core::fmt;
+
+use crate::error::Error;
+use crate::params::Params;
+use crate::policy::crc32;
+use crate::slot::{Server, Slot, User};
+
+/// First 4 bytes of every trace.
+pub const TRACE_MAGIC: [u8; 4] = *b"DTNT";
+
+/// The trace format version this build writes and reads.
+pub const TRACE_VERSION: u16 = 1;
+
+/// Bytes of the header before the payload.
+pub const TRACE_HEADER_LEN: usize = 22;
+
+/// `f64` values of the model parameters in the payload.
+pub const PARAM_VALUES: usize = 22;
+
+/// `f64` values per server in the payload.
+pub const SERVER_VALUES: usize = 5;
+
+/// `f64` values per user and slot in the payload.
+pub const USER_VALUES: usize = 5;
+
+const OFF_VERSION: usize = 4;
+const OFF_USERS: usize = 6;
+const OFF_SERVERS: usize = 8;
+const OFF_SLOTS: usize = 10;
+const OFF_PAYLOAD_LEN: usize = 14;
+const OFF_CRC: usize = 18;
+
+/// One user's exogenous record in one slot (what does not depend on decisions).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TraceUser {
+    /// Position, metres.
+    pub x: f64,
+    /// Position, metres.
+    pub y: f64,
+    /// EMD φ_u of the user's data.
+    pub emd: f64,
+    /// Twin base data D_twin, bits.
+    pub twin_bits: f64,
+    /// Training data of this slot D_{u,t}, bits.
+    pub data_bits: f64,
+}
+
+/// Bytes of the payload for `users`, `servers` and `slots`, or `None` when that
+/// overflows `usize`.
+pub const fn payload_len(users: usize, servers: usize, slots: usize) -> Option<usize> {
+    let Some(per_slot) = users.checked_mul(USER_VALUES) else {
+        return None;
+    };
+    let Some(all_slots) = per_slot.checked_mul(slots) else {
+        return None;
+    };
+    let Some(server_values) = servers.checked_mul(SERVER_VALUES) else {
+        return None;
+    };
+    let Some(values) = all_slots.checked_add(server_values) else {
+        return None;
+    };
+    let Some(values) = values.checked_add(users) else {
+        return None;
+    };
+    let Some(values) = values.checked_add(PARAM_VALUES) else {
+        return None;
+    };
+    values.checked_mul(8)
+}
+
+/// Bytes [`encode`] writes (header included), after the dimension checks.
+pub fn encoded_len(users: usize, servers: usize, slots: usize) -> Result<usize, Error> {
+    check_dims(users, servers, slots)?;
+    payload_len(users, servers, slots)
+        .and_then(|p| p.checked_add(TRACE_HEADER_LEN))
+        .ok_or(Error::TraceDims {
+            field: "slots",
+            value: slots,
+        })
+}
+
+/// U and S must be 1 ..= `u16::MAX`, T 1 ..= `u32::MAX`.
+fn check_dims(users: usize, servers: usize, slots: usize) -> Result<(), Error> {
+    let max16 = usize::from(u16::MAX);
+    for (field, value, max) in [
+        ("users", users, max16),
+        ("servers", servers, max16),
+        (
+            "slots",
+            slots,
+            usize::try_from(u32::MAX).unwrap_or(usize::MAX),
+        ),
+    ] {
+        if value == 0 || value > max {
+            return Err(Error::TraceDims { field, value });
+        }
+    }
+    Ok(())
+}
+
+/// The parameters in payload order (destructured, so a new field of [`Params`]
+/// does not compile until the format accounts for it).
+fn param_values(params: &Params) -> [f64; PARAM_VALUES] {
+    let Params {
+        alpha: [a1, a2, a3, a4, a5, a6],
+        beta1,
+        beta2,
+        f0,
+        n_mig,
+        n_syn,
+        n_cmp,
+        p_tx_w,
+        bandwidth_hz,
+        gain,
+        noise_dbm,
+        epochs_train,
+        epochs_finetune,
+        barrier_f,
+        barrier_min_slack,
+        infeasible_penalty,
+        bits_per_sample,
+    } = *params;
+    [
+        a1,
+        a2,
+        a3,
+        a4,
+        a5,
+        a6,
+        beta1,
+        beta2,
+        f0,
+        n_mig,
+        n_syn,
+        n_cmp,
+        p_tx_w,
+        bandwidth_hz,
+        gain,
+        noise_dbm,
+        epochs_train,
+        epochs_finetune,
+        barrier_f,
+        barrier_min_slack,
+        infeasible_penalty,
+        bits_per_sample,
+    ]
+}
+
+/// The inverse of [`param_values`]: the fields are read in payload order (a struct
+/// expression evaluates its fields in the order written).
+fn params_from(values: &[f64; PARAM_VALUES]) -> Params {
+    let mut it = values.iter().copied();
+    // Never NaN: there are exactly PARAM_VALUES reads of PARAM_VALUES values.
+    let mut next = || it.next().unwrap_or(f64::NAN);
+    Params {
+        alpha: [next(), next(), next(), next(), next(), next()],
+        beta1: next(),
+        beta2: next(),
+        f0: next(),
+        n_mig: next(),
+        n_syn: next(),
+        n_cmp: next(),
+        p_tx_w: next(),
+        bandwidth_hz: next(),
+        gain: next(),
+        noise_dbm: next(),
+        epochs_train: next(),
+        epochs_finetune: next(),
+        barrier_f: next(),
+        barrier_min_slack: next(),
+        infeasible_penalty: next(),
+        bits_per_sample: next(),
+    }
+}
+
+/// Writes a trace into `out` and returns its length ([`encoded_len`]).
+///
+/// `first_prev_data_bits` holds each user's data of the slot before the first
+/// (its length is U); `slots` holds T·U records, slot-major (a length that is not
+/// a multiple of U is [`Error::TraceDims`]). `out` shorter than the trace is
+/// [`Error::TraceBuffer`]. Values are written as given; [`Trace::parse`] checks
+/// the parameters and [`Replay::status`] each slot's values.
+pub fn encode(
+    params: &Params,
+    servers: &[Server],
+    first_prev_data_bits: &[f64],
+    slots: &[TraceUser],
+    out: &mut [u8],
+) -> Result<usize, Error> {
+    let users = first_prev_data_bits.len();
+    if users == 0 {
+        return Err(Error::TraceDims {
+            field: "users",
+            value: 0,
+        });
+    }
+    if !slots.len().is_multiple_of(users) {
+        return Err(Error::TraceDims {
+            field: "slots",
+            value: slots.len(),
+        });
+    }
+    let n_slots = slots.len() / users;
+    let len = encoded_len(users, servers.len(), n_slots)?;
+    let got = out.len();
+    let out = out
+        .get_mut(..len)
+        .ok_or(Error::TraceBuffer { expected: len, got })?;
+    let (header, payload) = out
+        .split_at_mut_checked(TRACE_HEADER_LEN)
+        .ok_or(Error::TraceBuffer { expected: len, got })?;
+
+    let values = param_values(params)
+        .into_iter()
+        .chain(servers.iter().flat_map(|s| [s.x, s.y, s.p, s.q, s.eps]))
+        .chain(first_prev_data_bits.iter().copied())
+        .chain(
+            slots
+                .iter()
+                .flat_map(|u| [u.x, u.y, u.emd, u.twin_bits, u.data_bits]),
+        );
+    let mut written = 0;
+    for (chunk, v) in payload.chunks_exact_mut(8).zip(values) {
+        chunk.copy_from_slice(&v.to_le_bytes());
+        written += 8;
+    }
+    if written != payload.len() {
+        // Unreachable: encoded_len counted exactly these values.
+        return Err(Error::TraceLength {
+            expected: payload.len(),
+            got: written,
+        });
+    }
+
+    let dims_too_large = |field, value| Error::TraceDims { field, value };
+    let users16 = u16::try_from(users).map_err(|_| dims_too_large("users", users))?;
+    let servers16 =
+        u16::try_from(servers.len()).map_err(|_| dims_too_large("servers", servers.len()))?;
+    let slots32 = u32::try_from(n_slots).map_err(|_| dims_too_large("slots", n_slots))?;
+    let payload32 = u32::try_from(payload.len()).map_err(|_| dims_too_large("slots", n_slots))?;
+    let crc = crc32(payload);
+    let fields: [&[u8]; 7] = [
+        &TRACE_MAGIC,
+        &TRACE_VERSION.to_le_bytes(),
+        &users16.to_le_bytes(),
+        &servers16.to_le_bytes(),
+        &slots32.to_le_bytes(),
+        &payload32.to_le_bytes(),
+        &crc.to_le_bytes(),
+    ];
+    let mut at = 0;
+    for field in fields {
+        let end = at + field.len();
+        header
+            .get_mut(at..end)
+            .ok_or(Error::TraceBuffer { expected: len, got })?
+            .copy_from_slice(field);
+        at = end;
+    }
+    Ok(len)
+}
+
+/// `N` bytes of `bytes` at `at` (the caller checked the length).
+fn array<const N: usize>(bytes: &[u8], at: usize) -> Result<[u8; N], Error> {
+    bytes
+        .get(at..at + N)
+        .and_then(|b| <[u8; N]>::try_from(b).ok())
+        .ok_or(Error::TraceTruncated {
+            expected: at + N,
+            got: bytes.len(),
+        })
+}
+
+/// A parsed trace, borrowing its values from the bytes (a `&'static [u8]` in
+/// flash on a firmware).
+#[derive(Clone, Copy, Debug)]
+pub struct Trace<'a> {
+    users: usize,
+    servers: usize,
+    slots: usize,
+    params: Params,
+    payload: &'a [u8],
+}
+
+impl<'a> Trace<'a> {
+    /// Parses and checks a trace (see the [module docs](self) for the checks).
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, Error> {
+        if bytes.len() < TRACE_HEADER_LEN {
+            // A short prefix of something else is not a trace either.
+            if !TRACE_MAGIC.starts_with(bytes.get(..4.min(bytes.len())).unwrap_or(&[])) {
+                return Err(Error::TraceMagic);
+            }
+            return Err(Error::TraceTruncated {
+                expected: TRACE_HEADER_LEN,
+                got: bytes.len(),
+            });
+        }
+        if array::<4>(bytes, 0)? != TRACE_MAGIC {
+            return Err(Error::TraceMagic);
+        }
+        let version = u16::from_le_bytes(array(bytes, OFF_VERSION)?);
+        if version != TRACE_VERSION {
+            return Err(Error::TraceVersion { found: version });
+        }
+        let users = usize::from(u16::from_le_bytes(array(bytes, OFF_USERS)?));
+        let servers = usize::from(u16::from_le_bytes(array(bytes, OFF_SERVERS)?));
+        let slots_raw = u32::from_le_bytes(array(bytes, OFF_SLOTS)?);
+        let slots = usize::try_from(slots_raw).map_err(|_| Error::TraceDims {
+            field: "slots",
+            value: usize::MAX,
+        })?;
+        check_dims(users, servers, slots)?;
+        let stated = u32::from_le_bytes(array(bytes, OFF_PAYLOAD_LEN)?);
+        let stated = usize::try_from(stated).unwrap_or(usize::MAX);
+        let needed = payload_len(users, servers, slots).ok_or(Error::TraceDims {
+            field: "slots",
+            value: slots,
+        })?;
+        if stated != needed {
+            return Err(Error::TraceLength {
+                expected: needed,
+                got: stated,
+            });
+        }
+        let total = needed
+            .checked_add(TRACE_HEADER_LEN)
+            .ok_or(Error::TraceDims {
+                field: "slots",
+                value: slots,
+            })?;
+        if bytes.len() < total {
+            return Err(Error::TraceTruncated {
+                expected: total,
+                got: bytes.len(),
+            });
+        }
+        if bytes.len() > total {
+            return Err(Error::TraceTrailing {
+                expected: total,
+                got: bytes.len(),
+            });
+        }
+        let payload = bytes.get(TRACE_HEADER_LEN..).unwrap_or(&[]);
+        let stored = u32::from_le_bytes(array(bytes, OFF_CRC)?);
+        let computed = crc32(payload);
+        if stored != computed {
+            return Err(Error::TraceCrc { stored, computed });
+        }
+        let mut values = [0.0; PARAM_VALUES];
+        for (v, chunk) in values.iter_mut().zip(payload.chunks_exact(8)) {
+            *v = f64::from_le_bytes(array(chunk, 0)?);
+        }
+        let params = params_from(&values);
+        params.validate()?;
+        Ok(Trace {
+            users,
+            servers,
+            slots,
+            params,
+            payload,
+        })
+    }
+
+    /// Users U.
+    pub fn users(&self) -> usize {
+        self.users
+    }
+
+    /// Servers S.
+    pub fn servers(&self) -> usize {
+        self.servers
+    }
+
+    /// Slots T.
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+
+    /// The model parameters the trace was recorded with.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// Payload value `index` (in `f64` units).
+    fn value(&self, index: usize) -> Result<f64, Error> {
+        let at = index.checked_mul(8).ok_or(Error::TraceLength {
+            expected: usize::MAX,
+            got: self.payload.len(),
+        })?;
+        Ok(f64::from_le_bytes(array(self.payload, at)?))
+    }
+
+    /// Server `s` (values as recorded, checked when a status is built).
+    pub fn server(&self, s: usize) -> Result<Server, Error> {
+        if s >= self.servers {
+            return Err(Error::TraceRange {
+                field: "servers",
+                index: s,
+                count: self.servers,
+            });
+        }
+        let base = PARAM_VALUES + s * SERVER_VALUES;
+        Ok(Server {
+            x: self.value(base)?,
+            y: self.value(base + 1)?,
+            p: self.value(base + 2)?,
+            q: self.value(base + 3)?,
+            eps: self.value(base + 4)?,
+        })
+    }
+
+    /// User `u`'s training data of the slot before the first, bits.
+    pub fn first_prev_data_bits(&self, u: usize) -> Result<f64, Error> {
+        if u >= self.users {
+            return Err(Error::TraceRange {
+                field: "users",
+                index: u,
+                count: self.users,
+            });
+        }
+        self.value(PARAM_VALUES + self.servers * SERVER_VALUES + u)
+    }
+
+    /// User `u`'s record in slot `t`.
+    pub fn user(&self, t: usize, u: usize) -> Result<TraceUser, Error> {
+        if t >= self.slots {
+            return Err(Error::TraceRange {
+                field: "slots",
+                index: t,
+                count: self.slots,
+            });
+        }
+        if u >= self.users {
+            return Err(Error::TraceRange {
+                field: "users",
+                index: u,
+                count: self.users,
+            });
+        }
+        // In range: parse checked that payload_len(U, S, T) does not overflow.
+        let base = PARAM_VALUES
+            + self.servers * SERVER_VALUES
+            + self.users
+            + (t * self.users + u) * USER_VALUES;
+        Ok(TraceUser {
+            x: self.value(base)?,
+            y: self.value(base + 1)?,
+            emd: self.value(base + 2)?,
+            twin_bits: self.value(base + 3)?,
+            data_bits: self.value(base + 4)?,
+        })
+    }
+}
+
+/// A trace replayed slot by slot, with the previous association carried forward
+/// from the decisions committed (see the [module docs](self)). `U` and `S` are the
+/// capacities of the [`Slot`]s it builds.
+#[derive(Clone, Debug)]
+pub struct Replay<'a, const U: usize, const S: usize> {
+    trace: Trace<'a>,
+    servers: heapless::Vec<Server, S>,
+    /// The association committed for slot `t − 1` (empty at slot 0).
+    prev: heapless::Vec<usize, U>,
+    t: usize,
+}
+
+impl<'a, const U: usize, const S: usize> Replay<'a, U, S> {
+    /// Starts at slot 0. The trace's users and servers must fit `U` and `S`
+    /// ([`Error::TooManyUsers`], [`Error::TooManyServers`]).
+    pub fn new(trace: Trace<'a>) -> Result<Self, Error> {
+        if trace.users() > U {
+            return Err(Error::TooManyUsers {
+                count: trace.users(),
+                capacity: U,
+            });
+        }
+        let too_many = Error::TooManyServers {
+            count: trace.servers(),
+            capacity: S,
+        };
+        if trace.servers() > S {
+            return Err(too_many);
+        }
+        let mut servers = heapless::Vec::new();
+        for s in 0..trace.servers() {
+            servers.push(trace.server(s)?).map_err(|_| too_many)?;
+        }
+        Ok(Replay {
+            trace,
+            servers,
+            prev: heapless::Vec::new(),
+            t: 0,
+        })
+    }
+
+    /// The trace.
+    pub fn trace(&self) -> &Trace<'a> {
+        &self.trace
+    }
+
+    /// Index of the slot [`status`](Self::status) gives (0-based; equal to
+    /// [`Trace::slots`] once every slot is committed).
+    pub fn slot_index(&self) -> usize {
+        self.t
+    }
+
+    /// The status of the current slot, or `None` once every slot is committed.
+    /// Calling it again without [`commit`](Self::commit) gives the same status.
+    /// Invalid recorded values are the error of [`Slot::new`].
+    pub fn status(&self) -> Result<Option<Slot<U, S>>, Error> {
+        if self.t >= self.trace.slots() {
+            return Ok(None);
+        }
+        let capacity = Error::TooManyUsers {
+            count: self.trace.users(),
+            capacity: U,
+        };
+        let mut users: heapless::Vec<User, U> = heapless::Vec::new();
+        for u in 0..self.trace.users() {
+            let now = self.trace.user(self.t, u)?;
+            let prev_data_bits = match self.t.checked_sub(1) {
+                None => self.trace.first_prev_data_bits(u)?,
+                Some(before) => self.trace.user(before, u)?.data_bits,
+            };
+            users
+                .push(User {
+                    x: now.x,
+                    y: now.y,
+                    emd: now.emd,
+                    twin_bits: now.twin_bits,
+                    data_bits: now.data_bits,
+                    prev_data_bits,
+                    prev_server: self.prev.get(u).copied(),
+                })
+                .map_err(|_| capacity)?;
+        }
+        Slot::new(&self.servers, &users).map(Some)
+    }
+
+    /// Records the association decided for the current slot and moves to the next.
+    /// It must have one in-range server per user ([`Error::AssociationLength`],
+    /// [`Error::AssociationIndex`]); after the last slot it is [`Error::TraceEnd`].
+    pub fn commit(&mut self, association: &[usize]) -> Result<(), Error> {
+        if self.t >= self.trace.slots() {
+            return Err(Error::TraceEnd);
+        }
+        if association.len() != self.trace.users() {
+            return Err(Error::AssociationLength {
+                expected: self.trace.users(),
+                got: association.len(),
+            });
+        }
+        if let Some((user, &server)) = association
+            .iter()
+            .enumerate()
+            .find(|(_, &s)| s >= self.trace.servers())
+        {
+            return Err(Error::AssociationIndex { user, server });
+        }
+        self.prev.clear();
+        self.prev
+            .extend_from_slice(association)
+            .map_err(|_| Error::TooManyUsers {
+                count: association.len(),
+                capacity: U,
+            })?;
+        self.t += 1;
+        Ok(())
+    }
+}
+
+/// The line a replay prints for one slot, the same on the host (`diten replay`)
+/// and the firmware:
+///
+/// `slot 3: association [4 0 7] gamma [0.000000000 1.000000000 0.250000000] objective 0.012345678`
+///
+/// γ and the objective with 9 decimals, so two runs can be compared to 1e-5 from
+/// the text alone.
+#[derive(Clone, Copy, Debug)]
+pub struct SlotLine<'a> {
+    /// Slot index, from 0.
+    pub slot: usize,
+    /// Server of each user.
+    pub association: &'a [usize],
+    /// γ of each user.
+    pub gamma: &'a [f64],
+    /// The slot's objective e.
+    pub objective: f64,
+}
+
+impl fmt::Display for SlotLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "slot {}: association [", self.slot)?;
+        for (i, s) in self.association.iter().enumerate() {
+            let sep = if i == 0 { "" } else { " " };
+            write!(f, "{sep}{s}")?;
+        }
+        f.write_str("] gamma [")?;
+        for (i, g) in self.gamma.iter().enumerate() {
+            let sep = if i == 0 { "" } else { " " };
+            write!(f, "{sep}{g:.9}")?;
+        }
+        write!(f, "] objective {:.9}", self.objective)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use std::string::ToString;
+    use std::vec;
+    use std::vec::Vec;
+
+    use super::*;
+
+    fn server(x: f64) -> Server {
+        Server {
+            x,
+            y: 0.0,
+            p: 125.0,
+            q: 1450.0,
+            eps: 55.0,
+        }
+    }
+
+    fn user(t: usize, u: usize) -> TraceUser {
+        TraceUser {
+            x: t as f64,
+            y: u as f64,
+            emd: 0.2,
+            twin_bits: 4500.0,
+            data_bits: 1000.0 * (10 * t + u + 1) as f64,
+        }
+    }
+
+    /// A trace of 2 users, 3 servers and 3 slots.
+    fn sample() -> Vec<u8> {
+        let servers = [server(0.0), server(50.0), server(100.0)];
+        let slots: Vec<TraceUser> = (0..3)
+            .flat_map(|t| (0..2).map(move |u| user(t, u)))
+            .collect();
+        let mut out = vec![0u8; encoded_len(2, 3, 3).unwrap()];
+        let len = encode(&Params::default(), &servers, &[7.0, 8.0], &slots, &mut out).unwrap();
+        assert_eq!(len, out.len());
+        out
+    }
+
+    #[test]
+    fn layout_by_hand() {
+        let bytes = sample();
+        // 22 + 8 · (22 params + 3·5 servers + 2 first data + 3·2·5 slots)
+        assert_eq!(bytes.len(), 22 + 8 * (22 + 15 + 2 + 30));
+        assert_eq!(&bytes[..4], b"DTNT");
+        assert_eq!(bytes[4..6], [1, 0]);
+        assert_eq!(bytes[6..8], [2, 0]);
+        assert_eq!(bytes[8..10], [3, 0]);
+        assert_eq!(bytes[10..14], [3, 0, 0, 0]);
+        assert_eq!(bytes[14..18], (8u32 * 69).to_le_bytes());
+        // The payload opens with alpha[0]; the second server's x follows the 22
+        // params and the first server's 5 values.
+        assert_eq!(bytes[22..30], 0.8862f64.to_le_bytes());
+        assert_eq!(bytes[22 + 8 * 27..22 + 8 * 28], 50.0f64.to_le_bytes());
+    }
+
+    #[test]
+    fn replay_carries_the_association_and_data_forward() {
+        let bytes = sample();
+        let trace = Trace::parse(&bytes).unwrap();
+        assert_eq!(*trace.params(), Params::default());
+        let mut replay: Replay<'_, 4, 4> = Replay::new(trace).unwrap();
+        let s0 = replay.status().unwrap().unwrap();
+        assert_eq!(s0.servers()[1], server(50.0));
+        assert_eq!(s0.users()[1].prev_server, None);
+        assert_eq!(s0.users()[1].prev_data_bits, 8.0);
+        assert_eq!(s0.users()[1].data_bits, 2000.0);
+        assert_eq!(
+            replay.commit(&[0]),
+            Err(Error::AssociationLength {
+                expected: 2,
+                got: 1
+            })
+        );
+        assert_eq!(
+            replay.commit(&[0, 3]),
+            Err(Error::AssociationIndex { user: 1, server: 3 })
+        );
+        replay.commit(&[2, 1]).unwrap();
+        let s1 = replay.status().unwrap().unwrap();
+        assert_eq!(s1.users()[0].prev_server, Some(2));
+        assert_eq!(s1.users()[1].prev_server, Some(1));
+        assert_eq!(s1.users()[1].prev_data_bits, 2000.0);
+        assert_eq!(s1.users()[1].data_bits, 12000.0);
+        assert_eq!(s1.users()[1].x, 1.0);
+        replay.commit(&[0, 0]).unwrap();
+        replay.commit(&[1, 1]).unwrap();
+        assert_eq!(replay.slot_index(), 3);
+        assert!(replay.status().unwrap().is_none());
+        assert_eq!(replay.commit(&[1, 1]), Err(Error::TraceEnd));
+    }
+
+    #[test]
+    fn capacity_is_checked() {
+        let bytes = sample();
+        let trace = Trace::parse(&bytes).unwrap();
+        assert_eq!(
+            Replay::<'_, 1, 4>::new(trace).err(),
+            Some(Error::TooManyUsers {
+                count: 2,
+                capacity: 1
+            })
+        );
+        assert_eq!(
+            Replay::<'_, 4, 2>::new(trace).err(),
+            Some(Error::TooManyServers {
+                count: 3,
+                capacity: 2
+            })
+        );
+    }
+
+    #[track_caller]
+    fn check(bytes: &[u8], expected: Error) {
+        assert_eq!(Trace::parse(bytes).err(), Some(expected));
+    }
+
+    #[test]
+    fn bad_traces_are_errors() {
+        let good = sample();
+        let n = good.len();
+        check(
+            &[],
+            Error::TraceTruncated {
+                expected: 22,
+                got: 0,
+            },
+        );
+        check(
+            b"DTN",
+            Error::TraceTruncated {
+                expected: 22,
+                got: 3,
+            },
+        );
+        check(b"XY", Error::TraceMagic);
+        let mut bad = good.clone();
+        bad[0] = b'X';
+        check(&bad, Error::TraceMagic);
+        let mut bad = good.clone();
+        bad[4] = 2;
+        check(&bad, Error::TraceVersion { found: 2 });
+        let mut bad = good.clone();
+        bad[6] = 0;
+        check(
+            &bad,
+            Error::TraceDims {
+                field: "users",
+                value: 0,
+            },
+        );
+        let mut bad = good.clone();
+        bad[10..14].copy_from_slice(&0u32.to_le_bytes());
+        check(
+            &bad,
+            Error::TraceDims {
+                field: "slots",
+                value: 0,
+            },
+        );
+        let mut bad = good.clone();
+        bad[10] = 4;
+        check(
+            &bad,
+            Error::TraceLength {
+                expected: 8 * 79,
+                got: 8 * 69,
+            },
+        );
+        check(
+            &good[..n - 1],
+            Error::TraceTruncated {
+                expected: n,
+                got: n - 1,
+            },
+        );
+        let mut long = good.clone();
+        long.push(0);
+        check(
+            &long,
+            Error::TraceTrailing {
+                expected: n,
+                got: n + 1,
+            },
+        );
+        let mut bad = good.clone();
+        bad[n - 1] ^= 1;
+        let computed = crc32(&bad[22..]);
+        let stored = u32::from_le_bytes(bad[18..22].try_into().unwrap());
+        check(&bad, Error::TraceCrc { stored, computed });
+        // Bad parameters with a good CRC: beta1 = NaN.
+        let mut bad = good.clone();
+        bad[22 + 6 * 8..22 + 7 * 8].copy_from_slice(&f64::NAN.to_le_bytes());
+        let crc = crc32(&bad[22..]);
+        bad[18..22].copy_from_slice(&crc.to_le_bytes());
+        assert!(matches!(
+            Trace::parse(&bad).err(),
+            Some(Error::Param { field: "beta1", .. })
+        ));
+    }
+
+    #[test]
+    fn bad_slot_values_are_errors_of_the_status() {
+        let servers = [server(0.0)];
+        let mut u = user(0, 0);
+        u.data_bits = -1.0;
+        let mut out = vec![0u8; 512];
+        let len = encode(&Params::default(), &servers, &[1.0], &[u], &mut out).unwrap();
+        let trace = Trace::parse(&out[..len]).unwrap();
+        let replay: Replay<'_, 2, 2> = Replay::new(trace).unwrap();
+        assert!(matches!(
+            replay.status(),
+            Err(Error::User {
+                index: 0,
+                field: "data_bits",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn encode_checks_its_inputs() {
+        let servers = [server(0.0)];
+        let mut small = [0u8; 10];
+        assert_eq!(
+            encode(
+                &Params::default(),
+                &servers,
+                &[1.0],
+                &[user(0, 0)],
+                &mut small
+            ),
+            Err(Error::TraceBuffer {
+                expected: 22 + 8 * 33,
+                got: 10
+            })
+        );
+        let mut out = [0u8; 1024];
+        assert_eq!(
+            encode(
+                &Params::default(),
+                &servers,
+                &[1.0, 2.0],
+                &[user(0, 0)],
+                &mut out
+            ),
+            Err(Error::TraceDims {
+                field: "slots",
+                value: 1
+            })
+        );
+        assert_eq!(
+            encode(&Params::default(), &[], &[1.0], &[user(0, 0)], &mut out),
+            Err(Error::TraceDims {
+                field: "servers",
+                value: 0
+            })
+        );
+    }
+
+    #[test]
+    fn slot_line() {
+        let line = SlotLine {
+            slot: 3,
+            association: &[4, 0],
+            gamma: &[0.0, 0.25],
+            objective: -0.5,
+        };
+        assert_eq!(
+            line.to_string(),
+            "slot 3: association [4 0] gamma [0.000000000 0.250000000] objective -0.500000000"
+        );
+    }
+}

@@ -1,0 +1,248 @@
+//! The diten controller on a Cortex-M4F: a recorded gateway trace replayed slot by
+//! slot through [`diten_controller::Controller`] with a shipped policy, on QEMU's
+//! `mps2-an386` board with semihosting output.
+//!
+//! Both inputs are in flash (`include_bytes!`, read in place: neither format needs
+//! alignment): the policy blob `onnx-models/u20-s21/policy.bin` and the trace
+//! `trace.bin` (written by `diten trace`, see the README). The replay is
+//! [`diten_controller::trace::Replay`], the one the host's `diten replay` runs, and
+//! each slot prints the same [`SlotLine`]. Nothing is allocated: the controller's
+//! `f32` workspace and every status and decision live on the stack.
+//!
+//! At the end it prints the stack's high-water mark (cortex-m-rt paints the
+//! whole stack at reset, feature `paint-stack`; the first word still painted,
+//! from the bottom, bounds what was used) and the instructions each decision took.
+//! The latter come from SysTick on the core clock (25 MHz on this board) under
+//! `qemu-system-arm -icount shift=0`, where every instruction advances virtual
+//! time by exactly 1 ns: one SysTick tick is 40 instructions. A calibration loop
+//! of a known instruction count checks that factor on every run.
+//!
+//! The exit status (semihosting `SYS_EXIT`, QEMU's exit code) is 0 when every slot
+//! was decided and 1 on any error.
+
+#![no_std]
+#![no_main]
+
+use cortex_m::peripheral::syst::SystClkSource;
+use cortex_m::peripheral::SYST;
+use cortex_m_rt::entry;
+use cortex_m_semihosting::{debug, hprintln};
+use diten_controller::obs::observe;
+use diten_controller::policy::Policy;
+use diten_controller::trace::{Replay, SlotLine, Trace};
+use diten_controller::{controller, solve_gamma, Controller, Error, Slot};
+use panic_semihosting as _;
+
+/// Users the firmware is built for (the controller's compile-time capacity).
+const USERS: usize = 20;
+/// Servers the firmware is built for.
+const SERVERS: usize = 21;
+/// The controller's `f32` workspace: enough for any policy of this shape.
+const WORKSPACE: usize = controller::max_workspace_len(USERS, SERVERS);
+
+/// The shipped policy for 20 users and 21 servers (SPEC §3.3 blob).
+static POLICY: &[u8] = include_bytes!("../../onnx-models/u20-s21/policy.bin");
+/// The recorded trace (see the README for the `diten trace` command).
+static TRACE: &[u8] = include_bytes!("../trace.bin");
+
+/// SysTick is 24 bits wide.
+const SYST_MASK: u32 = 0x00FF_FFFF;
+/// Instructions per SysTick tick: 1 ns of virtual time per instruction
+/// (`-icount shift=0`) at the board's 25 MHz core clock.
+const INSTRUCTIONS_PER_TICK: u64 = 40;
+/// Iterations of the calibration loop: cortex-m 0.7.10's (Cargo.lock)
+/// `asm::delay(n)` runs n + 1 iterations of `subs; bne`, 2·(n + 1) instructions.
+const CALIBRATION: u32 = 4_000_000;
+
+/// Why the run stopped.
+enum Failure {
+    /// Invalid policy or trace, before any slot.
+    Setup(&'static str, Error),
+    /// An error in a slot.
+    Slot(usize, Error),
+}
+
+/// Instruction counts of the decisions.
+struct Counts {
+    slots: usize,
+    min: u64,
+    max: u64,
+    sum: u64,
+    /// Of the decisions: observation and policy network.
+    policy: u64,
+    /// Of the decisions: the γ solver.
+    gamma: u64,
+    objective: f64,
+}
+
+#[entry]
+fn main() -> ! {
+    let status = match cortex_m::Peripherals::take() {
+        None => {
+            hprintln!("error: the core peripherals were already taken");
+            debug::EXIT_FAILURE
+        }
+        Some(peripherals) => {
+            let mut syst = peripherals.SYST;
+            syst.set_clock_source(SystClkSource::Core);
+            syst.set_reload(SYST_MASK);
+            syst.clear_current();
+            syst.enable_counter();
+            report(run())
+        }
+    };
+    debug::exit(status);
+    // Only reached when no debugger answers the semihosting exit.
+    loop {
+        cortex_m::asm::wfi();
+    }
+}
+
+/// SysTick ticks from `start` to `end` (it counts down and wraps at 24 bits).
+fn ticks(start: u32, end: u32) -> u64 {
+    u64::from(start.wrapping_sub(end) & SYST_MASK)
+}
+
+/// Decides every slot of the trace, printing one line per slot.
+fn run() -> Result<Counts, Failure> {
+    let policy = Policy::parse(POLICY).map_err(|e| Failure::Setup("policy", e))?;
+    let trace = Trace::parse(TRACE).map_err(|e| Failure::Setup("trace", e))?;
+    hprintln!(
+        "diten firmware: policy for {} users and {} servers, trace of {} slots",
+        policy.users(),
+        policy.servers(),
+        trace.slots()
+    );
+    let params = *trace.params();
+    let mut workspace = [0.0f32; WORKSPACE];
+    // Fails early on a policy of another shape or bad parameters.
+    Controller::<'_, '_, USERS, SERVERS>::new(policy.clone(), params, &mut workspace)
+        .map_err(|e| Failure::Setup("controller", e))?;
+    let mut replay: Replay<'_, USERS, SERVERS> =
+        Replay::new(trace).map_err(|e| Failure::Setup("trace", e))?;
+    let mut counts = Counts {
+        slots: 0,
+        min: u64::MAX,
+        max: 0,
+        sum: 0,
+        policy: 0,
+        gamma: 0,
+        objective: 0.0,
+    };
+    loop {
+        let t = replay.slot_index();
+        let Some(status) = replay.status().map_err(|e| Failure::Slot(t, e))? else {
+            break;
+        };
+        let at = |e| Failure::Slot(t, e);
+        // Where the instructions go: the observation and the network alone, on
+        // the same workspace (a subset of what `decide` does, so the stack peak
+        // stays the decision's).
+        let start = SYST::get_current();
+        observe_and_infer(&policy, &status, &mut workspace).map_err(at)?;
+        counts.policy += ticks(start, SYST::get_current()) * INSTRUCTIONS_PER_TICK;
+
+        let mut controller: Controller<'_, '_, USERS, SERVERS> =
+            Controller::new(policy.clone(), params, &mut workspace).map_err(at)?;
+        let start = SYST::get_current();
+        let decision = controller.decide(&status);
+        let end = SYST::get_current();
+        let decision = decision.map_err(at)?;
+        let n = ticks(start, end) * INSTRUCTIONS_PER_TICK;
+
+        let mut gamma = [0.0f64; USERS];
+        let gamma = gamma.get_mut(..status.users().len()).unwrap_or(&mut []);
+        let start = SYST::get_current();
+        solve_gamma(&params, &status, &decision.association, gamma).map_err(at)?;
+        counts.gamma += ticks(start, SYST::get_current()) * INSTRUCTIONS_PER_TICK;
+
+        counts.slots += 1;
+        counts.min = counts.min.min(n);
+        counts.max = counts.max.max(n);
+        counts.sum += n;
+        counts.objective += decision.evaluation.objective;
+        let line = SlotLine {
+            slot: t,
+            association: &decision.association,
+            gamma: &decision.gamma,
+            objective: decision.evaluation.objective,
+        };
+        hprintln!("{}", line);
+        replay.commit(&decision.association).map_err(at)?;
+    }
+    Ok(counts)
+}
+
+/// The observation of `status` and the policy's logits, in `workspace` laid out
+/// as the controller lays it out (observation, scratch, logits).
+fn observe_and_infer(
+    policy: &Policy<'_>,
+    status: &Slot<USERS, SERVERS>,
+    workspace: &mut [f32],
+) -> Result<(), Error> {
+    let short = Error::WorkspaceLength {
+        expected: controller::workspace_len(policy),
+        got: workspace.len(),
+    };
+    let (obs, rest) = workspace
+        .split_at_mut_checked(policy.obs_dim())
+        .ok_or(short)?;
+    let (scratch, rest) = rest
+        .split_at_mut_checked(policy.scratch_len())
+        .ok_or(short)?;
+    let logits = rest.get_mut(..policy.logits_len()).ok_or(short)?;
+    observe(status, obs)?;
+    policy.logits(obs, scratch, logits)
+}
+
+/// Prints the summary or the error; the exit status.
+fn report(result: Result<Counts, Failure>) -> debug::ExitStatus {
+    match result {
+        Err(Failure::Setup(what, e)) => {
+            hprintln!("error: {}: {}", what, e);
+            debug::EXIT_FAILURE
+        }
+        Err(Failure::Slot(t, e)) => {
+            hprintln!("error: slot {}: {}", t, e);
+            debug::EXIT_FAILURE
+        }
+        Ok(counts) => {
+            let slots = counts.slots.max(1) as u64;
+            hprintln!(
+                "slots: {}, mean objective {:.6}",
+                counts.slots,
+                counts.objective / slots as f64
+            );
+            // The stack was painted at reset; nothing has run below the current
+            // stack pointer since `run` returned deeper frames than this one.
+            let size = cortex_m_stack::stack_size();
+            let free = cortex_m_stack::stack_painted();
+            hprintln!(
+                "stack peak: {} bytes of {} (RAM after the statics)",
+                size.saturating_sub(free),
+                size
+            );
+            hprintln!(
+                "instructions per slot: min {} mean {} max {} (SysTick x {}, qemu -icount shift=0)",
+                counts.min,
+                counts.sum / slots,
+                counts.max,
+                INSTRUCTIONS_PER_TICK
+            );
+            hprintln!(
+                "  of which, mean: observation + policy network {}, gamma solver {}",
+                counts.policy / slots,
+                counts.gamma / slots
+            );
+            let start = SYST::get_current();
+            cortex_m::asm::delay(CALIBRATION);
+            let end = SYST::get_current();
+            hprintln!(
+                "icount check: a loop of {} instructions counted as {}",
+                2 * (u64::from(CALIBRATION) + 1),
+                ticks(start, end) * INSTRUCTIONS_PER_TICK
+            );
+            debug::EXIT_SUCCESS
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! The firmware of `firmware-example/` under QEMU against the host: the committed
+//! trace it embeds is what `diten trace` records with the arguments below, and the
+//! firmware's slot lines match `diten replay` on the same trace and policy (same
+//! associations, γ and objectives within 1e-5).
+//!
+//! Needs `qemu-system-arm` and the `thumbv7em-none-eabihf` target; without them
+//! the test fails and says to run `make firmware`, which installs both.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::diten;
+
+/// The arguments `firmware-example/trace.bin` was recorded with.
+const TRACE_ARGS: [&str; 8] = [
+    "--servers",
+    "21",
+    "--slots",
+    "20",
+    "--seed",
+    "1",
+    "--emd",
+    "0.2",
+];
+/// The firmware's target.
+const THUMB: &str = "thumbv7em-none-eabihf";
+/// The agreement asked of γ and the objective.
+const TOL: f64 = 1e-5;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lies in the repository")
+        .to_path_buf()
+}
+
+/// Fails with the fix when the firmware's tools are missing.
+fn require_tools() {
+    let qemu = Command::new("qemu-system-arm").arg("--version").output();
+    assert!(
+        qemu.is_ok_and(|o| o.status.success()),
+        "qemu-system-arm is missing: run `make firmware` (it installs qemu-system-arm and \
+         the {THUMB} target, then builds and runs the firmware)"
+    );
+    let libdir = Command::new("rustc")
+        .args(["--print", "target-libdir", "--target", THUMB])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    assert!(
+        libdir.is_some_and(|d| d.is_dir()),
+        "the Rust target {THUMB} is missing: run `make firmware` (it installs it with rustup \
+         and qemu-system-arm, then builds and runs the firmware)"
+    );
+}
+
+/// One `slot N: ...` line.
+#[derive(Debug)]
+struct SlotLine {
+    slot: usize,
+    association: Vec<usize>,
+    gamma: Vec<f64>,
+    objective: f64,
+}
+
+/// The `slot N: association [..] gamma [..] objective X` lines of `text`, in order.
+fn slot_lines(text: &str) -> Vec<SlotLine> {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("slot ")?;
+            let (slot, rest) = rest.split_once(": association [")?;
+            let slot = slot.parse().ok()?;
+            let (association, rest) = rest.split_once("] gamma [")?;
+            let (gamma, objective) = rest.split_once("] objective ")?;
+            let number = |s: &str| s.parse::<f64>().expect("a number in a slot line");
+            Some(SlotLine {
+                slot,
+                association: association
+                    .split_whitespace()
+                    .map(|s| s.parse().expect("a server index"))
+                    .collect(),
+                gamma: gamma.split_whitespace().map(number).collect(),
+                objective: number(objective),
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn firmware_matches_the_host_replay() {
+    require_tools();
+    let root = root();
+    let dir = crate::scratch_dir("firmware", "replay");
+    std::fs::create_dir_all(&dir).expect("creating a scratch folder");
+
+    // The committed trace is what `diten trace` records today.
+    let trace = dir.join("trace.bin");
+    let out = diten()
+        .arg("trace")
+        .args(TRACE_ARGS)
+        .arg("--out")
+        .arg(&trace)
+        .output()
+        .expect("running diten trace");
+    assert!(
+        out.status.success(),
+        "diten trace failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let committed = root.join("firmware-example/trace.bin");
+    let committed_bytes = std::fs::read(&committed).expect("reading firmware-example/trace.bin");
+    assert!(
+        std::fs::read(&trace).expect("reading the new trace") == committed_bytes,
+        "firmware-example/trace.bin is not what `diten trace {}` records: regenerate it \
+         with `diten trace {} --out firmware-example/trace.bin`",
+        TRACE_ARGS.join(" "),
+        TRACE_ARGS.join(" ")
+    );
+
+    // The host.
+    let policy = root.join("onnx-models/u20-s21/policy.bin");
+    let out = diten()
+        .arg("replay")
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--trace")
+        .arg(&trace)
+        .output()
+        .expect("running diten replay");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "diten replay failed: {stderr}");
+    let host = slot_lines(&String::from_utf8_lossy(&out.stdout));
+
+    // The firmware, built in its own folder with its own config and lock file.
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["run", "--release", "--quiet"])
+        .current_dir(root.join("firmware-example"))
+        // The firmware's folder has its own target; a variable set for the host
+        // build must not redirect it.
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+        .output()
+        .expect("running cargo run in firmware-example");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the firmware failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    let firmware = slot_lines(&stdout);
+    assert!(stdout.contains("stack peak: "), "{stdout}");
+    assert!(stdout.contains("instructions per slot: "), "{stdout}");
+
+    assert_eq!(host.len(), 20, "host replay:\n{host:?}");
+    assert_eq!(firmware.len(), host.len(), "firmware output:\n{stdout}");
+    for (h, f) in host.iter().zip(&firmware) {
+        assert_eq!(h.slot, f.slot);
+        assert_eq!(h.association, f.association, "slot {}", h.slot);
+        assert_eq!(h.gamma.len(), f.gamma.len(), "slot {}", h.slot);
+        for (u, (a, b)) in h.gamma.iter().zip(&f.gamma).enumerate() {
+            assert!(
+                (a - b).abs() <= TOL,
+                "slot {} gamma[{u}]: {a} vs {b}",
+                h.slot
+            );
+        }
+        assert!(
+            (h.objective - f.objective).abs() <= TOL,
+            "slot {} objective: {} vs {}",
+            h.slot,
+            h.objective,
+            f.objective
+        );
+    }
+}
+
+#[test]
+fn slot_lines_parse() {
+    let lines = slot_lines(
+        "diten firmware: ...\nslot 0: association [3 1] gamma [0.000000000 1.000000000] \
+         objective -0.125000000\nstack peak: 1 bytes\n",
+    );
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0].slot, 0);
+    assert_eq!(lines[0].association, [3, 1]);
+    assert_eq!(lines[0].gamma, [0.0, 1.0]);
+    assert_eq!(lines[0].objective, -0.125);
+}
