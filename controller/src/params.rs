@@ -152,3 +152,78 @@ impl Params {
         self.epochs_train + self.epochs_finetune
     }
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use std::string::ToString;
+
+    use super::*;
+
+    /// `validate` on the defaults with `set` applied gives `Param { field, problem }`.
+    #[track_caller]
+    fn check(set: impl Fn(&mut Params), field: &'static str, problem: Problem) {
+        let mut p = Params::default();
+        set(&mut p);
+        let e = p.validate().unwrap_err();
+        assert_eq!(e, Error::Param { field, problem });
+        assert!(e.to_string().starts_with(&std::format!("params.{field}: ")));
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(Params::default().validate(), Ok(()));
+        // α5 may be negative (the paper's is), zero weights and costs are allowed.
+        let p = Params {
+            beta1: 0.0,
+            n_mig: 0.0,
+            infeasible_penalty: 0.0,
+            ..Params::default()
+        };
+        assert_eq!(p.validate(), Ok(()));
+    }
+
+    #[test]
+    fn each_parameter_is_named() {
+        check(|p| p.alpha[2] = f64::NAN, "alpha", Problem::NotFinite);
+        check(|p| p.alpha[0] = 0.0, "alpha", Problem::NotPositive);
+        check(|p| p.alpha[4] = f64::INFINITY, "alpha", Problem::NotFinite);
+        check(|p| p.beta1 = -0.1, "beta1", Problem::Negative);
+        check(|p| p.beta2 = f64::NAN, "beta2", Problem::NotFinite);
+        check(|p| p.f0 = 0.0, "f0", Problem::NotPositive);
+        check(|p| p.n_mig = -1e-9, "n_mig", Problem::Negative);
+        check(|p| p.n_syn = f64::NEG_INFINITY, "n_syn", Problem::NotFinite);
+        check(|p| p.n_cmp = -1.0, "n_cmp", Problem::Negative);
+        check(|p| p.p_tx_w = 0.0, "p_tx_w", Problem::NotPositive);
+        check(
+            |p| p.bandwidth_hz = -1.0,
+            "bandwidth_hz",
+            Problem::NotPositive,
+        );
+        check(|p| p.gain = 0.0, "gain", Problem::NotPositive);
+        check(|p| p.noise_dbm = f64::NAN, "noise_dbm", Problem::NotFinite);
+        check(|p| p.epochs_train = -1.0, "epochs_train", Problem::Negative);
+        check(
+            |p| p.epochs_finetune = -1.0,
+            "epochs_finetune",
+            Problem::Negative,
+        );
+        check(|p| p.barrier_f = 0.0, "barrier_f", Problem::NotPositive);
+        check(
+            |p| p.barrier_min_slack = 0.0,
+            "barrier_min_slack",
+            Problem::NotPositive,
+        );
+        check(
+            |p| p.infeasible_penalty = -1.0,
+            "infeasible_penalty",
+            Problem::Negative,
+        );
+        check(
+            |p| p.bits_per_sample = 0.0,
+            "bits_per_sample",
+            Problem::NotPositive,
+        );
+    }
+}

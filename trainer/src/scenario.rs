@@ -361,6 +361,29 @@ mod tests {
     }
 
     #[test]
+    fn unreadable_files_are_named() {
+        let dir = std::env::temp_dir().join(format!("diten-scenario-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = dir.join("missing.toml");
+        let bad_utf8 = dir.join("latin1.toml");
+        std::fs::write(&bad_utf8, b"users = 4 # \xe9t\xe9\n").unwrap();
+        for path in [missing.as_path(), bad_utf8.as_path(), dir.as_path()] {
+            let err = format!("{:#}", Scenario::load(Some(path)).unwrap_err());
+            assert!(err.starts_with("reading scenario "), "{err}");
+            assert!(err.contains(&path.display().to_string()), "{err}");
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, "users = 4\nslots = -1\n").unwrap();
+        let err = format!("{:#}", Scenario::load(Some(&bad)).unwrap_err());
+        assert!(
+            err.starts_with(&format!("{}: slots", bad.display())),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn round_trips_through_toml() {
         let s = Scenario {
             emd: Emd::PerUser(vec![0.4; 20]),

@@ -72,6 +72,7 @@ fn blob_with_skip(users: usize, servers: usize, layers: &[Layer], skip: Option<&
         norm_inv_std: F32Le::new(&inv),
         layers: &refs,
         skip: skip.map(as_ref),
+        prior: None,
     };
     let mut out = vec![0u8; encoded_len(&model).unwrap()];
     encode(&model, &mut out).unwrap();
@@ -417,6 +418,86 @@ fn the_search_budget_is_reported() {
     assert_eq!(d.association, [0; 9]);
     assert_eq!(d.moved, 0);
     assert!(!d.feasible);
+}
+
+// -------------------------------------------------------------------------------------
+// Work bound
+// -------------------------------------------------------------------------------------
+
+/// The work bound of [`Controller::decide`], as far as the decision counts it:
+/// search nodes within [`MAX_REPAIR_NODES`], branch and bound within
+/// [`MAX_SAMPLES`](crate::solver::MAX_SAMPLES) samples per server and only on
+/// servers with users, over crowded 8 × 8 slots that drive the repair into its
+/// search and the solver into branch and bound (both checked to happen).
+#[test]
+fn work_per_slot_stays_within_the_documented_bound() {
+    use crate::solver::MAX_SAMPLES;
+
+    let params = Params::default();
+    let (mut searched, mut branched, mut bound_reached) = (0, 0, 0);
+    let (mut max_nodes, mut max_samples) = (0, 0);
+    for seed in 0..400u64 {
+        let mut rng = Rng::new(seed);
+        // A user's computation load at γ = 0 is n_cmp·ε·60·D ≈ 3.3e-4·D, 52 to 517
+        // here; tight capacities (q from 60) leave few feasible associations.
+        let q_top = if seed % 2 == 0 { 600.0 } else { 1500.0 };
+        let servers: Vec<Server> = (0..8)
+            .map(|_| Server {
+                x: 120.0 * rng.unit(),
+                y: 120.0 * rng.unit(),
+                p: 20.0 + 130.0 * rng.unit(),
+                q: 60.0 + (q_top - 60.0) * rng.unit(),
+                eps: 54.0 + 2.0 * rng.unit(),
+            })
+            .collect();
+        let users: Vec<User> = (0..8)
+            .map(|u| User {
+                x: 120.0 * rng.unit(),
+                y: 120.0 * rng.unit(),
+                emd: 0.2,
+                twin_bits: 4500.0,
+                data_bits: 784.0 * (200.0 + 1800.0 * rng.unit()).round(),
+                prev_data_bits: 784.0 * (2000.0 * rng.unit()).round(),
+                prev_server: Some(u % 8),
+            })
+            .collect();
+        let status = Sl::new(&servers, &users).unwrap();
+        let d = decide(&random_blob(seed, 8, 8, 8), params, &status).unwrap();
+        check_consistent(&params, &status, &d);
+
+        assert!(
+            d.search_nodes <= MAX_REPAIR_NODES,
+            "seed {seed}: {} nodes",
+            d.search_nodes
+        );
+        if d.repair == RepairOutcome::BoundReached {
+            assert_eq!(d.search_nodes, MAX_REPAIR_NODES);
+            bound_reached += 1;
+        }
+        let used = d
+            .association
+            .iter()
+            .fold(0u64, |m, &s| m | 1 << s)
+            .count_ones() as usize;
+        let stats = d.solve;
+        assert!(stats.branch_and_bound <= used, "seed {seed}: {stats:?}");
+        assert!(stats.max_samples <= MAX_SAMPLES, "seed {seed}: {stats:?}");
+        assert!(
+            stats.samples <= stats.branch_and_bound * MAX_SAMPLES,
+            "seed {seed}: {stats:?}"
+        );
+        assert_eq!(stats.uncertified, 0, "seed {seed}: {stats:?}");
+        searched += usize::from(d.search_nodes > 0);
+        branched += usize::from(stats.branch_and_bound > 0);
+        max_nodes = max_nodes.max(d.search_nodes);
+        max_samples = max_samples.max(stats.max_samples);
+    }
+    std::eprintln!(
+        "work: {searched} searches (most nodes {max_nodes}, {bound_reached} at the budget), \
+         {branched} slots with branch and bound (most samples {max_samples})"
+    );
+    assert!(searched > 0, "no slot needed the search");
+    assert!(branched > 0, "no slot needed branch and bound");
 }
 
 // -------------------------------------------------------------------------------------

@@ -39,8 +39,11 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         if let Some(n) = args.iterations {
             config.iterations = n;
         }
-        // Fail before saying anything when the checkpoint is unusable.
-        crate::train::checkpoint::Loaded::read(dir)?;
+        // Fail before saying anything when the checkpoint is unusable. A run killed
+        // before its first checkpoint has none: it starts over in the same folder.
+        if dir.join(crate::train::checkpoint::FILE).exists() {
+            crate::train::checkpoint::Loaded::read(dir)?;
+        }
         (config, dir.clone(), true)
     } else {
         let mut scenario = Scenario::load(args.scenario.as_deref())?;

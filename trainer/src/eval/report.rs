@@ -19,7 +19,10 @@ use crate::scenario::Emd;
 /// Creates `path` by `write`-ing to a temporary file beside it (same folder, same
 /// extension, so writers that infer the format from the name still work), then
 /// renaming it over `path`: a reader sees the old file or the whole new one, never
-/// a part. The temporary file is removed when `write` fails.
+/// a part, even when the process is killed midway. The temporary file is flushed
+/// to disk before the rename (so a crash of the machine cannot leave a renamed but
+/// empty file either) and removed when `write` fails; one left by a killed process
+/// starts with `.tmp-`.
 pub fn write_atomic_with(
     path: &Path,
     write: impl FnOnce(&Path) -> anyhow::Result<()>,
@@ -36,6 +39,11 @@ pub fn write_atomic_with(
     );
     let tmp = path.with_file_name(tmp_name);
     let result = write(&tmp).and_then(|()| {
+        // Whatever `write` did (plotters and libtorch write through their own
+        // handles), flush the data before the rename publishes it.
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("flushing {}", tmp.display()))?;
         std::fs::rename(&tmp, path)
             .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
     });
@@ -53,7 +61,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         let mut file =
             std::fs::File::create(tmp).with_context(|| format!("creating {}", tmp.display()))?;
         file.write_all(bytes)
-            .and_then(|()| file.sync_all())
             .with_context(|| format!("writing {}", tmp.display()))
     })
     .with_context(|| format!("writing {}", path.display()))

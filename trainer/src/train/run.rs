@@ -91,10 +91,36 @@ fn fmt(v: f64) -> String {
     }
 }
 
+/// Temporary files of [`write_atomic`](crate::eval::report::write_atomic_with)
+/// start with this; one left in a run folder is from a writer that was killed.
+const TMP_PREFIX: &str = ".tmp-";
+
+/// Removes the temporary files a killed run left in `out` (never a finished file:
+/// those are only ever renamed into place whole).
+fn remove_stale_tmp(out: &Path) -> anyhow::Result<()> {
+    let entries = std::fs::read_dir(out).with_context(|| format!("reading {}", out.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("reading {}", out.display()))?;
+        let stale = entry.file_name().to_string_lossy().starts_with(TMP_PREFIX)
+            && entry.file_type().is_ok_and(|t| t.is_file());
+        if stale {
+            std::fs::remove_file(entry.path())
+                .with_context(|| format!("removing {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Trains `config` into the run folder `out` (created if missing). With `resume`,
 /// continues from `out/checkpoint.ot` and `out/metrics.csv`; `out/config.toml` must
-/// then describe the same run (only `iterations` may change). `stop` is polled
+/// then describe the same run (only `iterations` may change). A run killed before
+/// its first checkpoint has none: resuming it starts over. `stop` is polled
 /// between iterations.
+///
+/// Every file is written whole to a temporary file and renamed (metrics first,
+/// then the checkpoint, then the curve), so a run killed at any moment leaves a
+/// checkpoint and a `metrics.csv` with at least the checkpoint's rows; temporary
+/// files of a killed run are removed when it resumes.
 pub fn train(
     config: &TrainConfig,
     out: &Path,
@@ -105,6 +131,7 @@ pub fn train(
 ) -> anyhow::Result<Finished> {
     config.validate()?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    remove_stale_tmp(out)?;
     tch::set_num_threads(1);
     tch::manual_seed(config.seed as i64);
     let mut learner: Box<dyn Learner> = match config.algo {
@@ -121,7 +148,15 @@ pub fn train(
     let mut rows: Vec<String> = Vec::new();
     let mut curve: Vec<super::curve::Point> = Vec::new();
     let mut counters = Counters::default();
-    if resume {
+    // Resuming a run without a checkpoint is running it afresh, seeds included.
+    let resumed = resume && ckpt_path.exists();
+    if resume && !resumed {
+        eprintln!(
+            "{} has no checkpoint yet (killed before the first one): starting over",
+            out.display()
+        );
+    }
+    if resumed {
         let loaded = Loaded::read(&ckpt_path)?;
         learner
             .load(&|n| loaded.get(n))
@@ -129,17 +164,44 @@ pub fn train(
         counters = loaded.counters()?;
         let text = std::fs::read_to_string(&metrics_path)
             .with_context(|| format!("reading {}", metrics_path.display()))?;
-        for line in text.lines().skip(1) {
+        let mut lines = text.lines();
+        let header = lines.next().unwrap_or_default();
+        if header != METRICS_COLUMNS.join(",") {
+            bail!(
+                "{}: line 1: the header is not diten's metrics columns ({})",
+                metrics_path.display(),
+                METRICS_COLUMNS.join(",")
+            );
+        }
+        for (n, line) in lines.enumerate() {
             let fields: Vec<&str> = line.split(',').collect();
+            if fields.len() != METRICS_COLUMNS.len() {
+                bail!(
+                    "{}: line {}: {} fields, the header has {}",
+                    metrics_path.display(),
+                    n + 2,
+                    fields.len(),
+                    METRICS_COLUMNS.len()
+                );
+            }
             let it: usize = fields
                 .first()
                 .and_then(|f| f.parse().ok())
                 .with_context(|| {
                     format!(
-                        "{}: a row without an iteration number",
-                        metrics_path.display()
+                        "{}: line {}: iteration: not a number",
+                        metrics_path.display(),
+                        n + 2
                     )
                 })?;
+            if it != n + 1 {
+                bail!(
+                    "{}: line {}: iteration {it}, expected {}",
+                    metrics_path.display(),
+                    n + 2,
+                    n + 1
+                );
+            }
             if it <= counters.iteration {
                 let num = |i: usize| {
                     fields
@@ -151,6 +213,15 @@ pub fn train(
                 rows.push(line.to_owned());
             }
         }
+        if rows.len() != counters.iteration {
+            bail!(
+                "{}: {} rows, but the checkpoint {} is at iteration {}",
+                metrics_path.display(),
+                rows.len(),
+                ckpt_path.display(),
+                counters.iteration
+            );
+        }
         tch::manual_seed(mix(config.seed, counters.iteration as u64) as i64);
         eprintln!(
             "resuming {} at iteration {} of {} ({} slots so far)",
@@ -161,7 +232,7 @@ pub fn train(
         );
     }
     write_atomic(&out.join("config.toml"), config.to_toml().as_bytes())?;
-    let base_seed = if resume {
+    let base_seed = if resumed {
         mix(config.seed, counters.iteration as u64)
     } else {
         config.seed
