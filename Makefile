@@ -15,7 +15,7 @@ TORCH_VERSION := 2.13.0
 TORCH_VENV ?= $(HOME)/.cache/diten/torch-$(TORCH_VERSION)
 export LIBTORCH ?= $(TORCH_VENV)/libtorch
 
-.PHONY: setup torch demo test fmt lint unit thumb bench
+.PHONY: setup torch demo test fmt lint unit thumb bench fuzz
 
 setup: torch
 	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
@@ -37,9 +37,8 @@ demo: setup
 	./target/release/diten solve --instance examples/spec-slot.json
 	@echo "== diten solve on a crowded 20-user, 21-server slot" >&2
 	./target/release/diten solve --instance examples/u20-s21.json
-	@echo "== diten compare: the baselines on 20 users, 9 and 15 servers, 150 slots, 2 seeds" >&2
-	./target/release/diten compare --servers 9,15 --emd 0.2 --slots 150 --seeds 2 \
-	    --policy nearest,nearest-random,sticky --out runs/demo-compare
+	@echo "== diten demo: the shipped 20-user, 15-server policy through the controller vs the baselines, 750 slots" >&2
+	./target/release/diten demo --out runs/demo
 
 fmt:
 	$(CARGO) fmt --all --check
@@ -56,9 +55,43 @@ unit:
 thumb:
 	$(CARGO) build -p diten-controller --target $(THUMB) --release
 
-test: setup fmt lint unit thumb
+# The firmware test in `unit` needs what `firmware` installs, so it comes first.
+test: setup fmt lint firmware unit thumb
+
+# The controller on a Cortex-M4F under QEMU (mps2-an386, see firmware-example/README.md):
+# installs qemu-system-arm (apt) and the thumb target (rustup) when missing, then
+# builds the firmware and runs it; its exit status is the firmware's.
+.PHONY: firmware
+firmware:
+	@command -v qemu-system-arm >/dev/null || { \
+	  sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  echo "== installing qemu-system-arm" >&2; \
+	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq --no-install-recommends qemu-system-arm; }
+	@rustup target list --installed 2>/dev/null | grep -q '^$(THUMB)$$' || rustup target add $(THUMB)
+	cd firmware-example && $(CARGO) run --release
 
 bench: setup
 	$(CARGO) bench -p diten-controller --bench gamma
 	$(CARGO) bench -p diten-controller --bench gamma --features std
 	$(CARGO) bench -p diten-trainer --bench env
+
+# libFuzzer via cargo-fuzz (nightly): each target in turn for FUZZ_SECONDS. The seeds
+# in fuzz/corpus/<target> are read only; what libFuzzer adds goes to the ignored
+# fuzz/corpus-run/<target>. A crash, a leak, an input slower than FUZZ_TIMEOUT
+# seconds or more than FUZZ_RSS_MB of memory fails the run (input in fuzz/artifacts).
+FUZZ_SECONDS ?= 60
+FUZZ_TIMEOUT ?= 10
+FUZZ_RSS_MB ?= 2048
+FUZZ_TARGETS := blob decide convert
+
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	$(CARGO) +nightly fuzz build
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/corpus-run/$$t; \
+	  echo "== fuzz $$t for $(FUZZ_SECONDS) s" >&2; \
+	  $(CARGO) +nightly fuzz run $$t fuzz/corpus-run/$$t fuzz/corpus/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -timeout=$(FUZZ_TIMEOUT) \
+	    -rss_limit_mb=$(FUZZ_RSS_MB) -detect_leaks=1 -print_final_stats=1; \
+	done

@@ -5,6 +5,11 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 mod evaluate;
+mod firmware;
+#[cfg(feature = "torch")]
+mod kill;
+#[cfg(feature = "torch")]
+mod models;
 #[cfg(feature = "torch")]
 mod onnx;
 mod solve;
@@ -49,6 +54,18 @@ fn build_diten() -> PathBuf {
     let bin = profile_dir.join(format!("diten{}", std::env::consts::EXE_SUFFIX));
     assert!(bin.is_file(), "{} was not built", bin.display());
     bin
+}
+
+/// The stdout of a `diten` run that must succeed (its stderr in the failure message).
+#[track_caller]
+pub fn ok(out: Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "diten failed ({}): {stderr}",
+        out.status
+    );
+    String::from_utf8(out.stdout).expect("stdout is UTF-8")
 }
 
 /// A fresh, not yet existing folder `name` for one test's outputs, under the

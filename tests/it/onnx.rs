@@ -20,7 +20,7 @@ use serde_json::Value;
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
-use crate::diten;
+use crate::{diten, ok};
 
 const USERS: usize = 4;
 const SERVERS: usize = 3;
@@ -35,17 +35,6 @@ fn scratch(name: &str) -> PathBuf {
     let dir = crate::scratch_dir("onnx", name);
     std::fs::create_dir_all(&dir).expect("creating a scratch folder");
     dir
-}
-
-#[track_caller]
-fn ok(out: Output) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "diten failed ({}): {stderr}",
-        out.status
-    );
-    String::from_utf8(out.stdout).expect("stdout is UTF-8")
 }
 
 /// `out` failed with one line on stderr that mentions every needle.

@@ -8,7 +8,7 @@ use std::process::Output;
 
 use serde_json::Value;
 
-use crate::diten;
+use crate::{diten, ok};
 
 /// 4 users, 3 servers, 50-slot episodes: seconds per run even in a debug build.
 const TINY: [&str; 8] = [
@@ -24,17 +24,6 @@ const TINY: [&str; 8] = [
 
 fn scratch(name: &str) -> PathBuf {
     crate::scratch_dir("train", name)
-}
-
-#[track_caller]
-fn ok(out: Output) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "diten failed ({}): {stderr}",
-        out.status
-    );
-    String::from_utf8(out.stdout).expect("stdout is UTF-8")
 }
 
 fn train(dir: &Path, extra: &[&str]) -> Output {

@@ -103,7 +103,10 @@ pub fn parse_seeds(text: &str) -> Result<Seeds, String> {
 }
 
 /// Fails when `items` holds a value twice; `flag` names the flag in the message.
-fn check_unique<T: PartialEq + std::fmt::Display>(flag: &str, items: &[T]) -> anyhow::Result<()> {
+pub(crate) fn check_unique<T: PartialEq + std::fmt::Display>(
+    flag: &str,
+    items: &[T],
+) -> anyhow::Result<()> {
     for (i, a) in items.iter().enumerate() {
         if items[..i].contains(a) {
             bail!("{flag}: `{a}` is listed twice");
@@ -146,11 +149,7 @@ pub fn build_sweep(args: &SweepArgs, policies: &[String]) -> anyhow::Result<Swee
     } else {
         args.servers.clone()
     };
-    let emds = if args.emd.is_empty() {
-        vec![base.emd.clone()]
-    } else {
-        args.emd.iter().map(|&v| Emd::All(v)).collect()
-    };
+    let emds = emd_list(&args.emd, &base.emd);
     let seeds = args
         .seeds
         .as_ref()
@@ -187,7 +186,7 @@ fn attribute(e: InvalidScenario, args: &SweepArgs) -> anyhow::Error {
 }
 
 /// `scenario.toml`: the resolved base scenario, with the sweep in a comment.
-fn scenario_toml(command: &str, sweep: &Sweep) -> String {
+pub(crate) fn scenario_toml(command: &str, sweep: &Sweep) -> String {
     let emds: Vec<String> = sweep.emds.iter().map(eval::emd_label).collect();
     let policies: Vec<String> = sweep.policies.iter().map(PolicySpec::label).collect();
     format!(
@@ -287,20 +286,15 @@ pub(crate) fn interrupt_flag() -> &'static AtomicBool {
     &STOP
 }
 
-/// Runs a sweep for `command` (`evaluate` or `compare`) with the given `--policy`
-/// values (empty: every built-in decision maker).
-pub(super) fn run_sweep(
+/// Runs every episode of `sweep` on `jobs` threads (default: the number of CPUs)
+/// with a progress bar on stderr; the first Ctrl-C stops starting episodes (see the
+/// [module docs](self)), so the result may be incomplete.
+pub(crate) fn run_with_progress(
     command: &str,
-    args: &SweepArgs,
-    policies: &[String],
-) -> anyhow::Result<()> {
-    let sweep = build_sweep(args, policies)?;
-    let out = output_dir(command, args.out.as_deref())?;
-    report::write_atomic(
-        &out.join("scenario.toml"),
-        scenario_toml(command, &sweep).as_bytes(),
-    )?;
-    let threads = args.jobs.map_or_else(
+    sweep: &Sweep,
+    jobs: Option<NonZeroUsize>,
+) -> anyhow::Result<eval::SweepResult> {
+    let threads = jobs.map_or_else(
         || std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
         NonZeroUsize::get,
     );
@@ -320,7 +314,7 @@ pub(super) fn run_sweep(
     ));
     let on_slot = || progress.slot_done();
     let result = eval::run(
-        &sweep,
+        sweep,
         &RunOptions {
             threads,
             stop,
@@ -328,7 +322,23 @@ pub(super) fn run_sweep(
         },
     );
     progress.finish();
-    let result = result?;
+    result
+}
+
+/// Runs a sweep for `command` (`evaluate` or `compare`) with the given `--policy`
+/// values (empty: every built-in decision maker).
+pub(super) fn run_sweep(
+    command: &str,
+    args: &SweepArgs,
+    policies: &[String],
+) -> anyhow::Result<()> {
+    let sweep = build_sweep(args, policies)?;
+    let out = output_dir(command, args.out.as_deref())?;
+    report::write_atomic(
+        &out.join("scenario.toml"),
+        scenario_toml(command, &sweep).as_bytes(),
+    )?;
+    let result = run_with_progress(command, &sweep, args.jobs)?;
 
     let rows = eval::summarise(&sweep, &result);
     let summary = report::summary_json(command, &sweep, &result, &rows);
@@ -352,6 +362,15 @@ pub(super) fn run_sweep(
     }
     eprintln!("results in {}", out.display());
     Ok(())
+}
+
+/// The `--emd` values as every user's φ, or the scenario's own setting when none are given.
+pub(crate) fn emd_list(values: &[f64], default: &Emd) -> Vec<Emd> {
+    if values.is_empty() {
+        vec![default.clone()]
+    } else {
+        values.iter().map(|&v| Emd::All(v)).collect()
+    }
 }
 
 #[cfg(test)]

@@ -14,11 +14,16 @@ use clap::{Args, Parser, Subcommand};
 
 pub mod compare;
 pub mod convert;
+pub mod demo;
 pub mod evaluate;
 pub mod export;
 pub mod infer;
 mod input;
+pub mod models;
+pub mod replay;
+pub mod ship;
 pub mod solve;
+pub mod trace;
 pub mod train;
 
 pub use evaluate::Seeds;
@@ -59,6 +64,22 @@ pub enum Command {
     /// Run a policy (ONNX or firmware blob) on one observation with the controller's
     /// engine; prints `{"logits": [...]}`.
     Infer(InferArgs),
+    /// Record a simulated episode as a gateway trace (servers, parameters, and per
+    /// slot each user's position and data) for `diten replay` and the firmware.
+    Trace(trace::TraceArgs),
+    /// Replay a trace through the controller's decision loop with a policy (ONNX or
+    /// firmware blob); prints one line per slot: association, γ and objective.
+    Replay(replay::ReplayArgs),
+    /// Make a training run shippable: export policy.onnx, convert policy.bin,
+    /// evaluate the blob through the controller against every other decision maker
+    /// and write the model card MODEL.md (and compare.png, evaluation/) under --out.
+    Ship(ship::ShipArgs),
+    /// List the shipped models of a folder (default onnx-models/): U, S, φ,
+    /// algorithm, seed, blob size, objective and gap to the oracle.
+    Models(models::ModelsArgs),
+    /// Run a shipped policy through the controller's decision loop on a default
+    /// scenario against the baselines; print the comparison and write the plot.
+    Demo(demo::DemoArgs),
 }
 
 /// Arguments of `diten export`.
@@ -138,8 +159,9 @@ pub struct TrainArgs {
     /// PPO's probability ratio: joint (summed over users, the paper) or per-user.
     #[arg(long, value_enum)]
     pub ratio: Option<crate::train::Ratio>,
-    /// PPO/A2C: a linear skip observation → logits initialised to favour each
-    /// user's previous server by this much (0, the default, is the paper's plain MLP).
+    /// PPO/A2C: a learnt weight per logit on the user's "previous server" one-hot,
+    /// starting at C, so each user starts near its previous server (0, the default,
+    /// is the paper's plain MLP).
     #[arg(long, value_name = "C")]
     pub stay_prior: Option<f64>,
     /// Entropy bonus per user (default 0.01).
@@ -180,7 +202,8 @@ pub struct SolveArgs {
 #[derive(Debug, Args)]
 pub struct EvaluateArgs {
     /// The decision maker: a built-in name (nearest, nearest-random, sticky, oracle,
-    /// random) or a training checkpoint (`checkpoint.ot` or its run folder).
+    /// random), a training checkpoint (`checkpoint.ot` or its run folder) or a
+    /// firmware blob (`.bin`, run through the controller's decision loop).
     #[arg(long, value_name = "NAME|PATH")]
     pub policy: String,
     /// The scenario and the sweep.
@@ -251,6 +274,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(args) => export::run(&args),
         Command::Convert(args) => convert::run(&args),
         Command::Infer(args) => infer::run(&args),
+        Command::Trace(args) => trace::run(&args),
+        Command::Replay(args) => replay::run(&args),
+        Command::Ship(args) => ship::run(&args),
+        Command::Models(args) => models::run(&args),
+        Command::Demo(args) => demo::run(&args),
     }
 }
 

@@ -51,8 +51,9 @@ pub use metrics::{EpisodeAccumulator, EpisodeMetrics, Metric, SlotMetrics, Stats
 pub enum PolicySpec {
     /// One of [`policy::ALL_NAMES`].
     Builtin(&'static str),
-    /// A trained policy file (PPO checkpoint or ONNX). Not loadable yet: loading it
-    /// belongs in [`PolicySpec::instantiate`].
+    /// A trained policy file: a training checkpoint or its run folder, or a
+    /// firmware blob (`.bin`, run by the controller); ONNX files are not loadable
+    /// yet (convert them with `diten convert`).
     File(PathBuf),
 }
 
@@ -114,8 +115,15 @@ impl PolicySpec {
     }
 }
 
-/// Loads a trained policy: a checkpoint (`.ot`) or a training run folder.
+/// Loads a trained policy: a firmware blob (`.bin`, run through the controller's
+/// decision loop), a checkpoint (`.ot`) or a training run folder.
 fn load_trained(path: &std::path::Path, label: String) -> anyhow::Result<Box<dyn DecisionMaker>> {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("bin"))
+    {
+        return Ok(Box::new(policy::ControllerPolicy::load(path, label)?));
+    }
     if path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))

@@ -9,6 +9,9 @@
 //! | `sticky` | keep last slot's server unless a constraint breaks, then the best feasible move |
 //! | `oracle` | local search over the slot with full knowledge and the exact γ solver |
 //! | `random` | a uniformly random server per user, optimal γ (a floor, not in the default set) |
+//!
+//! Trained policies are files: a training checkpoint ([`trained`]) or an exported
+//! firmware blob run through the gateway's controller ([`ControllerPolicy`]).
 
 use crate::sim::{Decision, Env};
 
@@ -23,12 +26,14 @@ pub trait DecisionMaker: Send {
     fn decide(&mut self, env: &Env) -> anyhow::Result<Decision>;
 }
 
+pub mod controller;
 mod feasible;
 mod nearest;
 mod oracle;
 mod sticky;
 pub mod trained;
 
+pub use controller::ControllerPolicy;
 pub use nearest::{Nearest, NearestRandom};
 pub use oracle::{Oracle, OracleConfig};
 pub use sticky::Sticky;

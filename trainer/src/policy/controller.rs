@@ -1,0 +1,175 @@
+//! The gateway's controller as a decision maker: an exported policy (firmware blob,
+//! SPEC §3.3) run through [`diten_controller::Controller`] on the simulator's slot
+//! status, exactly as a gateway or the firmware runs it — observation, the blob
+//! engine, best server per user, the repair of C2/C3, and the controller's own γ.
+//!
+//! The simulator evaluates the controller's γ as given ([`Gamma::Given`]), so an
+//! episode measures the shipped decision loop and nothing else. Unlike the
+//! baselines, whose γ the simulator solves after `decide`, the time measured for
+//! this decision maker includes the γ solve: it is the controller's whole slot.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use anyhow::{anyhow, bail, Context};
+use diten_controller::controller::workspace_len;
+use diten_controller::policy::Policy;
+use diten_controller::{Controller, MAX_SERVERS, MAX_USERS};
+
+use super::DecisionMaker;
+use crate::sim::{Decision, Env, Gamma};
+
+/// A blob policy run by the controller.
+#[derive(Debug)]
+pub struct ControllerPolicy {
+    name: String,
+    policy: Policy<'static>,
+    workspace: Vec<f32>,
+}
+
+/// The bytes of the blob file `path`, read once per process and kept for its
+/// lifetime: the controller borrows its policy's weights from the blob
+/// (`Policy<'a>`), and a sweep makes a fresh decision maker per episode, so the
+/// blob must outlive them all. Keyed by the path as given; a process reads a few
+/// blobs at most.
+fn interned_blob(path: &Path) -> anyhow::Result<&'static [u8]> {
+    static BLOBS: OnceLock<Mutex<HashMap<PathBuf, &'static [u8]>>> = OnceLock::new();
+    let blobs = BLOBS.get_or_init(|| Mutex::new(HashMap::new()));
+    // The map holds plain data; a panic elsewhere cannot leave it half-updated.
+    let mut blobs = blobs.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(blob) = blobs.get(path) {
+        return Ok(blob);
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let blob: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+    blobs.insert(path.to_owned(), blob);
+    Ok(blob)
+}
+
+impl ControllerPolicy {
+    /// Loads the firmware blob `path` (as `diten convert` writes it); `name` is the
+    /// label in tables. The blob is checked here, so a bad file fails before any
+    /// episode runs, with the file named.
+    pub fn load(path: &Path, name: String) -> anyhow::Result<ControllerPolicy> {
+        let blob = interned_blob(path)?;
+        ControllerPolicy::from_blob(blob, name).with_context(|| format!("{}", path.display()))
+    }
+
+    /// A decision maker for a blob that lives for the whole process.
+    pub fn from_blob(blob: &'static [u8], name: String) -> anyhow::Result<ControllerPolicy> {
+        let policy = Policy::parse(blob).map_err(|e| anyhow!("{e}"))?;
+        if policy.users() > MAX_USERS || policy.servers() > MAX_SERVERS {
+            bail!(
+                "the policy decides for {} users and {} servers; the controller takes at most \
+                 {MAX_USERS} and {MAX_SERVERS}",
+                policy.users(),
+                policy.servers()
+            );
+        }
+        let workspace = vec![0.0; workspace_len(&policy)];
+        Ok(ControllerPolicy {
+            name,
+            policy,
+            workspace,
+        })
+    }
+
+    /// Users the policy decides for.
+    pub fn users(&self) -> usize {
+        self.policy.users()
+    }
+
+    /// Servers the policy chooses among.
+    pub fn servers(&self) -> usize {
+        self.policy.servers()
+    }
+}
+
+impl DecisionMaker for ControllerPolicy {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn decide(&mut self, env: &Env) -> anyhow::Result<Decision> {
+        let status = env.status();
+        let (u, s) = (status.users().len(), status.servers().len());
+        if (u, s) != (self.users(), self.servers()) {
+            bail!(
+                "policy `{}` decides for {} users and {} servers, the scenario has {u} and {s}",
+                self.name,
+                self.users(),
+                self.servers()
+            );
+        }
+        // Assembling the controller checks the parameters and the workspace: a few
+        // comparisons, negligible beside the forward pass.
+        let mut controller: Controller<'_, '_, MAX_USERS, MAX_SERVERS> = Controller::new(
+            self.policy.clone(),
+            env.scenario().params,
+            &mut self.workspace,
+        )
+        .map_err(|e| anyhow!("policy `{}`: {e}", self.name))?;
+        let decision = controller
+            .decide(status)
+            .map_err(|e| anyhow!("policy `{}`: {e}", self.name))?;
+        Ok(Decision {
+            association: decision.association.to_vec(),
+            gamma: Gamma::Given(decision.gamma.to_vec()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::export::tests::tiny;
+    use crate::onnx::{model_proto, onnx_to_blob};
+    use prost::Message;
+
+    fn blob() -> &'static [u8] {
+        let bytes = model_proto(&tiny(true), &[]).unwrap().encode_to_vec();
+        Box::leak(onnx_to_blob(&bytes).unwrap().into_boxed_slice())
+    }
+
+    #[test]
+    fn decides_a_whole_episode_with_feasible_optimal_gamma() {
+        let scenario = crate::policy::test_scenario(1, 1, 6, 3);
+        let mut dm = ControllerPolicy::from_blob(blob(), "tiny".into()).unwrap();
+        let m = crate::eval::run_episode(&scenario, &mut dm, 3, &|| {}).unwrap();
+        // One user, one server: the association is forced; γ is the solver's, so the
+        // controller matches the simulator's own optimum slot by slot.
+        let mut nearest = crate::policy::Nearest::new();
+        let n = crate::eval::run_episode(&scenario, &mut nearest, 3, &|| {}).unwrap();
+        assert_eq!(m.slots, 6);
+        assert!((m.objective - n.objective).abs() < 1e-9, "{m:?} {n:?}");
+    }
+
+    #[test]
+    fn a_scenario_of_another_shape_is_an_error_naming_both() {
+        let scenario = crate::policy::test_scenario(2, 1, 3, 1);
+        let mut dm = ControllerPolicy::from_blob(blob(), "tiny".into()).unwrap();
+        let err = format!(
+            "{:#}",
+            crate::eval::run_episode(&scenario, &mut dm, 1, &|| {}).unwrap_err()
+        );
+        assert!(
+            err.contains("1 users and 1 servers, the scenario has 2 and 1"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_bad_blob_file_is_named() {
+        let dir = std::env::temp_dir().join(format!("diten-ctl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.bin");
+        std::fs::write(&path, b"not a blob").unwrap();
+        let err = format!(
+            "{:#}",
+            ControllerPolicy::load(&path, "x".into()).unwrap_err()
+        );
+        assert!(err.contains("bad.bin"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
