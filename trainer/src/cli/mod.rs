@@ -120,12 +120,9 @@ pub struct InferArgs {
     pub obs: PathBuf,
 }
 
-/// Arguments of `diten train`.
+/// One scenario: a TOML file and overrides of its main values (`train`, `trace`).
 #[derive(Debug, Args)]
-pub struct TrainArgs {
-    /// The algorithm: ppo (the paper's Algorithm 1), a2c (Baseline 1) or ddpg (Baseline 4).
-    #[arg(long, value_enum, default_value = "ppo")]
-    pub algo: crate::train::Algo,
+pub struct ScenarioArgs {
     /// Scenario TOML file (see `diten_trainer::scenario`); without it the SPEC §2 defaults.
     #[arg(long, value_name = "FILE")]
     pub scenario: Option<PathBuf>,
@@ -141,9 +138,54 @@ pub struct TrainArgs {
     /// Slots per episode T (default: the scenario's).
     #[arg(long, value_name = "T")]
     pub slots: Option<usize>,
-    /// Seed of the networks, the sampling and the episodes (default: the scenario's).
+    /// Seed (default: the scenario's): of the episodes, and in `train` of the
+    /// networks and the sampling too.
     #[arg(long)]
     pub seed: Option<u64>,
+}
+
+impl ScenarioArgs {
+    /// Whether any option was given.
+    pub fn any(&self) -> bool {
+        self.scenario.is_some()
+            || self.servers.is_some()
+            || self.users.is_some()
+            || self.emd.is_some()
+            || self.slots.is_some()
+            || self.seed.is_some()
+    }
+
+    /// The scenario file (or the defaults) with the options applied.
+    pub fn load(&self) -> anyhow::Result<crate::scenario::Scenario> {
+        let mut scenario = crate::scenario::Scenario::load(self.scenario.as_deref())?;
+        if let Some(s) = self.servers {
+            scenario.servers = s;
+        }
+        if let Some(u) = self.users {
+            scenario.users = u;
+        }
+        if let Some(e) = self.emd {
+            scenario.emd = crate::scenario::Emd::All(e);
+        }
+        if let Some(t) = self.slots {
+            scenario.slots = t;
+        }
+        if let Some(seed) = self.seed {
+            scenario.seed = seed;
+        }
+        Ok(scenario)
+    }
+}
+
+/// Arguments of `diten train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The algorithm: ppo (the paper's Algorithm 1), a2c (Baseline 1) or ddpg (Baseline 4).
+    #[arg(long, value_enum, default_value = "ppo")]
+    pub algo: crate::train::Algo,
+    /// The training scenario.
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
     /// Iterations (rollout + update) in all (default 300).
     #[arg(long, value_name = "N")]
     pub iterations: Option<usize>,

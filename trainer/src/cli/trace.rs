@@ -15,33 +15,18 @@ use anyhow::{anyhow, Context};
 use clap::Args;
 use diten_controller::trace::{encode, encoded_len, TraceUser};
 
+use super::ScenarioArgs;
 use crate::eval::report::write_atomic;
-use crate::scenario::{Emd, Scenario};
+use crate::scenario::Scenario;
 use crate::sim::{Decision, Env};
 
 /// Arguments of `diten trace`.
 #[derive(Debug, Args)]
 pub struct TraceArgs {
-    /// Scenario TOML file (see `diten_trainer::scenario`); without it the SPEC §2
-    /// defaults.
-    #[arg(long, value_name = "FILE")]
-    pub scenario: Option<PathBuf>,
-    /// Number of edge servers S (default: the scenario's).
-    #[arg(long, value_name = "S")]
-    pub servers: Option<usize>,
-    /// Number of users U (default: the scenario's).
-    #[arg(long, value_name = "U")]
-    pub users: Option<usize>,
-    /// EMD φ of every user's data (default: the scenario's).
-    #[arg(long, value_name = "PHI")]
-    pub emd: Option<f64>,
-    /// Slots to record T (default: the scenario's).
-    #[arg(long, value_name = "T")]
-    pub slots: Option<usize>,
-    /// Seed of the episode, as `diten evaluate --seeds` uses it (default: the
-    /// scenario's).
-    #[arg(long)]
-    pub seed: Option<u64>,
+    /// The recorded episode's scenario (`--slots`: the slots to record; `--seed`:
+    /// the episode, as `diten evaluate --seeds` uses it).
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
     /// The trace file to write (its folder is created if missing).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
@@ -49,22 +34,7 @@ pub struct TraceArgs {
 
 /// Runs `diten trace`.
 pub fn run(args: &TraceArgs) -> anyhow::Result<()> {
-    let mut scenario = Scenario::load(args.scenario.as_deref())?;
-    if let Some(s) = args.servers {
-        scenario.servers = s;
-    }
-    if let Some(u) = args.users {
-        scenario.users = u;
-    }
-    if let Some(e) = args.emd {
-        scenario.emd = Emd::All(e);
-    }
-    if let Some(t) = args.slots {
-        scenario.slots = t;
-    }
-    if let Some(seed) = args.seed {
-        scenario.seed = seed;
-    }
+    let scenario = args.scenario.load()?;
     let bytes = record(&scenario)?;
     super::export::prepare_out(&args.out)?;
     write_atomic(&args.out, &bytes)?;

@@ -8,7 +8,6 @@ use super::TrainArgs;
 /// Runs `diten train`.
 #[cfg(feature = "torch")]
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
-    use crate::scenario::{Emd, Scenario};
     use crate::train::{run, TrainConfig};
 
     let (config, out, resume) = if let Some(dir) = &args.resume {
@@ -17,12 +16,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             .with_context(|| format!("--resume: reading {}", path.display()))?;
         let mut config = TrainConfig::from_toml(&text, &path.display().to_string())?;
         let others = [
-            args.scenario.is_some(),
-            args.servers.is_some(),
-            args.users.is_some(),
-            args.emd.is_some(),
-            args.slots.is_some(),
-            args.seed.is_some(),
+            args.scenario.any(),
             args.envs.is_some(),
             args.rollout.is_some(),
             args.reward.is_some(),
@@ -46,22 +40,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         }
         (config, dir.clone(), true)
     } else {
-        let mut scenario = Scenario::load(args.scenario.as_deref())?;
-        if let Some(s) = args.servers {
-            scenario.servers = s;
-        }
-        if let Some(u) = args.users {
-            scenario.users = u;
-        }
-        if let Some(e) = args.emd {
-            scenario.emd = Emd::All(e);
-        }
-        if let Some(t) = args.slots {
-            scenario.slots = t;
-        }
-        if let Some(seed) = args.seed {
-            scenario.seed = seed;
-        }
+        let scenario = args.scenario.load()?;
         let mut config = TrainConfig::defaults(args.algo, scenario);
         macro_rules! set {
             ($($field:ident),*) => {$(if let Some(v) = args.$field { config.$field = v; })*};
