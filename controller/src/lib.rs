@@ -51,6 +51,8 @@ mod params;
 pub mod policy;
 mod slot;
 pub mod solver;
+#[cfg(test)]
+mod test_rng;
 pub mod trace;
 
 pub use controller::{Controller, Decision, RepairOutcome};

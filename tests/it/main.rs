@@ -68,6 +68,18 @@ pub fn ok(out: Output) -> String {
     String::from_utf8(out.stdout).expect("stdout is UTF-8")
 }
 
+/// `out` failed with exactly one line on stderr that mentions `needle`.
+#[track_caller]
+pub fn one_line_error(out: Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(needle),
+        "`{stderr}` should mention `{needle}`"
+    );
+}
+
 /// A fresh, not yet existing folder `name` for one test's outputs, under the
 /// topic's folder in the target directory (an old one is removed; its parent exists).
 pub fn scratch_dir(topic: &str, name: &str) -> PathBuf {

@@ -4,7 +4,6 @@
 //! `diten models` (with a broken model beside a good one) and `diten demo`.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::sync::OnceLock;
 
 use prost::Message;
@@ -359,15 +358,7 @@ fn demo_runs_the_shipped_policy_through_the_controller() {
 
 #[test]
 fn bad_input_is_one_line_naming_the_file() {
-    let check = |out: Output, needle: &str| {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{stderr}");
-        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
-        assert!(
-            stderr.contains(needle),
-            "`{stderr}` should mention `{needle}`"
-        );
-    };
+    let check = crate::one_line_error;
     let empty = crate::scratch_dir("models", "empty-run");
     std::fs::create_dir_all(&empty).unwrap();
     let out = crate::scratch_dir("models", "unused");

@@ -149,15 +149,7 @@ fn the_learning_baselines_train_and_evaluate() {
 
 #[test]
 fn bad_input_is_one_line_naming_the_problem() {
-    let check = |out: Output, needle: &str| {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{stderr}");
-        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
-        assert!(
-            stderr.contains(needle),
-            "`{stderr}` should mention `{needle}`"
-        );
-    };
+    let check = crate::one_line_error;
     let missing = scratch("missing");
     check(
         diten()

@@ -91,25 +91,7 @@ fn table_blob(users: usize, servers: usize, table: &[f32]) -> Vec<u8> {
     )
 }
 
-/// xorshift64*: deterministic weights without a rand crate.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn unit(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn values(&mut self, n: usize, scale: f64) -> Vec<f32> {
-        (0..n)
-            .map(|_| (scale * (2.0 * self.unit() - 1.0)) as f32)
-            .collect()
-    }
-}
+use crate::test_rng::Rng;
 
 /// A policy with random weights: `hidden` = 0 gives one linear layer.
 fn random_blob(seed: u64, users: usize, servers: usize, hidden: usize) -> Vec<u8> {

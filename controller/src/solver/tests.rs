@@ -128,16 +128,7 @@ const NEG: f64 = f64::NEG_INFINITY;
 const GOLDEN: f64 = 0.618_033_988_749_894_9;
 
 /// xorshift64* for the restarts (deterministic, no rand crate).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+use crate::test_rng::Rng;
 
 /// Golden-section maximisation of `f` on [a, b]; returns the best point it saw.
 fn golden(f: &dyn Fn(f64) -> f64, mut a: f64, mut b: f64) -> (f64, f64) {
@@ -459,7 +450,7 @@ impl Sub<'_> {
                 }
                 let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (self.s as u64 + 1));
                 for _ in 0..restarts {
-                    let mut g: Vec<f64> = (0..n).map(|_| rng.next()).collect();
+                    let mut g: Vec<f64> = (0..n).map(|_| rng.unit()).collect();
                     self.onto_c2(&mut g);
                     starts.push(g);
                 }
