@@ -382,3 +382,35 @@ fn bad_input_is_one_line_naming_the_file() {
         "policy.onnx",
     );
 }
+
+#[test]
+fn a_servers_placeholder_puts_each_model_on_its_own_s() {
+    let dir = shipped();
+    let root = dir.parent().unwrap();
+    let objective = |policy: &Path, servers: &str| {
+        let stdout = ok(diten()
+            .args(["compare", "--users", "4", "--slots", "12", "--emd", "0.2"])
+            .args(["--servers", servers, "--seeds", "2", "--json", "--policy"])
+            .arg(policy)
+            .arg("--out")
+            .arg(crate::scratch_dir("models", "placeholder"))
+            .output()
+            .expect("running diten compare"));
+        let json: Value = serde_json::from_str(&stdout).expect("compare JSON");
+        json["rows"][0]["objective"]["mean"]
+            .as_f64()
+            .expect("objective")
+    };
+    let template = root.join("u4-s{S}").join("policy.bin");
+    assert_eq!(
+        objective(&template, "3"),
+        objective(&dir.join("policy.bin"), "3")
+    );
+    // No model for S = 4: refused before any episode, naming the file it looked for.
+    let out = diten()
+        .args(["compare", "--users", "4", "--servers", "3,4", "--policy"])
+        .arg(&template)
+        .output()
+        .unwrap();
+    crate::one_line_error(out, "u4-s4");
+}

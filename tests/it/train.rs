@@ -102,6 +102,60 @@ fn ppo_learns_to_beat_a_random_association() {
 }
 
 #[test]
+fn imitation_of_the_oracle_packs_like_it() {
+    let dir = scratch("imitate");
+    ok(train(
+        &dir,
+        &[
+            "--seed",
+            "7",
+            "--imitate",
+            "10",
+            "--iterations",
+            "10",
+            "--reward",
+            "objective",
+        ],
+    ));
+    // The agreement column: the share of users on the oracle's server, rising.
+    let text = std::fs::read_to_string(dir.join("metrics.csv")).expect("metrics.csv");
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let col = header
+        .iter()
+        .position(|&h| h == "agreement")
+        .expect("agreement column");
+    let agreement: Vec<f64> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(col).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(agreement.len(), 10);
+    let (first, last) = (agreement[0], agreement[9]);
+    assert!(last > first && last > 0.7, "agreement {agreement:?}");
+
+    // The exported policy, run as the gateway runs it (blob → controller), against
+    // the oracle it imitates and the best simple baseline.
+    let blob = dir.join("policy.bin");
+    ok(diten()
+        .arg("convert")
+        .arg(dir.join("policy.onnx"))
+        .arg("--out")
+        .arg(&blob)
+        .output()
+        .unwrap());
+    let rows = compare(
+        &format!("nearest,oracle,{}", blob.display()),
+        &scratch("imitate-compare"),
+    );
+    let (nearest, oracle, imitated) = (rows[0].1, rows[1].1, rows[2].1);
+    // The oracle is about 0.06 ahead of nearest here; imitation must close half of it.
+    assert!(
+        imitated > nearest + 0.5 * (oracle - nearest),
+        "imitation {imitated} vs nearest {nearest}, oracle {oracle}"
+    );
+}
+
+#[test]
 fn same_seed_same_curve_and_resume_continues() {
     let (a, b) = (scratch("seed-a"), scratch("seed-b"));
     ok(train(&a, &["--seed", "3", "--iterations", "6"]));
@@ -164,6 +218,13 @@ fn bad_input_is_one_line_naming_the_problem() {
         "iterations",
     );
     check(train(&scratch("dev"), &["--device", "tpu"]), "--device");
+    check(
+        train(
+            &scratch("ddpg-imitate"),
+            &["--algo", "ddpg", "--imitate", "2"],
+        ),
+        "imitate.iterations",
+    );
     // A corrupt checkpoint is named in the error, for resume and for evaluation.
     let dir = scratch("corrupt");
     ok(train(&dir, &["--iterations", "1"]));

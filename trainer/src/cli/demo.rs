@@ -136,7 +136,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let rows = eval::summarise(&sweep, &result);
     let summary = report::summary_json("demo", &sweep, &result, &rows);
     report::write_tables(&out, &sweep, &result, &summary, &rows)?;
-    plot::write_plots(&out, &sweep, &rows)?;
+    plot::write_plots(&out, &sweep.labels(), &sweep.emds, &rows)?;
     let plot_path = out.join("compare.png");
     ship::write_compare_plot(&plot_path, &model.name, &sweep, &rows)?;
     super::print_line(ship::comparison_table(&rows).render_text().trim_end())?;

@@ -129,9 +129,6 @@ pub fn build_sweep(args: &SweepArgs, policies: &[String]) -> anyhow::Result<Swee
             .map(|p| PolicySpec::parse(p.trim()).context("--policy"))
             .collect::<anyhow::Result<_>>()?
     };
-    for p in &policies {
-        p.instantiate().context("--policy")?;
-    }
     let labels: Vec<String> = policies.iter().map(PolicySpec::label).collect();
     check_unique("--policy", &labels)?;
     check_unique("--servers", &args.servers)?;
@@ -166,6 +163,11 @@ pub fn build_sweep(args: &SweepArgs, policies: &[String]) -> anyhow::Result<Swee
         seeds,
     };
     sweep.validate().map_err(|e| attribute(e, args))?;
+    for p in &sweep.policies {
+        for &servers in &sweep.servers {
+            p.instantiate(servers).context("--policy")?;
+        }
+    }
     Ok(sweep)
 }
 
@@ -343,7 +345,7 @@ pub(super) fn run_sweep(
     let rows = eval::summarise(&sweep, &result);
     let summary = report::summary_json(command, &sweep, &result, &rows);
     report::write_tables(&out, &sweep, &result, &summary, &rows)?;
-    plot::write_plots(&out, &sweep, &rows)?;
+    plot::write_plots(&out, &sweep.labels(), &sweep.emds, &rows)?;
     if args.json {
         super::print_line(
             &serde_json::to_string_pretty(&summary).context("serialising the summary")?,

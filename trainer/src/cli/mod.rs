@@ -21,6 +21,7 @@ pub mod infer;
 mod input;
 pub mod models;
 pub mod replay;
+pub mod results;
 pub mod ship;
 pub mod solve;
 pub mod trace;
@@ -77,6 +78,9 @@ pub enum Command {
     /// List the shipped models of a folder (default onnx-models/): U, S, φ,
     /// algorithm, seed, blob size, objective and gap to the oracle.
     Models(models::ModelsArgs),
+    /// Merge the shipped models' evaluations (default onnx-models/): one table per
+    /// φ of every decision maker against S, summary.csv and the plots, under --out.
+    Results(results::ResultsArgs),
     /// Run a shipped policy through the controller's decision loop on a default
     /// scenario against the baselines; print the comparison and write the plot.
     Demo(demo::DemoArgs),
@@ -206,6 +210,11 @@ pub struct TrainArgs {
     /// is the paper's plain MLP).
     #[arg(long, value_name = "C")]
     pub stay_prior: Option<f64>,
+    /// PPO/A2C: first imitate the oracle for N iterations (DAgger: the oracle labels
+    /// every slot and hands the driving over to the actor), then PPO (default 0,
+    /// the paper). An iteration costs about 20 ms of oracle per slot.
+    #[arg(long, value_name = "N")]
+    pub imitate: Option<usize>,
     /// Entropy bonus per user (default 0.01).
     #[arg(long)]
     pub entropy: Option<f64>,
@@ -245,7 +254,8 @@ pub struct SolveArgs {
 pub struct EvaluateArgs {
     /// The decision maker: a built-in name (nearest, nearest-random, sticky, oracle,
     /// random), a training checkpoint (`checkpoint.ot` or its run folder) or a
-    /// firmware blob (`.bin`, run through the controller's decision loop).
+    /// firmware blob (`.bin`, run through the controller's decision loop); `{S}` in
+    /// a path stands for the episode's number of servers.
     #[arg(long, value_name = "NAME|PATH")]
     pub policy: String,
     /// The scenario and the sweep.
@@ -258,6 +268,8 @@ pub struct EvaluateArgs {
 pub struct CompareArgs {
     /// Decision makers, comma-separated built-in names or trained policy files
     /// (default: nearest,nearest-random,sticky,oracle). All run on the same episodes.
+    /// `{S}` in a path stands for the episode's number of servers, so
+    /// `onnx-models/u20-s{S}/policy.bin` puts each shipped model on its own S.
     #[arg(long, value_name = "NAME|PATH,...", value_delimiter = ',')]
     pub policy: Vec<String>,
     /// The scenario and the sweep.
@@ -320,6 +332,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Replay(args) => replay::run(&args),
         Command::Ship(args) => ship::run(&args),
         Command::Models(args) => models::run(&args),
+        Command::Results(args) => results::run(&args),
         Command::Demo(args) => demo::run(&args),
     }
 }

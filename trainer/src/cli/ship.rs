@@ -300,7 +300,7 @@ pub fn run(args: &ShipArgs) -> anyhow::Result<()> {
         );
         std::process::exit(evaluate::INTERRUPTED_EXIT_CODE);
     }
-    plot::write_plots(&eval_dir, &sweep, &rows)?;
+    plot::write_plots(&eval_dir, &sweep.labels(), &sweep.emds, &rows)?;
     write_compare_plot(&out.join("compare.png"), &name, &sweep, &rows)?;
 
     let evaluation = serde_json::to_string(&summary).context("serialising the summary")?;

@@ -22,6 +22,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             args.reward.is_some(),
             args.ratio.is_some(),
             args.stay_prior.is_some(),
+            args.imitate.is_some(),
             args.entropy.is_some(),
             args.lr_actor.is_some(),
             args.lr_critic.is_some(),
@@ -46,6 +47,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             ($($field:ident),*) => {$(if let Some(v) = args.$field { config.$field = v; })*};
         }
         set!(iterations, envs, rollout, reward, ratio, stay_prior, entropy, lr_actor, lr_critic);
+        if let Some(n) = args.imitate {
+            config.imitate.iterations = n;
+        }
         config.validate()?;
         let out = super::evaluate::output_dir("train", args.out.as_deref())?;
         (config, out, false)

@@ -71,6 +71,9 @@ pub enum PolicyError {
     TrainedNotSupported(PathBuf, &'static str),
 }
 
+/// In a `--policy` file path, stands for the episode's number of servers.
+pub const SERVERS_PLACEHOLDER: &str = "{S}";
+
 /// File extensions that mark a `--policy` value as a trained-policy file.
 const POLICY_FILE_EXTENSIONS: &[&str] = &["onnx", "pt", "ot", "safetensors", "bin", "blob"];
 
@@ -105,12 +108,23 @@ impl PolicySpec {
         }
     }
 
-    /// A fresh decision maker. Each episode gets its own, so episodes are
-    /// independent of each other and of the thread that runs them.
-    pub fn instantiate(&self) -> anyhow::Result<Box<dyn DecisionMaker>> {
+    /// A fresh decision maker for episodes with `servers` servers. Each episode
+    /// gets its own, so episodes are independent of each other and of the thread
+    /// that runs them. A file path may hold [`SERVERS_PLACEHOLDER`]: it is replaced
+    /// by `servers`, so one `--policy` names a trained policy per server count
+    /// (`onnx-models/u20-s{S}/policy.bin`); the label keeps the placeholder.
+    pub fn instantiate(&self, servers: usize) -> anyhow::Result<Box<dyn DecisionMaker>> {
         match self {
             PolicySpec::Builtin(name) => policy::by_name(name),
-            PolicySpec::File(path) => load_trained(path, self.label()),
+            PolicySpec::File(path) => {
+                let text = path.to_string_lossy();
+                let path = if text.contains(SERVERS_PLACEHOLDER) {
+                    PathBuf::from(text.replace(SERVERS_PLACEHOLDER, &servers.to_string()))
+                } else {
+                    path.clone()
+                };
+                load_trained(&path, self.label())
+            }
         }
     }
 }
@@ -199,6 +213,11 @@ impl Sweep {
             }
         }
         Ok(())
+    }
+
+    /// The policies' labels, in table order.
+    pub fn labels(&self) -> Vec<String> {
+        self.policies.iter().map(PolicySpec::label).collect()
     }
 
     /// Every episode, in result order: policy, then servers, then emd, then seed.
@@ -340,7 +359,9 @@ pub fn run(sweep: &Sweep, options: &RunOptions<'_>) -> anyhow::Result<SweepResul
     // Every decision maker and scenario once up front, so that a bad name or value
     // fails before hours of episodes.
     for p in &sweep.policies {
-        p.instantiate()?;
+        for &servers in &sweep.servers {
+            p.instantiate(servers)?;
+        }
     }
     sweep.validate()?;
     let results: Mutex<Vec<Option<anyhow::Result<EpisodeMetrics>>>> =
@@ -358,7 +379,7 @@ pub fn run(sweep: &Sweep, options: &RunOptions<'_>) -> anyhow::Result<SweepResul
         let job = &jobs[i];
         let scenario = sweep.scenario(job.servers, &sweep.emds[job.emd]);
         let result = sweep.policies[job.policy]
-            .instantiate()
+            .instantiate(job.servers)
             .and_then(|mut dm| run_episode(&scenario, dm.as_mut(), job.seed, options.on_slot))
             .with_context(|| sweep.describe(job));
         if result.is_err() {
@@ -523,7 +544,7 @@ mod tests {
         for file in ["models/ppo.onnx", "ppo.onnx", "./ppo", "ckpt.pt"] {
             let spec = PolicySpec::parse(file).unwrap();
             assert_eq!(spec, PolicySpec::File(file.into()), "{file}");
-            let err = format!("{:#}", spec.instantiate().err().unwrap());
+            let err = format!("{:#}", spec.instantiate(3).err().unwrap());
             if file.ends_with(".onnx") {
                 assert!(err.contains("not supported yet"), "{err}");
             } else {

@@ -14,7 +14,7 @@ use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 
 use super::report::write_atomic_with;
-use super::{emd_label, Metric, SummaryRow, Sweep};
+use super::{emd_label, Metric, SummaryRow};
 use crate::scenario::Emd;
 
 /// The font every plot uses, registered with plotters as `sans-serif`.
@@ -212,11 +212,17 @@ pub fn draw(path: &Path, title: &str, y_label: &str, lines: &[Line]) -> anyhow::
     })
 }
 
-/// Draws every plot of [`PLOTTED`] for each EMD setting of `sweep` with at least one
-/// row; returns the paths written.
-pub fn write_plots(dir: &Path, sweep: &Sweep, rows: &[SummaryRow]) -> anyhow::Result<Vec<PathBuf>> {
+/// Draws every plot of [`PLOTTED`] for each EMD setting in `emds` with at least one
+/// row, one line per policy of `policies` (in that order, by label); returns the
+/// paths written.
+pub fn write_plots(
+    dir: &Path,
+    policies: &[String],
+    emds: &[Emd],
+    rows: &[SummaryRow],
+) -> anyhow::Result<Vec<PathBuf>> {
     let mut written = Vec::new();
-    for emd in &sweep.emds {
+    for emd in emds {
         let label = emd_label(emd);
         let rows_here: Vec<&SummaryRow> =
             rows.iter().filter(|r| emd_label(&r.emd) == label).collect();
@@ -224,14 +230,12 @@ pub fn write_plots(dir: &Path, sweep: &Sweep, rows: &[SummaryRow]) -> anyhow::Re
             continue;
         }
         for metric in PLOTTED {
-            let lines: Vec<Line> = sweep
-                .policies
+            let lines: Vec<Line> = policies
                 .iter()
-                .map(|p| p.label())
                 .filter_map(|policy| {
                     let mut points: Vec<(f64, f64, f64)> = rows_here
                         .iter()
-                        .filter(|r| r.policy == policy)
+                        .filter(|r| r.policy == *policy)
                         .map(|r| {
                             let s = r.get(metric);
                             (r.servers as f64, s.mean, s.std)
@@ -239,7 +243,7 @@ pub fn write_plots(dir: &Path, sweep: &Sweep, rows: &[SummaryRow]) -> anyhow::Re
                         .collect();
                     points.sort_by(|a, b| a.0.total_cmp(&b.0));
                     (!points.is_empty()).then_some(Line {
-                        label: policy,
+                        label: policy.clone(),
                         points,
                     })
                 })

@@ -183,7 +183,7 @@ impl Ddpg {
 }
 
 impl Learner for Ddpg {
-    fn iterate(&mut self, venv: &mut VecEnv) -> anyhow::Result<IterStats> {
+    fn iterate(&mut self, venv: &mut VecEnv, _iteration: usize) -> anyhow::Result<IterStats> {
         let (n, dim, users, servers) = (venv.len(), self.dim, self.users, self.servers);
         let penalty = self.config.scenario.params.infeasible_penalty;
         let mut acc = EpisodeAccumulator::default();
@@ -260,6 +260,7 @@ impl Learner for Ddpg {
             approx_kl: f64::NAN,
             clip_frac: f64::NAN,
             explained_var: f64::NAN,
+            agreement: f64::NAN,
         })
     }
 

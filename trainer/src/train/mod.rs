@@ -103,6 +103,41 @@ impl Default for DdpgConfig {
     }
 }
 
+/// Imitation of the oracle at the start of a PPO/A2C run (DAgger, see
+/// `train::ppo::imitate`): the actor learns the oracle's association by
+/// cross-entropy on every slot it visits, and the environments are driven first by
+/// the oracle, then more and more by the actor itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImitateConfig {
+    /// Iterations of imitation before PPO takes over (0: none, the paper).
+    pub iterations: usize,
+    /// Actor learning rate while imitating.
+    pub lr: f64,
+    /// Passes over the aggregated demonstrations per iteration.
+    pub epochs: usize,
+    /// Slots per minibatch.
+    pub minibatch: usize,
+    /// Most demonstrations kept (the oldest are dropped first).
+    pub max_samples: usize,
+    /// Share of the imitation iterations over which the oracle's share of the
+    /// environments falls from all to none (DAgger's β).
+    pub handover: f64,
+}
+
+impl Default for ImitateConfig {
+    fn default() -> Self {
+        ImitateConfig {
+            iterations: 0,
+            lr: 1e-3,
+            epochs: 2,
+            minibatch: 256,
+            max_samples: 32_768,
+            handover: 0.5,
+        }
+    }
+}
+
 /// Everything that defines a training run (written to `config.toml`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -149,6 +184,9 @@ pub struct TrainConfig {
     pub stay_prior: f64,
     /// Iterations between checkpoints.
     pub checkpoint_every: usize,
+    /// PPO/A2C: imitation of the oracle before the policy-gradient iterations.
+    #[serde(default)]
+    pub imitate: ImitateConfig,
     /// DDPG's settings.
     #[serde(default)]
     pub ddpg: DdpgConfig,
@@ -180,6 +218,7 @@ impl TrainConfig {
             ratio: Ratio::Joint,
             stay_prior: 0.0,
             checkpoint_every: 10,
+            imitate: ImitateConfig::default(),
             ddpg: DdpgConfig::default(),
             scenario,
         }
@@ -221,6 +260,21 @@ impl TrainConfig {
             "stay_prior: must be >= 0"
         );
         ensure!(self.checkpoint_every >= 1, "checkpoint_every: must be >= 1");
+        let im = &self.imitate;
+        ensure!(
+            im.iterations == 0 || self.algo != Algo::Ddpg,
+            "imitate.iterations: imitation is for ppo and a2c, not ddpg"
+        );
+        ensure!(im.lr.is_finite() && im.lr > 0.0, "imitate.lr: must be > 0");
+        ensure!(im.epochs >= 1, "imitate.epochs: must be >= 1");
+        ensure!(
+            im.minibatch >= 1 && im.max_samples >= im.minibatch,
+            "imitate.max_samples: must be >= imitate.minibatch >= 1"
+        );
+        ensure!(
+            im.handover > 0.0 && im.handover <= 1.0,
+            "imitate.handover: must be in (0, 1]"
+        );
         let d = &self.ddpg;
         ensure!(
             d.batch >= 1 && d.buffer >= d.batch,
@@ -274,4 +328,5 @@ pub const METRICS_COLUMNS: &[&str] = &[
     "approx_kl",
     "clip_frac",
     "explained_var",
+    "agreement",
 ];

@@ -17,6 +17,8 @@ use crate::eval::{EpisodeAccumulator, SlotMetrics};
 use crate::policy::trained::Prior;
 use crate::sim::{Decision, VecEnv};
 
+mod imitate;
+
 /// PPO or A2C state: networks, optimisers, normalisers.
 pub(crate) struct Ppo {
     config: TrainConfig,
@@ -37,6 +39,8 @@ pub(crate) struct Ppo {
     ret_norm: RunningNorm,
     /// Running discounted return per environment (for reward scaling).
     returns: Vec<f64>,
+    /// The oracle's demonstrations while imitating (not checkpointed).
+    demos: imitate::Demos,
 }
 
 /// Slot reward for learning.
@@ -100,6 +104,7 @@ impl Ppo {
             obs_norm: RunningNorm::new(dim),
             ret_norm: RunningNorm::new(1),
             returns: vec![0.0; config.envs],
+            demos: imitate::Demos::new(config.envs),
         }
     }
 
@@ -117,21 +122,124 @@ impl Ppo {
             .view([(rows.len() / cols) as i64, cols as i64])
             .to_device(self.device)
     }
+    /// Folds one step's outcomes into the metrics and the rollout: the training
+    /// signal scaled by the running standard deviation of the discounted return.
+    fn record(
+        &mut self,
+        outcomes: &[crate::sim::Outcome],
+        acc: &mut EpisodeAccumulator,
+        rollout: &mut Rollout,
+    ) {
+        let c = &self.config;
+        let penalty = c.scenario.params.infeasible_penalty;
+        let mut scaled = Vec::with_capacity(outcomes.len());
+        for (g, o) in self.returns.iter_mut().zip(outcomes) {
+            acc.add(&SlotMetrics::of(o, Duration::ZERO));
+            let r = signal(c.reward, o, penalty);
+            *g = *g * c.discount + r;
+            scaled.push(r);
+            rollout.dones.push(if o.done { 1.0 } else { 0.0 });
+        }
+        let rets: Vec<f32> = self.returns.iter().map(|&g| g as f32).collect();
+        self.ret_norm.update(&rets);
+        let scale = (self.ret_norm.var[0] + 1e-8).sqrt();
+        for ((g, o), r) in self.returns.iter_mut().zip(outcomes).zip(scaled) {
+            rollout.rewards.push((r / scale) as f32);
+            if o.done {
+                *g = 0.0;
+            }
+        }
+    }
+
+    /// GAE advantages and returns of a rollout (step-major buffers: index t·n + i),
+    /// bootstrapped from the critic on `raw_last`, the raw observations after it
+    /// (normalised here, statistics not updated).
+    fn advantages(
+        &self,
+        raw_last: &[f32],
+        rollout: &Rollout,
+    ) -> anyhow::Result<(Vec<f32>, Vec<f32>)> {
+        let c = &self.config;
+        let dim = self.dim;
+        let mut last = raw_last.to_vec();
+        for row in last.chunks_exact_mut(dim) {
+            self.obs_norm.apply(row);
+        }
+        let n = last.len() / dim.max(1);
+        let last_x = self.to_tensor(&last, dim);
+        let last_v = Vec::<f32>::try_from(
+            tch::no_grad(|| self.critic.forward(&last_x).view([-1])).to_device(Device::Cpu),
+        )?;
+        let (val, rew, done) = (&rollout.values, &rollout.rewards, &rollout.dones);
+        let batch = val.len();
+        let steps = batch / n.max(1);
+        let mut adv = vec![0f32; batch];
+        let mut gae = vec![0f32; n];
+        let (gamma, lambda) = (c.discount as f32, c.gae_lambda as f32);
+        for t in (0..steps).rev() {
+            for i in 0..n {
+                let k = t * n + i;
+                let next_v = if t + 1 == steps {
+                    last_v[i]
+                } else {
+                    val[k + n]
+                };
+                let nonterminal = 1.0 - done[k];
+                let delta = rew[k] + gamma * next_v * nonterminal - val[k];
+                gae[i] = delta + gamma * lambda * nonterminal * gae[i];
+                adv[k] = gae[i];
+            }
+        }
+        let ret = adv.iter().zip(val).map(|(a, v)| a + v).collect();
+        Ok((adv, ret))
+    }
+
+    /// One critic step toward `target` on the normalised observations `o`; returns
+    /// the value loss.
+    fn critic_step(&mut self, o: &Tensor, target: &Tensor) -> Tensor {
+        let value = self.critic.forward(o).view([-1]);
+        let v_loss = (value - target).square().mean(Kind::Float) * 0.5;
+        self.critic_opt.zero_grad();
+        v_loss.backward();
+        self.critic_opt.clip_grad_norm(self.config.max_grad_norm);
+        self.critic_opt.step();
+        v_loss
+    }
+}
+
+/// Per-slot values, scaled rewards and episode ends of one rollout, step-major.
+#[derive(Default)]
+struct Rollout {
+    values: Vec<f32>,
+    rewards: Vec<f32>,
+    dones: Vec<f32>,
+}
+
+impl Rollout {
+    fn with_capacity(batch: usize) -> Rollout {
+        Rollout {
+            values: Vec::with_capacity(batch),
+            rewards: Vec::with_capacity(batch),
+            dones: Vec::with_capacity(batch),
+        }
+    }
 }
 
 impl Learner for Ppo {
-    fn iterate(&mut self, venv: &mut VecEnv) -> anyhow::Result<IterStats> {
-        let c = &self.config;
+    fn iterate(&mut self, venv: &mut VecEnv, iteration: usize) -> anyhow::Result<IterStats> {
+        if iteration < self.config.imitate.iterations {
+            return self.imitate(venv, iteration);
+        }
+        self.actor_opt.lr = self.config.lr_actor;
+        let c = self.config.clone();
+        let c = &c;
         let (n, steps, dim, users, servers) =
             (venv.len(), c.rollout, self.dim, self.users, self.servers);
         let batch = n * steps;
-        let penalty = c.scenario.params.infeasible_penalty;
         let mut obs_buf = Vec::with_capacity(batch * dim);
         let mut act_buf: Vec<i64> = Vec::with_capacity(batch * users);
         let mut logp_buf: Vec<f32> = Vec::with_capacity(batch * users);
-        let mut val_buf: Vec<f32> = Vec::with_capacity(batch);
-        let mut rew_buf: Vec<f32> = Vec::with_capacity(batch);
-        let mut done_buf: Vec<f32> = Vec::with_capacity(batch);
+        let mut rollout = Rollout::with_capacity(batch);
         let mut acc = EpisodeAccumulator::default();
         let mut raw = Vec::new();
         observe_all(venv, dim, &mut raw)?;
@@ -154,60 +262,20 @@ impl Learner for Ppo {
             });
             let actions = Vec::<i64>::try_from(actions.to_device(Device::Cpu))?;
             logp_buf.extend(Vec::<f32>::try_from(logp.to_device(Device::Cpu))?);
-            val_buf.extend(Vec::<f32>::try_from(value.to_device(Device::Cpu))?);
+            rollout
+                .values
+                .extend(Vec::<f32>::try_from(value.to_device(Device::Cpu))?);
             let decisions: Vec<Decision> = actions
                 .chunks_exact(users)
                 .map(|a| Decision::optimal(a.iter().map(|&s| s as usize).collect()))
                 .collect();
             act_buf.extend(&actions);
             let outcomes = venv.step(&decisions).context("stepping the environments")?;
-            let mut scaled = Vec::with_capacity(n);
-            for (i, o) in outcomes.iter().enumerate() {
-                acc.add(&SlotMetrics::of(o, Duration::ZERO));
-                let r = signal(c.reward, o, penalty);
-                self.returns[i] = self.returns[i] * c.discount + r;
-                scaled.push(r);
-                done_buf.push(if o.done { 1.0 } else { 0.0 });
-            }
-            let rets: Vec<f32> = self.returns.iter().map(|&g| g as f32).collect();
-            self.ret_norm.update(&rets);
-            let scale = (self.ret_norm.var[0] + 1e-8).sqrt();
-            for (i, o) in outcomes.iter().enumerate() {
-                rew_buf.push((scaled[i] / scale) as f32);
-                if o.done {
-                    self.returns[i] = 0.0;
-                }
-            }
+            self.record(&outcomes, &mut acc, &mut rollout);
             observe_all(venv, dim, &mut raw)?;
         }
-        // Bootstrap from the state after the rollout (normalised, stats not updated).
-        let mut last = raw.clone();
-        for row in last.chunks_exact_mut(dim) {
-            self.obs_norm.apply(row);
-        }
-        let last_x = self.to_tensor(&last, dim);
-        let last_v = Vec::<f32>::try_from(
-            tch::no_grad(|| self.critic.forward(&last_x).view([-1])).to_device(Device::Cpu),
-        )?;
-        // GAE, step-major buffers: index t·n + i.
-        let mut adv = vec![0f32; batch];
-        let mut gae = vec![0f32; n];
-        let (gamma, lambda) = (c.discount as f32, c.gae_lambda as f32);
-        for t in (0..steps).rev() {
-            for i in 0..n {
-                let k = t * n + i;
-                let next_v = if t + 1 == steps {
-                    last_v[i]
-                } else {
-                    val_buf[k + n]
-                };
-                let nonterminal = 1.0 - done_buf[k];
-                let delta = rew_buf[k] + gamma * next_v * nonterminal - val_buf[k];
-                gae[i] = delta + gamma * lambda * nonterminal * gae[i];
-                adv[k] = gae[i];
-            }
-        }
-        let ret: Vec<f32> = adv.iter().zip(&val_buf).map(|(a, v)| a + v).collect();
+        let (adv, ret) = self.advantages(&raw, &rollout)?;
+        let val_buf = rollout.values;
         let explained_var = explained_variance(&val_buf, &ret);
 
         let obs = self.to_tensor(&obs_buf, dim);
@@ -261,15 +329,7 @@ impl Learner for Ppo {
                 self.actor_opt.clip_grad_norm(c.max_grad_norm);
                 self.actor_opt.step();
 
-                let value = self.critic.forward(&o).view([-1]);
-                let v_loss = (value - ret_t.index_select(0, &idx))
-                    .square()
-                    .mean(Kind::Float)
-                    * 0.5;
-                self.critic_opt.zero_grad();
-                v_loss.backward();
-                self.critic_opt.clip_grad_norm(c.max_grad_norm);
-                self.critic_opt.step();
+                let v_loss = self.critic_step(&o, &ret_t.index_select(0, &idx));
 
                 tch::no_grad(|| {
                     stats.add(
@@ -361,6 +421,7 @@ impl UpdateStats {
             approx_kl: self.kl / n,
             clip_frac: if ppo { self.clip / n } else { f64::NAN },
             explained_var,
+            agreement: f64::NAN,
         }
     }
 }

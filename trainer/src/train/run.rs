@@ -32,12 +32,16 @@ pub struct IterStats {
     pub clip_frac: f64,
     /// Explained variance of the value function (NaN for DDPG).
     pub explained_var: f64,
+    /// While imitating the oracle: the share of users whose greedy server is the
+    /// oracle's, over the demonstrations trained on (NaN otherwise).
+    pub agreement: f64,
 }
 
 /// A learning algorithm as the loop drives it.
 pub(crate) trait Learner {
-    /// One rollout through `venv` and one update.
-    fn iterate(&mut self, venv: &mut VecEnv) -> anyhow::Result<IterStats>;
+    /// One rollout through `venv` and one update; `iteration` counts the
+    /// iterations done before this one (it survives `--resume`).
+    fn iterate(&mut self, venv: &mut VecEnv, iteration: usize) -> anyhow::Result<IterStats>;
     /// Everything to checkpoint.
     fn tensors(&self) -> Vec<(String, Tensor)>;
     /// Restores what [`tensors`](Learner::tensors) saved.
@@ -292,7 +296,7 @@ pub fn train(
         }
         let t0 = Instant::now();
         let s = learner
-            .iterate(&mut venv)
+            .iterate(&mut venv, counters.iteration)
             .with_context(|| format!("iteration {}", counters.iteration + 1))?;
         let dt = t0.elapsed().as_secs_f64();
         counters.iteration += 1;
@@ -322,13 +326,19 @@ pub fn train(
                 fmt(s.approx_kl),
                 fmt(s.clip_frac),
                 fmt(s.explained_var),
+                fmt(s.agreement),
             ]
             .join(","),
         );
         curve.push((episodes, m.reward, m.objective));
         bar.set_position(counters.iteration as u64);
+        let imitating = if s.agreement.is_nan() {
+            String::new()
+        } else {
+            format!(", imitating: {:.1} % agree", 100.0 * s.agreement)
+        };
         bar.set_message(format!(
-            "reward {:.3}, objective {:.4}",
+            "reward {:.3}, objective {:.4}{imitating}",
             m.reward, m.objective
         ));
         let last = counters.iteration == config.iterations;
