@@ -65,12 +65,7 @@ pub fn run(args: &ResultsArgs) -> anyhow::Result<()> {
         }
     }
     let labels = ordered(rows.iter().map(|r| r.policy.clone()));
-    let mut emds: Vec<Emd> = Vec::new();
-    for r in &rows {
-        if !emds.contains(&r.emd) {
-            emds.push(r.emd.clone());
-        }
-    }
+    let emds = ordered(rows.iter().map(|r| r.emd.clone()));
     rows.sort_by(|a, b| {
         let pos = |p: &str| labels.iter().position(|l| l == p);
         (pos(&a.policy), a.servers).cmp(&(pos(&b.policy), b.servers))
@@ -154,8 +149,8 @@ fn read_rows(json: &Value) -> anyhow::Result<Vec<SummaryRow>> {
 }
 
 /// The distinct values in order of first appearance.
-fn ordered(values: impl Iterator<Item = String>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
+fn ordered<T: PartialEq>(values: impl Iterator<Item = T>) -> Vec<T> {
+    let mut out = Vec::new();
     for v in values {
         if !out.contains(&v) {
             out.push(v);
