@@ -44,28 +44,40 @@ enum Search {
 
 /// The repair of one slot: the status, the parameters and the policy's logits.
 pub(super) struct Repair<'a, const U: usize, const S: usize> {
-    params: &'a Params,
     slot: &'a Slot<U, S>,
     /// User-major logits, `n_users · n_servers` of them.
     logits: &'a [f32],
-    rate: f64,
     n_users: usize,
     n_servers: usize,
     /// 1 + 8·n·ε: the search prunes a partial sum only above capacity × this.
     slack: f64,
+    /// `loads[u][s]`: what user u puts on server s at γ = 0, computed once per slot
+    /// (every step asks for these many times over).
+    loads: [[Load; S]; U],
 }
 
 impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
     pub(super) fn new(params: &'a Params, slot: &'a Slot<U, S>, logits: &'a [f32]) -> Self {
         let n_users = slot.users().len();
+        let rate = params.rate_bps();
+        let mut loads = [[Load::default(); S]; U];
+        for (user, row) in slot.users().iter().zip(loads.iter_mut()) {
+            for (s, load) in row.iter_mut().enumerate().take(slot.servers().len()) {
+                let uc = UserCost::new(params, slot, user, s, rate);
+                let gamma = 0.0;
+                *load = Load {
+                    cmp: uc.cmp_cost(user.data_bits + gamma * user.prev_data_bits),
+                    syn: uc.syn,
+                };
+            }
+        }
         Repair {
-            params,
             slot,
             logits,
-            rate: params.rate_bps(),
             n_users,
             n_servers: slot.servers().len(),
             slack: 1.0 + 8.0 * n_users as f64 * f64::EPSILON,
+            loads,
         }
     }
 
@@ -120,18 +132,14 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
     // Loads and capacities
     // -----------------------------------------------------------------------------
 
-    /// The loads user `u` puts on server `s` at γ = 0, computed exactly as
-    /// [`crate::evaluate`] computes each term (D̄ = D_t + 0·D_{t−1}).
+    /// The loads user `u` puts on server `s` at γ = 0, computed (in [`Repair::new`])
+    /// exactly as [`crate::evaluate`] computes each term (D̄ = D_t + 0·D_{t−1}).
     fn load(&self, u: usize, s: usize) -> Load {
-        let Some(user) = self.slot.users().get(u) else {
-            return Load::default();
-        };
-        let uc = UserCost::new(self.params, self.slot, user, s, self.rate);
-        let gamma = 0.0;
-        Load {
-            cmp: uc.cmp_cost(user.data_bits + gamma * user.prev_data_bits),
-            syn: uc.syn,
-        }
+        self.loads
+            .get(u)
+            .and_then(|row| row.get(s))
+            .copied()
+            .unwrap_or_default()
     }
 
     /// Whether `sum` on server `s` breaks C2 or C3 (as [`crate::evaluate`] decides:
@@ -272,13 +280,17 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
                     continue;
                 }
                 for (t, &sum) in sums.iter().enumerate().take(self.n_servers) {
-                    if t == s || self.over(t, sum.add(self.load(u, t))) {
+                    if t == s {
                         continue;
                     }
+                    // The cheap test first: most moves lose more than the best so far.
                     let loss = self.loss(u, s, t);
-                    if best.is_none_or(|(b, _, _)| loss < b) {
-                        best = Some((loss, u, t));
+                    if best.is_some_and(|(b, _, _)| loss >= b)
+                        || self.over(t, sum.add(self.load(u, t)))
+                    {
+                        continue;
                     }
+                    best = Some((loss, u, t));
                 }
             }
             let Some((_, u, t)) = best else {

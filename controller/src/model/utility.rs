@@ -17,7 +17,9 @@ pub fn utility(params: &Params, emd: f64, total_bits: f64) -> f64 {
     let [a1, a2, a3, ..] = params.alpha;
     let v = exponent(params, emd);
     let x = a3 * total_bits / params.bits_per_sample;
-    v - a1 * crate::math::exp(-a2 * crate::math::pow(x, v))
+    // x^v as exp(v·ln x) (x ≥ 0; ln 0 = −∞ gives 0), as the γ solver computes it:
+    // within a few ulps of pow and about half its cost with the firmware's libm.
+    v - a1 * crate::math::exp(-a2 * crate::math::exp(v * crate::math::ln(x)))
 }
 
 #[cfg(test)]

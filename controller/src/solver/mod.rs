@@ -111,87 +111,139 @@ pub fn solve_gamma<const U: usize, const S: usize>(
     let rate = params.rate_bps();
     let w = params.beta1 / slot.users().len() as f64;
     let c = params.beta2 / slot.servers().len() as f64;
+    let ln_c_4f0 = crate::math::ln(c) - crate::math::ln(4.0 * params.f0);
+    let members = Members::<U, S>::new(association);
     for (s, srv) in slot.servers().iter().enumerate() {
-        if !association.contains(&s) {
+        let users = members.of(s);
+        if users.is_empty() {
             continue;
         }
-        let mut prob = Server::<U>::new(w, c, params.f0, srv.q);
-        for (k, (u, _)) in slot
-            .users()
-            .iter()
-            .zip(association)
-            .enumerate()
-            .filter(|(_, (_, &a))| a == s)
-        {
+        let mut prob = Server::<U>::new(w, c, params.f0, ln_c_4f0, srv.q);
+        // Computation cost per bit of each of the server's users (C2's row).
+        let mut cmp_per_bit = [0.0; U];
+        for (&k, per_bit) in users.iter().zip(cmp_per_bit.iter_mut()) {
+            let Some(u) = slot.users().get(k) else {
+                continue; // never: the association was checked
+            };
             let uc = UserCost::new(params, slot, u, s, rate);
+            *per_bit = uc.cmp_per_bit;
             prob.add_user(params, k, u, &uc, exponent(params, u.emd));
         }
-        if prob.is_empty() {
-            continue;
-        }
+        let cmp = C2Row {
+            slot,
+            users,
+            per_bit: &cmp_per_bit,
+        };
         // Feasibility at γ = 0 is decided with evaluate's own sum, not the solver's.
-        if server_cmp(params, slot, association, s, rate, gamma) > srv.q {
+        if cmp.sum(gamma) > srv.q {
             stats.infeasible_servers += 1;
             continue;
         }
         prob.solve(&mut stats);
         prob.write(gamma);
-        polish_c2(params, slot, association, s, rate, gamma);
+        cmp.polish(srv.q, gamma);
     }
     Ok(stats)
 }
 
-/// The computation cost of server `s` summed exactly as [`crate::evaluate`] sums it
-/// (in user order), so that both agree on C2 to the last bit.
-fn server_cmp<const U: usize, const S: usize>(
-    params: &Params,
-    slot: &Slot<U, S>,
-    association: &[usize],
-    s: usize,
-    rate: f64,
-    gamma: &[f64],
-) -> f64 {
-    let mut cmp = 0.0;
-    for ((u, &a), &g) in slot.users().iter().zip(association).zip(gamma) {
-        if a == s {
-            cmp += UserCost::new(params, slot, u, s, rate)
-                .cmp_cost(u.data_bits + g * u.prev_data_bits);
-        }
-    }
-    cmp
+/// The users of every server, each server's in user order (a counting sort of the
+/// association: one pass instead of one per server).
+struct Members<const U: usize, const S: usize> {
+    /// User indices grouped by server.
+    users: [usize; U],
+    /// Where each server's group starts in `users`, and its length.
+    start: [usize; S],
+    count: [usize; S],
 }
 
-/// Makes C2 hold in floating point as [`crate::evaluate`] sums it: the solver's own
-/// sum can differ in the last bits when the optimum fills q exactly. Shrinks the
-/// server's γ by relative steps 1e-15, 8e-15, 6.4e-14, … and, if that is not enough
-/// within [`MAX_POLISH`] steps, sets them to 0 (feasible: checked before solving).
-fn polish_c2<const U: usize, const S: usize>(
-    params: &Params,
-    slot: &Slot<U, S>,
-    association: &[usize],
-    s: usize,
-    rate: f64,
-    gamma: &mut [f64],
-) {
-    let Some(srv) = slot.servers().get(s) else {
-        return;
-    };
-    let mut shrink = 1e-15;
-    for _ in 0..MAX_POLISH {
-        if server_cmp(params, slot, association, s, rate, gamma) <= srv.q {
-            return;
-        }
-        for (g, &a) in gamma.iter_mut().zip(association) {
-            if a == s {
-                *g *= 1.0 - shrink;
+impl<const U: usize, const S: usize> Members<U, S> {
+    fn new(association: &[usize]) -> Self {
+        let mut members = Members {
+            users: [0; U],
+            start: [0; S],
+            count: [0; S],
+        };
+        for &a in association {
+            if let Some(n) = members.count.get_mut(a) {
+                *n += 1;
             }
         }
-        shrink *= 8.0;
+        let mut at = 0;
+        for (start, &n) in members.start.iter_mut().zip(&members.count) {
+            *start = at;
+            at += n;
+        }
+        let mut next = members.start;
+        for (u, &a) in association.iter().enumerate() {
+            if let Some(pos) = next.get_mut(a) {
+                if let Some(slot) = members.users.get_mut(*pos) {
+                    *slot = u;
+                }
+                *pos += 1;
+            }
+        }
+        members
     }
-    if server_cmp(params, slot, association, s, rate, gamma) > srv.q {
-        for (g, &a) in gamma.iter_mut().zip(association) {
-            if a == s {
-                *g = 0.0;
+
+    /// The users of server `s`, in user order.
+    fn of(&self, s: usize) -> &[usize] {
+        let (Some(&start), Some(&n)) = (self.start.get(s), self.count.get(s)) else {
+            return &[];
+        };
+        self.users.get(start..start + n).unwrap_or(&[])
+    }
+}
+
+/// One server's computation cost C_cmp,s as a function of γ.
+struct C2Row<'a, const U: usize, const S: usize> {
+    slot: &'a Slot<U, S>,
+    /// The server's users, in user order.
+    users: &'a [usize],
+    /// Their [`UserCost::cmp_per_bit`], in the same order.
+    per_bit: &'a [f64; U],
+}
+
+impl<const U: usize, const S: usize> C2Row<'_, U, S> {
+    /// C_cmp,s summed exactly as [`crate::evaluate`] sums it (in user order, each
+    /// term [`UserCost::cmp_cost`]), so that both agree on C2 to the last bit.
+    fn sum(&self, gamma: &[f64]) -> f64 {
+        let mut cmp = 0.0;
+        for (&k, &per_bit) in self.users.iter().zip(self.per_bit) {
+            if let (Some(u), Some(&g)) = (self.slot.users().get(k), gamma.get(k)) {
+                let uc = UserCost {
+                    mig_per_bit: 0.0,
+                    cmp_per_bit: per_bit,
+                    syn: 0.0,
+                };
+                cmp += uc.cmp_cost(u.data_bits + g * u.prev_data_bits);
+            }
+        }
+        cmp
+    }
+
+    /// Makes C2 hold in floating point as [`crate::evaluate`] sums it: the solver's
+    /// own sum can differ in the last bits when the optimum fills q exactly.
+    /// Shrinks the server's γ by relative steps 1e-15, 8e-15, 6.4e-14, … and, if
+    /// that is not enough within [`MAX_POLISH`] steps, sets them to 0 (feasible:
+    /// checked before solving).
+    fn polish(&self, q: f64, gamma: &mut [f64]) {
+        let mut shrink = 1e-15;
+        for _ in 0..MAX_POLISH {
+            if self.sum(gamma) <= q {
+                return;
+            }
+            for &k in self.users {
+                if let Some(g) = gamma.get_mut(k) {
+                    *g *= 1.0 - shrink;
+                }
+            }
+            shrink *= 8.0;
+        }
+        if self.sum(gamma) > q {
+            for &k in self.users {
+                if let Some(g) = gamma.get_mut(k) {
+                    *g = 0.0;
+                }
             }
         }
     }

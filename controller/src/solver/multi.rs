@@ -17,17 +17,24 @@ struct Sample {
 }
 
 impl<const U: usize> Server<U> {
-    /// Fills `out` with γ(λ, μ) and returns (Σ b·γ − cap, its derivative in μ).
-    fn fill(&self, lambda: f64, mu: f64, out: &mut [f64; U]) -> (f64, f64) {
+    /// Fills `out` with γ(λ, μ) (and `ln_x` with ln x(γ), NaN at the ends) and
+    /// returns (Σ b·γ − cap, its derivative in μ).
+    fn fill(&self, lambda: f64, mu: f64, out: &mut Point<U>) -> (f64, f64) {
         let (mut used, mut slope) = (0.0, 0.0);
         // Without C2's price, ln(λa) = ln λ + ln a: one log per call, not per user.
         let ln_lambda = crate::math::ln(lambda);
-        for (v, o) in self.vars.iter().zip(out.iter_mut()) {
+        for ((v, o), t) in self
+            .vars
+            .iter()
+            .zip(out.gamma.iter_mut())
+            .zip(out.ln_x.iter_mut())
+        {
             if !v.free {
                 continue;
             }
             if lambda.is_infinite() {
                 *o = 0.0;
+                *t = f64::NAN;
                 continue;
             }
             let price = lambda * v.a + mu * v.b;
@@ -36,8 +43,9 @@ impl<const U: usize> Server<U> {
             } else {
                 crate::math::ln(price)
             };
-            let (g, dg_dlnp) = v.inverse_with_slope(ln_price);
+            let (g, dg_dlnp, ln_x) = v.inverse_with_slope(ln_price);
             *o = g;
+            *t = ln_x;
             used += v.b * g;
             slope += v.b * dg_dlnp * v.b / price;
         }
@@ -46,16 +54,16 @@ impl<const U: usize> Server<U> {
 
     /// Fills `out` with γ(λ): the maximiser of w·Σρ − λ·Σ a γ under C2 (μ ≥ 0 found
     /// by a monotone search when C2 binds). Returns (z, G).
-    fn sample_into(&self, lambda: f64, out: &mut [f64; U]) -> (f64, f64) {
+    fn sample_into(&self, lambda: f64, out: &mut Point<U>) -> (f64, f64) {
         let (h0, dh0) = self.fill(lambda, 0.0, out);
         if h0 > 0.0 {
             self.solve_mu(lambda, -h0 / dh0, out);
         }
         let (mut z, mut gsum) = (0.0, 0.0);
-        for (v, &g) in self.vars.iter().zip(out.iter()) {
+        for ((v, &g), &t) in self.vars.iter().zip(out.gamma.iter()).zip(out.ln_x.iter()) {
             if v.free {
                 z += v.a * g;
-                gsum += v.w_rho(self.w, v.x(g));
+                gsum += v.w_rho_sampled(self.w, g, t);
             }
         }
         (z, gsum)
@@ -63,11 +71,17 @@ impl<const U: usize> Server<U> {
 
     /// C2 binds at μ = 0: finds μ > 0 with Σ b·γ(λ, μ) = cap (decreasing in μ) by
     /// safeguarded Newton inside a bracket; leaves `out` at the feasible end.
-    fn solve_mu(&self, lambda: f64, guess: f64, out: &mut [f64; U]) {
+    fn solve_mu(&self, lambda: f64, guess: f64, out: &mut Point<U>) {
         if self.cap <= 0.0 {
-            for (v, o) in self.vars.iter().zip(out.iter_mut()) {
+            for ((v, o), t) in self
+                .vars
+                .iter()
+                .zip(out.gamma.iter_mut())
+                .zip(out.ln_x.iter_mut())
+            {
                 if v.free && v.b > 0.0 {
                     *o = 0.0;
+                    *t = f64::NAN;
                 }
             }
             return;
@@ -75,7 +89,7 @@ impl<const U: usize> Server<U> {
         // Above μ_max every user with b > 0 prices itself out (γ = 0, h = −cap < 0).
         let mut hi = f64::NEG_INFINITY;
         for v in self.vars.iter().filter(|v| v.free && v.b > 0.0) {
-            hi = hi.max((crate::math::exp(v.ln_g0) - lambda * v.a) / v.b);
+            hi = hi.max((v.g0() - lambda * v.a) / v.b);
         }
         let mut steps = 0;
         let mut lo = 0.0;
@@ -195,7 +209,10 @@ impl<const U: usize> Server<U> {
         let mut bb = Bb::<U> {
             samples: heapless::Vec::new(),
             taken: 0,
-            scratch: [0.0; U],
+            scratch: Point {
+                gamma: [0.0; U],
+                ln_x: [f64::NAN; U],
+            },
             best_gamma: [0.0; U],
             best_f: f64::NEG_INFINITY,
         };
@@ -265,11 +282,17 @@ impl<const U: usize> Server<U> {
 /// Iterations of the price-range contraction before branch and bound.
 const TIGHTEN_STEPS: usize = 1;
 
+/// One point of the curve: γ per variable and ln x(γ) (NaN at the ends of [0, 1]).
+struct Point<const U: usize> {
+    gamma: [f64; U],
+    ln_x: [f64; U],
+}
+
 /// Branch-and-bound state: samples sorted by z and the best point so far.
 struct Bb<const U: usize> {
     samples: heapless::Vec<Sample, MAX_SAMPLES>,
     taken: usize,
-    scratch: [f64; U],
+    scratch: Point<U>,
     best_gamma: [f64; U],
     best_f: f64,
 }
@@ -283,7 +306,7 @@ impl<const U: usize> Bb<U> {
         self.taken += 1;
         if f > self.best_f {
             self.best_f = f;
-            self.best_gamma = self.scratch;
+            self.best_gamma = self.scratch.gamma;
         }
         Sample {
             lambda,

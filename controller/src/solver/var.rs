@@ -34,6 +34,12 @@ pub(super) struct Var {
     pub ln_g0: f64,
     pub ln_g1: f64,
     pub t1: f64,
+    /// x^v at γ = 0 and γ = 1 (by-products of `ln_g0` and `ln_g1`).
+    xv0: f64,
+    xv1: f64,
+    /// w·ρ at γ = 0 and γ = 1 and the marginal utility at γ = 0, each computed on
+    /// first use (NaN until then): most samples leave most users at an end.
+    ends: Cell<[f64; 3]>,
     /// Where the last inverse ended (ln x): the next one starts there, since the
     /// search asks for nearby prices one after another.
     pub warm: Cell<f64>,
@@ -56,7 +62,12 @@ impl Var {
     #[inline]
     pub fn ln_g(&self, x: f64) -> f64 {
         let lx = crate::math::ln(x);
-        let xv = crate::math::exp(self.v * lx);
+        self.ln_g_at(lx, crate::math::exp(self.v * lx))
+    }
+
+    /// [`Var::ln_g`] from ln x and x^v.
+    #[inline]
+    fn ln_g_at(&self, lx: f64, xv: f64) -> f64 {
         let vm1 = if self.v >= 1.0 {
             0.0
         } else {
@@ -84,23 +95,73 @@ impl Var {
     #[inline]
     pub fn w_rho(&self, w: f64, x: f64) -> f64 {
         // x^v as exp(v·ln x): one log and one exp instead of pow's extra-precise path.
-        let xv = crate::math::exp(self.v * crate::math::ln(x));
+        self.w_rho_xv(w, crate::math::exp(self.v * crate::math::ln(x)))
+    }
+
+    /// w·ρ from x^v.
+    #[inline]
+    fn w_rho_xv(&self, w: f64, xv: f64) -> f64 {
         w * (self.v - self.a1 * crate::math::exp(-self.a2 * xv))
+    }
+
+    /// w·ρ at γ = `g` where `t` is what [`Var::inverse_with_slope`] returned with
+    /// it: ln x(g) inside (0, 1), NaN at the ends, whose values are cached. Saves
+    /// the log of [`Var::w_rho`] inside and all three transcendentals at the ends.
+    pub fn w_rho_sampled(&self, w: f64, g: f64, t: f64) -> f64 {
+        if t.is_finite() {
+            return self.w_rho_xv(w, crate::math::exp(self.v * t));
+        }
+        let mut ends = self.ends.get();
+        let (slot, xv) = if g >= 1.0 {
+            (1, self.xv1)
+        } else {
+            (0, self.xv0)
+        };
+        match ends.get_mut(slot) {
+            Some(cached) if cached.is_nan() => {
+                *cached = self.w_rho_xv(w, xv);
+                let value = *cached;
+                self.ends.set(ends);
+                value
+            }
+            Some(cached) => *cached,
+            None => self.w_rho(w, self.x(g)),
+        }
+    }
+
+    /// The marginal weighted utility at γ = 0, exp(`ln_g0`), cached.
+    pub fn g0(&self) -> f64 {
+        let mut ends = self.ends.get();
+        match ends.get_mut(2) {
+            Some(cached) if cached.is_nan() => {
+                *cached = crate::math::exp(self.ln_g0);
+                let value = *cached;
+                self.ends.set(ends);
+                value
+            }
+            Some(cached) => *cached,
+            None => crate::math::exp(self.ln_g0),
+        }
     }
 
     /// The γ ∈ [0, 1] whose marginal weighted utility equals `exp(ln_price)`
     /// (clamped): the maximiser of w·ρ(γ) − price·γ; and dγ/d(ln price) there (0 where
-    /// γ is clamped). Newton on the concave, decreasing f(t) = ln_g(e^t) − ln price:
-    /// from the right of the root it converges monotonically; from the left its first
-    /// step lands right of the root (the tangent of a concave function lies above it),
-    /// clamped to the right end t1. So it may start anywhere: it starts where the
-    /// previous inverse ended.
-    pub fn inverse_with_slope(&self, ln_price: f64) -> (f64, f64) {
+    /// γ is clamped). Halley's method on the concave, decreasing f(t) = ln_g(e^t) −
+    /// ln price, whose second derivative comes free with the first: Newton's step
+    /// δ = f/f′ divided by 1 − δ·f″/(2f′). Newton alone converges from anywhere
+    /// (from the right of the root monotonically; from the left its first step
+    /// lands right of it, the tangent of a concave function lying above it),
+    /// clamped to the right end t1; Halley's factor is ≥ 1 left of the root and
+    /// ≤ 1 right of it, and is only used within [1/2, 2] (else the step is plain
+    /// Newton). So it may start anywhere: it starts where the previous inverse
+    /// ended. The third value is ln x at the root (NaN at the ends), for
+    /// [`Var::w_rho_sampled`].
+    pub fn inverse_with_slope(&self, ln_price: f64) -> (f64, f64, f64) {
         if self.ln_g1 >= ln_price {
-            return (1.0, 0.0);
+            return (1.0, 0.0, f64::NAN);
         }
         if self.ln_g0 <= ln_price {
-            return (0.0, 0.0);
+            return (0.0, 0.0, f64::NAN);
         }
         let warm = self.warm.get();
         let mut t = if warm.is_finite() && warm <= self.t1 {
@@ -113,23 +174,32 @@ impl Var {
             let e = crate::math::exp(self.v * t);
             let f = self.ln_k + (self.v - 1.0) * t - self.a2 * e - ln_price;
             df = (self.v - 1.0) - self.a2 * self.v * e;
-            let step = f / df;
-            if !step.is_finite() {
+            let d2f = -self.a2 * self.v * self.v * e;
+            let newton = f / df;
+            if !newton.is_finite() {
                 break;
             }
+            let factor = 1.0 - newton * d2f / (2.0 * df);
+            let halley = (0.5..=2.0).contains(&factor);
+            let step = if halley { newton / factor } else { newton };
             t = (t - step).min(self.t1);
-            // Quadratic convergence: the error after a step δ is at most
-            // |f''/2f'|·δ² ≤ δ²/2 (|f''/f'| ≤ v ≤ 1), so δ ≤ 1e-8·(1 + |t|) leaves
-            // under 1e-16·(1 + |t|)²: stop without paying for a confirming step.
-            if libm::fabs(step) <= 1e-8 * (1.0 + libm::fabs(t)) {
+            // With |f″/f′| ≤ v ≤ 1 and |f‴/f′| ≤ v² ≤ 1, the error after a Halley
+            // step δ is at most about (1/4 + 1/6)·δ³ < δ³, after a Newton step at
+            // most δ²/2: δ ≤ 1e-6·(1 + |t|), resp. 1e-8·(1 + |t|), leaves under
+            // 1e-18·(1 + |t|)³, resp. 5e-17·(1 + |t|)²: stop without paying for a
+            // confirming step.
+            let tol = if halley { 1e-6 } else { 1e-8 };
+            if libm::fabs(step) <= tol * (1.0 + libm::fabs(t)) {
                 break;
             }
         }
         self.warm.set(t);
         let x = crate::math::exp(t);
         let g = ((x - self.x0) / self.dx).clamp(0.0, 1.0);
-        // d ln g/dγ = (df/dt)·(dt/dx)·(dx/dγ) = df/x·dx, so dγ/d ln p = x/(df·dx).
-        (g, x / (df * self.dx))
+        // d ln g/dγ = (df/dt)·(dx/dγ)/x = df·dx/x, so dγ/d ln p = x/(df·dx). ln x(g)
+        // is t unless g was clamped to an end (then NaN: the ends are cached).
+        let t = if g > 0.0 && g < 1.0 { t } else { f64::NAN };
+        (g, x / (df * self.dx), t)
     }
 }
 
@@ -148,34 +218,29 @@ pub(super) struct Server<const U: usize> {
     /// C2 budget q − B0 before any user was fixed.
     cap0: f64,
     pub vars: heapless::Vec<Var, U>,
-    empty: bool,
     /// (λ, μ) of the last C2-binding sample: the next μ search starts from it.
     pub mu_hint: Cell<(f64, f64)>,
 }
 
 impl<const U: usize> Server<U> {
-    pub fn new(w: f64, c: f64, f0: f64, q: f64) -> Self {
+    /// The problem of a server with C2 budget `q`; `ln_c_4f0` is ln(c / 4f0), the
+    /// same for every server of a slot (computed once by the caller).
+    pub fn new(w: f64, c: f64, f0: f64, ln_c_4f0: f64, q: f64) -> Self {
         Server {
             w,
             c,
             four_f0: 4.0 * f0,
-            ln_c_4f0: crate::math::ln(c) - crate::math::ln(4.0 * f0),
+            ln_c_4f0,
             c0: 0.0,
             cap: q,
             cap0: q,
             vars: heapless::Vec::new(),
-            empty: true,
             mu_hint: Cell::new((f64::NAN, f64::NAN)),
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.empty
-    }
-
     /// Adds user `k`'s constant costs, and a variable if it has previous data.
     pub fn add_user(&mut self, params: &Params, k: usize, u: &User, uc: &UserCost, v: f64) {
-        self.empty = false;
         let d = u.data_bits;
         self.c0 += uc.mig_cost(u, d) + uc.syn + uc.cmp_cost(d);
         self.cap -= uc.cmp_cost(d);
@@ -206,11 +271,17 @@ impl<const U: usize> Server<U> {
             ln_g0: 0.0,
             ln_g1: 0.0,
             t1: 0.0,
+            xv0: 0.0,
+            xv1: 0.0,
+            ends: Cell::new([f64::NAN; 3]),
             warm: Cell::new(0.0),
         };
-        var.ln_g0 = var.ln_g(var.x0);
-        var.ln_g1 = var.ln_g(var.x(1.0));
+        let t0 = crate::math::ln(var.x0);
+        var.xv0 = crate::math::exp(v * t0);
+        var.ln_g0 = var.ln_g_at(t0, var.xv0);
         var.t1 = crate::math::ln(var.x(1.0));
+        var.xv1 = crate::math::exp(v * var.t1);
+        var.ln_g1 = var.ln_g_at(var.t1, var.xv1);
         var.warm.set(var.t1);
         // Capacity is U and a server never has more users than the slot: cannot fail.
         let _ = self.vars.push(var);
