@@ -30,7 +30,7 @@ use cortex_m_semihosting::{debug, hprintln};
 use diten_controller::obs::observe;
 use diten_controller::policy::Policy;
 use diten_controller::trace::{Replay, SlotLine, Trace};
-use diten_controller::{controller, solve_gamma, Controller, Error, Slot};
+use diten_controller::{controller, evaluate, solve_gamma, Controller, Error, Slot};
 use panic_semihosting as _;
 
 /// Users the firmware is built for (the controller's compile-time capacity).
@@ -72,6 +72,8 @@ struct Counts {
     policy: u64,
     /// Of the decisions: the γ solver.
     gamma: u64,
+    /// Of the decisions: the evaluation of the decision (objective, reward).
+    evaluation: u64,
     objective: f64,
 }
 
@@ -127,6 +129,7 @@ fn run() -> Result<Counts, Failure> {
         sum: 0,
         policy: 0,
         gamma: 0,
+        evaluation: 0,
         objective: 0.0,
     };
     loop {
@@ -155,6 +158,10 @@ fn run() -> Result<Counts, Failure> {
         let start = SYST::get_current();
         solve_gamma(&params, &status, &decision.association, gamma).map_err(at)?;
         counts.gamma += ticks(start, SYST::get_current()) * INSTRUCTIONS_PER_TICK;
+
+        let start = SYST::get_current();
+        evaluate(&params, &status, &decision.association, &decision.gamma).map_err(at)?;
+        counts.evaluation += ticks(start, SYST::get_current()) * INSTRUCTIONS_PER_TICK;
 
         counts.slots += 1;
         counts.min = counts.min.min(n);
@@ -230,9 +237,13 @@ fn report(result: Result<Counts, Failure>) -> debug::ExitStatus {
                 INSTRUCTIONS_PER_TICK
             );
             hprintln!(
-                "  of which, mean: observation + policy network {}, gamma solver {}",
+                "  of which, mean: observation + policy network {}, gamma solver {}, evaluation {}, \
+                 the rest (the association's repair) {}",
                 counts.policy / slots,
-                counts.gamma / slots
+                counts.gamma / slots,
+                counts.evaluation / slots,
+                (counts.sum / slots)
+                    .saturating_sub((counts.policy + counts.gamma + counts.evaluation) / slots)
             );
             let start = SYST::get_current();
             cortex_m::asm::delay(CALIBRATION);

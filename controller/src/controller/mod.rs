@@ -25,7 +25,7 @@
 //! A user u on server s adds the loads a_cmp(u, s) = n_cmp·ε_s·(E_s + E_u,s)·D_u,t
 //! and a_syn(u, s) = n_syn·D_u,t/rate·l(u, s) to the server's C_cmp,s and C_syn,s at
 //! γ = 0, taken from the model ([`UserCost`](crate::model::UserCost)), never
-//! re-derived. A server *fits* when both its sums stay within q_s and p_s, summed
+//! re-derived, once per slot for every (u, s). A server *fits* when both its sums stay within q_s and p_s, summed
 //! exactly as [`evaluate`] sums them (in user order, `>` meaning violated), so the
 //! repair and the evaluation agree to the last bit. Each user ranks the servers by
 //! decreasing logit (ties: lower index first; NaN as −∞). With n users:
@@ -316,6 +316,8 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
     /// users and m servers, one call does at most:
     ///
     /// * one forward pass of the policy (its multiply-adds are fixed by the blob);
+    /// * one table of the n·m loads at γ = 0 (on the stack: U·S·16 bytes), which
+    ///   every repair step reads;
     /// * [`MAX_REPAIR_NODES`] = 4096 placements in the repair's search (reported
     ///   in [`Decision::search_nodes`]; at the budget, [`RepairOutcome::BoundReached`]),
     ///   at most n greedy moves and [`MAX_CLIMB_PASSES`] = 4 climb passes of n
@@ -325,17 +327,20 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
     ///   [`SolveStats::max_samples`] and [`SolveStats::samples`]), each at most
     ///   ([`MAX_MU_STEPS`](crate::solver::MAX_MU_STEPS) +
     ///   [`MAX_ULP_STEPS`](crate::solver::MAX_ULP_STEPS) + 1)·k inverses of ρ′ for its
-    ///   k users, each at most [`MAX_NEWTON`](crate::solver::MAX_NEWTON) = 64 Newton
-    ///   steps; a single free user at most 3·64 Newton steps; then at most
+    ///   k users, each at most [`MAX_NEWTON`](crate::solver::MAX_NEWTON) = 64 Halley
+    ///   or Newton steps; a single free user at most 3·64 Newton steps; then at most
     ///   [`MAX_POLISH`](crate::solver::MAX_POLISH) = 16 C2 polish passes per server;
     /// * one evaluation (n utilities, m norms).
     ///
     /// So the repair tries at most 4096·(m + n) load checks in its search and the
-    /// solver takes at most 96·165·64·n ≈ 10⁶·n Newton steps (the k of all servers
-    /// sum to n; the property tests see at most a few dozen samples); for the firmware's 20 users and 21 servers the
-    /// policy's 2.5·10⁵ multiply-adds dominate unless the search runs (≈ 1.7·10⁵
-    /// load checks at its budget). The tests check the counted parts of this bound
-    /// on crowded slots (`work_per_slot_stays_within_the_documented_bound`).
+    /// solver takes at most 96·165·64·n ≈ 10⁶·n such steps (the k of all servers
+    /// sum to n; the property tests see at most a few dozen samples). In practice,
+    /// for the firmware's 20 users and 21 servers, the γ solver's few hundred
+    /// `exp` and `log` per slot cost more than the policy's 2.5·10⁵ multiply-adds
+    /// on a core without a double-precision FPU (`firmware-example/README.md`);
+    /// the search, when it runs, adds up to ≈ 1.7·10⁵ load checks at its budget.
+    /// The tests check the counted parts of this bound on crowded slots
+    /// (`work_per_slot_stays_within_the_documented_bound`).
     pub fn decide(&mut self, status: &Slot<U, S>) -> Result<Decision<U, S>, Error> {
         let (n_users, n_servers) = (status.users().len(), status.servers().len());
         if n_users != self.policy.users() {

@@ -34,7 +34,7 @@
 //!
 //! # Work bound
 //!
-//! Per user and price, the inverse of ρ' takes at most [`MAX_NEWTON`] Newton steps;
+//! Per user and price, the inverse of ρ' takes at most [`MAX_NEWTON`] Halley (or Newton) steps;
 //! a single free user takes at most 3·[`MAX_NEWTON`] steps; a server with n ≥ 2 free
 //! users takes at most [`MAX_SAMPLES`] samples, each at most ([`MAX_MU_STEPS`] + [`MAX_ULP_STEPS`] + 1)·n
 //! inverses when C2 binds (n inverses otherwise). The price bounds take at most n
@@ -54,7 +54,7 @@ use crate::slot::Slot;
 
 use var::Server;
 
-/// Maximum Newton (or bisection) steps for one scalar root or inverse.
+/// Maximum Newton, Halley or bisection steps for one scalar root or inverse.
 pub const MAX_NEWTON: usize = 64;
 /// Maximum branch-and-bound samples for one server with two or more free users.
 pub const MAX_SAMPLES: usize = 96;
@@ -113,12 +113,13 @@ pub fn solve_gamma<const U: usize, const S: usize>(
     let c = params.beta2 / slot.servers().len() as f64;
     let ln_c_4f0 = crate::math::ln(c) - crate::math::ln(4.0 * params.f0);
     let members = Members::<U, S>::new(association);
+    let mut prob = Server::<U>::new(w, c, params.f0, ln_c_4f0, 0.0);
     for (s, srv) in slot.servers().iter().enumerate() {
         let users = members.of(s);
         if users.is_empty() {
             continue;
         }
-        let mut prob = Server::<U>::new(w, c, params.f0, ln_c_4f0, srv.q);
+        prob.reset(srv.q);
         // Computation cost per bit of each of the server's users (C2's row).
         let mut cmp_per_bit = [0.0; U];
         for (&k, per_bit) in users.iter().zip(cmp_per_bit.iter_mut()) {

@@ -239,6 +239,17 @@ impl<const U: usize> Server<U> {
         }
     }
 
+    /// Empties the problem for the next server, with C2 budget `q` (one `Server`
+    /// serves a whole slot: building one per server cost a memset of its
+    /// variables' storage).
+    pub fn reset(&mut self, q: f64) {
+        self.c0 = 0.0;
+        self.cap = q;
+        self.cap0 = q;
+        self.vars.clear();
+        self.mu_hint.set((f64::NAN, f64::NAN));
+    }
+
     /// Adds user `k`'s constant costs, and a variable if it has previous data.
     pub fn add_user(&mut self, params: &Params, k: usize, u: &User, uc: &UserCost, v: f64) {
         let d = u.data_bits;
