@@ -260,11 +260,8 @@ fn row_pairs(
     put: impl Fn(&mut f32, f32),
 ) {
     let n = x.len().max(1);
-    let mut bias = bias.iter();
     let (xb, xt) = x.as_chunks::<LANES>();
-    let mut pairs = w.chunks_exact(2 * n);
-    let mut outs = out.chunks_exact_mut(2);
-    for (pair, o) in (&mut pairs).zip(&mut outs) {
+    let pair = |pair: &[Weight]| {
         // `pair` holds exactly 2·n weights: the split always succeeds.
         let (r0, r1) = pair.split_at_checked(n).unwrap_or_default();
         let ((w0, t0), (w1, t1)) = (r0.as_chunks::<LANES>(), r1.as_chunks::<LANES>());
@@ -276,17 +273,38 @@ fn row_pairs(
                 *a1 += w1 * x;
             }
         }
-        let sums = [reduce(a0) + tail(t0, xt), reduce(a1) + tail(t1, xt)];
-        for (o, s) in o.iter_mut().zip(sums) {
+        [reduce(a0) + tail(t0, xt), reduce(a1) + tail(t1, xt)]
+    };
+    by_rows(w, bias, n, out, put, pair, |row| tail(row, x));
+}
+
+/// The loop every kernel shares: `put(out[r], Σ_i w[r·n + i]·x[i] + bias[r])` for
+/// each row `r`, K rows at a time through `rows` (given the K·n weights of K
+/// consecutive rows), the last rows one at a time through `row`.
+#[inline(always)]
+fn by_rows<const K: usize>(
+    w: &[Weight],
+    bias: F32Le<'_>,
+    n: usize,
+    out: &mut [f32],
+    put: impl Fn(&mut f32, f32),
+    rows: impl Fn(&[Weight]) -> [f32; K],
+    row: impl Fn(&[Weight]) -> f32,
+) {
+    let mut bias = bias.iter();
+    let mut blocks = w.chunks_exact(K * n);
+    let mut outs = out.chunks_exact_mut(K);
+    for (block, o) in (&mut blocks).zip(&mut outs) {
+        for (o, s) in o.iter_mut().zip(rows(block)) {
             put(o, s + bias.next().unwrap_or(0.0));
         }
     }
-    for (o, row) in outs
+    for (o, r) in outs
         .into_remainder()
         .iter_mut()
-        .zip(pairs.remainder().chunks_exact(n))
+        .zip(blocks.remainder().chunks_exact(n))
     {
-        put(o, tail(row, x) + bias.next().unwrap_or(0.0));
+        put(o, row(r) + bias.next().unwrap_or(0.0));
     }
 }
 
@@ -397,26 +415,14 @@ fn rows_times<S: Simd>(
     put: impl Fn(&mut f32, f32),
 ) {
     let n = x.len().max(1);
-    let mut bias = bias.iter();
-    let mut blocks = w.chunks_exact(ROWS * n);
-    let mut outs = out.chunks_exact_mut(ROWS);
-    for (block, o) in (&mut blocks).zip(&mut outs) {
+    let four = |block: &[Weight]| {
         // `block` holds exactly ROWS·n weights: the splits always succeed.
         let (r0, rest) = block.split_at_checked(n).unwrap_or_default();
         let (r1, rest) = rest.split_at_checked(n).unwrap_or_default();
         let (r2, r3) = rest.split_at_checked(n).unwrap_or_default();
-        let sums = dot4(simd, [r0, r1, r2, r3], x);
-        for (o, s) in o.iter_mut().zip(sums) {
-            put(o, s + bias.next().unwrap_or(0.0));
-        }
-    }
-    for (o, row) in outs
-        .into_remainder()
-        .iter_mut()
-        .zip(blocks.remainder().chunks_exact(n))
-    {
-        put(o, dot(simd, row, x) + bias.next().unwrap_or(0.0));
-    }
+        dot4(simd, [r0, r1, r2, r3], x)
+    };
+    by_rows(w, bias, n, out, put, four, |row| dot(simd, row, x));
 }
 
 /// The dot products of four rows with `x`: `x` is read once for all four.
