@@ -11,7 +11,10 @@
 //!
 //! At the end it prints the stack's high-water mark (cortex-m-rt paints the
 //! whole stack at reset, feature `paint-stack`; the first word still painted,
-//! from the bottom, bounds what was used) and the instructions each decision took.
+//! from the bottom, bounds what was used) and the instructions each decision took,
+//! with a breakdown. Then, after the stack was measured, it replays the trace once
+//! more with the controller's consolidation switched off (the policy alone) and
+//! prints what those decisions cost and score.
 //! The latter come from SysTick on the core clock (25 MHz on this board) under
 //! `qemu-system-arm -icount shift=0`, where every instruction advances virtual
 //! time by exactly 1 ns: one SysTick tick is 40 instructions. A calibration loop
@@ -75,6 +78,13 @@ struct Counts {
     /// Of the decisions: the evaluation of the decision (objective, reward).
     evaluation: u64,
     objective: f64,
+    /// Stack used by the decisions (bytes), measured before the second replay.
+    stack_peak: u32,
+    /// Stack available (bytes).
+    stack_size: u32,
+    /// The second replay, consolidation off: instructions and objective summed.
+    unconsolidated: u64,
+    unconsolidated_objective: f64,
 }
 
 #[entry]
@@ -131,6 +141,10 @@ fn run() -> Result<Counts, Failure> {
         gamma: 0,
         evaluation: 0,
         objective: 0.0,
+        stack_peak: 0,
+        stack_size: 0,
+        unconsolidated: 0,
+        unconsolidated_objective: 0.0,
     };
     loop {
         let t = replay.slot_index();
@@ -177,7 +191,48 @@ fn run() -> Result<Counts, Failure> {
         hprintln!("{}", line);
         replay.commit(&decision.association).map_err(at)?;
     }
+    // The stack was painted at reset; nothing has run below the current stack
+    // pointer since the decisions returned deeper frames than this one.
+    counts.stack_size = cortex_m_stack::stack_size();
+    counts.stack_peak = counts
+        .stack_size
+        .saturating_sub(cortex_m_stack::stack_painted());
+    let (instructions, objective) = replay_unconsolidated(&policy, &mut workspace)?;
+    counts.unconsolidated = instructions;
+    counts.unconsolidated_objective = objective;
     Ok(counts)
+}
+
+/// Replays the whole trace again with the consolidation off (the policy alone, its
+/// own decisions carried forward); returns the summed instructions and objective.
+/// Not inlined, so that its frame does not enlarge the measured decisions' one.
+#[inline(never)]
+fn replay_unconsolidated(
+    policy: &Policy<'_>,
+    workspace: &mut [f32],
+) -> Result<(u64, f64), Failure> {
+    let trace = Trace::parse(TRACE).map_err(|e| Failure::Setup("trace", e))?;
+    let params = *trace.params();
+    let mut replay: Replay<'_, USERS, SERVERS> =
+        Replay::new(trace).map_err(|e| Failure::Setup("trace", e))?;
+    let (mut instructions, mut objective) = (0, 0.0);
+    loop {
+        let t = replay.slot_index();
+        let Some(status) = replay.status().map_err(|e| Failure::Slot(t, e))? else {
+            break;
+        };
+        let at = |e| Failure::Slot(t, e);
+        let mut controller: Controller<'_, '_, USERS, SERVERS> =
+            Controller::new(policy.clone(), params, workspace).map_err(at)?;
+        controller.set_consolidation(false);
+        let start = SYST::get_current();
+        let decision = controller.decide(&status);
+        instructions += ticks(start, SYST::get_current()) * INSTRUCTIONS_PER_TICK;
+        let decision = decision.map_err(at)?;
+        objective += decision.evaluation.objective;
+        replay.commit(&decision.association).map_err(at)?;
+    }
+    Ok((instructions, objective))
 }
 
 /// The observation of `status` and the policy's logits, in `workspace` laid out
@@ -220,14 +275,10 @@ fn report(result: Result<Counts, Failure>) -> debug::ExitStatus {
                 counts.slots,
                 counts.objective / slots as f64
             );
-            // The stack was painted at reset; nothing has run below the current
-            // stack pointer since `run` returned deeper frames than this one.
-            let size = cortex_m_stack::stack_size();
-            let free = cortex_m_stack::stack_painted();
             hprintln!(
                 "stack peak: {} bytes of {} (RAM after the statics)",
-                size.saturating_sub(free),
-                size
+                counts.stack_peak,
+                counts.stack_size
             );
             hprintln!(
                 "instructions per slot: min {} mean {} max {} (SysTick x {}, qemu -icount shift=0)",
@@ -238,12 +289,18 @@ fn report(result: Result<Counts, Failure>) -> debug::ExitStatus {
             );
             hprintln!(
                 "  of which, mean: observation + policy network {}, gamma solver {}, evaluation {}, \
-                 the rest (the association's repair) {}",
+                 the rest (the association's repair and consolidation) {}",
                 counts.policy / slots,
                 counts.gamma / slots,
                 counts.evaluation / slots,
                 (counts.sum / slots)
                     .saturating_sub((counts.policy + counts.gamma + counts.evaluation) / slots)
+            );
+            hprintln!(
+                "replayed again without the consolidation (the policy alone): mean {} \
+                 instructions per slot, mean objective {:.6}",
+                counts.unconsolidated / slots,
+                counts.unconsolidated_objective / slots as f64
             );
             let start = SYST::get_current();
             cortex_m::asm::delay(CALIBRATION);

@@ -11,7 +11,8 @@
 //!    a NaN logit ranking as −∞ (the same choice as [`Policy::best_servers`]);
 //! 4. the association is **repaired** so that C2 (C_cmp,s ≤ q_s, checked at γ = 0,
 //!    the least computation) and C3 (C_syn,s ≤ p_s, which does not depend on γ)
-//!    hold on every server, see below;
+//!    hold on every server, then **consolidated** onto fewer servers where that
+//!    lowers the cost term, see below;
 //! 5. [`solve_gamma`] gives the globally optimal γ for that association and
 //!    [`evaluate`] the objective, reward, costs and violations.
 //!
@@ -60,6 +61,23 @@
 //!    where it fits; passes repeat until one moves nobody, at most
 //!    [`MAX_CLIMB_PASSES`] times ([`Decision::settled`] says which). Every move
 //!    keeps the association feasible.
+//! 4. **Consolidate** (after step 0's `Clean` or a `Repaired` association, unless
+//!    switched off with [`Controller::set_consolidation`]). Norm is concave with
+//!    Norm(0) = 0, so the same loads cost less on fewer servers, and e rewards
+//!    packing users onto few servers; a per-user policy, each user choosing on its
+//!    own, leaves servers with a user or two that the others could absorb. So,
+//!    in rounds: take the occupied servers by increasing number of users (ties:
+//!    lower index); for each, move its users, heaviest first (relative load
+//!    a_cmp/q + a_syn/p on it; ties: lower index), each to the occupied server it
+//!    ranks highest among those where it still fits (exact sums); if every user
+//!    found a place and the cost term Σ Norm(C_s) at γ = 0 (C_s with migration, on
+//!    the servers involved) falls strictly, keep it and start the next round,
+//!    else undo and try the next server. A round that empties nothing ends the
+//!    step; each other round empties one server, so there are at most m rounds
+//!    ([`Decision::emptied`] counts the emptied servers). Every move keeps the
+//!    association feasible. The step is a heuristic: the cost term at γ = 0
+//!    stands in for e, which it does not re-solve; on the shipped policies'
+//!    evaluation episodes it raised e by 0.02–0.04 (`RESULTS.md`).
 //!
 //! **Guarantee.** If some association satisfies C2 at γ = 0 and C3 on every server
 //! (as [`evaluate`] computes them), the decision's association does too
@@ -68,12 +86,14 @@
 //! hits [`MAX_REPAIR_NODES`] ([`RepairOutcome::BoundReached`]). With
 //! [`RepairOutcome::Infeasible`] (only ever returned with a proof: step 0 or a
 //! finished search) and [`RepairOutcome::BoundReached`] the decision is the
-//! policy's own association (`moved = 0`) with its optimal γ and its violations.
+//! policy's own association (`moved = 0`, no consolidation) with its optimal γ
+//! and its violations.
 //! The argument assumes every per-user load is a number: a NaN load (∞ times a
 //! zero distance, only with sizes or unit costs near the limits of f64) counts as
 //! fitting in [`evaluate`], and the search may then miss an association that fits
 //! only thanks to it. When [`Decision::settled`], no single user can move to a
-//! server it ranks higher without breaking C2 or C3. The repair does not maximise
+//! server it ranks higher without breaking C2 or C3, unless the consolidation then
+//! moved users (`emptied > 0`). The repair does not maximise
 //! the summed logits over all feasible associations; it keeps to the policy's
 //! choice through the greedy's cheapest moves, the search's rank order and the
 //! climb.
@@ -93,13 +113,15 @@
 //!   search ordering n·m·ℓ + n² comparisons, then ≤ N nodes of (m comparisons + ℓ +
 //!   at most one exact check of n·ℓ + m), with at most 2N + n + 1 loop steps;
 //!   climb ≤ P·(n·m·ℓ + 4n²·ℓ) (a move recomputes two servers' sums, and again
-//!   if it is undone);
+//!   if it is undone); consolidation ≤ m rounds of (n·m counts, n·m candidate
+//!   tests, and over the candidates together ≤ n users placed, each m·ℓ + 4n·ℓ,
+//!   plus ≤ 2(n + m) norms);
 //! * γ: the bound of [`solver`](crate::solver) (per server, a fixed number of
 //!   samples, each a fixed number of Newton steps per user);
 //! * evaluation: n utilities and m norms.
 //!
-//! In total O(Σ_i h_{i−1}·h_i + n²·m + N·(n + m) + P·n·(n + m)) plus the γ solver's
-//! bound. For the default shape (n = 20, m = 21, hidden 128-128) the policy's
+//! In total O(Σ_i h_{i−1}·h_i + n²·m + N·(n + m) + P·n·(n + m) + m·n·(n + m)) plus
+//! the γ solver's bound. For the default shape (n = 20, m = 21, hidden 128-128) the policy's
 //! 2.5·10⁵ multiply-adds dominate unless the search runs; N·(n + m) ≈ 1.7·10⁵.
 //!
 //! ```
@@ -171,7 +193,8 @@ pub const MAX_CLIMB_PASSES: usize = 4;
 /// What the repair did to the policy's association.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RepairOutcome {
-    /// The policy's association satisfied C2 and C3; nothing moved.
+    /// The policy's association satisfied C2 and C3; the repair moved nobody (the
+    /// consolidation may have: [`Decision::emptied`]).
     Clean,
     /// Users were moved; the association now satisfies C2 and C3.
     Repaired,
@@ -196,13 +219,19 @@ pub struct Decision<const U: usize, const S: usize> {
     pub evaluation: Evaluation<U, S>,
     /// What the repair did.
     pub repair: RepairOutcome,
-    /// Users whose server differs from their `argmax` server.
+    /// Users whose server differs from their `argmax` server (moved by the repair
+    /// or the consolidation).
     pub moved: usize,
+    /// Servers the consolidation emptied (0 when it is switched off, or after
+    /// [`RepairOutcome::Infeasible`] and [`RepairOutcome::BoundReached`]).
+    pub emptied: usize,
     /// Nodes the repair's search tried (0 when the greedy step sufficed).
     pub search_nodes: usize,
     /// Whether no user can move alone to a server it ranks higher (by its logits)
     /// without breaking C2 or C3 of a feasible association: false only when the
-    /// repair's climb stopped at [`MAX_CLIMB_PASSES`] with users still moving.
+    /// repair's climb stopped at [`MAX_CLIMB_PASSES`] with users still moving. It
+    /// describes the association before the consolidation, which may then move
+    /// users to servers they rank lower (`emptied > 0`).
     pub settled: bool,
     /// What the γ solver did.
     pub solve: SolveStats,
@@ -235,6 +264,7 @@ pub const fn max_workspace_len(users: usize, servers: usize) -> usize {
 pub struct Controller<'p, 'w, const U: usize, const S: usize, P: Engine = Policy<'p>> {
     policy: P,
     params: Params,
+    consolidate: bool,
     workspace: &'w mut [f32],
     _blob: core::marker::PhantomData<&'p [u8]>,
 }
@@ -276,9 +306,23 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
         Ok(Controller {
             policy,
             params,
+            consolidate: true,
             workspace,
             _blob: core::marker::PhantomData,
         })
+    }
+
+    /// Switches the repair's consolidation (step 4 of the [module docs](self)) on
+    /// or off; a new controller has it on. Off, the association is the policy's
+    /// own wherever it fits (only the repair moves users): the policy alone, as
+    /// the evaluation's ablation rows measure it.
+    pub fn set_consolidation(&mut self, on: bool) {
+        self.consolidate = on;
+    }
+
+    /// Whether the consolidation is on.
+    pub fn consolidation(&self) -> bool {
+        self.consolidate
     }
 
     /// The policy.
@@ -316,12 +360,13 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
     /// users and m servers, one call does at most:
     ///
     /// * one forward pass of the policy (its multiply-adds are fixed by the blob);
-    /// * one table of the n·m loads at γ = 0 (on the stack: U·S·16 bytes), which
+    /// * one table of the n·m loads at γ = 0 (on the stack: U·S·24 bytes), which
     ///   every repair step reads;
     /// * [`MAX_REPAIR_NODES`] = 4096 placements in the repair's search (reported
     ///   in [`Decision::search_nodes`]; at the budget, [`RepairOutcome::BoundReached`]),
     ///   at most n greedy moves and [`MAX_CLIMB_PASSES`] = 4 climb passes of n
-    ///   users × m servers each;
+    ///   users × m servers each, then at most m consolidation rounds, each placing
+    ///   at most n users (m load checks each) and evaluating at most 2(n + m) norms;
     /// * per server with two or more free users, [`MAX_SAMPLES`](crate::solver::MAX_SAMPLES)
     ///   = 96 branch-and-bound samples of the γ solver (reported in
     ///   [`SolveStats::max_samples`] and [`SolveStats::samples`]), each at most
@@ -386,6 +431,12 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
         }
         let mut association = argmax.clone();
         let outcome = repair.run(&argmax, &mut association);
+        let emptied = match outcome.repair {
+            RepairOutcome::Clean | RepairOutcome::Repaired if self.consolidate => {
+                repair.consolidate(&mut association)
+            }
+            _ => 0,
+        };
         let moved = association
             .iter()
             .zip(&argmax)
@@ -404,6 +455,7 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
             evaluation,
             repair: outcome.repair,
             moved,
+            emptied,
             search_nodes: outcome.nodes,
             settled: outcome.settled,
             solve,

@@ -1,5 +1,5 @@
 //! The association repair of the [controller](super): check, greedy, exact search,
-//! climb. The algorithm and its guarantee are documented in the module docs of
+//! climb, and the consolidation after it. The algorithm and its guarantee are documented in the module docs of
 //! [`crate::controller`]; the comments here only say how the code keeps them.
 
 use super::{RepairOutcome, MAX_CLIMB_PASSES, MAX_REPAIR_NODES};
@@ -14,6 +14,8 @@ struct Load {
     cmp: f64,
     /// Contribution to C_syn,s.
     syn: f64,
+    /// Contribution to C_s (migration, synchronisation and computation).
+    total: f64,
 }
 
 impl Load {
@@ -21,6 +23,7 @@ impl Load {
         Load {
             cmp: self.cmp + other.cmp,
             syn: self.syn + other.syn,
+            total: self.total + other.total,
         }
     }
 }
@@ -44,6 +47,7 @@ enum Search {
 
 /// The repair of one slot: the status, the parameters and the policy's logits.
 pub(super) struct Repair<'a, const U: usize, const S: usize> {
+    params: &'a Params,
     slot: &'a Slot<U, S>,
     /// User-major logits, `n_users · n_servers` of them.
     logits: &'a [f32],
@@ -52,7 +56,7 @@ pub(super) struct Repair<'a, const U: usize, const S: usize> {
     /// 1 + 8·n·ε: the search prunes a partial sum only above capacity × this.
     slack: f64,
     /// `loads[u][s]`: what user u puts on server s at γ = 0, computed once per slot
-    /// (every step asks for these many times over).
+    /// (every step asks for these many times over; U·S·24 bytes of stack).
     loads: [[Load; S]; U],
 }
 
@@ -65,13 +69,17 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
             for (s, load) in row.iter_mut().enumerate().take(slot.servers().len()) {
                 let uc = UserCost::new(params, slot, user, s, rate);
                 let gamma = 0.0;
+                let bits = user.data_bits + gamma * user.prev_data_bits;
+                let cmp = uc.cmp_cost(bits);
                 *load = Load {
-                    cmp: uc.cmp_cost(user.data_bits + gamma * user.prev_data_bits),
+                    cmp,
                     syn: uc.syn,
+                    total: uc.mig_cost(user, bits) + uc.syn + cmp,
                 };
             }
         }
         Repair {
+            params,
             slot,
             logits,
             n_users,
@@ -433,5 +441,116 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
             }
         }
         false
+    }
+
+    /// Step 4: while an occupied server can be emptied into the other occupied
+    /// servers so that the cost term Σ_s Norm(C_s) at γ = 0 falls, empties it (the
+    /// first such server, fewest users first); returns how many servers it
+    /// emptied. `assoc` must fit everywhere; it still does after. Each round
+    /// empties one server or ends the step, so there are at most m rounds.
+    pub(super) fn consolidate(&self, assoc: &mut [usize]) -> usize {
+        let mut sums = self.sums(assoc);
+        let mut emptied = 0;
+        for _ in 0..self.n_servers {
+            let mut count = [0usize; S];
+            for &s in assoc.iter() {
+                if let Some(c) = count.get_mut(s) {
+                    *c += 1;
+                }
+            }
+            let mut done = false;
+            'round: for k in 1..self.n_users {
+                for s in 0..self.n_servers {
+                    if count.get(s) == Some(&k) && self.try_empty(s, &count, assoc, &mut sums) {
+                        done = true;
+                        break 'round;
+                    }
+                }
+            }
+            if !done {
+                break;
+            }
+            emptied += 1;
+        }
+        emptied
+    }
+
+    /// Moves every user of server `s` to the occupied server (by `count`) it ranks
+    /// highest among those where it still fits, heaviest user first, and keeps the
+    /// result only if the cost term at γ = 0 of the servers involved falls.
+    fn try_empty(
+        &self,
+        s: usize,
+        count: &[usize; S],
+        assoc: &mut [usize],
+        sums: &mut [Load; S],
+    ) -> bool {
+        let Some(srv) = self.slot.servers().get(s) else {
+            return false;
+        };
+        // The users of s, heaviest first by relative load on s (insertion sort,
+        // ties to the lower index): the large ones are placed while room is left.
+        let weight = |u: usize| {
+            let load = self.load(u, s);
+            load.cmp / srv.q + load.syn / srv.p
+        };
+        let mut users: heapless::Vec<usize, U> = heapless::Vec::new();
+        for (u, _) in assoc.iter().enumerate().filter(|&(_, &a)| a == s) {
+            let at = users
+                .iter()
+                .position(|&v| weight(u).total_cmp(&weight(v)).is_gt())
+                .unwrap_or(users.len());
+            if users.insert(at, u).is_err() {
+                return false; // never: assoc holds n ≤ U users
+            }
+        }
+        let mut trial = [0usize; U];
+        let Some(trial) = trial.get_mut(..assoc.len()) else {
+            return false; // never: assoc holds n ≤ U users
+        };
+        trial.copy_from_slice(assoc);
+        let mut trial_sums = *sums;
+        let mut touched = [false; S];
+        for &u in &users {
+            let mut best = None;
+            for (t, &sum) in trial_sums.iter().enumerate().take(self.n_servers) {
+                if t != s
+                    && count.get(t).is_some_and(|&c| c > 0)
+                    && best.is_none_or(|b| self.before(u, t, b))
+                    && !self.over(t, sum.add(self.load(u, t)))
+                {
+                    best = Some(t);
+                }
+            }
+            let Some(t) = best else {
+                return false;
+            };
+            if !self.try_move(trial, &mut trial_sums, u, t) {
+                return false;
+            }
+            if let Some(flag) = touched.get_mut(t) {
+                *flag = true;
+            }
+        }
+        if let Some(flag) = touched.get_mut(s) {
+            *flag = true;
+        }
+        // Σ Norm over the servers involved, before and after (s is empty after;
+        // a NaN sum compares false and keeps the association).
+        let norm = |sum: &Load| crate::model::norm(self.params, sum.total);
+        let (mut before, mut after) = (0.0, 0.0);
+        for ((&flag, old), new) in touched.iter().zip(sums.iter()).zip(trial_sums.iter()) {
+            if flag {
+                before += norm(old);
+                after += norm(new);
+            }
+        }
+        if after < before {
+            assoc.copy_from_slice(trial);
+            *sums = trial_sums;
+            true
+        } else {
+            false
+        }
     }
 }

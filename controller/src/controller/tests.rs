@@ -118,11 +118,18 @@ fn random_blob(seed: u64, users: usize, servers: usize, hidden: usize) -> Vec<u8
     blob(users, servers, &layers)
 }
 
-/// Decides `status` with the policy in `blob`.
+/// Decides `status` with the policy in `blob` (consolidation on, the default).
 fn decide(blob: &[u8], params: Params, status: &Sl) -> Result<Dec, Error> {
+    decide_with(blob, params, status, true)
+}
+
+/// Decides `status` with the policy in `blob`, the consolidation on or off.
+fn decide_with(blob: &[u8], params: Params, status: &Sl, consolidate: bool) -> Result<Dec, Error> {
     let policy = Policy::parse(blob)?;
     let mut ws = vec![f32::NAN; Ctl::workspace_len(&policy)];
     let mut ctl = Ctl::new(policy, params, &mut ws)?;
+    assert!(ctl.consolidation(), "on by default");
+    ctl.set_consolidation(consolidate);
     ctl.decide(status)
 }
 
@@ -165,6 +172,8 @@ fn user(x: f64, data: f64) -> User {
     }
 }
 
+/// Decides a hand-checked slot with the repair alone (consolidation off: these
+/// slots check steps 0–3) and checks the outcome.
 #[track_caller]
 fn check(
     table: &[f32],
@@ -175,12 +184,14 @@ fn check(
     moved: usize,
 ) -> Dec {
     let status = Sl::new(servers, users).unwrap();
-    let d = decide(
+    let d = decide_with(
         &table_blob(users.len(), servers.len(), table),
         unit_params(),
         &status,
+        false,
     )
     .unwrap();
+    assert_eq!(d.emptied, 0, "emptied");
     assert_eq!(d.association, association, "association");
     assert_eq!(d.repair, repair, "repair outcome");
     assert_eq!(d.moved, moved, "moved");
@@ -310,6 +321,98 @@ fn climb_returns_a_user_to_its_favourite() {
         1,
     );
     assert_eq!(d.search_nodes, 0);
+}
+
+/// Decides a hand-checked slot twice, without and with the consolidation; returns
+/// (without, with).
+fn both(table: &[f32], servers: &[Server], users: &[User], params: Params) -> (Dec, Dec) {
+    let status = Sl::new(servers, users).unwrap();
+    let blob = table_blob(users.len(), servers.len(), table);
+    let off = decide_with(&blob, params, &status, false).unwrap();
+    let on = decide_with(&blob, params, &status, true).unwrap();
+    check_consistent(&params, &status, &off);
+    check_consistent(&params, &status, &on);
+    (off, on)
+}
+
+#[test]
+fn consolidation_empties_servers_whose_users_fit_on_the_others() {
+    // Three users of load 100 each (1e-3 × 1e5 bits), each on its own favourite of
+    // three co-located servers (q = 500): no syn or migration cost. Norm(x) =
+    // tanh(x / 800). Round 1, servers of one user by index: user 0 leaves server 0
+    // for its next choice among the occupied, server 1 (logit 2 > 1); the cost term
+    // of servers 0 and 1 goes from 2·tanh(0.125) = 0.2487 to tanh(0.25) = 0.2449.
+    // Round 2: server 2 is the only one with one user; user 2's only occupied
+    // choice is server 1 (300 ≤ 500): tanh(0.25) + tanh(0.125) = 0.3693 before,
+    // tanh(0.375) = 0.3584 after. Round 3 finds nothing to empty.
+    let table = [3.0, 2.0, 1.0, 1.0, 3.0, 2.0, 2.0, 1.0, 3.0];
+    let servers = [server(0.0, 500.0, 1e6); 3];
+    let users = [user(0.0, 1e5); 3];
+    let (off, on) = both(&table, &servers, &users, unit_params());
+    assert_eq!(off.association, [0, 1, 2]);
+    assert_eq!(
+        (off.repair, off.emptied, off.moved),
+        (RepairOutcome::Clean, 0, 0)
+    );
+    assert_eq!(on.association, [1, 1, 1]);
+    assert_eq!(
+        (on.repair, on.emptied, on.moved),
+        (RepairOutcome::Clean, 2, 2)
+    );
+    assert!(on.feasible);
+    let cmp = on.evaluation.servers[1].cmp;
+    assert!((cmp - 300.0).abs() < 1e-9, "C_cmp,1 = {cmp}");
+    // e: the same utilities (γ has nothing to reuse), cost term 0.3584 instead
+    // of 3·tanh(0.125) = 0.3731, times β2/S = 0.7/3.
+    let gain = on.evaluation.objective - off.evaluation.objective;
+    let expected = 0.7 / 3.0 * (3.0 * (0.125f64).tanh() - (0.375f64).tanh());
+    assert!((gain - expected).abs() < 1e-12, "{gain} vs {expected}");
+}
+
+#[test]
+fn consolidation_keeps_a_merge_only_when_the_cost_term_falls() {
+    // Two users of load 100 on their favourites; server 1 computes at ε = 3, so
+    // user 0 would cost 300 there: tanh(0.125) + tanh(0.125) = 0.2487 before,
+    // tanh(0.5) = 0.4621 after: refused. Then server 1: user 1 costs 33.3 on server
+    // 0 (1e5/3 bits at ε = 1): tanh(133.3/800) = 0.1651 < 0.2487: kept.
+    let table = [1.0, 0.0, 0.0, 1.0];
+    let servers = [
+        server(0.0, 1e4, 1e6),
+        Server {
+            eps: 3.0,
+            ..server(0.0, 1e4, 1e6)
+        },
+    ];
+    let users = [user(0.0, 1e5), user(0.0, 1e5 / 3.0)];
+    let (off, on) = both(&table, &servers, &users, unit_params());
+    assert_eq!(off.association, [0, 1]);
+    assert_eq!(on.association, [0, 0]);
+    assert_eq!(on.emptied, 1);
+
+    // Migration makes every merge dearer: each user came from its favourite, 100 m
+    // from the other server, so a move costs n_mig·100·(1e5 + 4500) = 1045 more:
+    // tanh(0.125) + tanh(0.125) = 0.2487 < tanh((100 + 1045 + 100) / 800) = 0.915.
+    let servers = [server(0.0, 1e4, 1e6), server(100.0, 1e4, 1e6)];
+    let mut users = [user(0.0, 1e5), user(100.0, 1e5)];
+    users[0].prev_server = Some(0);
+    users[1].prev_server = Some(1);
+    let (off, on) = both(&table, &servers, &users, unit_params());
+    assert_eq!(off.association, [0, 1]);
+    assert_eq!(on.association, [0, 1]);
+    assert_eq!(on.emptied, 0);
+}
+
+#[test]
+fn consolidation_never_breaks_a_capacity() {
+    // Loads 100 + 100 do not fit q = 150: nothing is emptied, although the cost
+    // term would fall.
+    let table = [1.0, 0.0, 0.0, 1.0];
+    let servers = [server(0.0, 150.0, 1e6); 2];
+    let users = [user(0.0, 1e5); 2];
+    let (_, on) = both(&table, &servers, &users, unit_params());
+    assert_eq!(on.association, [0, 1]);
+    assert_eq!(on.emptied, 0);
+    assert!(on.feasible);
 }
 
 #[test]
@@ -628,7 +731,7 @@ fn check_consistent(params: &Params, status: &Sl, d: &Dec) {
     assert_eq!(d.feasible, d.evaluation.feasible());
     let again = evaluate(params, status, &d.association, &d.gamma).unwrap();
     assert_eq!(again, d.evaluation);
-    if matches!(d.repair, RepairOutcome::Clean) {
+    if matches!(d.repair, RepairOutcome::Clean) && d.emptied == 0 {
         assert_eq!(d.association, d.argmax);
     }
     if matches!(
@@ -636,8 +739,10 @@ fn check_consistent(params: &Params, status: &Sl, d: &Dec) {
         RepairOutcome::Infeasible | RepairOutcome::BoundReached
     ) {
         assert_eq!(d.association, d.argmax);
+        assert_eq!(d.emptied, 0);
         assert!(!d.feasible);
     }
+    assert!(d.emptied < status.servers().len().max(1));
 }
 
 fn weird_value() -> impl Strategy<Value = f64> {
@@ -803,6 +908,58 @@ fn ranks_before(logits: &[f32], servers: usize, u: usize, a: usize, b: usize) ->
     key(a) > key(b) || (key(a) == key(b) && a < b)
 }
 
+/// Σ_s Norm(C_s) at γ = 0 by the model's costs, Norm as SPEC (22) writes it.
+fn cost_term_at_zero(params: &Params, status: &Sl, association: &[usize]) -> f64 {
+    let zeros = vec![0.0; association.len()];
+    let e = evaluate(params, status, association, &zeros).unwrap();
+    e.servers
+        .iter()
+        .map(|c| 2.0 / (1.0 + (-c.total / (2.0 * params.f0)).exp()) - 1.0)
+        .sum()
+}
+
+fn occupied(association: &[usize]) -> usize {
+    association
+        .iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+}
+
+/// What the consolidation (`merged`) must keep of the repair's decision `d` on the
+/// same slot: the repair's outcome, feasibility, one server fewer per server
+/// emptied, and a cost term at γ = 0 that falls with every server emptied.
+fn check_consolidation(
+    params: &Params,
+    status: &Sl,
+    d: &Dec,
+    merged: &Dec,
+) -> Result<(), TestCaseError> {
+    prop_assert_eq!(merged.repair, d.repair);
+    prop_assert_eq!(&merged.argmax, &d.argmax);
+    prop_assert_eq!(merged.search_nodes, d.search_nodes);
+    if !matches!(d.repair, RepairOutcome::Clean | RepairOutcome::Repaired) {
+        prop_assert_eq!(&merged.association, &d.association);
+        prop_assert_eq!(merged.emptied, 0);
+        return Ok(());
+    }
+    prop_assert!(fits(params, status, &merged.association));
+    prop_assert!(merged.feasible);
+    prop_assert_eq!(
+        occupied(&merged.association) + merged.emptied,
+        occupied(&d.association)
+    );
+    let (before, after) = (
+        cost_term_at_zero(params, status, &d.association),
+        cost_term_at_zero(params, status, &merged.association),
+    );
+    if merged.emptied == 0 {
+        prop_assert_eq!(&merged.association, &d.association);
+    } else {
+        prop_assert!(after < before + 1e-12, "cost term {} → {}", before, after);
+    }
+    Ok(())
+}
+
 /// How one instance went, for the coverage check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Path {
@@ -817,7 +974,8 @@ enum Path {
     Unsettled,
 }
 
-fn check_instance(inst: &Instance) -> Result<Path, TestCaseError> {
+/// Checks one instance; returns its path and the servers the consolidation emptied.
+fn check_instance(inst: &Instance) -> Result<(Path, usize), TestCaseError> {
     let params = Params::default();
     let status = Sl::new(&inst.servers, &inst.users).unwrap();
     let (nu, ns) = (inst.users.len(), inst.servers.len());
@@ -825,9 +983,17 @@ fn check_instance(inst: &Instance) -> Result<Path, TestCaseError> {
     let policy = Policy::parse(&blob).unwrap();
     let mut ws = vec![0.0; workspace_len(&policy)];
     let mut ctl = Ctl::new(policy, params, &mut ws).unwrap();
+    // The repair (steps 0–3) alone first; the consolidation is checked after.
+    ctl.set_consolidation(false);
     let d = ctl.decide(&status).unwrap();
     let logits = ctl.logits().to_vec();
     check_consistent(&params, &status, &d);
+    prop_assert_eq!(d.emptied, 0);
+    ctl.set_consolidation(true);
+    let merged = ctl.decide(&status).unwrap();
+    check_consistent(&params, &status, &merged);
+    check_consolidation(&params, &status, &d, &merged)?;
+    let emptied = merged.emptied;
 
     let mut best = vec![0; nu];
     ctl.policy().best_servers(&logits, &mut best).unwrap();
@@ -843,11 +1009,12 @@ fn check_instance(inst: &Instance) -> Result<Path, TestCaseError> {
     let argmax_fits = fits(&params, &status, &d.argmax);
     if !any_feasible {
         prop_assert_eq!(d.repair, RepairOutcome::Infeasible);
-        return Ok(if d.search_nodes == 0 {
+        let path = if d.search_nodes == 0 {
             Path::Lonely
         } else {
             Path::Exhausted
-        });
+        };
+        return Ok((path, emptied));
     }
     prop_assert!(
         matches!(d.repair, RepairOutcome::Clean | RepairOutcome::Repaired),
@@ -859,7 +1026,7 @@ fn check_instance(inst: &Instance) -> Result<Path, TestCaseError> {
     prop_assert!(d.feasible, "violations {:?}", d.evaluation.violations);
     // The climb's guarantee: no user can move to a server it ranks higher alone.
     if !d.settled {
-        return Ok(Path::Unsettled);
+        return Ok((Path::Unsettled, emptied));
     }
     for u in 0..nu {
         for t in 0..ns {
@@ -875,11 +1042,12 @@ fn check_instance(inst: &Instance) -> Result<Path, TestCaseError> {
             }
         }
     }
-    Ok(match (d.repair, d.search_nodes) {
+    let path = match (d.repair, d.search_nodes) {
         (RepairOutcome::Clean, _) => Path::Clean,
         (_, 0) => Path::Greedy,
         _ => Path::Search,
-    })
+    };
+    Ok((path, emptied))
 }
 
 proptest! {
@@ -894,19 +1062,22 @@ proptest! {
     }
 }
 
-/// The random instances above reach every path of the repair (so the property
-/// test tests them all).
+/// The random instances above reach every path of the repair and the
+/// consolidation (so the property test tests them all).
 #[test]
 fn brute_force_instances_reach_every_path() {
     let mut runner = TestRunner::deterministic();
     let strategy = instance();
     let mut seen = std::collections::BTreeMap::new();
+    let mut consolidated = 0;
     for _ in 0..3000 {
         let inst = strategy.new_tree(&mut runner).unwrap().current();
-        let path = check_instance(&inst).unwrap();
+        let (path, emptied) = check_instance(&inst).unwrap();
         *seen.entry(std::format!("{path:?}")).or_insert(0) += 1;
+        consolidated += usize::from(emptied > 0);
     }
-    std::eprintln!("paths: {seen:?}");
+    std::eprintln!("paths: {seen:?}; {consolidated} consolidated");
+    assert!(consolidated > 0, "the consolidation never emptied a server");
     for path in [
         Path::Clean,
         Path::Greedy,

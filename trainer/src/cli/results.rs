@@ -12,7 +12,7 @@ use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use serde_json::Value;
 
-use super::ship::POLICY_LABEL;
+use super::ship::{POLICY_LABEL, UNCONSOLIDATED_LABEL};
 use crate::eval::metrics::{Metric, Stats};
 use crate::eval::report::{summary_csv, write_atomic};
 use crate::eval::{emd_label, plot, SummaryRow};
@@ -20,6 +20,9 @@ use crate::scenario::Emd;
 
 /// The shipped policy's name in the merged tables and plots.
 pub const SHIPPED_LABEL: &str = "shipped policy";
+
+/// The shipped policy without the controller's consolidation, in the merged tables.
+pub const UNCONSOLIDATED_SHIPPED_LABEL: &str = "shipped policy, unconsolidated";
 
 /// Arguments of `diten results`.
 #[derive(Debug, Args)]
@@ -87,7 +90,8 @@ pub fn run(args: &ResultsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The rows of one summary.json, the shipped policy renamed [`SHIPPED_LABEL`].
+/// The rows of one summary.json, the shipped policy renamed [`SHIPPED_LABEL`] (and
+/// its ablation [`UNCONSOLIDATED_SHIPPED_LABEL`]).
 fn read_rows(json: &Value) -> anyhow::Result<Vec<SummaryRow>> {
     let rows = json["rows"]
         .as_array()
@@ -134,10 +138,10 @@ fn read_rows(json: &Value) -> anyhow::Result<Vec<SummaryRow>> {
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             Ok(SummaryRow {
-                policy: if policy == POLICY_LABEL {
-                    SHIPPED_LABEL.to_owned()
-                } else {
-                    policy.to_owned()
+                policy: match policy {
+                    POLICY_LABEL => SHIPPED_LABEL.to_owned(),
+                    UNCONSOLIDATED_LABEL => UNCONSOLIDATED_SHIPPED_LABEL.to_owned(),
+                    other => other.to_owned(),
                 },
                 servers: servers as usize,
                 emd,

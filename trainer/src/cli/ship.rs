@@ -75,6 +75,10 @@ pub(crate) const OTHERS: &[&str] = &["nearest", "nearest-random", "sticky", "ora
 /// The policy's label in the evaluation files: its file name in the model folder.
 pub(crate) const POLICY_LABEL: &str = "policy.bin";
 
+/// The label of the same blob run without the controller's consolidation (the
+/// policy alone), the ablation row of every card.
+pub(crate) const UNCONSOLIDATED_LABEL: &str = "unconsolidated:policy.bin";
+
 /// What `ship` reads from a training run folder.
 #[derive(Debug)]
 struct Run {
@@ -279,6 +283,7 @@ pub fn run(args: &ShipArgs) -> anyhow::Result<()> {
     let result = evaluate::run_with_progress("ship", &sweep, args.jobs)?;
     // From here on the policy is named by its file in the model folder.
     sweep.policies[0] = PolicySpec::File(PathBuf::from(POLICY_LABEL));
+    sweep.policies[1] = PolicySpec::Unconsolidated(PathBuf::from(POLICY_LABEL));
     let eval_dir = out.join("evaluation");
     std::fs::create_dir_all(&eval_dir)
         .with_context(|| format!("creating {}", eval_dir.display()))?;
@@ -352,7 +357,8 @@ pub fn run(args: &ShipArgs) -> anyhow::Result<()> {
 }
 
 /// The evaluation sweep: the run's scenario with the flags applied; the policy
-/// (the blob at `blob`) first, then [`OTHERS`].
+/// (the blob at `blob`) first, the same blob without the consolidation second,
+/// then [`OTHERS`].
 fn build_sweep(args: &ShipArgs, run: &Run, blob: &Path) -> anyhow::Result<Sweep> {
     evaluate::check_unique("--servers", &args.servers)?;
     evaluate::check_unique("--emd", &args.emd)?;
@@ -378,7 +384,10 @@ fn build_sweep(args: &ShipArgs, run: &Run, blob: &Path) -> anyhow::Result<Sweep>
         .map_or_else(|| (1..=DEFAULT_SEEDS).collect(), |s| s.0.clone());
     base.emd = emds[0].clone();
     base.seed = seeds[0];
-    let mut policies = vec![PolicySpec::File(blob.to_owned())];
+    let mut policies = vec![
+        PolicySpec::File(blob.to_owned()),
+        PolicySpec::Unconsolidated(blob.to_owned()),
+    ];
     policies.extend(OTHERS.iter().map(|n| PolicySpec::Builtin(n)));
     let sweep = Sweep {
         base,
@@ -582,6 +591,7 @@ pub(crate) fn verdicts(sweep: &Sweep, result: &eval::SweepResult, subject: usize
             let mut behind = Vec::new();
             let mut ties = Vec::new();
             let mut oracle_sentence = String::new();
+            let mut ablation_sentence = String::new();
             for p in (0..sweep.policies.len()).filter(|&p| p != subject) {
                 let theirs = objectives(result, p, servers, e);
                 if theirs.is_empty() {
@@ -601,7 +611,14 @@ pub(crate) fn verdicts(sweep: &Sweep, result: &eval::SweepResult, subject: usize
                 let wins = pairs.iter().filter(|(a, b)| a > b).count();
                 let losses = pairs.iter().filter(|(a, b)| a < b).count();
                 let name = label(p);
-                if name == "oracle" {
+                if name.starts_with(crate::eval::UNCONSOLIDATED_PREFIX) {
+                    ablation_sentence = format!(
+                        " Without the consolidation ({name}) the policy has {t:.5}: the \
+                         consolidation adds {} (ahead on {wins} of {} seeds).",
+                        signed(diff, 5),
+                        pairs.len()
+                    );
+                } else if name == "oracle" {
                     let rel = relative_percent(diff, t)
                         .map_or_else(String::new, |r| format!(" ({} %)", signed(r, 2)));
                     let within = relative_percent(-diff, t).is_some_and(|r| r <= 2.0);
@@ -679,6 +696,7 @@ pub(crate) fn verdicts(sweep: &Sweep, result: &eval::SweepResult, subject: usize
             if !ties.is_empty() {
                 let _ = write!(text, " It ties with {}.", join_and(&ties));
             }
+            text.push_str(&ablation_sentence);
             text.push_str(&oracle_sentence);
             let _ = write!(
                 text,
@@ -883,7 +901,7 @@ impl Card<'_> {
             md,
             "The same comparison without shipping, run in this folder (`--out` a folder of \
              your choice): `diten compare --scenario evaluation/scenario.toml --policy \
-             policy.bin,{} --seeds {} --out DIR`.",
+             {POLICY_LABEL},{UNCONSOLIDATED_LABEL},{} --seeds {} --out DIR`.",
             OTHERS.join(","),
             seeds_text(&self.sweep.seeds)
         );

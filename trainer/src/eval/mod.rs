@@ -55,7 +55,13 @@ pub enum PolicySpec {
     /// firmware blob (`.bin`, run by the controller); ONNX files are not loadable
     /// yet (convert them with `diten convert`).
     File(PathBuf),
+    /// `unconsolidated:PATH`: a firmware blob run by the controller with its
+    /// consolidation switched off (the policy alone, for ablations).
+    Unconsolidated(PathBuf),
 }
+
+/// The `--policy` prefix that runs a blob without the controller's consolidation.
+pub const UNCONSOLIDATED_PREFIX: &str = "unconsolidated:";
 
 /// A `--policy` value that names no decision maker.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +75,9 @@ pub enum PolicyError {
     /// A policy file this build cannot load.
     #[error("{0}: {1}")]
     TrainedNotSupported(PathBuf, &'static str),
+    /// `unconsolidated:` before something that is not a firmware blob.
+    #[error("`{0}`: `unconsolidated:` takes a firmware blob (.bin), run by the controller")]
+    UnconsolidatedNotBlob(String),
 }
 
 /// In a `--policy` file path, stands for the episode's number of servers.
@@ -81,6 +90,17 @@ impl PolicySpec {
     /// Reads a `--policy` value: a built-in name, else a file when it looks like a
     /// path (has a `/`, a known extension or names an existing file).
     pub fn parse(text: &str) -> Result<PolicySpec, PolicyError> {
+        if let Some(path) = text.strip_prefix(UNCONSOLIDATED_PREFIX) {
+            let path = PathBuf::from(path);
+            let blob = path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("bin"));
+            return if blob {
+                Ok(PolicySpec::Unconsolidated(path))
+            } else {
+                Err(PolicyError::UnconsolidatedNotBlob(text.to_owned()))
+            };
+        }
         if let Some(name) = policy::ALL_NAMES.iter().find(|n| **n == text) {
             return Ok(PolicySpec::Builtin(name));
         }
@@ -105,6 +125,9 @@ impl PolicySpec {
         match self {
             PolicySpec::Builtin(name) => (*name).to_owned(),
             PolicySpec::File(path) => path.display().to_string(),
+            PolicySpec::Unconsolidated(path) => {
+                format!("{UNCONSOLIDATED_PREFIX}{}", path.display())
+            }
         }
     }
 
@@ -116,16 +139,24 @@ impl PolicySpec {
     pub fn instantiate(&self, servers: usize) -> anyhow::Result<Box<dyn DecisionMaker>> {
         match self {
             PolicySpec::Builtin(name) => policy::by_name(name),
-            PolicySpec::File(path) => {
-                let text = path.to_string_lossy();
-                let path = if text.contains(SERVERS_PLACEHOLDER) {
-                    PathBuf::from(text.replace(SERVERS_PLACEHOLDER, &servers.to_string()))
-                } else {
-                    path.clone()
-                };
-                load_trained(&path, self.label())
+            PolicySpec::File(path) => load_trained(&for_servers(path, servers), self.label()),
+            PolicySpec::Unconsolidated(path) => {
+                let mut dm =
+                    policy::ControllerPolicy::load(&for_servers(path, servers), self.label())?;
+                dm.set_consolidation(false);
+                Ok(Box::new(dm))
             }
         }
+    }
+}
+
+/// `path` with [`SERVERS_PLACEHOLDER`] replaced by `servers`.
+fn for_servers(path: &std::path::Path, servers: usize) -> PathBuf {
+    let text = path.to_string_lossy();
+    if text.contains(SERVERS_PLACEHOLDER) {
+        PathBuf::from(text.replace(SERVERS_PLACEHOLDER, &servers.to_string()))
+    } else {
+        path.to_path_buf()
     }
 }
 
@@ -552,6 +583,21 @@ mod tests {
                 assert!(err.contains(file.trim_start_matches("./")), "{err}");
             }
         }
+        let spec = PolicySpec::parse("unconsolidated:onnx-models/u20-s{S}/policy.bin").unwrap();
+        assert_eq!(
+            spec,
+            PolicySpec::Unconsolidated("onnx-models/u20-s{S}/policy.bin".into())
+        );
+        assert_eq!(
+            spec.label(),
+            "unconsolidated:onnx-models/u20-s{S}/policy.bin"
+        );
+        let err = format!("{:#}", spec.instantiate(7).err().unwrap());
+        assert!(err.contains("onnx-models/u20-s7/policy.bin"), "{err}");
+        let err = PolicySpec::parse("unconsolidated:ckpt.ot")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("takes a firmware blob (.bin)"), "{err}");
         let err = PolicySpec::parse("nope").unwrap_err().to_string();
         assert!(
             err.contains("nearest, nearest-random, sticky, oracle"),

@@ -1,7 +1,9 @@
 //! The gateway's controller as a decision maker: an exported policy (firmware blob,
 //! SPEC §3.3) run through [`diten_controller::Controller`] on the simulator's slot
 //! status, exactly as a gateway or the firmware runs it — observation, the blob
-//! engine, best server per user, the repair of C2/C3, and the controller's own γ.
+//! engine, best server per user, the repair of C2/C3 and the consolidation (which
+//! [`ControllerPolicy::set_consolidation`] can switch off), and the controller's
+//! own γ.
 //!
 //! The simulator evaluates the controller's γ as given ([`Gamma::Given`]), so an
 //! episode measures the shipped decision loop and nothing else. Unlike the
@@ -26,6 +28,7 @@ pub struct ControllerPolicy {
     name: String,
     policy: Policy<'static>,
     workspace: Vec<f32>,
+    consolidate: bool,
 }
 
 /// The bytes of the blob file `path`, read once per process and kept for its
@@ -72,7 +75,14 @@ impl ControllerPolicy {
             name,
             policy,
             workspace,
+            consolidate: true,
         })
+    }
+
+    /// Switches the controller's consolidation on (the default, as a gateway runs
+    /// it) or off (the policy alone).
+    pub fn set_consolidation(&mut self, on: bool) {
+        self.consolidate = on;
     }
 
     /// Users the policy decides for.
@@ -110,6 +120,7 @@ impl DecisionMaker for ControllerPolicy {
             &mut self.workspace,
         )
         .map_err(|e| anyhow!("policy `{}`: {e}", self.name))?;
+        controller.set_consolidation(self.consolidate);
         let decision = controller
             .decide(status)
             .map_err(|e| anyhow!("policy `{}`: {e}", self.name))?;
