@@ -66,18 +66,19 @@
 //!    Norm(0) = 0, so the same loads cost less on fewer servers, and e rewards
 //!    packing users onto few servers; a per-user policy, each user choosing on its
 //!    own, leaves servers with a user or two that the others could absorb. So,
-//!    in rounds: take the occupied servers by increasing number of users (ties:
-//!    lower index); for each, move its users, heaviest first (relative load
-//!    a_cmp/q + a_syn/p on it; ties: lower index), each to the occupied server it
-//!    ranks highest among those where it still fits (exact sums); if every user
-//!    found a place and the cost term Σ Norm(C_s) at γ = 0 (C_s with migration, on
-//!    the servers involved) falls strictly, keep it and start the next round,
-//!    else undo and try the next server. A round that empties nothing ends the
-//!    step; each other round empties one server, so there are at most m rounds
-//!    ([`Decision::emptied`] counts the emptied servers). Every move keeps the
-//!    association feasible. The step is a heuristic: the cost term at γ = 0
-//!    stands in for e, which it does not re-solve; on the shipped policies'
-//!    evaluation episodes it raised e by 0.02–0.04 (`RESULTS.md`).
+//!    in rounds: for each occupied server (that does not hold every user), try
+//!    to empty it: move its users, heaviest first (relative load a_cmp/q +
+//!    a_syn/p on it; ties: lower index), each to the occupied server it ranks
+//!    highest among those where it still fits (exact sums); the try counts when
+//!    every user found a place and the cost term Σ Norm(C_s) at γ = 0 (C_s with
+//!    migration, on the servers involved) falls strictly. Of the tries that count,
+//!    keep the one with the largest fall (ties: lower server index) and start the
+//!    next round. A round where none counts ends the step; each other round
+//!    empties one server, so there are at most m rounds ([`Decision::emptied`]
+//!    counts the emptied servers). Every move keeps the association feasible. The
+//!    step is a heuristic: the cost term at γ = 0 stands in for e, which it does
+//!    not re-solve; on the shipped policies' evaluation episodes it raised e by
+//!    0.02–0.04 (`RESULTS.md`).
 //!
 //! **Guarantee.** If some association satisfies C2 at γ = 0 and C3 on every server
 //! (as [`evaluate`] computes them), the decision's association does too
@@ -113,14 +114,14 @@
 //!   search ordering n·m·ℓ + n² comparisons, then ≤ N nodes of (m comparisons + ℓ +
 //!   at most one exact check of n·ℓ + m), with at most 2N + n + 1 loop steps;
 //!   climb ≤ P·(n·m·ℓ + 4n²·ℓ) (a move recomputes two servers' sums, and again
-//!   if it is undone); consolidation ≤ m rounds of (n·m counts, n·m candidate
-//!   tests, and over the candidates together ≤ n users placed, each m·ℓ + 4n·ℓ,
-//!   plus ≤ 2(n + m) norms);
+//!   if it is undone); consolidation ≤ m rounds of (n counts, m copies of the
+//!   association and the sums, and over the tries together ≤ n users placed,
+//!   each m·ℓ + 4n·ℓ, plus ≤ 2(n + m) norms);
 //! * γ: the bound of [`solver`](crate::solver) (per server, a fixed number of
 //!   samples, each a fixed number of Newton steps per user);
 //! * evaluation: n utilities and m norms.
 //!
-//! In total O(Σ_i h_{i−1}·h_i + n²·m + N·(n + m) + P·n·(n + m) + m·n·(n + m)) plus
+//! In total O(Σ_i h_{i−1}·h_i + n²·m + N·(n + m) + P·n·(n + m) + m·(n + m)²) plus
 //! the γ solver's bound. For the default shape (n = 20, m = 21, hidden 128-128) the policy's
 //! 2.5·10⁵ multiply-adds dominate unless the search runs; N·(n + m) ≈ 1.7·10⁵.
 //!

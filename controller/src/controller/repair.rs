@@ -443,12 +443,13 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
         false
     }
 
-    /// Step 4: while an occupied server can be emptied into the other occupied
-    /// servers so that the cost term Σ_s Norm(C_s) at γ = 0 falls, empties it (the
-    /// first such server, fewest users first); returns how many servers it
-    /// emptied. `assoc` must fit everywhere; it still does after. Each round
-    /// empties one server or ends the step, so there are at most m rounds.
+    /// Step 4: while some occupied server can be emptied into the other occupied
+    /// servers so that the cost term Σ_s Norm(C_s) at γ = 0 falls, empties the one
+    /// whose emptying lowers it most (ties: the lowest index); returns how many
+    /// servers it emptied. `assoc` must fit everywhere; it still does after. Each
+    /// round empties one server or ends the step, so there are at most m rounds.
     pub(super) fn consolidate(&self, assoc: &mut [usize]) -> usize {
+        let n = assoc.len();
         let mut sums = self.sums(assoc);
         let mut emptied = 0;
         for _ in 0..self.n_servers {
@@ -458,36 +459,50 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
                     *c += 1;
                 }
             }
-            let mut done = false;
-            'round: for k in 1..self.n_users {
-                for s in 0..self.n_servers {
-                    if count.get(s) == Some(&k) && self.try_empty(s, &count, assoc, &mut sums) {
-                        done = true;
-                        break 'round;
+            // The best emptying of this round: (drop, association, sums).
+            let mut best: Option<(f64, [usize; U], [Load; S])> = None;
+            for (s, &k) in count.iter().enumerate().take(self.n_servers) {
+                if k == 0 || k == n {
+                    continue;
+                }
+                let mut trial = [0usize; U];
+                let Some(slice) = trial.get_mut(..n) else {
+                    return emptied; // never: assoc holds n ≤ U users
+                };
+                slice.copy_from_slice(assoc);
+                let mut trial_sums = sums;
+                if let Some(drop) = self.try_empty(s, &count, slice, &mut trial_sums) {
+                    if best.as_ref().is_none_or(|b| drop > b.0) {
+                        best = Some((drop, trial, trial_sums));
                     }
                 }
             }
-            if !done {
+            let Some((_, trial, trial_sums)) = best else {
                 break;
+            };
+            if let Some(slice) = trial.get(..n) {
+                assoc.copy_from_slice(slice);
             }
+            sums = trial_sums;
             emptied += 1;
         }
         emptied
     }
 
-    /// Moves every user of server `s` to the occupied server (by `count`) it ranks
-    /// highest among those where it still fits, heaviest user first, and keeps the
-    /// result only if the cost term at γ = 0 of the servers involved falls.
+    /// Moves every user of server `s` in `assoc` to the occupied server (by
+    /// `count`) it ranks highest among those where it still fits, heaviest user
+    /// first, updating `sums`. Returns how much the cost term Σ Norm(C_s) at γ = 0
+    /// of the servers involved falls, when every user found a place and it falls
+    /// (`assoc` and `sums` are then the emptied association's), else `None`
+    /// (they are then to be discarded).
     fn try_empty(
         &self,
         s: usize,
         count: &[usize; S],
         assoc: &mut [usize],
         sums: &mut [Load; S],
-    ) -> bool {
-        let Some(srv) = self.slot.servers().get(s) else {
-            return false;
-        };
+    ) -> Option<f64> {
+        let srv = self.slot.servers().get(s)?;
         // The users of s, heaviest first by relative load on s (insertion sort,
         // ties to the lower index): the large ones are placed while room is left.
         let weight = |u: usize| {
@@ -500,20 +515,13 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
                 .iter()
                 .position(|&v| weight(u).total_cmp(&weight(v)).is_gt())
                 .unwrap_or(users.len());
-            if users.insert(at, u).is_err() {
-                return false; // never: assoc holds n ≤ U users
-            }
+            users.insert(at, u).ok()?; // never fails: assoc holds n ≤ U users
         }
-        let mut trial = [0usize; U];
-        let Some(trial) = trial.get_mut(..assoc.len()) else {
-            return false; // never: assoc holds n ≤ U users
-        };
-        trial.copy_from_slice(assoc);
-        let mut trial_sums = *sums;
+        let before = *sums;
         let mut touched = [false; S];
         for &u in &users {
             let mut best = None;
-            for (t, &sum) in trial_sums.iter().enumerate().take(self.n_servers) {
+            for (t, &sum) in sums.iter().enumerate().take(self.n_servers) {
                 if t != s
                     && count.get(t).is_some_and(|&c| c > 0)
                     && best.is_none_or(|b| self.before(u, t, b))
@@ -522,35 +530,23 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
                     best = Some(t);
                 }
             }
-            let Some(t) = best else {
-                return false;
-            };
-            if !self.try_move(trial, &mut trial_sums, u, t) {
-                return false;
+            let t = best?;
+            if !self.try_move(assoc, sums, u, t) {
+                return None;
             }
-            if let Some(flag) = touched.get_mut(t) {
-                *flag = true;
-            }
+            *touched.get_mut(t)? = true;
         }
-        if let Some(flag) = touched.get_mut(s) {
-            *flag = true;
-        }
+        *touched.get_mut(s)? = true;
         // Σ Norm over the servers involved, before and after (s is empty after;
         // a NaN sum compares false and keeps the association).
         let norm = |sum: &Load| crate::model::norm(self.params, sum.total);
-        let (mut before, mut after) = (0.0, 0.0);
-        for ((&flag, old), new) in touched.iter().zip(sums.iter()).zip(trial_sums.iter()) {
+        let (mut was, mut is) = (0.0, 0.0);
+        for ((&flag, old), new) in touched.iter().zip(before.iter()).zip(sums.iter()) {
             if flag {
-                before += norm(old);
-                after += norm(new);
+                was += norm(old);
+                is += norm(new);
             }
         }
-        if after < before {
-            assoc.copy_from_slice(trial);
-            *sums = trial_sums;
-            true
-        } else {
-            false
-        }
+        (is < was).then_some(was - is)
     }
 }

@@ -339,12 +339,13 @@ fn both(table: &[f32], servers: &[Server], users: &[User], params: Params) -> (D
 fn consolidation_empties_servers_whose_users_fit_on_the_others() {
     // Three users of load 100 each (1e-3 × 1e5 bits), each on its own favourite of
     // three co-located servers (q = 500): no syn or migration cost. Norm(x) =
-    // tanh(x / 800). Round 1, servers of one user by index: user 0 leaves server 0
-    // for its next choice among the occupied, server 1 (logit 2 > 1); the cost term
-    // of servers 0 and 1 goes from 2·tanh(0.125) = 0.2487 to tanh(0.25) = 0.2449.
-    // Round 2: server 2 is the only one with one user; user 2's only occupied
-    // choice is server 1 (300 ≤ 500): tanh(0.25) + tanh(0.125) = 0.3693 before,
-    // tanh(0.375) = 0.3584 after. Round 3 finds nothing to empty.
+    // tanh(x / 800). Round 1: emptying any one server moves its user to its next
+    // choice among the occupied (user 0 to server 1, logit 2 > 1) and lowers the
+    // cost term of the two servers by the same 2·tanh(0.125) − tanh(0.25) =
+    // 0.2487 − 0.2449: the tie goes to server 0. Round 2: emptying server 1 (users
+    // 0 and 1 to server 2, the only other occupied one; 300 ≤ 500) or server 2
+    // (user 2 to server 1) both turn tanh(0.25) + tanh(0.125) = 0.3693 into
+    // tanh(0.375) = 0.3584: the tie goes to server 1. Round 3 finds nothing.
     let table = [3.0, 2.0, 1.0, 1.0, 3.0, 2.0, 2.0, 1.0, 3.0];
     let servers = [server(0.0, 500.0, 1e6); 3];
     let users = [user(0.0, 1e5); 3];
@@ -354,14 +355,14 @@ fn consolidation_empties_servers_whose_users_fit_on_the_others() {
         (off.repair, off.emptied, off.moved),
         (RepairOutcome::Clean, 0, 0)
     );
-    assert_eq!(on.association, [1, 1, 1]);
+    assert_eq!(on.association, [2, 2, 2]);
     assert_eq!(
         (on.repair, on.emptied, on.moved),
         (RepairOutcome::Clean, 2, 2)
     );
     assert!(on.feasible);
-    let cmp = on.evaluation.servers[1].cmp;
-    assert!((cmp - 300.0).abs() < 1e-9, "C_cmp,1 = {cmp}");
+    let cmp = on.evaluation.servers[2].cmp;
+    assert!((cmp - 300.0).abs() < 1e-9, "C_cmp,2 = {cmp}");
     // e: the same utilities (γ has nothing to reuse), cost term 0.3584 instead
     // of 3·tanh(0.125) = 0.3731, times β2/S = 0.7/3.
     let gain = on.evaluation.objective - off.evaluation.objective;
@@ -372,9 +373,10 @@ fn consolidation_empties_servers_whose_users_fit_on_the_others() {
 #[test]
 fn consolidation_keeps_a_merge_only_when_the_cost_term_falls() {
     // Two users of load 100 on their favourites; server 1 computes at ε = 3, so
-    // user 0 would cost 300 there: tanh(0.125) + tanh(0.125) = 0.2487 before,
-    // tanh(0.5) = 0.4621 after: refused. Then server 1: user 1 costs 33.3 on server
-    // 0 (1e5/3 bits at ε = 1): tanh(133.3/800) = 0.1651 < 0.2487: kept.
+    // emptying server 0 would put user 0 there at 300: tanh(0.125) + tanh(0.125)
+    // = 0.2487 before, tanh(0.5) = 0.4621 after: it does not count. Emptying
+    // server 1 moves user 1 to server 0 at 33.3 (1e5/3 bits at ε = 1):
+    // tanh(133.3/800) = 0.1651 < 0.2487: kept.
     let table = [1.0, 0.0, 0.0, 1.0];
     let servers = [
         server(0.0, 1e4, 1e6),
