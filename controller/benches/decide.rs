@@ -1,7 +1,8 @@
 //! `decide/u20_s21`: the whole per-slot decision (observation, a 1424-128-128-420
 //! policy with random weights, association repair, γ solver, evaluation) on slots of
 //! 20 users and 21 servers built as in `gamma/u20_s21` (default draws, users spread
-//! over nearby servers, about one in five migrating); and `policy/u20_s21`, the
+//! over nearby servers, about one in five migrating); `decide/u20_s21_unconsolidated`,
+//! the same with the controller's consolidation off; and `policy/u20_s21`, the
 //! policy's forward pass alone.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
@@ -78,7 +79,7 @@ fn bench(c: &mut Criterion) {
 
     // What the repair does on these slots (printed once, for the README).
     let mut outcomes = [0usize; 4];
-    let (mut moved, mut nodes) = (0, 0);
+    let (mut moved, mut nodes, mut emptied) = (0, 0, 0);
     for s in &statuses {
         let d = controller.decide(s).expect("decides");
         let i = match d.repair {
@@ -90,10 +91,11 @@ fn bench(c: &mut Criterion) {
         outcomes[i] += 1;
         moved += d.moved;
         nodes += d.search_nodes;
+        emptied += d.emptied;
     }
     eprintln!(
         "decide/u20_s21 over {} slots: clean {}, repaired {}, infeasible {}, bound {}; \
-         {moved} users moved, {nodes} search nodes in all",
+         {moved} users moved, {nodes} search nodes, {emptied} servers emptied in all",
         statuses.len(),
         outcomes[0],
         outcomes[1],
@@ -119,6 +121,15 @@ fn bench(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("decide");
     group.bench_function("u20_s21", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            let s = &statuses[i % statuses.len()];
+            i += 1;
+            controller.decide(black_box(s)).expect("decides")
+        })
+    });
+    controller.set_consolidation(false);
+    group.bench_function("u20_s21_unconsolidated", |b| {
         let mut i = 0;
         b.iter(|| {
             let s = &statuses[i % statuses.len()];
