@@ -7,6 +7,10 @@ use crate::model::UserCost;
 use crate::params::Params;
 use crate::slot::Slot;
 
+/// Margin of the consolidation's pruning: far above the rounding of a sum of at
+/// most S norms in [0, 1] (below 1e-13), far below any fall worth a server.
+const PRUNE_MARGIN: f64 = 1e-9;
+
 /// What one user adds to one server's constraint sums at γ = 0, or such a sum.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 struct Load {
@@ -459,10 +463,38 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
                     *c += 1;
                 }
             }
-            // The best emptying of this round: (drop, association, sums).
-            let mut best: Option<(f64, [usize; U], [Load; S])> = None;
+            // Each server's Norm once per round (every try reuses them). A try
+            // lowers the cost term by at most its own server's Norm, since the
+            // other servers only gain load; so the candidates go by decreasing
+            // Norm, and one whose Norm is below the best fall so far by more than
+            // any rounding of these sums (PRUNE_MARGIN) cannot win and is skipped.
+            let mut norms = [0.0f64; S];
+            for (v, sum) in norms.iter_mut().zip(sums.iter()).take(self.n_servers) {
+                *v = crate::model::norm(self.params, sum.total);
+            }
+            let norm_of = |s: usize| norms.get(s).copied().unwrap_or(f64::NAN);
+            let mut order: heapless::Vec<usize, S> = heapless::Vec::new();
             for (s, &k) in count.iter().enumerate().take(self.n_servers) {
                 if k == 0 || k == n {
+                    continue;
+                }
+                // Before the first of smaller Norm (NaN sorts as largest).
+                let at = order
+                    .iter()
+                    .position(|&v| norm_of(s).total_cmp(&norm_of(v)).is_gt())
+                    .unwrap_or(order.len());
+                if order.insert(at, s).is_err() {
+                    return emptied; // never: at most m ≤ S servers
+                }
+            }
+            // The best emptying of this round: (drop, server, association, sums);
+            // ties go to the lower server index, as in a scan by index.
+            let mut best: Option<(f64, usize, [usize; U], [Load; S])> = None;
+            for &s in &order {
+                if best
+                    .as_ref()
+                    .is_some_and(|b| norm_of(s) + PRUNE_MARGIN < b.0)
+                {
                     continue;
                 }
                 let mut trial = [0usize; U];
@@ -471,13 +503,16 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
                 };
                 slice.copy_from_slice(assoc);
                 let mut trial_sums = sums;
-                if let Some(drop) = self.try_empty(s, &count, slice, &mut trial_sums) {
-                    if best.as_ref().is_none_or(|b| drop > b.0) {
-                        best = Some((drop, trial, trial_sums));
+                if let Some(drop) = self.try_empty(s, &count, &norms, slice, &mut trial_sums) {
+                    if best
+                        .as_ref()
+                        .is_none_or(|b| drop > b.0 || (drop == b.0 && s < b.1))
+                    {
+                        best = Some((drop, s, trial, trial_sums));
                     }
                 }
             }
-            let Some((_, trial, trial_sums)) = best else {
+            let Some((_, _, trial, trial_sums)) = best else {
                 break;
             };
             if let Some(slice) = trial.get(..n) {
@@ -499,6 +534,7 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
         &self,
         s: usize,
         count: &[usize; S],
+        norms: &[f64; S],
         assoc: &mut [usize],
         sums: &mut [Load; S],
     ) -> Option<f64> {
@@ -517,7 +553,6 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
                 .unwrap_or(users.len());
             users.insert(at, u).ok()?; // never fails: assoc holds n ≤ U users
         }
-        let before = *sums;
         let mut touched = [false; S];
         for &u in &users {
             let mut best = None;
@@ -537,13 +572,14 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
             *touched.get_mut(t)? = true;
         }
         *touched.get_mut(s)? = true;
-        // Σ Norm over the servers involved, before and after (s is empty after;
-        // a NaN sum compares false and keeps the association).
+        // Σ Norm over the servers involved, before (`norms`, of the sums this
+        // try started from) and after (s is empty after; a NaN sum compares
+        // false and keeps the association).
         let norm = |sum: &Load| crate::model::norm(self.params, sum.total);
         let (mut was, mut is) = (0.0, 0.0);
-        for ((&flag, old), new) in touched.iter().zip(before.iter()).zip(sums.iter()) {
+        for ((&flag, &old), new) in touched.iter().zip(norms.iter()).zip(sums.iter()) {
             if flag {
-                was += norm(old);
+                was += old;
                 is += norm(new);
             }
         }
