@@ -120,23 +120,17 @@ fn bench(c: &mut Criterion) {
     });
 
     let mut group = c.benchmark_group("decide");
-    group.bench_function("u20_s21", |b| {
-        let mut i = 0;
-        b.iter(|| {
-            let s = &statuses[i % statuses.len()];
-            i += 1;
-            controller.decide(black_box(s)).expect("decides")
-        })
-    });
-    controller.set_consolidation(false);
-    group.bench_function("u20_s21_unconsolidated", |b| {
-        let mut i = 0;
-        b.iter(|| {
-            let s = &statuses[i % statuses.len()];
-            i += 1;
-            controller.decide(black_box(s)).expect("decides")
-        })
-    });
+    for (name, consolidate) in [("u20_s21", true), ("u20_s21_unconsolidated", false)] {
+        controller.set_consolidation(consolidate);
+        group.bench_function(name, |b| {
+            let mut i = 0;
+            b.iter(|| {
+                let s = &statuses[i % statuses.len()];
+                i += 1;
+                controller.decide(black_box(s)).expect("decides")
+            })
+        });
+    }
     group.finish();
 }
 
