@@ -95,9 +95,12 @@ fuzz_target!(|data: &[u8]| {
         }
         RepairOutcome::Infeasible | RepairOutcome::BoundReached => {
             assert_eq!(decision.association, decision.argmax);
+            assert_eq!(decision.emptied, 0);
         }
     }
+    // A clean association moves only when the consolidation empties servers.
     if decision.repair == RepairOutcome::Clean {
-        assert_eq!(decision.moved, 0);
+        assert!(decision.moved == 0 || decision.emptied > 0);
     }
+    assert!(decision.emptied < n_servers.max(1));
 });

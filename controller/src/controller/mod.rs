@@ -69,9 +69,11 @@
 //!    in rounds: for each occupied server (that does not hold every user), try
 //!    to empty it: move its users, heaviest first (relative load a_cmp/q +
 //!    a_syn/p on it; ties: lower index), each to the occupied server it ranks
-//!    highest among those where it still fits (exact sums); the try counts when
-//!    every user found a place and the cost term Σ Norm(C_s) at γ = 0 (C_s with
-//!    migration, on the servers involved) falls strictly. Of the tries that count,
+//!    highest among those where it still fits (the current exact sum plus its
+//!    load; if the exact sum in user order then breaks the capacity, the try is
+//!    abandoned); the try counts when every user found a place and the cost term
+//!    Σ Norm(C_s) at γ = 0 (C_s with migration, on the servers involved) falls
+//!    strictly. Of the tries that count,
 //!    keep the one with the largest fall (ties: lower server index) and start the
 //!    next round. A round where none counts ends the step; each other round
 //!    empties one server, so there are at most m rounds ([`Decision::emptied`]
@@ -114,9 +116,10 @@
 //!   search ordering n·m·ℓ + n² comparisons, then ≤ N nodes of (m comparisons + ℓ +
 //!   at most one exact check of n·ℓ + m), with at most 2N + n + 1 loop steps;
 //!   climb ≤ P·(n·m·ℓ + 4n²·ℓ) (a move recomputes two servers' sums, and again
-//!   if it is undone); consolidation ≤ m rounds of (n counts, m copies of the
-//!   association and the sums, and over the tries together ≤ n users placed,
-//!   each m·ℓ + 4n·ℓ, plus ≤ 2(n + m) norms);
+//!   if it is undone); consolidation ≤ m rounds of (n counts, m norms and an
+//!   insertion sort of ≤ m servers, m copies of the association and the sums,
+//!   and over the tries together ≤ n users sorted and placed, each m·ℓ + 4n·ℓ,
+//!   plus ≤ n + m norms);
 //! * γ: the bound of [`solver`](crate::solver) (per server, a fixed number of
 //!   samples, each a fixed number of Newton steps per user);
 //! * evaluation: n utilities and m norms.

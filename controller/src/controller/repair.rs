@@ -334,7 +334,8 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
         let weight = |u: usize| weights.get(u).copied().unwrap_or(0.0);
         let mut order: heapless::Vec<usize, U> = heapless::Vec::new();
         for u in 0..self.n_users {
-            // Before the first user that weighs strictly less (NaN sorts as largest).
+            // Before the first user that weighs strictly less (`total_cmp` order;
+            // a NaN weight, only from NaN loads, sorts at one end).
             let at = order
                 .iter()
                 .position(|&v| weight(u).total_cmp(&weight(v)).is_gt())
@@ -453,6 +454,12 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
     /// servers it emptied. `assoc` must fit everywhere; it still does after. Each
     /// round empties one server or ends the step, so there are at most m rounds.
     pub(super) fn consolidate(&self, assoc: &mut [usize]) -> usize {
+        self.consolidate_with(assoc, true)
+    }
+
+    /// [`Repair::consolidate`], with the pruning of tries that cannot win on or off
+    /// (off only in the test that checks the pruning changes nothing).
+    pub(super) fn consolidate_with(&self, assoc: &mut [usize], prune: bool) -> usize {
         let n = assoc.len();
         let mut sums = self.sums(assoc);
         let mut emptied = 0;
@@ -478,7 +485,8 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
                 if k == 0 || k == n {
                     continue;
                 }
-                // Before the first of smaller Norm (NaN sorts as largest).
+                // Before the first of smaller Norm (`total_cmp` order; a NaN Norm,
+                // only from NaN loads, sorts at one end and is never skipped).
                 let at = order
                     .iter()
                     .position(|&v| norm_of(s).total_cmp(&norm_of(v)).is_gt())
@@ -491,9 +499,10 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
             // ties go to the lower server index, as in a scan by index.
             let mut best: Option<(f64, usize, [usize; U], [Load; S])> = None;
             for &s in &order {
-                if best
-                    .as_ref()
-                    .is_some_and(|b| norm_of(s) + PRUNE_MARGIN < b.0)
+                if prune
+                    && best
+                        .as_ref()
+                        .is_some_and(|b| norm_of(s) + PRUNE_MARGIN < b.0)
                 {
                     continue;
                 }
