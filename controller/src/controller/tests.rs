@@ -417,6 +417,22 @@ fn consolidation_never_breaks_a_capacity() {
     assert!(on.feasible);
 }
 
+/// `n` users in the 120 m square, φ = 0.2, 200–2000 images now and up to 2000
+/// before, user u last on server u mod `servers` (draws in that order).
+fn random_users(rng: &mut Rng, n: usize, servers: usize) -> Vec<User> {
+    (0..n)
+        .map(|u| User {
+            x: 120.0 * rng.unit(),
+            y: 120.0 * rng.unit(),
+            emd: 0.2,
+            twin_bits: 4500.0,
+            data_bits: 784.0 * (200.0 + 1800.0 * rng.unit()).round(),
+            prev_data_bits: 784.0 * (2000.0 * rng.unit()).round(),
+            prev_server: Some(u % servers),
+        })
+        .collect()
+}
+
 /// The consolidation's pruning skips only tries that cannot win: with it and
 /// without it (every try made, the best kept, ties to the lower index) the
 /// association is the same, on crowded random slots with many servers to empty.
@@ -436,17 +452,7 @@ fn consolidation_pruning_changes_no_decision() {
                 eps: 54.0 + 2.0 * rng.unit(),
             })
             .collect();
-        let users: Vec<User> = (0..nu)
-            .map(|u| User {
-                x: 120.0 * rng.unit(),
-                y: 120.0 * rng.unit(),
-                emd: 0.2,
-                twin_bits: 4500.0,
-                data_bits: 784.0 * (200.0 + 1800.0 * rng.unit()).round(),
-                prev_data_bits: 784.0 * (2000.0 * rng.unit()).round(),
-                prev_server: Some(u % ns),
-            })
-            .collect();
+        let users = random_users(&mut rng, nu, ns);
         let status = Sl::new(&servers, &users).unwrap();
         let blob = random_blob(seed, nu, ns, 8);
         let policy = Policy::parse(&blob).unwrap();
@@ -594,17 +600,7 @@ fn work_per_slot_stays_within_the_documented_bound() {
                 eps: 54.0 + 2.0 * rng.unit(),
             })
             .collect();
-        let users: Vec<User> = (0..8)
-            .map(|u| User {
-                x: 120.0 * rng.unit(),
-                y: 120.0 * rng.unit(),
-                emd: 0.2,
-                twin_bits: 4500.0,
-                data_bits: 784.0 * (200.0 + 1800.0 * rng.unit()).round(),
-                prev_data_bits: 784.0 * (2000.0 * rng.unit()).round(),
-                prev_server: Some(u % 8),
-            })
-            .collect();
+        let users = random_users(&mut rng, 8, 8);
         let status = Sl::new(&servers, &users).unwrap();
         let d = decide(&random_blob(seed, 8, 8, 8), params, &status).unwrap();
         check_consistent(&params, &status, &d);
