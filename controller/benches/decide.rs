@@ -1,11 +1,13 @@
 //! `decide/u20_s21`: the whole per-slot decision (observation, a 1424-128-128-420
 //! policy with random weights, association repair, γ solver, evaluation) on slots of
 //! 20 users and 21 servers built as in `gamma/u20_s21` (default draws, users spread
-//! over nearby servers, about one in five migrating); `decide/u20_s21_unconsolidated`,
-//! the same with the controller's consolidation off; and `policy/u20_s21`, the
-//! policy's forward pass alone.
+//! over nearby servers, about one in five migrating), with the controller's default
+//! improvement budget; `decide/u20_s21_unimproved`, the same with the improvement
+//! off; `decide/u20_s21_unconsolidated`, with the consolidation off too (the
+//! policy alone); and `policy/u20_s21`, the policy's forward pass alone.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use diten_controller::controller::DEFAULT_IMPROVEMENT_BUDGET;
 use diten_controller::obs::obs_dim;
 use diten_controller::policy::{encode, encoded_len, F32Le, LayerRef, ModelRef, Policy};
 use diten_controller::{Controller, Params, RepairOutcome, Slot};
@@ -79,7 +81,7 @@ fn bench(c: &mut Criterion) {
 
     // What the repair does on these slots (printed once, for the README).
     let mut outcomes = [0usize; 4];
-    let (mut moved, mut nodes, mut emptied) = (0, 0, 0);
+    let (mut moved, mut nodes, mut emptied, mut solves) = (0, 0, 0, 0);
     for s in &statuses {
         let d = controller.decide(s).expect("decides");
         let i = match d.repair {
@@ -92,10 +94,12 @@ fn bench(c: &mut Criterion) {
         moved += d.moved;
         nodes += d.search_nodes;
         emptied += d.emptied;
+        solves += d.improve_solves;
     }
     eprintln!(
         "decide/u20_s21 over {} slots: clean {}, repaired {}, infeasible {}, bound {}; \
-         {moved} users moved, {nodes} search nodes, {emptied} servers emptied in all",
+         {moved} users moved, {nodes} search nodes, {emptied} servers emptied, {solves} \
+         improvement solves in all",
         statuses.len(),
         outcomes[0],
         outcomes[1],
@@ -120,8 +124,13 @@ fn bench(c: &mut Criterion) {
     });
 
     let mut group = c.benchmark_group("decide");
-    for (name, consolidate) in [("u20_s21", true), ("u20_s21_unconsolidated", false)] {
+    for (name, consolidate, budget) in [
+        ("u20_s21", true, DEFAULT_IMPROVEMENT_BUDGET),
+        ("u20_s21_unimproved", true, 0),
+        ("u20_s21_unconsolidated", false, 0),
+    ] {
         controller.set_consolidation(consolidate);
+        controller.set_improvement_budget(budget);
         group.bench_function(name, |b| {
             let mut i = 0;
             b.iter(|| {

@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
-use diten_controller::controller::MAX_REPAIR_NODES;
+use diten_controller::controller::{
+    SearchStart, DEFAULT_IMPROVEMENT_BUDGET, MAX_IMPROVEMENTS, MAX_REPAIR_NODES,
+};
 use diten_controller::policy::Policy;
 use diten_controller::solver::MAX_SAMPLES;
 use diten_controller::{Controller, Error, RepairOutcome, Slot};
@@ -96,11 +98,20 @@ fuzz_target!(|data: &[u8]| {
         RepairOutcome::Infeasible | RepairOutcome::BoundReached => {
             assert_eq!(decision.association, decision.argmax);
             assert_eq!(decision.emptied, 0);
+            assert_eq!((decision.improved, decision.improve_solves), (0, 0));
         }
     }
-    // A clean association moves only when the consolidation empties servers.
+    // A clean association moves only when the consolidation empties servers or
+    // the improvement changes it (or starts elsewhere).
     if decision.repair == RepairOutcome::Clean {
-        assert!(decision.moved == 0 || decision.emptied > 0);
+        assert!(
+            decision.moved == 0
+                || decision.emptied > 0
+                || decision.improved > 0
+                || decision.improve_start != SearchStart::Policy
+        );
     }
+    assert!(decision.improve_solves <= DEFAULT_IMPROVEMENT_BUDGET);
+    assert!(decision.improved <= MAX_IMPROVEMENTS);
     assert!(decision.emptied < n_servers.max(1));
 });

@@ -13,7 +13,9 @@
 //!    the least computation) and C3 (C_syn,s ≤ p_s, which does not depend on γ)
 //!    hold on every server, then **consolidated** onto fewer servers where that
 //!    lowers the cost term, see below;
-//! 5. [`solve_gamma`] gives the globally optimal γ for that association and
+//! 5. the association is **improved** by a local search that scores every change
+//!    with the exact γ, within a budget of server γ solves, see below;
+//! 6. [`solve_gamma`] gives the globally optimal γ for that association and
 //!    [`evaluate`] the objective, reward, costs and violations.
 //!
 //! When the repair finds no feasible association (none exists, or the search hit
@@ -82,6 +84,46 @@
 //!    not re-solve; on the shipped policies' evaluation episodes it raised e by
 //!    0.02–0.04 (`RESULTS.md`).
 //!
+//! # Improvement
+//!
+//! Step 5 (after step 0's `Clean` or a `Repaired` association, when the
+//! consolidation is on and the budget set by [`Controller::set_improvement_budget`]
+//! is not 0; default [`DEFAULT_IMPROVEMENT_BUDGET`]). γ decouples by server (the
+//! [`solver`](crate::solver) docs), so e is a sum of server shares, each the
+//! share's utility and cost term with that server's γ solved exactly; a change of
+//! the association that touches two servers is scored by re-solving those two,
+//! one *server solve* each, and the budget bounds the solves of a slot. From a
+//! feasible start the search climbs, always taking the change that raises e most,
+//! in the first of these neighbourhoods that has one:
+//!
+//! 1. **moves:** one user to another server that is occupied or was its previous
+//!    one (a table of each user's leave and join gains, re-scored for the two
+//!    servers a change touches);
+//! 2. **swaps and merges** (two users exchange servers; every user of one server
+//!    to another, empty or not): the [`PAIR_CANDIDATES`] with the largest
+//!    estimate, the fall of the cost term with every γ kept and C2 and C3 at
+//!    γ = 0, are scored exactly;
+//! 3. **re-splits:** the users of two occupied servers, at most
+//!    [`MAX_SPLIT_USERS`] together, divided between them in every other way.
+//!
+//! A change counts when it raises e by more than 10⁻¹² and keeps C2 and C3
+//! (checked with [`evaluate`]'s sums at the solved γ). The climb ends at a local
+//! optimum, after [`MAX_IMPROVEMENTS`] changes or when its budget is spent. It
+//! runs from the policy's association (after steps 1–4) with half the budget, then
+//! from the previous slot's association (when every user has a previous server
+//! and it differs; skipped when it breaks C2 or C3) with the rest, and the
+//! better local optimum wins ([`Decision::improve_start`]; ties to the policy's).
+//! Step 6 solves γ server by server with the same solver and the same inputs, so
+//! the decision's e is the winning climb's up to the order of summation: it is
+//! never below the consolidated association's (minus 10⁻¹²), and the association
+//! stays feasible. The search has the oracle's neighbourhoods (the trainer's
+//! upper yardstick, which climbs from six starts with a memo of every solve):
+//! this is what brings the shipped decisions to within a few 10⁻⁴ of it
+//! (`RESULTS.md`). A server solve costs about 5 µs on a desktop core and 0.33 M
+//! instructions on a Cortex-M4F without a double-precision FPU, so the budget
+//! is the knob that sizes the decision to the gateway's slot
+//! (`firmware-example/README.md`).
+//!
 //! **Guarantee.** If some association satisfies C2 at γ = 0 and C3 on every server
 //! (as [`evaluate`] computes them), the decision's association does too
 //! ([`RepairOutcome::Clean`] or [`RepairOutcome::Repaired`], and γ from
@@ -89,14 +131,14 @@
 //! hits [`MAX_REPAIR_NODES`] ([`RepairOutcome::BoundReached`]). With
 //! [`RepairOutcome::Infeasible`] (only ever returned with a proof: step 0 or a
 //! finished search) and [`RepairOutcome::BoundReached`] the decision is the
-//! policy's own association (`moved = 0`, no consolidation) with its optimal γ
-//! and its violations.
+//! policy's own association (`moved = 0`, no consolidation or improvement) with
+//! its optimal γ and its violations.
 //! The argument assumes every per-user load is a number: a NaN load (∞ times a
 //! zero distance, only with sizes or unit costs near the limits of f64) counts as
 //! fitting in [`evaluate`], and the search may then miss an association that fits
 //! only thanks to it. When [`Decision::settled`], no single user can move to a
-//! server it ranks higher without breaking C2 or C3, unless the consolidation then
-//! moved users (`emptied > 0`). The repair does not maximise
+//! server it ranks higher without breaking C2 or C3, unless the consolidation or
+//! the improvement then moved users. The repair does not maximise
 //! the summed logits over all feasible associations; it keeps to the policy's
 //! choice through the greedy's cheapest moves, the search's rank order and the
 //! climb.
@@ -120,13 +162,22 @@
 //!   insertion sort of ≤ m servers, m copies of the association and the sums,
 //!   and over the tries together ≤ n users sorted and placed, each m·ℓ + 4n·ℓ,
 //!   plus ≤ n + m norms);
+//! * improvement: at most B = the budget server solves in all (each the γ
+//!   solver's bound for at most n users, plus n utilities and loads); besides
+//!   them, each of the two climbs makes at most [`MAX_IMPROVEMENTS`] changes, and
+//!   each step scans n·m move gains, estimates ≤ n²/2 swaps and m² merges (≤ 4
+//!   loads and 4 norms each, kept in a sorted list of [`PAIR_CANDIDATES`]) and
+//!   enumerates ≤ m²/2·2^[`MAX_SPLIT_USERS`] re-splits (once the budget is spent,
+//!   each is a comparison), so O(B·solve + MAX_IMPROVEMENTS·(n² + m²·2⁶)·ℓ);
 //! * γ: the bound of [`solver`](crate::solver) (per server, a fixed number of
 //!   samples, each a fixed number of Newton steps per user);
 //! * evaluation: n utilities and m norms.
 //!
 //! In total O(Σ_i h_{i−1}·h_i + n²·m + N·(n + m) + P·n·(n + m) + m·(n + m)²) plus
 //! the γ solver's bound. For the default shape (n = 20, m = 21, hidden 128-128) the policy's
-//! 2.5·10⁵ multiply-adds dominate unless the search runs; N·(n + m) ≈ 1.7·10⁵.
+//! 2.5·10⁵ multiply-adds dominate the repair, and the improvement's server
+//! solves dominate everything: the firmware's trace averages 10³ solves per slot
+//! (`firmware-example/README.md`).
 //!
 //! ```
 //! use diten_controller::obs::obs_dim;
@@ -177,6 +228,7 @@
 //! # Ok::<(), diten_controller::Error>(())
 //! ```
 
+mod improve;
 mod repair;
 
 use crate::error::Error;
@@ -193,6 +245,28 @@ pub const MAX_REPAIR_NODES: usize = 4096;
 
 /// Most passes of the repair's climb back towards the users' preferred servers.
 pub const MAX_CLIMB_PASSES: usize = 4;
+
+/// Most changes the improvement applies in one slot (see the [module docs](self)).
+pub const MAX_IMPROVEMENTS: usize = 64;
+
+/// The improvement's default budget of server solves per slot
+/// ([`Controller::set_improvement_budget`]).
+pub const DEFAULT_IMPROVEMENT_BUDGET: usize = 6000;
+
+pub use improve::{MAX_SPLIT_USERS, PAIR_CANDIDATES};
+
+/// Where the improvement's winning climb started (see the [module docs](self)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SearchStart {
+    /// The policy's association after the repair and the consolidation (also
+    /// reported when the improvement did not run).
+    #[default]
+    Policy,
+    /// The previous slot's association.
+    Previous,
+    /// Every user on its nearest server.
+    Nearest,
+}
 
 /// What the repair did to the policy's association.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -229,6 +303,13 @@ pub struct Decision<const U: usize, const S: usize> {
     /// Servers the consolidation emptied (0 when it is switched off, or after
     /// [`RepairOutcome::Infeasible`] and [`RepairOutcome::BoundReached`]).
     pub emptied: usize,
+    /// Changes (moves and swaps) the improvement applied (0 when it is switched
+    /// off or found nothing).
+    pub improved: usize,
+    /// Server γ solves the improvement spent (at most its budget).
+    pub improve_solves: usize,
+    /// Where the improvement's winning climb started.
+    pub improve_start: SearchStart,
     /// Nodes the repair's search tried (0 when the greedy step sufficed).
     pub search_nodes: usize,
     /// Whether no user can move alone to a server it ranks higher (by its logits)
@@ -269,6 +350,7 @@ pub struct Controller<'p, 'w, const U: usize, const S: usize, P: Engine = Policy
     policy: P,
     params: Params,
     consolidate: bool,
+    improve_budget: usize,
     workspace: &'w mut [f32],
     _blob: core::marker::PhantomData<&'p [u8]>,
 }
@@ -311,6 +393,7 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
             policy,
             params,
             consolidate: true,
+            improve_budget: DEFAULT_IMPROVEMENT_BUDGET,
             workspace,
             _blob: core::marker::PhantomData,
         })
@@ -322,6 +405,18 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
     /// the evaluation's ablation rows measure it.
     pub fn set_consolidation(&mut self, on: bool) {
         self.consolidate = on;
+    }
+
+    /// Sets the improvement's budget of server γ solves per slot (step 5 of the
+    /// [module docs](self)); 0 switches it off. A new controller has
+    /// [`DEFAULT_IMPROVEMENT_BUDGET`]. It only runs when the consolidation is on.
+    pub fn set_improvement_budget(&mut self, solves: usize) {
+        self.improve_budget = solves;
+    }
+
+    /// The improvement's budget of server γ solves per slot.
+    pub fn improvement_budget(&self) -> usize {
+        self.improve_budget
     }
 
     /// Whether the consolidation is on.
@@ -371,7 +466,13 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
     ///   at most n greedy moves and [`MAX_CLIMB_PASSES`] = 4 climb passes of n
     ///   users × m servers each, then at most m consolidation rounds, each placing
     ///   at most n users (m load checks each) and evaluating at most 2(n + m) norms;
-    /// * per server with two or more free users, [`MAX_SAMPLES`](crate::solver::MAX_SAMPLES)
+    /// * the improvement's budget of server γ solves ([`Decision::improve_solves`];
+    ///   [`Controller::set_improvement_budget`], default
+    ///   [`DEFAULT_IMPROVEMENT_BUDGET`] = 6000), and two climbs of at most
+    ///   [`MAX_IMPROVEMENTS`] = 64 changes, each step O(n² + m²·2⁶) arithmetic
+    ///   besides its solves;
+    /// * per server with two or more free users (in step 6, and in each of the
+    ///   improvement's server solves), [`MAX_SAMPLES`](crate::solver::MAX_SAMPLES)
     ///   = 96 branch-and-bound samples of the γ solver (reported in
     ///   [`SolveStats::max_samples`] and [`SolveStats::samples`]), each at most
     ///   ([`MAX_MU_STEPS`](crate::solver::MAX_MU_STEPS) +
@@ -387,7 +488,9 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
     /// for the firmware's 20 users and 21 servers, the γ solver's few hundred
     /// `exp` and `log` per slot cost more than the policy's 2.5·10⁵ multiply-adds
     /// on a core without a double-precision FPU (`firmware-example/README.md`);
-    /// the search, when it runs, adds up to ≈ 1.7·10⁵ load checks at its budget.
+    /// the search, when it runs, adds up to ≈ 1.7·10⁵ load checks at its budget;
+    /// and the improvement's solves cost more than all of that together (about
+    /// 0.33 M instructions each on the firmware's Cortex-M4F).
     /// The tests check the counted parts of this bound on crowded slots
     /// (`work_per_slot_stays_within_the_documented_bound`).
     pub fn decide(&mut self, status: &Slot<U, S>) -> Result<Decision<U, S>, Error> {
@@ -424,33 +527,49 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
         self.policy.logits(obs, scratch, logits)?;
         let logits: &[f32] = logits;
 
-        let repair = repair::Repair::new(&self.params, status, logits);
         let capacity = Error::TooManyUsers {
             count: n_users,
             capacity: U,
         };
-        let mut argmax: heapless::Vec<usize, U> = heapless::Vec::new();
-        for u in 0..n_users {
-            argmax.push(repair.best(u)).map_err(|_| capacity)?;
-        }
-        let mut association = argmax.clone();
-        let outcome = repair.run(&argmax, &mut association);
-        let emptied = match outcome.repair {
-            RepairOutcome::Clean | RepairOutcome::Repaired if self.consolidate => {
-                repair.consolidate(&mut association)
+        // The repair's load table (U·S·24 bytes) is dead once this block ends, so
+        // the improvement's tables can reuse its stack.
+        let (argmax, mut association, outcome, emptied) = {
+            let repair = repair::Repair::new(&self.params, status, logits);
+            let mut argmax: heapless::Vec<usize, U> = heapless::Vec::new();
+            for u in 0..n_users {
+                argmax.push(repair.best(u)).map_err(|_| capacity)?;
             }
-            _ => 0,
+            let mut association = argmax.clone();
+            let outcome = repair.run(&argmax, &mut association);
+            let emptied = match outcome.repair {
+                RepairOutcome::Clean | RepairOutcome::Repaired if self.consolidate => {
+                    repair.consolidate(&mut association)
+                }
+                _ => 0,
+            };
+            (argmax, association, outcome, emptied)
         };
-        let moved = association
-            .iter()
-            .zip(&argmax)
-            .filter(|(a, b)| a != b)
-            .count();
+        let (mut improved, mut improve_solves, mut improve_start) = (0, 0, SearchStart::Policy);
+        if self.consolidate
+            && self.improve_budget > 0
+            && matches!(
+                outcome.repair,
+                RepairOutcome::Clean | RepairOutcome::Repaired
+            )
+        {
+            (improved, improve_start, improve_solves) =
+                improve::run::<U, S>(&self.params, status, self.improve_budget, &mut association);
+        }
 
         let mut gamma: heapless::Vec<f64, U> = heapless::Vec::new();
         gamma.resize(n_users, 0.0).map_err(|_| capacity)?;
         let solve = solve_gamma(&self.params, status, &association, &mut gamma)?;
         let evaluation = evaluate(&self.params, status, &association, &gamma)?;
+        let moved = association
+            .iter()
+            .zip(&argmax)
+            .filter(|(a, b)| a != b)
+            .count();
         let feasible = evaluation.feasible();
         Ok(Decision {
             association,
@@ -460,6 +579,9 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
             repair: outcome.repair,
             moved,
             emptied,
+            improved,
+            improve_solves,
+            improve_start,
             search_nodes: outcome.nodes,
             settled: outcome.settled,
             solve,

@@ -11,23 +11,32 @@ use crate::slot::Slot;
 /// most S norms in [0, 1] (below 1e-13), far below any fall worth a server.
 const PRUNE_MARGIN: f64 = 1e-9;
 
-/// What one user adds to one server's constraint sums at γ = 0, or such a sum.
+/// What one user adds to one server's constraint sums at γ = 0, or such a sum
+/// (the improvement also keeps C_s at its solved γ in `total`).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-struct Load {
+pub(super) struct Load {
     /// Contribution to C_cmp,s.
-    cmp: f64,
+    pub cmp: f64,
     /// Contribution to C_syn,s.
-    syn: f64,
+    pub syn: f64,
     /// Contribution to C_s (migration, synchronisation and computation).
-    total: f64,
+    pub total: f64,
 }
 
 impl Load {
-    fn add(self, other: Load) -> Load {
+    pub(super) fn add(self, other: Load) -> Load {
         Load {
             cmp: self.cmp + other.cmp,
             syn: self.syn + other.syn,
             total: self.total + other.total,
+        }
+    }
+
+    pub(super) fn sub(self, other: Load) -> Load {
+        Load {
+            cmp: self.cmp - other.cmp,
+            syn: self.syn - other.syn,
+            total: self.total - other.total,
         }
     }
 }

@@ -786,7 +786,8 @@ fn check_consistent(params: &Params, status: &Sl, d: &Dec) {
     assert_eq!(d.feasible, d.evaluation.feasible());
     let again = evaluate(params, status, &d.association, &d.gamma).unwrap();
     assert_eq!(again, d.evaluation);
-    if matches!(d.repair, RepairOutcome::Clean) && d.emptied == 0 {
+    let unchanged = d.emptied == 0 && d.improved == 0 && d.improve_start == SearchStart::Policy;
+    if matches!(d.repair, RepairOutcome::Clean) && unchanged {
         assert_eq!(d.association, d.argmax);
     }
     if matches!(
@@ -795,8 +796,11 @@ fn check_consistent(params: &Params, status: &Sl, d: &Dec) {
     ) {
         assert_eq!(d.association, d.argmax);
         assert_eq!(d.emptied, 0);
+        assert_eq!((d.improved, d.improve_solves), (0, 0));
         assert!(!d.feasible);
     }
+    assert!(d.improve_solves <= DEFAULT_IMPROVEMENT_BUDGET);
+    assert!(d.improved <= MAX_IMPROVEMENTS);
     assert!(d.emptied < status.servers().len().max(1));
 }
 
@@ -1029,8 +1033,88 @@ enum Path {
     Unsettled,
 }
 
-/// Checks one instance; returns its path and the servers the consolidation emptied.
-fn check_instance(inst: &Instance) -> Result<(Path, usize), TestCaseError> {
+/// e of `association` with its optimal γ, by the model (`None` when C2 or C3 fails).
+fn objective(params: &Params, status: &Sl, association: &[usize]) -> Option<f64> {
+    let mut gamma = vec![0.0; association.len()];
+    solve_gamma(params, status, association, &mut gamma).unwrap();
+    let e = evaluate(params, status, association, &gamma).unwrap();
+    e.feasible().then_some(e.objective)
+}
+
+/// Checks the improvement (step 5) of one instance: `merged` is the decision
+/// without it, `improved` with it. Returns whether `improved` reaches the best e
+/// over every association (brute force, each with its optimal γ).
+fn check_improvement(
+    params: &Params,
+    status: &Sl,
+    merged: &Dec,
+    improved: &Dec,
+) -> Result<bool, TestCaseError> {
+    prop_assert_eq!(improved.repair, merged.repair);
+    prop_assert_eq!(&improved.argmax, &merged.argmax);
+    prop_assert_eq!(improved.emptied, merged.emptied);
+    if !matches!(
+        merged.repair,
+        RepairOutcome::Clean | RepairOutcome::Repaired
+    ) {
+        prop_assert_eq!(&improved.association, &merged.association);
+        prop_assert_eq!((improved.improved, improved.improve_solves), (0, 0));
+        return Ok(false);
+    }
+    prop_assert!(improved.feasible);
+    prop_assert!(fits(params, status, &improved.association));
+    let (before, after) = (merged.evaluation.objective, improved.evaluation.objective);
+    prop_assert!(after >= before - 1e-12, "e {} → {}", before, after);
+    if improved.improved == 0 && improved.improve_start == SearchStart::Policy {
+        prop_assert_eq!(&improved.association, &merged.association);
+    }
+    // A local optimum of the moves: no user gains by moving alone to an occupied
+    // server or to its previous one (the budget is never reached here).
+    prop_assert!(improved.improve_solves < DEFAULT_IMPROVEMENT_BUDGET / 2);
+    let a = &improved.association;
+    for (u, user) in status.users().iter().enumerate() {
+        for t in 0..status.servers().len() {
+            if t == a[u] || !(a.contains(&t) || user.prev_server == Some(t)) {
+                continue;
+            }
+            let mut b = a.to_vec();
+            b[u] = t;
+            if let Some(e) = objective(params, status, &b) {
+                prop_assert!(
+                    e <= after + 1e-9,
+                    "moving user {} to {}: {} > {}",
+                    u,
+                    t,
+                    e,
+                    after
+                );
+            }
+        }
+    }
+    let best = all_associations(status.users().len(), status.servers().len())
+        .iter()
+        .filter_map(|b| objective(params, status, b))
+        .fold(f64::NEG_INFINITY, f64::max);
+    prop_assert!(
+        after <= best + 1e-9,
+        "above the brute force: {} > {}",
+        after,
+        best
+    );
+    Ok(after >= best - 1e-9)
+}
+
+/// What one instance showed: its path, the servers the consolidation emptied, and
+/// whether the decision without and with the improvement reaches the brute-force
+/// optimum of e.
+struct Seen {
+    path: Path,
+    emptied: usize,
+    optimal: (bool, bool),
+}
+
+/// Checks one instance.
+fn check_instance(inst: &Instance) -> Result<Seen, TestCaseError> {
     let params = Params::default();
     let status = Sl::new(&inst.servers, &inst.users).unwrap();
     let (nu, ns) = (inst.users.len(), inst.servers.len());
@@ -1045,10 +1129,25 @@ fn check_instance(inst: &Instance) -> Result<(Path, usize), TestCaseError> {
     check_consistent(&params, &status, &d);
     prop_assert_eq!(d.emptied, 0);
     ctl.set_consolidation(true);
+    ctl.set_improvement_budget(0);
     let merged = ctl.decide(&status).unwrap();
     check_consistent(&params, &status, &merged);
     check_consolidation(&params, &status, &d, &merged)?;
     let emptied = merged.emptied;
+    ctl.set_improvement_budget(DEFAULT_IMPROVEMENT_BUDGET);
+    let improved = ctl.decide(&status).unwrap();
+    check_consistent(&params, &status, &improved);
+    let improved_optimal = check_improvement(&params, &status, &merged, &improved)?;
+    let merged_optimal = merged.feasible
+        && all_associations(nu, ns)
+            .iter()
+            .filter_map(|b| objective(&params, &status, b))
+            .all(|e| e <= merged.evaluation.objective + 1e-9);
+    let seen = |path| Seen {
+        path,
+        emptied,
+        optimal: (merged_optimal, improved_optimal),
+    };
 
     let mut best = vec![0; nu];
     ctl.policy().best_servers(&logits, &mut best).unwrap();
@@ -1069,7 +1168,7 @@ fn check_instance(inst: &Instance) -> Result<(Path, usize), TestCaseError> {
         } else {
             Path::Exhausted
         };
-        return Ok((path, emptied));
+        return Ok(seen(path));
     }
     prop_assert!(
         matches!(d.repair, RepairOutcome::Clean | RepairOutcome::Repaired),
@@ -1081,7 +1180,7 @@ fn check_instance(inst: &Instance) -> Result<(Path, usize), TestCaseError> {
     prop_assert!(d.feasible, "violations {:?}", d.evaluation.violations);
     // The climb's guarantee: no user can move to a server it ranks higher alone.
     if !d.settled {
-        return Ok((Path::Unsettled, emptied));
+        return Ok(seen(Path::Unsettled));
     }
     for u in 0..nu {
         for t in 0..ns {
@@ -1102,7 +1201,7 @@ fn check_instance(inst: &Instance) -> Result<(Path, usize), TestCaseError> {
         (_, 0) => Path::Greedy,
         _ => Path::Search,
     };
-    Ok((path, emptied))
+    Ok(seen(path))
 }
 
 proptest! {
@@ -1125,14 +1224,25 @@ fn brute_force_instances_reach_every_path() {
     let strategy = instance();
     let mut seen = std::collections::BTreeMap::new();
     let mut consolidated = 0;
+    let (mut merged_optimal, mut improved_optimal, mut feasible) = (0, 0, 0);
     for _ in 0..3000 {
         let inst = strategy.new_tree(&mut runner).unwrap().current();
-        let (path, emptied) = check_instance(&inst).unwrap();
-        *seen.entry(std::format!("{path:?}")).or_insert(0) += 1;
-        consolidated += usize::from(emptied > 0);
+        let s = check_instance(&inst).unwrap();
+        *seen.entry(std::format!("{:?}", s.path)).or_insert(0) += 1;
+        consolidated += usize::from(s.emptied > 0);
+        feasible += usize::from(!matches!(s.path, Path::Lonely | Path::Exhausted));
+        merged_optimal += usize::from(s.optimal.0);
+        improved_optimal += usize::from(s.optimal.1);
     }
-    std::eprintln!("paths: {seen:?}; {consolidated} consolidated");
+    std::eprintln!(
+        "paths: {seen:?}; {consolidated} consolidated; of {feasible} feasible, the brute-force \
+         optimum reached by {merged_optimal} without the improvement, {improved_optimal} with it"
+    );
     assert!(consolidated > 0, "the consolidation never emptied a server");
+    assert!(
+        improved_optimal > merged_optimal,
+        "the improvement never reached an optimum the consolidation missed"
+    );
     for path in [
         Path::Clean,
         Path::Greedy,

@@ -108,17 +108,58 @@ pub fn solve_gamma<const U: usize, const S: usize>(
     }
     gamma.iter_mut().for_each(|g| *g = 0.0);
     let mut stats = SolveStats::default();
-    let rate = params.rate_bps();
-    let w = params.beta1 / slot.users().len() as f64;
-    let c = params.beta2 / slot.servers().len() as f64;
-    let ln_c_4f0 = crate::math::ln(c) - crate::math::ln(4.0 * params.f0);
     let members = Members::<U, S>::new(association);
-    let mut prob = Server::<U>::new(w, c, params.f0, ln_c_4f0, 0.0);
-    for (s, srv) in slot.servers().iter().enumerate() {
+    let mut solver = ServerSolver::<U>::new(params, slot);
+    for s in 0..slot.servers().len() {
         let users = members.of(s);
-        if users.is_empty() {
-            continue;
+        if !users.is_empty() && !solver.solve(params, slot, s, users, gamma, &mut stats) {
+            stats.infeasible_servers += 1;
         }
+    }
+    Ok(stats)
+}
+
+/// The γ problem of one server at a time, for [`solve_gamma`] and for the
+/// controller's search, which scores a change of the association by re-solving
+/// only the servers it touches.
+pub(crate) struct ServerSolver<const U: usize> {
+    rate: f64,
+    prob: Server<U>,
+}
+
+impl<const U: usize> ServerSolver<U> {
+    /// The solver for servers of `slot` (whose parameters were checked).
+    pub(crate) fn new<const S: usize>(params: &Params, slot: &Slot<U, S>) -> Self {
+        let w = params.beta1 / slot.users().len() as f64;
+        let c = params.beta2 / slot.servers().len() as f64;
+        let ln_c_4f0 = crate::math::ln(c) - crate::math::ln(4.0 * params.f0);
+        ServerSolver {
+            rate: params.rate_bps(),
+            prob: Server::<U>::new(w, c, params.f0, ln_c_4f0, 0.0),
+        }
+    }
+
+    /// Solves γ for `users` (in user order, valid indices) on server `s` and
+    /// writes their entries of `gamma`, as [`solve_gamma`] does for each server.
+    /// Returns false, with their γ = 0, when C2 fails even at γ = 0.
+    pub(crate) fn solve<const S: usize>(
+        &mut self,
+        params: &Params,
+        slot: &Slot<U, S>,
+        s: usize,
+        users: &[usize],
+        gamma: &mut [f64],
+        stats: &mut SolveStats,
+    ) -> bool {
+        for &k in users {
+            if let Some(g) = gamma.get_mut(k) {
+                *g = 0.0;
+            }
+        }
+        let Some(srv) = slot.servers().get(s) else {
+            return false; // never: callers pass valid servers
+        };
+        let prob = &mut self.prob;
         prob.reset(srv.q);
         // Computation cost per bit of each of the server's users (C2's row).
         let mut cmp_per_bit = [0.0; U];
@@ -126,7 +167,7 @@ pub fn solve_gamma<const U: usize, const S: usize>(
             let Some(u) = slot.users().get(k) else {
                 continue; // never: the association was checked
             };
-            let uc = UserCost::new(params, slot, u, s, rate);
+            let uc = UserCost::new(params, slot, u, s, self.rate);
             *per_bit = uc.cmp_per_bit;
             prob.add_user(params, k, u, &uc, exponent(params, u.emd));
         }
@@ -137,14 +178,13 @@ pub fn solve_gamma<const U: usize, const S: usize>(
         };
         // Feasibility at γ = 0 is decided with evaluate's own sum, not the solver's.
         if cmp.sum(gamma) > srv.q {
-            stats.infeasible_servers += 1;
-            continue;
+            return false;
         }
-        prob.solve(&mut stats);
+        prob.solve(stats);
         prob.write(gamma);
         cmp.polish(srv.q, gamma);
+        true
     }
-    Ok(stats)
 }
 
 /// The users of every server, each server's in user order (a counting sort of the

@@ -1,0 +1,574 @@
+//! Step 5 of the [controller](super): a local search with the exact γ, within a
+//! budget of server solves. The algorithm and its guarantee are documented in the
+//! module docs of [`crate::controller`]; the comments here only say how the code
+//! keeps them.
+
+use super::repair::Load;
+use super::{SearchStart, MAX_IMPROVEMENTS};
+use crate::model::{norm, utility, UserCost};
+use crate::params::Params;
+use crate::slot::Slot;
+use crate::solver::{ServerSolver, SolveStats};
+
+/// A rise of e smaller than this is not an improvement: it guards the search
+/// against cycling on rounding (e is O(1); its sums round by less than 1e-14).
+const TOLERANCE: f64 = 1e-12;
+
+/// Swaps and merges scored exactly per step when no move improves: those with
+/// the largest estimate (the fall of the cost term with every γ kept).
+pub const PAIR_CANDIDATES: usize = 16;
+
+/// Most users of two servers together for a re-split (2^n − 1 splits, two
+/// server solves each).
+pub const MAX_SPLIT_USERS: usize = 6;
+
+/// A change of two servers' users.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Change {
+    /// User to server.
+    Move(usize, usize),
+    /// Two users on different servers exchange servers.
+    Swap(usize, usize),
+    /// Every user of the first server to the second.
+    Merge(usize, usize),
+    /// The users of two servers re-divided: the first gets the users in the mask
+    /// (bit u for user u), the second the rest.
+    Split(usize, usize, u64),
+}
+
+/// The users of one server, in user order.
+type Set<const U: usize> = heapless::Vec<usize, U>;
+
+/// Runs the improvement on `assoc` with `budget` server solves: (changes of the
+/// winning climb, its start, solves spent). Not inlined: its tables live on the
+/// stack only while it runs, not in the frame of `decide`.
+#[inline(never)]
+pub(super) fn run<const U: usize, const S: usize>(
+    params: &Params,
+    slot: &Slot<U, S>,
+    budget: usize,
+    assoc: &mut [usize],
+) -> (usize, SearchStart, usize) {
+    let mut search = Improve::new(params, slot, budget);
+    let (changes, start) = search.run(assoc);
+    (changes, start, search.solves)
+}
+
+/// The local search of one slot.
+pub(super) struct Improve<'a, const U: usize, const S: usize> {
+    params: &'a Params,
+    slot: &'a Slot<U, S>,
+    solver: ServerSolver<U>,
+    rate: f64,
+    /// β1/n and β2/m: e = Σ_s (w·Σ_{k on s} ρ_k − c·Norm(C_s)).
+    w: f64,
+    c: f64,
+    budget: usize,
+    /// Server solves done so far.
+    pub(super) solves: usize,
+    /// γ of the server being scored (scratch of the solver).
+    gamma: [f64; U],
+    /// Each user's D̄ = D_t + γ·D_{t−1} at its current server's solved γ.
+    bits: [f64; U],
+    stats: SolveStats,
+    /// Each server's share of e for the current association.
+    value: [f64; S],
+    /// `leave[u]`: the change of e if user u left its server (its server's share
+    /// without u, minus its share now).
+    leave: [f64; U],
+    /// `join[u][t]`: the change of t's share if user u joined t; −∞ where t is
+    /// u's server or not a target (targets: occupied servers and u's previous one).
+    join: [[f64; S]; U],
+}
+
+impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
+    /// The search on `slot` with at most `budget` server solves.
+    pub(super) fn new(params: &'a Params, slot: &'a Slot<U, S>, budget: usize) -> Self {
+        Improve {
+            params,
+            slot,
+            solver: ServerSolver::new(params, slot),
+            rate: params.rate_bps(),
+            w: params.beta1 / slot.users().len() as f64,
+            c: params.beta2 / slot.servers().len() as f64,
+            budget,
+            solves: 0,
+            gamma: [0.0; U],
+            bits: [0.0; U],
+            stats: SolveStats::default(),
+            value: [0.0; S],
+            leave: [f64::NEG_INFINITY; U],
+            join: [[f64::NEG_INFINITY; S]; U],
+        }
+    }
+
+    /// Server `s`'s share of e with `users` on it and their γ solved, exactly as
+    /// [`crate::evaluate`] computes its parts (user order); `None` when C2 or C3
+    /// fails on it (at the optimal γ, hence at γ = 0) or the budget is spent.
+    fn score(&mut self, s: usize, users: &[usize]) -> Option<f64> {
+        if users.is_empty() {
+            return Some(0.0);
+        }
+        if self.solves >= self.budget {
+            return None;
+        }
+        self.solves += 1;
+        let (params, slot) = (self.params, self.slot);
+        if !self
+            .solver
+            .solve(params, slot, s, users, &mut self.gamma, &mut self.stats)
+        {
+            return None;
+        }
+        let srv = slot.servers().get(s)?;
+        let (mut rho, mut total, mut cmp, mut syn) = (0.0, 0.0, 0.0, 0.0);
+        for &k in users {
+            let (u, &g) = (slot.users().get(k)?, self.gamma.get(k)?);
+            let bits = u.data_bits + g * u.prev_data_bits;
+            rho += utility(params, u.emd, bits);
+            let uc = UserCost::new(params, slot, u, s, self.rate);
+            let c = uc.cmp_cost(bits);
+            total += uc.mig_cost(u, bits) + uc.syn + c;
+            cmp += c;
+            syn += uc.syn;
+        }
+        // `!(x <= cap)`: a NaN sum is no improvement.
+        if !(cmp <= srv.q && syn <= srv.p) {
+            return None;
+        }
+        Some(self.w * rho - self.c * norm(params, total))
+    }
+
+    /// Server `s`'s current share of e (NaN for an index out of range: never).
+    fn value_of(&self, s: usize) -> f64 {
+        self.value.get(s).copied().unwrap_or(f64::NAN)
+    }
+
+    fn leave_of(&self, u: usize) -> f64 {
+        self.leave.get(u).copied().unwrap_or(f64::NEG_INFINITY)
+    }
+
+    fn join_of(&self, u: usize, t: usize) -> f64 {
+        self.join
+            .get(u)
+            .and_then(|row| row.get(t))
+            .copied()
+            .unwrap_or(f64::NEG_INFINITY)
+    }
+
+    fn add_value(&mut self, s: usize, gain: f64) {
+        if let Some(v) = self.value.get_mut(s) {
+            *v += gain;
+        }
+    }
+
+    /// The users of server `s` in `assoc`, `with` one more and `without` one less.
+    fn set(assoc: &[usize], s: usize, with: Option<usize>, without: Option<usize>) -> Set<U> {
+        let mut set = Set::new();
+        for (u, &a) in assoc.iter().enumerate() {
+            if (a == s && Some(u) != without) || Some(u) == with {
+                // Never full: at most n ≤ U users.
+                let _ = set.push(u);
+            }
+        }
+        set
+    }
+
+    /// Whether server `t` is a target for user `u` (not its own; occupied, or u's
+    /// previous server, where it migrates nothing).
+    fn target(&self, assoc: &[usize], u: usize, t: usize) -> bool {
+        assoc.get(u).is_some_and(|&s| s != t)
+            && (assoc.contains(&t)
+                || self
+                    .slot
+                    .users()
+                    .get(u)
+                    .is_some_and(|user| user.prev_server == Some(t)))
+    }
+
+    /// Records the D̄ of server `x`'s users at their solved γ (one solve).
+    fn settle(&mut self, assoc: &[usize], x: usize) {
+        let set = Self::set(assoc, x, None, None);
+        if self.score(x, &set).is_none() {
+            return; // the budget is spent; the D̄ only rank the swaps and merges
+        }
+        for &k in &set {
+            if let (Some(b), Some(u), Some(&g)) = (
+                self.bits.get_mut(k),
+                self.slot.users().get(k),
+                self.gamma.get(k),
+            ) {
+                *b = u.data_bits + g * u.prev_data_bits;
+            }
+        }
+    }
+
+    /// Re-scores what depends on server `x` after it changed: `leave` of its users
+    /// and every user's `join` for x.
+    fn refresh(&mut self, assoc: &[usize], x: usize) {
+        self.settle(assoc, x);
+        for u in 0..assoc.len() {
+            let gain = if assoc.get(u) == Some(&x) {
+                let set = Self::set(assoc, x, None, Some(u));
+                let score = self.score(x, &set);
+                let value = self.value_of(x);
+                if let Some(l) = self.leave.get_mut(u) {
+                    *l = score.map_or(f64::NEG_INFINITY, |v| v - value);
+                }
+                f64::NEG_INFINITY
+            } else if self.target(assoc, u, x) {
+                let set = Self::set(assoc, x, Some(u), None);
+                self.score(x, &set)
+                    .map_or(f64::NEG_INFINITY, |v| v - self.value_of(x))
+            } else {
+                f64::NEG_INFINITY
+            };
+            if let Some(j) = self.join.get_mut(u).and_then(|row| row.get_mut(x)) {
+                *j = gain;
+            }
+        }
+    }
+
+    /// Climbs from the feasible `assoc` (the policy's), then from the previous
+    /// slot's association (when every user has a previous server) and from the
+    /// nearest-server association, skipping a start equal to an earlier one or
+    /// breaking C2 or C3. Each climb gets an equal share of what is left of the
+    /// budget. `assoc` becomes the best local optimum (ties: the earlier start).
+    /// Returns the changes of the climb that won and its start.
+    pub(super) fn run(&mut self, assoc: &mut [usize]) -> (usize, SearchStart) {
+        let n = assoc.len();
+        let total = self.budget;
+        let mut best: Option<(f64, usize, SearchStart)> = None;
+        let mut best_assoc = [0usize; U];
+        let starts = [SearchStart::Policy, SearchStart::Previous];
+        for (i, &start) in starts.iter().enumerate() {
+            let mut trial = [0usize; U];
+            let Some(trial) = trial.get_mut(..n) else {
+                break; // never: n ≤ U
+            };
+            if !self.start(start, assoc, trial) {
+                continue;
+            }
+            let left = total.saturating_sub(self.solves);
+            self.budget = self.solves + left / (starts.len() - i);
+            let climbed = self.climb(trial);
+            self.budget = total;
+            let Some((changes, value)) = climbed else {
+                continue;
+            };
+            if best.is_none_or(|(b, ..)| value > b + TOLERANCE) {
+                best = Some((value, changes, start));
+                if let Some(dst) = best_assoc.get_mut(..n) {
+                    dst.copy_from_slice(trial);
+                }
+            }
+        }
+        match (best, best_assoc.get(..n)) {
+            (Some((_, changes, start)), Some(found)) => {
+                assoc.copy_from_slice(found);
+                (changes, start)
+            }
+            _ => (0, SearchStart::Policy),
+        }
+    }
+
+    /// Writes start `start` into `trial`; false when it is unavailable (no
+    /// previous server for some user) or repeats the policy's `assoc` (for the
+    /// later starts).
+    fn start(&self, start: SearchStart, assoc: &[usize], trial: &mut [usize]) -> bool {
+        let users = self.slot.users();
+        let servers = self.slot.servers();
+        match start {
+            SearchStart::Policy => {
+                trial.copy_from_slice(assoc);
+                return true;
+            }
+            SearchStart::Previous => {
+                for (t, user) in trial.iter_mut().zip(users) {
+                    match user.prev_server {
+                        Some(p) if p < servers.len() => *t = p,
+                        _ => return false,
+                    }
+                }
+            }
+            SearchStart::Nearest => {
+                for (t, user) in trial.iter_mut().zip(users) {
+                    let mut best = (f64::INFINITY, 0);
+                    for (s, srv) in servers.iter().enumerate() {
+                        let d = crate::slot::manhattan(user.x, user.y, srv.x, srv.y);
+                        // Strictly nearer wins: ties to the lower index.
+                        if d < best.0 {
+                            best = (d, s);
+                        }
+                    }
+                    *t = best.1;
+                }
+            }
+        }
+        trial != assoc
+    }
+
+    /// Best-improvement local search from `assoc`: moves (one user to a target
+    /// server) scored exactly; when none improves e, the [`PAIR_CANDIDATES`] swaps
+    /// and merges with the best estimates scored exactly; when none of those
+    /// does, every re-split of two servers holding at most [`MAX_SPLIT_USERS`]
+    /// users together. Stops at a local optimum, after [`MAX_IMPROVEMENTS`]
+    /// changes or when the budget is spent. Returns the number of changes applied
+    /// to `assoc` (each raised e by more than [`TOLERANCE`] and kept C2 and C3)
+    /// and e as the sum of the servers' shares; `None` when `assoc` breaks C2 or
+    /// C3 or the budget cannot score it (`assoc` is then unchanged).
+    fn climb(&mut self, assoc: &mut [usize]) -> Option<(usize, f64)> {
+        let n_servers = self.slot.servers().len();
+        for s in 0..n_servers {
+            let set = Self::set(assoc, s, None, None);
+            let v = self.score(s, &set)?;
+            *self.value.get_mut(s)? = v;
+        }
+        for x in 0..n_servers {
+            self.refresh(assoc, x);
+        }
+        let mut changes = 0;
+        while changes < MAX_IMPROVEMENTS && self.solves < self.budget {
+            let Some((change, gain_s, gain_t)) = self
+                .best_move(assoc)
+                .or_else(|| self.best_pair(assoc))
+                .or_else(|| self.best_split(assoc))
+            else {
+                break;
+            };
+            let (s, t) = Self::apply(assoc, change);
+            self.add_value(s, gain_s);
+            self.add_value(t, gain_t);
+            changes += 1;
+            self.refresh(assoc, s);
+            self.refresh(assoc, t);
+        }
+        Some((changes, self.value.iter().take(n_servers).sum()))
+    }
+
+    /// Applies `change` to `assoc`; returns the two servers it touched.
+    fn apply(assoc: &mut [usize], change: Change) -> (usize, usize) {
+        match change {
+            Change::Move(u, t) => {
+                let s = assoc.get(u).copied().unwrap_or(t);
+                if let Some(a) = assoc.get_mut(u) {
+                    *a = t;
+                }
+                (s, t)
+            }
+            Change::Swap(u, v) => {
+                let st = (
+                    assoc.get(u).copied().unwrap_or(0),
+                    assoc.get(v).copied().unwrap_or(0),
+                );
+                assoc.swap(u, v);
+                st
+            }
+            Change::Merge(s, t) => {
+                for a in assoc.iter_mut().filter(|a| **a == s) {
+                    *a = t;
+                }
+                (s, t)
+            }
+            Change::Split(s, t, x) => {
+                for (u, a) in assoc.iter_mut().enumerate() {
+                    if *a == s || *a == t {
+                        *a = if x >> u & 1 == 1 { s } else { t };
+                    }
+                }
+                (s, t)
+            }
+        }
+    }
+
+    /// Of every re-split of two occupied servers s < t holding at most
+    /// [`MAX_SPLIT_USERS`] users together (s gets a subset, t the rest; each
+    /// subset but the current one), the one whose exact gain is largest and above
+    /// [`TOLERANCE`], with the changes of the two servers' shares.
+    fn best_split(&mut self, assoc: &[usize]) -> Option<(Change, f64, f64)> {
+        let n_servers = self.slot.servers().len();
+        let mut best: Option<(f64, Change, f64, f64)> = None;
+        for s in (0..n_servers).filter(|&s| assoc.contains(&s)) {
+            for t in (s + 1..n_servers).filter(|&t| assoc.contains(&t)) {
+                let mut both: heapless::Vec<usize, MAX_SPLIT_USERS> = heapless::Vec::new();
+                let mut current = 0usize;
+                let mut fits = true;
+                for (u, &a) in assoc.iter().enumerate() {
+                    if a == s || a == t {
+                        if u >= 64 || both.push(u).is_err() {
+                            fits = false;
+                            break;
+                        }
+                        if a == s {
+                            current |= 1 << (both.len() - 1);
+                        }
+                    }
+                }
+                if !fits {
+                    continue;
+                }
+                let k = both.len();
+                for x in 0..(1usize << k) {
+                    if x == current {
+                        continue;
+                    }
+                    let (mut set_s, mut set_t) = (Set::<U>::new(), Set::<U>::new());
+                    let mut mask = 0u64;
+                    for (i, &u) in both.iter().enumerate() {
+                        // Never full: k ≤ MAX_SPLIT_USERS users.
+                        if x >> i & 1 == 1 {
+                            let _ = set_s.push(u);
+                            mask |= 1 << u;
+                        } else {
+                            let _ = set_t.push(u);
+                        }
+                    }
+                    let (Some(vs), Some(vt)) = (self.score(s, &set_s), self.score(t, &set_t))
+                    else {
+                        continue;
+                    };
+                    let (gs, gt) = (vs - self.value_of(s), vt - self.value_of(t));
+                    let gain = gs + gt;
+                    if gain > TOLERANCE && best.is_none_or(|b| gain > b.0) {
+                        best = Some((gain, Change::Split(s, t, mask), gs, gt));
+                    }
+                }
+            }
+        }
+        best.map(|(_, change, gs, gt)| (change, gs, gt))
+    }
+
+    /// The move with the largest exact gain above [`TOLERANCE`] (ties: lowest
+    /// user, then server).
+    /// Returns the move with the changes of the two servers' shares.
+    fn best_move(&self, assoc: &[usize]) -> Option<(Change, f64, f64)> {
+        let mut best: Option<(f64, usize, usize, usize)> = None;
+        for ((u, row), &s) in self.join.iter().enumerate().zip(assoc) {
+            let leave = self.leave_of(u);
+            for (t, &join) in row.iter().enumerate().take(self.slot.servers().len()) {
+                let gain = leave + join;
+                if gain > TOLERANCE && best.is_none_or(|(b, ..)| gain > b) {
+                    best = Some((gain, u, s, t));
+                }
+            }
+        }
+        best.map(|(_, u, _, t)| (Change::Move(u, t), self.leave_of(u), self.join_of(u, t)))
+    }
+
+    /// What user `u` puts on server `s`: C_s's part at the current γ, and the C2
+    /// and C3 parts at γ = 0 (the least computation).
+    fn load(&self, u: usize, s: usize) -> Load {
+        let (Some(user), Some(&bits)) = (self.slot.users().get(u), self.bits.get(u)) else {
+            return Load::default(); // never: u < n
+        };
+        let uc = UserCost::new(self.params, self.slot, user, s, self.rate);
+        Load {
+            total: uc.mig_cost(user, bits) + uc.syn + uc.cmp_cost(bits),
+            cmp: uc.cmp_cost(user.data_bits),
+            syn: uc.syn,
+        }
+    }
+
+    /// Whether `sum` can keep C2 and C3 on server `s` (at γ = 0).
+    fn may_fit(&self, s: usize, sum: Load) -> bool {
+        self.slot
+            .servers()
+            .get(s)
+            .is_some_and(|srv| sum.cmp <= srv.q && sum.syn <= srv.p)
+    }
+
+    /// Of the [`PAIR_CANDIDATES`] swaps and merges with the largest estimate (the
+    /// fall of c·Σ Norm(C_s) with every γ kept, among those that keep C2 and C3
+    /// at γ = 0), the one whose exact gain is largest and above [`TOLERANCE`],
+    /// with the changes of the two servers' shares.
+    fn best_pair(&mut self, assoc: &[usize]) -> Option<(Change, f64, f64)> {
+        let n_servers = self.slot.servers().len();
+        let mut sums = [Load::default(); S];
+        for (u, &s) in assoc.iter().enumerate() {
+            if let Some(sum) = sums.get_mut(s) {
+                *sum = sum.add(self.load(u, s));
+            }
+        }
+        let mut norms = [0.0f64; S];
+        for (v, sum) in norms.iter_mut().zip(&sums) {
+            *v = norm(self.params, sum.total);
+        }
+        let sum_of = |s: usize| sums.get(s).copied().unwrap_or_default();
+        let norm_of = |s: usize| norms.get(s).copied().unwrap_or(f64::NAN);
+        let mut top: heapless::Vec<(f64, Change), PAIR_CANDIDATES> = heapless::Vec::new();
+        let mut keep = |estimate: f64, change: Change| {
+            // Sorted by decreasing estimate; ties keep the earlier change first. A
+            // NaN estimate is never kept.
+            if estimate.is_nan() {
+                return;
+            }
+            let at = top
+                .iter()
+                .position(|&(e, _)| estimate > e)
+                .unwrap_or(top.len());
+            if at < PAIR_CANDIDATES {
+                if top.is_full() {
+                    top.pop();
+                }
+                let _ = top.insert(at, (estimate, change));
+            }
+        };
+        for (u, &s) in assoc.iter().enumerate() {
+            for (v, &t) in assoc.iter().enumerate().skip(u + 1) {
+                if s == t {
+                    continue;
+                }
+                let new_s = sum_of(s).sub(self.load(u, s)).add(self.load(v, s));
+                let new_t = sum_of(t).sub(self.load(v, t)).add(self.load(u, t));
+                if self.may_fit(s, new_s) && self.may_fit(t, new_t) {
+                    let fall = norm_of(s) + norm_of(t)
+                        - norm(self.params, new_s.total)
+                        - norm(self.params, new_t.total);
+                    keep(fall, Change::Swap(u, v));
+                }
+            }
+        }
+        for s in (0..n_servers).filter(|&s| assoc.contains(&s)) {
+            for t in (0..n_servers).filter(|&t| t != s) {
+                let mut new_t = sum_of(t);
+                for (u, _) in assoc.iter().enumerate().filter(|&(_, &a)| a == s) {
+                    new_t = new_t.add(self.load(u, t));
+                }
+                if self.may_fit(t, new_t) {
+                    let fall = norm_of(s) + norm_of(t) - norm(self.params, new_t.total);
+                    keep(fall, Change::Merge(s, t));
+                }
+            }
+        }
+        let mut best: Option<(f64, Change, f64, f64)> = None;
+        for &(_, change) in &top {
+            let (s, t, set_s, set_t) = match change {
+                Change::Swap(u, v) => {
+                    let (Some(&s), Some(&t)) = (assoc.get(u), assoc.get(v)) else {
+                        continue;
+                    };
+                    let set_s = Self::set(assoc, s, Some(v), Some(u));
+                    let set_t = Self::set(assoc, t, Some(u), Some(v));
+                    (s, t, set_s, set_t)
+                }
+                Change::Merge(s, t) => {
+                    let mut set_t = Set::new();
+                    for (u, _) in assoc.iter().enumerate().filter(|&(_, &a)| a == s || a == t) {
+                        let _ = set_t.push(u); // never full: n ≤ U
+                    }
+                    (s, t, Set::new(), set_t)
+                }
+                Change::Move(..) | Change::Split(..) => continue, // never kept above
+            };
+            let (Some(vs), Some(vt)) = (self.score(s, &set_s), self.score(t, &set_t)) else {
+                continue;
+            };
+            let (gs, gt) = (vs - self.value_of(s), vt - self.value_of(t));
+            let gain = gs + gt;
+            if gain > TOLERANCE && best.is_none_or(|b| gain > b.0) {
+                best = Some((gain, change, gs, gt));
+            }
+        }
+        best.map(|(_, change, gs, gt)| (change, gs, gt))
+    }
+}
