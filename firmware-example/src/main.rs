@@ -40,6 +40,9 @@ use panic_semihosting as _;
 const USERS: usize = 20;
 /// Servers the firmware is built for.
 const SERVERS: usize = 21;
+/// The controller's improvement budget, in server γ solves per slot (step 5 of
+/// the controller): the default, as the host's `diten replay` runs it.
+const IMPROVE_BUDGET: usize = controller::DEFAULT_IMPROVEMENT_BUDGET;
 /// The controller's `f32` workspace: enough for any policy of this shape.
 const WORKSPACE: usize = controller::max_workspace_len(USERS, SERVERS);
 
@@ -77,6 +80,8 @@ struct Counts {
     gamma: u64,
     /// Of the decisions: the evaluation of the decision (objective, reward).
     evaluation: u64,
+    /// Server γ solves the improvement spent, summed.
+    improve_solves: usize,
     objective: f64,
     /// Stack used by the decisions (bytes), measured before the second replay.
     stack_peak: u32,
@@ -120,10 +125,12 @@ fn run() -> Result<Counts, Failure> {
     let policy = Policy::parse(POLICY).map_err(|e| Failure::Setup("policy", e))?;
     let trace = Trace::parse(TRACE).map_err(|e| Failure::Setup("trace", e))?;
     hprintln!(
-        "diten firmware: policy for {} users and {} servers, trace of {} slots",
+        "diten firmware: policy for {} users and {} servers, trace of {} slots, \
+         improvement budget {} solves per slot",
         policy.users(),
         policy.servers(),
-        trace.slots()
+        trace.slots(),
+        IMPROVE_BUDGET
     );
     let params = *trace.params();
     let mut workspace = [0.0f32; WORKSPACE];
@@ -140,6 +147,7 @@ fn run() -> Result<Counts, Failure> {
         policy: 0,
         gamma: 0,
         evaluation: 0,
+        improve_solves: 0,
         objective: 0.0,
         stack_peak: 0,
         stack_size: 0,
@@ -161,6 +169,7 @@ fn run() -> Result<Counts, Failure> {
 
         let mut controller: Controller<'_, '_, USERS, SERVERS> =
             Controller::new(policy.clone(), params, &mut workspace).map_err(at)?;
+        controller.set_improvement_budget(IMPROVE_BUDGET);
         let start = SYST::get_current();
         let decision = controller.decide(&status);
         let end = SYST::get_current();
@@ -182,6 +191,7 @@ fn run() -> Result<Counts, Failure> {
         counts.max = counts.max.max(n);
         counts.sum += n;
         counts.objective += decision.evaluation.objective;
+        counts.improve_solves += decision.improve_solves;
         let line = SlotLine {
             slot: t,
             association: &decision.association,
@@ -289,12 +299,17 @@ fn report(result: Result<Counts, Failure>) -> debug::ExitStatus {
             );
             hprintln!(
                 "  of which, mean: observation + policy network {}, gamma solver {}, evaluation {}, \
-                 the rest (the association's repair and consolidation) {}",
+                 the rest (the association's repair, consolidation and improvement) {}",
                 counts.policy / slots,
                 counts.gamma / slots,
                 counts.evaluation / slots,
                 (counts.sum / slots)
                     .saturating_sub((counts.policy + counts.gamma + counts.evaluation) / slots)
+            );
+            hprintln!(
+                "improvement: mean {} server solves per slot (budget {})",
+                counts.improve_solves as u64 / slots,
+                IMPROVE_BUDGET
             );
             hprintln!(
                 "replayed again without the consolidation (the policy alone): mean {} \

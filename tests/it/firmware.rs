@@ -118,20 +118,6 @@ fn firmware_matches_the_host_replay() {
         TRACE_ARGS.join(" ")
     );
 
-    // The host.
-    let policy = root.join("onnx-models/u20-s21/policy.bin");
-    let out = diten()
-        .arg("replay")
-        .arg("--policy")
-        .arg(&policy)
-        .arg("--trace")
-        .arg(&trace)
-        .output()
-        .expect("running diten replay");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "diten replay failed: {stderr}");
-    let host = slot_lines(&String::from_utf8_lossy(&out.stdout));
-
     // The firmware, built in its own folder with its own config and lock file.
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = Command::new(cargo)
@@ -150,6 +136,28 @@ fn firmware_matches_the_host_replay() {
         "the firmware failed ({}):\n{stdout}\n{stderr}",
         out.status
     );
+    // The host, with the improvement budget the firmware reports.
+    let budget: usize = stdout
+        .lines()
+        .find_map(|l| l.split("improvement budget ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no improvement budget in the firmware's header:\n{stdout}"));
+    let policy = root.join("onnx-models/u20-s21/policy.bin");
+    let out = diten()
+        .arg("replay")
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--trace")
+        .arg(&trace)
+        .arg("--improve-budget")
+        .arg(budget.to_string())
+        .output()
+        .expect("running diten replay");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "diten replay failed: {stderr}");
+    let host = slot_lines(&String::from_utf8_lossy(&out.stdout));
+
     let firmware = slot_lines(&stdout);
     assert!(stdout.contains("stack peak: "), "{stdout}");
     assert!(stdout.contains("instructions per slot: "), "{stdout}");

@@ -25,6 +25,10 @@ pub struct ReplayArgs {
     /// The trace, as `diten trace` writes it.
     #[arg(long, value_name = "FILE")]
     pub trace: PathBuf,
+    /// The controller's improvement budget, in server γ solves per slot (0: off);
+    /// the firmware prints the one it runs with.
+    #[arg(long, value_name = "SOLVES", default_value_t = diten_controller::controller::DEFAULT_IMPROVEMENT_BUDGET)]
+    pub improve_budget: usize,
 }
 
 /// Runs `diten replay`.
@@ -39,6 +43,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     let mut controller: Controller<'_, '_, MAX_USERS, MAX_SERVERS> =
         Controller::new(policy, *trace.params(), &mut workspace)
             .map_err(|e| anyhow!("--policy {}: {e}", args.policy.display()))?;
+    controller.set_improvement_budget(args.improve_budget);
     let mut replay: Replay<'_, MAX_USERS, MAX_SERVERS> =
         Replay::new(trace).map_err(|e| anyhow!("trace {path}: {e}"))?;
     let mut objective = 0.0;

@@ -12,7 +12,7 @@ use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use serde_json::Value;
 
-use super::ship::{POLICY_LABEL, UNCONSOLIDATED_LABEL};
+use super::ship::{POLICY_LABEL, UNCONSOLIDATED_LABEL, UNIMPROVED_LABEL};
 use crate::eval::metrics::{Metric, Stats};
 use crate::eval::report::{summary_csv, write_atomic};
 use crate::eval::{emd_label, plot, SummaryRow};
@@ -21,8 +21,12 @@ use crate::scenario::Emd;
 /// The shipped policy's name in the merged tables and plots.
 pub const SHIPPED_LABEL: &str = "shipped policy";
 
-/// The shipped policy without the controller's consolidation, in the merged tables.
+/// The shipped policy without the controller's consolidation and improvement (the
+/// policy alone), in the merged tables.
 pub const UNCONSOLIDATED_SHIPPED_LABEL: &str = "shipped policy, unconsolidated";
+
+/// The shipped policy without the controller's improvement, in the merged tables.
+pub const UNIMPROVED_SHIPPED_LABEL: &str = "shipped policy, unimproved";
 
 /// Arguments of `diten results`.
 #[derive(Debug, Args)]
@@ -91,7 +95,7 @@ pub fn run(args: &ResultsArgs) -> anyhow::Result<()> {
 }
 
 /// The rows of one summary.json, the shipped policy renamed [`SHIPPED_LABEL`] (and
-/// its ablation [`UNCONSOLIDATED_SHIPPED_LABEL`]).
+/// its ablations [`UNIMPROVED_SHIPPED_LABEL`] and [`UNCONSOLIDATED_SHIPPED_LABEL`]).
 fn read_rows(json: &Value) -> anyhow::Result<Vec<SummaryRow>> {
     let rows = json["rows"]
         .as_array()
@@ -141,6 +145,7 @@ fn read_rows(json: &Value) -> anyhow::Result<Vec<SummaryRow>> {
                 policy: match policy {
                     POLICY_LABEL => SHIPPED_LABEL.to_owned(),
                     UNCONSOLIDATED_LABEL => UNCONSOLIDATED_SHIPPED_LABEL.to_owned(),
+                    UNIMPROVED_LABEL => UNIMPROVED_SHIPPED_LABEL.to_owned(),
                     other => other.to_owned(),
                 },
                 servers: servers as usize,

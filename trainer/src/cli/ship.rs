@@ -75,8 +75,12 @@ pub(crate) const OTHERS: &[&str] = &["nearest", "nearest-random", "sticky", "ora
 /// The policy's label in the evaluation files: its file name in the model folder.
 pub(crate) const POLICY_LABEL: &str = "policy.bin";
 
-/// The label of the same blob run without the controller's consolidation (the
-/// policy alone), the ablation row of every card.
+/// The label of the same blob run without the controller's improvement, the
+/// first ablation row of every card.
+pub(crate) const UNIMPROVED_LABEL: &str = "unimproved:policy.bin";
+
+/// The label of the same blob run without the controller's consolidation and
+/// improvement (the policy alone), the second ablation row of every card.
 pub(crate) const UNCONSOLIDATED_LABEL: &str = "unconsolidated:policy.bin";
 
 /// What `ship` reads from a training run folder.
@@ -283,7 +287,8 @@ pub fn run(args: &ShipArgs) -> anyhow::Result<()> {
     let result = evaluate::run_with_progress("ship", &sweep, args.jobs)?;
     // From here on the policy is named by its file in the model folder.
     sweep.policies[0] = PolicySpec::File(PathBuf::from(POLICY_LABEL));
-    sweep.policies[1] = PolicySpec::Unconsolidated(PathBuf::from(POLICY_LABEL));
+    sweep.policies[1] = PolicySpec::Unimproved(PathBuf::from(POLICY_LABEL));
+    sweep.policies[2] = PolicySpec::Unconsolidated(PathBuf::from(POLICY_LABEL));
     let eval_dir = out.join("evaluation");
     std::fs::create_dir_all(&eval_dir)
         .with_context(|| format!("creating {}", eval_dir.display()))?;
@@ -386,6 +391,7 @@ fn build_sweep(args: &ShipArgs, run: &Run, blob: &Path) -> anyhow::Result<Sweep>
     base.seed = seeds[0];
     let mut policies = vec![
         PolicySpec::File(blob.to_owned()),
+        PolicySpec::Unimproved(blob.to_owned()),
         PolicySpec::Unconsolidated(blob.to_owned()),
     ];
     policies.extend(OTHERS.iter().map(|n| PolicySpec::Builtin(n)));
@@ -591,6 +597,7 @@ pub(crate) fn verdicts(sweep: &Sweep, result: &eval::SweepResult, subject: usize
             let mut behind = Vec::new();
             let mut ties = Vec::new();
             let mut oracle_sentence = String::new();
+            let mut unimproved_sentence = String::new();
             let mut ablation_sentence = String::new();
             for p in (0..sweep.policies.len()).filter(|&p| p != subject) {
                 let theirs = objectives(result, p, servers, e);
@@ -611,10 +618,17 @@ pub(crate) fn verdicts(sweep: &Sweep, result: &eval::SweepResult, subject: usize
                 let wins = pairs.iter().filter(|(a, b)| a > b).count();
                 let losses = pairs.iter().filter(|(a, b)| a < b).count();
                 let name = label(p);
-                if name.starts_with(crate::eval::UNCONSOLIDATED_PREFIX) {
+                if name.starts_with(crate::eval::UNIMPROVED_PREFIX) {
+                    unimproved_sentence = format!(
+                        " Without the improvement ({name}) it has {t:.5}: the improvement \
+                         adds {} (ahead on {wins} of {} seeds).",
+                        signed(diff, 5),
+                        pairs.len()
+                    );
+                } else if name.starts_with(crate::eval::UNCONSOLIDATED_PREFIX) {
                     ablation_sentence = format!(
-                        " Without the consolidation ({name}) the policy has {t:.5}: the \
-                         consolidation adds {} (ahead on {wins} of {} seeds).",
+                        " Without the consolidation and the improvement ({name}) the policy \
+                         has {t:.5}: the two add {} (ahead on {wins} of {} seeds).",
                         signed(diff, 5),
                         pairs.len()
                     );
@@ -696,6 +710,7 @@ pub(crate) fn verdicts(sweep: &Sweep, result: &eval::SweepResult, subject: usize
             if !ties.is_empty() {
                 let _ = write!(text, " It ties with {}.", join_and(&ties));
             }
+            text.push_str(&unimproved_sentence);
             text.push_str(&ablation_sentence);
             text.push_str(&oracle_sentence);
             let _ = write!(
@@ -901,7 +916,7 @@ impl Card<'_> {
             md,
             "The same comparison without shipping, run in this folder (`--out` a folder of \
              your choice): `diten compare --scenario evaluation/scenario.toml --policy \
-             {POLICY_LABEL},{UNCONSOLIDATED_LABEL},{} --seeds {} --out DIR`.",
+             {POLICY_LABEL},{UNIMPROVED_LABEL},{UNCONSOLIDATED_LABEL},{} --seeds {} --out DIR`.",
             OTHERS.join(","),
             seeds_text(&self.sweep.seeds)
         );

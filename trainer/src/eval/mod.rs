@@ -56,12 +56,20 @@ pub enum PolicySpec {
     /// yet (convert them with `diten convert`).
     File(PathBuf),
     /// `unconsolidated:PATH`: a firmware blob run by the controller with its
-    /// consolidation switched off (the policy alone, for ablations).
+    /// consolidation (and so its improvement) switched off: the policy alone, for
+    /// ablations.
     Unconsolidated(PathBuf),
+    /// `unimproved:PATH`: a firmware blob run by the controller with its
+    /// improvement switched off (the consolidation on), for ablations.
+    Unimproved(PathBuf),
 }
 
-/// The `--policy` prefix that runs a blob without the controller's consolidation.
+/// The `--policy` prefix that runs a blob without the controller's consolidation
+/// and improvement.
 pub const UNCONSOLIDATED_PREFIX: &str = "unconsolidated:";
+
+/// The `--policy` prefix that runs a blob without the controller's improvement.
+pub const UNIMPROVED_PREFIX: &str = "unimproved:";
 
 /// A `--policy` value that names no decision maker.
 #[derive(Debug, thiserror::Error)]
@@ -75,9 +83,10 @@ pub enum PolicyError {
     /// A policy file this build cannot load.
     #[error("{0}: {1}")]
     TrainedNotSupported(PathBuf, &'static str),
-    /// `unconsolidated:` before something that is not a firmware blob.
-    #[error("`{0}`: `unconsolidated:` takes a firmware blob (.bin), run by the controller")]
-    UnconsolidatedNotBlob(String),
+    /// `unconsolidated:` or `unimproved:` before something that is not a firmware
+    /// blob.
+    #[error("`{0}`: `{1}` takes a firmware blob (.bin), run by the controller")]
+    AblationNotBlob(String, &'static str),
 }
 
 /// In a `--policy` file path, stands for the episode's number of servers.
@@ -90,16 +99,23 @@ impl PolicySpec {
     /// Reads a `--policy` value: a built-in name, else a file when it looks like a
     /// path (has a `/`, a known extension or names an existing file).
     pub fn parse(text: &str) -> Result<PolicySpec, PolicyError> {
-        if let Some(path) = text.strip_prefix(UNCONSOLIDATED_PREFIX) {
-            let path = PathBuf::from(path);
-            let blob = path
-                .extension()
-                .is_some_and(|e| e.eq_ignore_ascii_case("bin"));
-            return if blob {
-                Ok(PolicySpec::Unconsolidated(path))
-            } else {
-                Err(PolicyError::UnconsolidatedNotBlob(text.to_owned()))
-            };
+        type Ablation = fn(PathBuf) -> PolicySpec;
+        let ablations: [(&'static str, Ablation); 2] = [
+            (UNCONSOLIDATED_PREFIX, PolicySpec::Unconsolidated),
+            (UNIMPROVED_PREFIX, PolicySpec::Unimproved),
+        ];
+        for (prefix, make) in ablations {
+            if let Some(path) = text.strip_prefix(prefix) {
+                let path = PathBuf::from(path);
+                let blob = path
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("bin"));
+                return if blob {
+                    Ok(make(path))
+                } else {
+                    Err(PolicyError::AblationNotBlob(text.to_owned(), prefix))
+                };
+            }
         }
         if let Some(name) = policy::ALL_NAMES.iter().find(|n| **n == text) {
             return Ok(PolicySpec::Builtin(name));
@@ -128,6 +144,7 @@ impl PolicySpec {
             PolicySpec::Unconsolidated(path) => {
                 format!("{UNCONSOLIDATED_PREFIX}{}", path.display())
             }
+            PolicySpec::Unimproved(path) => format!("{UNIMPROVED_PREFIX}{}", path.display()),
         }
     }
 
@@ -144,6 +161,12 @@ impl PolicySpec {
                 let mut dm =
                     policy::ControllerPolicy::load(&for_servers(path, servers), self.label())?;
                 dm.set_consolidation(false);
+                Ok(Box::new(dm))
+            }
+            PolicySpec::Unimproved(path) => {
+                let mut dm =
+                    policy::ControllerPolicy::load(&for_servers(path, servers), self.label())?;
+                dm.set_improvement_budget(0);
                 Ok(Box::new(dm))
             }
         }
@@ -597,7 +620,20 @@ mod tests {
         let err = PolicySpec::parse("unconsolidated:ckpt.ot")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("takes a firmware blob (.bin)"), "{err}");
+        assert!(
+            err.contains("`unconsolidated:` takes a firmware blob (.bin)"),
+            "{err}"
+        );
+        let spec = PolicySpec::parse("unimproved:m/policy.bin").unwrap();
+        assert_eq!(spec, PolicySpec::Unimproved("m/policy.bin".into()));
+        assert_eq!(spec.label(), "unimproved:m/policy.bin");
+        let err = PolicySpec::parse("unimproved:m.onnx")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`unimproved:` takes a firmware blob (.bin)"),
+            "{err}"
+        );
         let err = PolicySpec::parse("nope").unwrap_err().to_string();
         assert!(
             err.contains("nearest, nearest-random, sticky, oracle"),

@@ -1,9 +1,9 @@
 //! The gateway's controller as a decision maker: an exported policy (firmware blob,
 //! SPEC §3.3) run through [`diten_controller::Controller`] on the simulator's slot
 //! status, exactly as a gateway or the firmware runs it — observation, the blob
-//! engine, best server per user, the repair of C2/C3 and the consolidation (which
-//! [`ControllerPolicy::set_consolidation`] can switch off), and the controller's
-//! own γ.
+//! engine, best server per user, the repair of C2/C3, the consolidation (which
+//! [`ControllerPolicy::set_consolidation`] can switch off), the improvement
+//! ([`ControllerPolicy::set_improvement_budget`]) and the controller's own γ.
 //!
 //! The simulator evaluates the controller's γ as given ([`Gamma::Given`]), so an
 //! episode measures the shipped decision loop and nothing else. Unlike the
@@ -29,6 +29,7 @@ pub struct ControllerPolicy {
     policy: Policy<'static>,
     workspace: Vec<f32>,
     consolidate: bool,
+    improve_budget: usize,
 }
 
 /// The bytes of the blob file `path`, read once per process and kept for its
@@ -76,6 +77,7 @@ impl ControllerPolicy {
             policy,
             workspace,
             consolidate: true,
+            improve_budget: diten_controller::controller::DEFAULT_IMPROVEMENT_BUDGET,
         })
     }
 
@@ -83,6 +85,12 @@ impl ControllerPolicy {
     /// it) or off (the policy alone).
     pub fn set_consolidation(&mut self, on: bool) {
         self.consolidate = on;
+    }
+
+    /// Sets the controller's improvement budget in server γ solves per slot (0:
+    /// off; a new decision maker has the controller's default).
+    pub fn set_improvement_budget(&mut self, solves: usize) {
+        self.improve_budget = solves;
     }
 
     /// Users the policy decides for.
@@ -121,6 +129,7 @@ impl DecisionMaker for ControllerPolicy {
         )
         .map_err(|e| anyhow!("policy `{}`: {e}", self.name))?;
         controller.set_consolidation(self.consolidate);
+        controller.set_improvement_budget(self.improve_budget);
         let decision = controller
             .decide(status)
             .map_err(|e| anyhow!("policy `{}`: {e}", self.name))?;
