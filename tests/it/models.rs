@@ -145,7 +145,10 @@ fn the_card_and_the_evaluation_match_an_independent_compare() {
         );
         // The card writes a gap that rounds to zero without a sign.
         let unsigned_zero = |t: String| {
-            if t[1..].chars().all(|c| c == '0' || c == '.' || c == ' ' || c == '%') {
+            if t[1..]
+                .chars()
+                .all(|c| c == '0' || c == '.' || c == ' ' || c == '%')
+            {
                 t[1..].to_owned()
             } else {
                 t
