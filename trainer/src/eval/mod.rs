@@ -62,7 +62,14 @@ pub enum PolicySpec {
     /// `unimproved:PATH`: a firmware blob run by the controller with its
     /// improvement switched off (the consolidation on), for ablations.
     Unimproved(PathBuf),
+    /// `budget=N:PATH`: a firmware blob run by the controller with an improvement
+    /// budget of N server solves per slot (what a slower gateway would set).
+    Budget(PathBuf, usize),
 }
+
+/// The `--policy` prefix `budget=N:` before a blob sets the controller's
+/// improvement budget to N server solves per slot.
+pub const BUDGET_PREFIX: &str = "budget=";
 
 /// The `--policy` prefix that runs a blob without the controller's consolidation
 /// and improvement.
@@ -87,6 +94,9 @@ pub enum PolicyError {
     /// blob.
     #[error("`{0}`: `{1}` takes a firmware blob (.bin), run by the controller")]
     AblationNotBlob(String, &'static str),
+    /// `budget=N:` without a whole number N and a colon.
+    #[error("`{0}`: write `budget=N:PATH.bin` with N a whole number of server solves")]
+    BadBudget(String),
 }
 
 /// In a `--policy` file path, stands for the episode's number of servers.
@@ -99,6 +109,15 @@ impl PolicySpec {
     /// Reads a `--policy` value: a built-in name, else a file when it looks like a
     /// path (has a `/`, a known extension or names an existing file).
     pub fn parse(text: &str) -> Result<PolicySpec, PolicyError> {
+        if let Some(rest) = text.strip_prefix(BUDGET_PREFIX) {
+            let bad = || PolicyError::BadBudget(text.to_owned());
+            let (n, path) = rest.split_once(':').ok_or_else(bad)?;
+            let n: usize = n.parse().map_err(|_| bad())?;
+            return match PolicySpec::parse(&format!("{UNIMPROVED_PREFIX}{path}")) {
+                Ok(_) => Ok(PolicySpec::Budget(PathBuf::from(path), n)),
+                Err(_) => Err(PolicyError::AblationNotBlob(text.to_owned(), "budget=N:")),
+            };
+        }
         type Ablation = fn(PathBuf) -> PolicySpec;
         let ablations: [(&'static str, Ablation); 2] = [
             (UNCONSOLIDATED_PREFIX, PolicySpec::Unconsolidated),
@@ -145,6 +164,7 @@ impl PolicySpec {
                 format!("{UNCONSOLIDATED_PREFIX}{}", path.display())
             }
             PolicySpec::Unimproved(path) => format!("{UNIMPROVED_PREFIX}{}", path.display()),
+            PolicySpec::Budget(path, n) => format!("{BUDGET_PREFIX}{n}:{}", path.display()),
         }
     }
 
@@ -163,10 +183,13 @@ impl PolicySpec {
                 dm.set_consolidation(false);
                 Ok(Box::new(dm))
             }
-            PolicySpec::Unimproved(path) => {
+            PolicySpec::Unimproved(path) | PolicySpec::Budget(path, _) => {
                 let mut dm =
                     policy::ControllerPolicy::load(&for_servers(path, servers), self.label())?;
-                dm.set_improvement_budget(0);
+                dm.set_improvement_budget(match self {
+                    PolicySpec::Budget(_, n) => *n,
+                    _ => 0,
+                });
                 Ok(Box::new(dm))
             }
         }
@@ -627,6 +650,24 @@ mod tests {
         let spec = PolicySpec::parse("unimproved:m/policy.bin").unwrap();
         assert_eq!(spec, PolicySpec::Unimproved("m/policy.bin".into()));
         assert_eq!(spec.label(), "unimproved:m/policy.bin");
+        let spec = PolicySpec::parse("budget=400:m/policy.bin").unwrap();
+        assert_eq!(spec, PolicySpec::Budget("m/policy.bin".into(), 400));
+        assert_eq!(spec.label(), "budget=400:m/policy.bin");
+        for bad in [
+            "budget=x:m/policy.bin",
+            "budget=400",
+            "budget=-1:m/policy.bin",
+        ] {
+            let err = PolicySpec::parse(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("whole number of server solves"),
+                "{bad}: {err}"
+            );
+        }
+        let err = PolicySpec::parse("budget=4:m.onnx")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`budget=N:` takes a firmware blob"), "{err}");
         let err = PolicySpec::parse("unimproved:m.onnx")
             .unwrap_err()
             .to_string();
