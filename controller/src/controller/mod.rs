@@ -119,7 +119,7 @@
 //! stays feasible. The search has the oracle's neighbourhoods (the trainer's
 //! upper yardstick, which climbs from six starts with a memo of every solve):
 //! this is what brings the shipped decisions to within a few 10⁻⁴ of it
-//! (`RESULTS.md`). A server solve costs about 5 µs on a desktop core and 0.33 M
+//! (`RESULTS.md`). A server solve costs about 4 µs on a desktop core and 0.4 M
 //! instructions on a Cortex-M4F without a double-precision FPU, so the budget
 //! is the knob that sizes the decision to the gateway's slot
 //! (`firmware-example/README.md`).
@@ -176,7 +176,7 @@
 //! In total O(Σ_i h_{i−1}·h_i + n²·m + N·(n + m) + P·n·(n + m) + m·(n + m)²) plus
 //! the γ solver's bound. For the default shape (n = 20, m = 21, hidden 128-128) the policy's
 //! 2.5·10⁵ multiply-adds dominate the repair, and the improvement's server
-//! solves dominate everything: the firmware's trace averages 10³ solves per slot
+//! solves dominate everything: the firmware's trace averages 818 solves per slot
 //! (`firmware-example/README.md`).
 //!
 //! ```
@@ -490,7 +490,7 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
     /// on a core without a double-precision FPU (`firmware-example/README.md`);
     /// the search, when it runs, adds up to ≈ 1.7·10⁵ load checks at its budget;
     /// and the improvement's solves cost more than all of that together (about
-    /// 0.33 M instructions each on the firmware's Cortex-M4F).
+    /// 0.4 M instructions each, the search included, on the firmware's Cortex-M4F).
     /// The tests check the counted parts of this bound on crowded slots
     /// (`work_per_slot_stays_within_the_documented_bound`).
     pub fn decide(&mut self, status: &Slot<U, S>) -> Result<Decision<U, S>, Error> {
