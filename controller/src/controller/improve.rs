@@ -230,11 +230,10 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
     }
 
     /// Climbs from the feasible `assoc` (the policy's), then from the previous
-    /// slot's association (when every user has a previous server) and from the
-    /// nearest-server association, skipping a start equal to an earlier one or
-    /// breaking C2 or C3. Each climb gets an equal share of what is left of the
-    /// budget. `assoc` becomes the best local optimum (ties: the earlier start).
-    /// Returns the changes of the climb that won and its start.
+    /// slot's association (when every user has a previous server and it differs;
+    /// skipped when it breaks C2 or C3). Each climb gets an equal share of what is
+    /// left of the budget. `assoc` becomes the better local optimum (ties: the
+    /// policy's). Returns the changes of the climb that won and its start.
     pub(super) fn run(&mut self, assoc: &mut [usize]) -> (usize, SearchStart) {
         let n = assoc.len();
         let total = self.budget;
@@ -273,8 +272,7 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
     }
 
     /// Writes start `start` into `trial`; false when it is unavailable (no
-    /// previous server for some user) or repeats the policy's `assoc` (for the
-    /// later starts).
+    /// previous server for some user) or repeats the policy's `assoc`.
     fn start(&self, start: SearchStart, assoc: &[usize], trial: &mut [usize]) -> bool {
         let users = self.slot.users();
         let servers = self.slot.servers();
@@ -289,19 +287,6 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
                         Some(p) if p < servers.len() => *t = p,
                         _ => return false,
                     }
-                }
-            }
-            SearchStart::Nearest => {
-                for (t, user) in trial.iter_mut().zip(users) {
-                    let mut best = (f64::INFINITY, 0);
-                    for (s, srv) in servers.iter().enumerate() {
-                        let d = crate::slot::manhattan(user.x, user.y, srv.x, srv.y);
-                        // Strictly nearer wins: ties to the lower index.
-                        if d < best.0 {
-                            best = (d, s);
-                        }
-                    }
-                    *t = best.1;
                 }
             }
         }
@@ -439,20 +424,19 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
     }
 
     /// The move with the largest exact gain above [`TOLERANCE`] (ties: lowest
-    /// user, then server).
-    /// Returns the move with the changes of the two servers' shares.
+    /// user, then server), with the changes of the two servers' shares.
     fn best_move(&self, assoc: &[usize]) -> Option<(Change, f64, f64)> {
-        let mut best: Option<(f64, usize, usize, usize)> = None;
-        for ((u, row), &s) in self.join.iter().enumerate().zip(assoc) {
+        let mut best: Option<(f64, usize, usize)> = None;
+        for (u, row) in self.join.iter().enumerate().take(assoc.len()) {
             let leave = self.leave_of(u);
             for (t, &join) in row.iter().enumerate().take(self.slot.servers().len()) {
                 let gain = leave + join;
                 if gain > TOLERANCE && best.is_none_or(|(b, ..)| gain > b) {
-                    best = Some((gain, u, s, t));
+                    best = Some((gain, u, t));
                 }
             }
         }
-        best.map(|(_, u, _, t)| (Change::Move(u, t), self.leave_of(u), self.join_of(u, t)))
+        best.map(|(_, u, t)| (Change::Move(u, t), self.leave_of(u), self.join_of(u, t)))
     }
 
     /// What user `u` puts on server `s`: C_s's part at the current γ, and the C2

@@ -264,8 +264,6 @@ pub enum SearchStart {
     Policy,
     /// The previous slot's association.
     Previous,
-    /// Every user on its nearest server.
-    Nearest,
 }
 
 /// What the repair did to the policy's association.
