@@ -70,7 +70,6 @@ pub(super) struct Improve<'a, const U: usize, const S: usize> {
     gamma: [f64; U],
     /// Each user's D̄ = D_t + γ·D_{t−1} at its current server's solved γ.
     bits: [f64; U],
-    stats: SolveStats,
     /// Each server's share of e for the current association.
     value: [f64; S],
     /// `leave[u]`: the change of e if user u left its server (its server's share
@@ -95,7 +94,6 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
             solves: 0,
             gamma: [0.0; U],
             bits: [0.0; U],
-            stats: SolveStats::default(),
             value: [0.0; S],
             leave: [f64::NEG_INFINITY; U],
             join: [[f64::NEG_INFINITY; S]; U],
@@ -114,9 +112,11 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
         }
         self.solves += 1;
         let (params, slot) = (self.params, self.slot);
+        // The decision reports step 6's solver statistics, not these.
+        let mut stats = SolveStats::default();
         if !self
             .solver
-            .solve(params, slot, s, users, &mut self.gamma, &mut self.stats)
+            .solve(params, slot, s, users, &mut self.gamma, &mut stats)
         {
             return None;
         }

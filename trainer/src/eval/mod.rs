@@ -90,8 +90,8 @@ pub enum PolicyError {
     /// A policy file this build cannot load.
     #[error("{0}: {1}")]
     TrainedNotSupported(PathBuf, &'static str),
-    /// `unconsolidated:` or `unimproved:` before something that is not a firmware
-    /// blob.
+    /// `unconsolidated:`, `unimproved:` or `budget=N:` before something that is
+    /// not a firmware blob.
     #[error("`{0}`: `{1}` takes a firmware blob (.bin), run by the controller")]
     AblationNotBlob(String, &'static str),
     /// `budget=N:` without a whole number N and a colon.
@@ -109,32 +109,32 @@ impl PolicySpec {
     /// Reads a `--policy` value: a built-in name, else a file when it looks like a
     /// path (has a `/`, a known extension or names an existing file).
     pub fn parse(text: &str) -> Result<PolicySpec, PolicyError> {
+        // What follows a controller prefix must be a firmware blob.
+        let blob = |path: &str, prefix: &'static str| {
+            let path = PathBuf::from(path);
+            if path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("bin"))
+            {
+                Ok(path)
+            } else {
+                Err(PolicyError::AblationNotBlob(text.to_owned(), prefix))
+            }
+        };
         if let Some(rest) = text.strip_prefix(BUDGET_PREFIX) {
             let bad = || PolicyError::BadBudget(text.to_owned());
             let (n, path) = rest.split_once(':').ok_or_else(bad)?;
             let n: usize = n.parse().map_err(|_| bad())?;
-            return match PolicySpec::parse(&format!("{UNIMPROVED_PREFIX}{path}")) {
-                Ok(_) => Ok(PolicySpec::Budget(PathBuf::from(path), n)),
-                Err(_) => Err(PolicyError::AblationNotBlob(text.to_owned(), "budget=N:")),
-            };
+            return Ok(PolicySpec::Budget(blob(path, "budget=N:")?, n));
         }
-        type Ablation = fn(PathBuf) -> PolicySpec;
-        let ablations: [(&'static str, Ablation); 2] = [
-            (UNCONSOLIDATED_PREFIX, PolicySpec::Unconsolidated),
-            (UNIMPROVED_PREFIX, PolicySpec::Unimproved),
-        ];
-        for (prefix, make) in ablations {
-            if let Some(path) = text.strip_prefix(prefix) {
-                let path = PathBuf::from(path);
-                let blob = path
-                    .extension()
-                    .is_some_and(|e| e.eq_ignore_ascii_case("bin"));
-                return if blob {
-                    Ok(make(path))
-                } else {
-                    Err(PolicyError::AblationNotBlob(text.to_owned(), prefix))
-                };
-            }
+        if let Some(path) = text.strip_prefix(UNCONSOLIDATED_PREFIX) {
+            return Ok(PolicySpec::Unconsolidated(blob(
+                path,
+                UNCONSOLIDATED_PREFIX,
+            )?));
+        }
+        if let Some(path) = text.strip_prefix(UNIMPROVED_PREFIX) {
+            return Ok(PolicySpec::Unimproved(blob(path, UNIMPROVED_PREFIX)?));
         }
         if let Some(name) = policy::ALL_NAMES.iter().find(|n| **n == text) {
             return Ok(PolicySpec::Builtin(name));
@@ -177,19 +177,17 @@ impl PolicySpec {
         match self {
             PolicySpec::Builtin(name) => policy::by_name(name),
             PolicySpec::File(path) => load_trained(&for_servers(path, servers), self.label()),
-            PolicySpec::Unconsolidated(path) => {
+            PolicySpec::Unconsolidated(path)
+            | PolicySpec::Unimproved(path)
+            | PolicySpec::Budget(path, _) => {
                 let mut dm =
                     policy::ControllerPolicy::load(&for_servers(path, servers), self.label())?;
-                dm.set_consolidation(false);
-                Ok(Box::new(dm))
-            }
-            PolicySpec::Unimproved(path) | PolicySpec::Budget(path, _) => {
-                let mut dm =
-                    policy::ControllerPolicy::load(&for_servers(path, servers), self.label())?;
-                dm.set_improvement_budget(match self {
-                    PolicySpec::Budget(_, n) => *n,
-                    _ => 0,
-                });
+                match self {
+                    PolicySpec::Unconsolidated(_) => dm.set_consolidation(false),
+                    PolicySpec::Unimproved(_) => dm.set_improvement_budget(0),
+                    PolicySpec::Budget(_, n) => dm.set_improvement_budget(*n),
+                    PolicySpec::Builtin(_) | PolicySpec::File(_) => {}
+                }
                 Ok(Box::new(dm))
             }
         }
