@@ -65,6 +65,7 @@ fn policy_blob(seed: u64) -> Vec<u8> {
         layers: &refs,
         skip: None,
         prior: None,
+        cost_norm: diten_controller::CostNorm::Paper,
     };
     let mut blob = vec![0u8; encoded_len(&model).expect("valid model")];
     encode(&model, &mut blob).expect("encodes");

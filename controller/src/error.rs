@@ -2,6 +2,7 @@
 
 use core::fmt;
 
+use crate::params::CostNorm;
 use crate::policy::{BlobField, FORMAT_VERSION};
 use crate::trace::TRACE_VERSION;
 
@@ -253,6 +254,15 @@ pub enum Error {
         /// The status's count.
         got: usize,
     },
+    /// The policy was trained for another objective than the controller's
+    /// parameters set (SPEC §2.1b); [`Controller::new_any_objective`](crate::Controller::new_any_objective)
+    /// runs it anyway.
+    PolicyObjective {
+        /// What the policy was trained for.
+        policy: CostNorm,
+        /// What the parameters say.
+        params: CostNorm,
+    },
     /// A trace does not start with the magic `DTNT`.
     TraceMagic,
     /// A trace has a format version this build cannot read.
@@ -395,6 +405,11 @@ impl fmt::Display for Error {
             Error::PolicyDims { field, expected, got } => {
                 write!(f, "{field}: {got} in the status, the policy decides for {expected}")
             }
+            Error::PolicyObjective { policy, params } => write!(
+                f,
+                "params.cost_norm: `{params}`, but the policy was trained for `{policy}` \
+                 (run it anyway only on purpose)"
+            ),
             Error::TraceMagic => f.write_str("trace.magic: not a diten trace (expected \"DTNT\")"),
             Error::TraceVersion { found } => write!(
                 f,

@@ -58,6 +58,6 @@ pub mod trace;
 pub use controller::{Controller, Decision, RepairOutcome};
 pub use error::{Error, Problem};
 pub use model::{evaluate, Evaluation, ServerCost, Violations};
-pub use params::Params;
+pub use params::{CostNorm, Params};
 pub use slot::{manhattan, Server, Slot, User, MAX_SERVERS, MAX_USERS};
 pub use solver::{solve_gamma, SolveStats};

@@ -19,7 +19,7 @@
 //! | offset | size | field         | value                                              |
 //! |-------:|-----:|---------------|----------------------------------------------------|
 //! | 0      | 4    | `magic`       | [`TRACE_MAGIC`] = `b"DTNT"`                        |
-//! | 4      | 2    | `version`     | `u16`, [`TRACE_VERSION`] = 1                       |
+//! | 4      | 2    | `version`     | `u16`, [`TRACE_VERSION`] = 2                       |
 //! | 6      | 2    | `users`       | `u16` U ≥ 1                                        |
 //! | 8      | 2    | `servers`     | `u16` S ≥ 1                                        |
 //! | 10     | 4    | `slots`       | `u32` T ≥ 1                                        |
@@ -29,11 +29,12 @@
 //!
 //! The payload is `f64` values only, 8 bytes each, in this order:
 //!
-//! 1. the model parameters, [`PARAM_VALUES`] = 22: `alpha[0..6]`, `beta1`,
+//! 1. the model parameters, [`PARAM_VALUES`] = 23: `alpha[0..6]`, `beta1`,
 //!    `beta2`, `f0`, `n_mig`, `n_syn`, `n_cmp`, `p_tx_w`, `bandwidth_hz`, `gain`,
 //!    `noise_dbm`, `epochs_train`, `epochs_finetune`, `barrier_f`,
-//!    `barrier_min_slack`, `infeasible_penalty`, `bits_per_sample` (the fields of
-//!    [`Params`] in declaration order);
+//!    `barrier_min_slack`, `infeasible_penalty`, `bits_per_sample`, `cost_norm`
+//!    (the fields of [`Params`] in declaration order; `cost_norm` as its
+//!    [`CostNorm::code`], 0.0 or 1.0; version 1 had no `cost_norm` and is not read);
 //! 2. the servers, S × [`SERVER_VALUES`]: `x`, `y`, `p`, `q`, `eps` (fixed for the
 //!    whole trace);
 //! 3. each user's training data of the slot before the first, U values (bits;
@@ -86,8 +87,8 @@
 
 use core::fmt;
 
-use crate::error::Error;
-use crate::params::Params;
+use crate::error::{Error, Problem};
+use crate::params::{CostNorm, Params};
 use crate::policy::crc32;
 use crate::slot::{Server, Slot, User};
 
@@ -95,13 +96,13 @@ use crate::slot::{Server, Slot, User};
 pub const TRACE_MAGIC: [u8; 4] = *b"DTNT";
 
 /// The trace format version this build writes and reads.
-pub const TRACE_VERSION: u16 = 1;
+pub const TRACE_VERSION: u16 = 2;
 
 /// Bytes of the header before the payload.
 pub const TRACE_HEADER_LEN: usize = 22;
 
 /// `f64` values of the model parameters in the payload.
-pub const PARAM_VALUES: usize = 22;
+pub const PARAM_VALUES: usize = 23;
 
 /// `f64` values per server in the payload.
 pub const SERVER_VALUES: usize = 5;
@@ -206,6 +207,7 @@ fn param_values(params: &Params) -> [f64; PARAM_VALUES] {
         barrier_min_slack,
         infeasible_penalty,
         bits_per_sample,
+        cost_norm,
     } = *params;
     [
         a1,
@@ -230,16 +232,28 @@ fn param_values(params: &Params) -> [f64; PARAM_VALUES] {
         barrier_min_slack,
         infeasible_penalty,
         bits_per_sample,
+        f64::from(cost_norm.code()),
     ]
 }
 
 /// The inverse of [`param_values`]: the fields are read in payload order (a struct
-/// expression evaluates its fields in the order written).
-fn params_from(values: &[f64; PARAM_VALUES]) -> Params {
+/// expression evaluates its fields in the order written). A `cost_norm` value that
+/// is no [`CostNorm::code`] is an error.
+fn params_from(values: &[f64; PARAM_VALUES]) -> Result<Params, Error> {
     let mut it = values.iter().copied();
     // Never NaN: there are exactly PARAM_VALUES reads of PARAM_VALUES values.
     let mut next = || it.next().unwrap_or(f64::NAN);
-    Params {
+    let code = |v: f64| {
+        let known = [CostNorm::Paper, CostNorm::Linear];
+        known
+            .into_iter()
+            .find(|n| f64::from(n.code()) == v)
+            .ok_or(Error::Param {
+                field: "cost_norm",
+                problem: Problem::OutOfRange,
+            })
+    };
+    Ok(Params {
         alpha: [next(), next(), next(), next(), next(), next()],
         beta1: next(),
         beta2: next(),
@@ -257,7 +271,8 @@ fn params_from(values: &[f64; PARAM_VALUES]) -> Params {
         barrier_min_slack: next(),
         infeasible_penalty: next(),
         bits_per_sample: next(),
-    }
+        cost_norm: code(next())?,
+    })
 }
 
 /// Writes a trace into `out` and returns its length ([`encoded_len`]).
@@ -437,7 +452,7 @@ impl<'a> Trace<'a> {
         for (v, chunk) in values.iter_mut().zip(payload.chunks_exact(8)) {
             *v = f64::from_le_bytes(array(chunk, 0)?);
         }
-        let params = params_from(&values);
+        let params = params_from(&values)?;
         params.validate()?;
         Ok(Trace {
             users,
@@ -736,18 +751,47 @@ mod tests {
     #[test]
     fn layout_by_hand() {
         let bytes = sample();
-        // 22 + 8 · (22 params + 3·5 servers + 2 first data + 3·2·5 slots)
-        assert_eq!(bytes.len(), 22 + 8 * (22 + 15 + 2 + 30));
+        // 22 + 8 · (23 params + 3·5 servers + 2 first data + 3·2·5 slots)
+        assert_eq!(bytes.len(), 22 + 8 * (23 + 15 + 2 + 30));
         assert_eq!(&bytes[..4], b"DTNT");
-        assert_eq!(bytes[4..6], [1, 0]);
+        assert_eq!(bytes[4..6], [2, 0]);
         assert_eq!(bytes[6..8], [2, 0]);
         assert_eq!(bytes[8..10], [3, 0]);
         assert_eq!(bytes[10..14], [3, 0, 0, 0]);
-        assert_eq!(bytes[14..18], (8u32 * 69).to_le_bytes());
-        // The payload opens with alpha[0]; the second server's x follows the 22
+        assert_eq!(bytes[14..18], (8u32 * 70).to_le_bytes());
+        // The payload opens with alpha[0]; the second server's x follows the 23
         // params and the first server's 5 values.
         assert_eq!(bytes[22..30], 0.8862f64.to_le_bytes());
-        assert_eq!(bytes[22 + 8 * 27..22 + 8 * 28], 50.0f64.to_le_bytes());
+        assert_eq!(bytes[22 + 8 * 28..22 + 8 * 29], 50.0f64.to_le_bytes());
+    }
+
+    #[test]
+    fn cost_norm_is_the_last_parameter() {
+        let servers = [server(0.0)];
+        let linear = Params {
+            cost_norm: CostNorm::Linear,
+            ..Params::default()
+        };
+        let mut out = vec![0u8; encoded_len(1, 1, 1).unwrap()];
+        encode(&linear, &servers, &[7.0], &[user(0, 0)], &mut out).unwrap();
+        // Value 23 of the payload (index 22) is the code: 1.0 for linear.
+        let at = 22 + 8 * 22;
+        assert_eq!(out[at..at + 8], 1.0f64.to_le_bytes());
+        assert_eq!(
+            Trace::parse(&out).unwrap().params().cost_norm,
+            CostNorm::Linear
+        );
+        // A code that names no cost normalisation is refused, CRC fixed up or not.
+        out[at..at + 8].copy_from_slice(&2.0f64.to_le_bytes());
+        let crc = crc32(&out[22..]);
+        out[18..22].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(
+            Trace::parse(&out).unwrap_err(),
+            Error::Param {
+                field: "cost_norm",
+                problem: Problem::OutOfRange
+            }
+        );
     }
 
     #[test]
@@ -834,8 +878,8 @@ mod tests {
         bad[0] = b'X';
         check(&bad, Error::TraceMagic);
         let mut bad = good.clone();
-        bad[4] = 2;
-        check(&bad, Error::TraceVersion { found: 2 });
+        bad[4] = 1;
+        check(&bad, Error::TraceVersion { found: 1 });
         let mut bad = good.clone();
         bad[6] = 0;
         check(
@@ -859,8 +903,8 @@ mod tests {
         check(
             &bad,
             Error::TraceLength {
-                expected: 8 * 79,
-                got: 8 * 69,
+                expected: 8 * 80,
+                got: 8 * 70,
             },
         );
         check(
@@ -927,7 +971,7 @@ mod tests {
                 &mut small
             ),
             Err(Error::TraceBuffer {
-                expected: 22 + 8 * 33,
+                expected: 22 + 8 * 34,
                 got: 10
             })
         );

@@ -211,6 +211,7 @@ fn blob(users: usize, servers: usize, hidden: usize, values: &[f32]) -> Vec<u8> 
         layers: &refs,
         skip: None,
         prior: None,
+        cost_norm: diten_controller::CostNorm::Paper,
     };
     let mut out = vec![0u8; encoded_len(&model).unwrap()];
     let len = encode(&model, &mut out).unwrap();

@@ -157,6 +157,7 @@ impl RawPolicy {
             layers: &layers,
             skip,
             prior: None,
+            cost_norm: diten_controller::CostNorm::Paper,
         };
         let len = encoded_len(&model).expect("a valid test policy");
         let mut out = vec![0; len];

@@ -364,6 +364,66 @@ fn params_override_the_defaults() {
 }
 
 #[test]
+fn linear_cost_norm_prices_energy_linearly() {
+    // SPEC §2.1b: Norm(x) becomes x/(4 f0). SPEC's slot (γ = 0 with the defaults:
+    // the price 0.7·129.36/800 of γ's energy far exceeds its marginal utility):
+    // e = 0.3·0.8658685542155742 − 0.7·260.55684909977043/800 = 0.031773323302373147;
+    // r = e + the same barrier terms as the SPEC example (1.1896293544806293).
+    let linear = with(spec_instance(), "/params", json!({"cost_norm": "linear"}));
+    let out = solve(&linear);
+    close(&out, "/gamma/0", 0.0, HAND);
+    close(&out, "/objective", 0.031773323302373147, HAND);
+    close(
+        &out,
+        "/reward",
+        0.03177332330237315 + 1.1896293544806293,
+        HAND,
+    );
+    close(&out, "/servers/0/total", 260.55684909977043, HAND);
+}
+
+#[test]
+fn linear_cost_norm_finds_the_interior_optimum() {
+    // With f0 = 8000 the price of γ is constant: λ = (β2/S)·a/(4 f0) with
+    // a = 392000 bits · 3.3e-4 (the user stays: no migration) = 129.36, and the
+    // problem is concave, so γ* solves β1·ρ'(γ) = λ. ρ'(γ) by hand: with
+    // n = 1000 + 500γ images, x = 0.0006·n, v = v(0.2),
+    // ρ' = α1·α2·v·x^(v−1)·0.3·exp(−α2·x^v). Bisection, written out here.
+    let (a1, a2, a4, a5, a6) = (0.8862f64, 6.8382f64, 0.9172f64, -0.0231f64, 0.8366f64);
+    let v = a4 * (-((a5 + 0.2) / a6).powi(2)).exp();
+    let x = |g: f64| 0.0006 * (1000.0 + 500.0 * g);
+    let rho = |g: f64| v - a1 * (-a2 * x(g).powf(v)).exp();
+    let drho = |g: f64| a1 * a2 * v * x(g).powf(v - 1.0) * 0.3 * (-a2 * x(g).powf(v)).exp();
+    let lambda = 0.7 * 129.36 / (4.0 * 8000.0);
+    let (mut lo, mut hi) = (0.0f64, 1.0f64);
+    assert!(
+        0.3 * drho(lo) > lambda && 0.3 * drho(hi) < lambda,
+        "interior"
+    );
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if 0.3 * drho(mid) > lambda {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    let g = 0.5 * (lo + hi);
+    let total = 260.55684909977043 + 129.36 * g;
+    let e = 0.3 * rho(g) - 0.7 * total / (4.0 * 8000.0);
+    let instance = with(
+        spec_instance(),
+        "/params",
+        json!({"cost_norm": "linear", "f0": 8000}),
+    );
+    let out = solve(&instance);
+    close(&out, "/gamma/0", g, 1e-6);
+    close(&out, "/utility/0", rho(g), 1e-9);
+    close(&out, "/objective", e, 1e-9);
+    close(&out, "/servers/0/total", total, 1e-6);
+}
+
+#[test]
 fn bad_values_name_the_field() {
     let spec = spec_instance;
     let bad = |pointer: &str, value: Value| with(spec(), pointer, value).to_string();

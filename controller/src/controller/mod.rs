@@ -182,7 +182,7 @@
 //! ```
 //! use diten_controller::obs::obs_dim;
 //! use diten_controller::policy::{encode, encoded_len, F32Le, LayerRef, ModelRef, Policy};
-//! use diten_controller::{Controller, Params, RepairOutcome, Server, Slot, User};
+//! use diten_controller::{Controller, CostNorm, Params, RepairOutcome, Server, Slot, User};
 //!
 //! // One user, two servers; a single linear layer with zero weights and biases
 //! // [0, 1]: the policy always picks server 1.
@@ -205,6 +205,7 @@
 //!     layers: &[layer],
 //!     skip: None,
 //!     prior: None,
+//!     cost_norm: CostNorm::Paper,
 //! };
 //! let mut blob = [0u8; 1024];
 //! let len = encode(&model, &mut blob)?;
@@ -364,7 +365,27 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
     /// [`workspace_len`] values ([`Error::WorkspaceLength`]; extra values are
     /// unused), and `params` must be valid ([`Params::validate`]; the utility
     /// exponent of each user's EMD is checked per slot).
+    /// The policy must have been trained for the objective `params` set
+    /// ([`Engine::cost_norm`] = [`Params::cost_norm`], else
+    /// [`Error::PolicyObjective`]); [`new_any_objective`](Self::new_any_objective)
+    /// skips that check.
     pub fn new(policy: P, params: Params, workspace: &'w mut [f32]) -> Result<Self, Error> {
+        if policy.cost_norm() != params.cost_norm {
+            return Err(Error::PolicyObjective {
+                policy: policy.cost_norm(),
+                params: params.cost_norm,
+            });
+        }
+        Self::new_any_objective(policy, params, workspace)
+    }
+
+    /// [`new`](Self::new) without the objective check: runs a policy trained for
+    /// one objective under another (an experiment, never a gateway's default).
+    pub fn new_any_objective(
+        policy: P,
+        params: Params,
+        workspace: &'w mut [f32],
+    ) -> Result<Self, Error> {
         if policy.users() > U {
             return Err(Error::PolicyCapacity {
                 field: "users",

@@ -73,6 +73,7 @@ fn blob_with_skip(users: usize, servers: usize, layers: &[Layer], skip: Option<&
         layers: &refs,
         skip: skip.map(as_ref),
         prior: None,
+        cost_norm: crate::CostNorm::Paper,
     };
     let mut out = vec![0u8; encoded_len(&model).unwrap()];
     encode(&model, &mut out).unwrap();
@@ -737,6 +738,34 @@ fn a_policy_larger_than_the_capacities_is_an_error() {
             capacity: 1
         }
     );
+}
+
+#[test]
+fn a_policy_for_another_objective_is_refused_unless_asked() {
+    let (blob, status) = two_by_two();
+    let policy = Policy::parse(&blob).unwrap();
+    let linear = Params {
+        cost_norm: crate::CostNorm::Linear,
+        ..unit_params()
+    };
+    let mut ws = vec![0.0; 1000];
+    let err = Ctl::new(policy.clone(), linear, &mut ws).unwrap_err();
+    assert_eq!(
+        err,
+        Error::PolicyObjective {
+            policy: crate::CostNorm::Paper,
+            params: crate::CostNorm::Linear
+        }
+    );
+    assert!(std::format!("{err}")
+        .starts_with("params.cost_norm: `linear`, but the policy was trained for `paper`"));
+    // On purpose: the same decision code, scored with the linear objective.
+    let mut ctl = Ctl::new_any_objective(policy, linear, &mut ws).unwrap();
+    let d = ctl.decide(&status).unwrap();
+    let mut gamma = std::vec![0.0; 2];
+    crate::solve_gamma(&linear, &status, &d.association, &mut gamma).unwrap();
+    let e = crate::evaluate(&linear, &status, &d.association, &gamma).unwrap();
+    assert!((d.evaluation.objective - e.objective).abs() < 1e-12);
 }
 
 #[test]

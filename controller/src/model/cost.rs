@@ -1,6 +1,6 @@
 //! Energy costs (13)–(15) and the normalisation of eq. (22).
 
-use crate::params::Params;
+use crate::params::{CostNorm, Params};
 use crate::slot::{manhattan, Slot, User};
 
 /// Costs of one server in one slot.
@@ -16,11 +16,17 @@ pub struct ServerCost {
     pub total: f64,
 }
 
-/// Norm(x) = 2/(1 + e^{−x/(2 f0)}) − 1, computed as the identical tanh(x/(4 f0))
-/// for accuracy near zero.
+/// A server's normalised cost in e (eq. (22)), by [`Params::cost_norm`]:
+/// `Paper`: Norm(x) = 2/(1 + e^{−x/(2 f0)}) − 1, computed as the identical
+/// tanh(x/(4 f0)) for accuracy near zero; `Linear`: its tangent at 0, x/(4 f0)
+/// (SPEC §2.1b).
 #[inline]
 pub fn norm(params: &Params, cost: f64) -> f64 {
-    crate::math::tanh(cost / (4.0 * params.f0))
+    let y = cost / (4.0 * params.f0);
+    match params.cost_norm {
+        CostNorm::Paper => crate::math::tanh(y),
+        CostNorm::Linear => y,
+    }
 }
 
 /// The cost coefficients of one user placed on one server. Costs are affine in the

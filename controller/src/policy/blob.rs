@@ -7,7 +7,7 @@
 //! | offset | size | field         | value                                              |
 //! |-------:|-----:|---------------|----------------------------------------------------|
 //! | 0      | 4    | `magic`       | [`MAGIC`] = `b"DTNB"`                              |
-//! | 4      | 2    | `version`     | `u16`, [`FORMAT_VERSION`] = 2                      |
+//! | 4      | 2    | `version`     | `u16`, [`FORMAT_VERSION`] = 3 (2 is read too)      |
 //! | 6      | 16   | `layout`      | [`LAYOUT_ID`]: `"diten-obs-v1"` padded with zeros  |
 //! | 22     | 2    | `users`       | `u16` U, 1 ..= [`MAX_USERS`]                       |
 //! | 24     | 2    | `servers`     | `u16` S, 1 ..= [`MAX_SERVERS`]                     |
@@ -27,6 +27,7 @@
 //!     layers:       seq<Layer>,     // 1 ..= MAX_LAYERS, applied in order
 //!     skip:         Option<Layer>,  // obs_dim → U·S, no activation
 //!     prior:        Option<Prior>,  // U·S gathered inputs, scaled
+//!     cost_norm:    u8,             // the objective it was trained for: CostNorm::code
 //! }
 //! struct Layer {
 //!     inputs:  u32,    // varint
@@ -40,7 +41,9 @@
 //! }
 //! ```
 //!
-//! Version 1 had no `prior`; it is not read any more (no version-1 blob shipped).
+//! Version 2 had no `cost_norm`: it is read as a policy trained for the paper's
+//! objective ([`CostNorm::Paper`]), the only one that existed then. Version 1 had no
+//! `prior`; it is not read any more (no version-1 blob shipped).
 //!
 //! In postcard a struct is its fields in order with nothing between them; `u32`
 //! and every length is an unsigned LEB128 varint; `bytes` is a varint byte count
@@ -70,13 +73,17 @@ use serde::{Serialize, Serializer};
 
 use super::{MAX_LAYERS, MAX_WIDTH};
 use crate::obs::obs_dim;
+use crate::params::CostNorm;
 use crate::{Error, MAX_SERVERS, MAX_USERS};
 
 /// First 4 bytes of every policy blob.
 pub const MAGIC: [u8; 4] = *b"DTNB";
 
-/// The blob format version this build writes and reads.
-pub const FORMAT_VERSION: u16 = 2;
+/// The blob format version this build writes (and reads, besides version 2).
+pub const FORMAT_VERSION: u16 = 3;
+
+/// The previous format version, still read: no `cost_norm`, [`CostNorm::Paper`].
+const FORMAT_VERSION_2: u16 = 2;
 
 /// The header's `layout` field: [`OBS_LAYOUT`](crate::obs::OBS_LAYOUT) padded with
 /// zeros to 16 bytes.
@@ -99,7 +106,7 @@ const OFF_CRC: usize = 34;
 #[non_exhaustive]
 pub enum BlobField {
     /// A header field or a top-level payload field, by name: `users`, `servers`,
-    /// `obs_dim`, `norm_mean`, `norm_inv_std`, `layers`, `skip`.
+    /// `obs_dim`, `norm_mean`, `norm_inv_std`, `layers`, `skip`, `prior`, `cost_norm`.
     Model(&'static str),
     /// A field of dense layer `index`: `inputs`, `outputs`, `weight`, `bias`.
     Layer {
@@ -255,6 +262,8 @@ pub struct ModelRef<'a> {
     pub skip: Option<LayerRef<'a>>,
     /// Optional prior added to the logits last.
     pub prior: Option<PriorRef<'a>>,
+    /// The objective the policy was trained for (SPEC §2.1b).
+    pub cost_norm: CostNorm,
 }
 
 /// The payload as postcard serialises it (see the module docs).
@@ -265,6 +274,7 @@ struct Payload<'m, 'a> {
     layers: &'m [LayerRef<'a>],
     skip: Option<&'m LayerRef<'a>>,
     prior: Option<&'m PriorRef<'a>>,
+    cost_norm: u8,
 }
 
 impl<'a> ModelRef<'a> {
@@ -275,6 +285,7 @@ impl<'a> ModelRef<'a> {
             layers: self.layers,
             skip: self.skip.as_ref(),
             prior: self.prior.as_ref(),
+            cost_norm: self.cost_norm.code(),
         }
     }
 }
@@ -364,6 +375,7 @@ pub(super) struct Decoded<'a> {
     pub layers: heapless::Vec<LayerRef<'a>, MAX_LAYERS>,
     pub skip: Option<LayerRef<'a>>,
     pub prior: Option<PriorRef<'a>>,
+    pub cost_norm: CostNorm,
 }
 
 impl Decoded<'_> {
@@ -376,6 +388,7 @@ impl Decoded<'_> {
             layers: &self.layers,
             skip: self.skip,
             prior: self.prior,
+            cost_norm: self.cost_norm,
         }
     }
 }
@@ -392,7 +405,7 @@ pub(super) fn decode(blob: &[u8]) -> Result<Decoded<'_>, Error> {
         });
     };
     let version = u16::from_le_bytes(field(header, OFF_VERSION));
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != FORMAT_VERSION_2 {
         return Err(Error::BlobVersion { found: version });
     }
     if field::<16>(header, OFF_LAYOUT) != LAYOUT_ID {
@@ -452,6 +465,12 @@ pub(super) fn decode(blob: &[u8]) -> Result<Decoded<'_>, Error> {
             })
         }
     };
+    let cost_norm = if version == FORMAT_VERSION_2 {
+        CostNorm::Paper
+    } else {
+        let field = BlobField::Model("cost_norm");
+        CostNorm::from_code(cur.take::<u8>(field)?).ok_or(Error::BlobPayload { field })?
+    };
     if !cur.0.is_empty() {
         return Err(Error::BlobPayloadTrailing {
             unused: cur.0.len(),
@@ -465,6 +484,7 @@ pub(super) fn decode(blob: &[u8]) -> Result<Decoded<'_>, Error> {
         layers,
         skip,
         prior,
+        cost_norm,
     };
     validate(&decoded.model())?;
     Ok(decoded)

@@ -22,6 +22,7 @@
 //!
 //! ```
 //! use diten_controller::policy::{encode, encoded_len, F32Le, LayerRef, ModelRef, Policy};
+//! use diten_controller::CostNorm;
 //!
 //! // One user, one server: 11 observation values, one linear layer 11 → 1.
 //! let zeros = [0u8; 4 * 11];
@@ -41,6 +42,7 @@
 //!     layers: &[layer],
 //!     skip: None,
 //!     prior: None,
+//!     cost_norm: CostNorm::Paper,
 //! };
 //! let mut blob = [0u8; 512];
 //! let len = encode(&model, &mut blob)?;
@@ -81,6 +83,10 @@ pub trait Engine {
     fn users(&self) -> usize;
     /// Servers S the policy chooses among.
     fn servers(&self) -> usize;
+    /// The objective the policy was trained for (SPEC §2.1b); the
+    /// [`Controller`](crate::Controller) refuses to run it for another one unless
+    /// told to.
+    fn cost_norm(&self) -> CostNorm;
     /// Values of the observation: `obs_dim(U, S)`.
     fn obs_dim(&self) -> usize {
         crate::obs::obs_dim(self.users(), self.servers())
@@ -103,6 +109,9 @@ impl Engine for Policy<'_> {
     fn servers(&self) -> usize {
         Policy::servers(self)
     }
+    fn cost_norm(&self) -> CostNorm {
+        self.model().cost_norm
+    }
     fn obs_dim(&self) -> usize {
         Policy::obs_dim(self)
     }
@@ -117,7 +126,7 @@ impl Engine for Policy<'_> {
     }
 }
 
-use crate::Error;
+use crate::{CostNorm, Error};
 
 /// Most dense layers a policy may have (the skip layer not counted).
 pub const MAX_LAYERS: usize = 8;

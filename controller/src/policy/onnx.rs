@@ -17,7 +17,7 @@ use tract_onnx::prelude::*;
 
 use super::Engine;
 use crate::obs::{obs_dim, OBS_LAYOUT};
-use crate::{Error, MAX_SERVERS, MAX_USERS};
+use crate::{CostNorm, Error, MAX_SERVERS, MAX_USERS};
 
 /// Value of the `diten.format` metadata of a policy.
 pub const FORMAT: &str = "policy-v1";
@@ -32,6 +32,9 @@ pub mod keys {
     pub const USERS: &str = "diten.users";
     /// Servers S, decimal.
     pub const SERVERS: &str = "diten.servers";
+    /// The objective the policy was trained for, [`CostNorm::name`](crate::CostNorm::name)
+    /// (`paper` or `linear`); absent in files exported before it existed: `paper`.
+    pub const COST_NORM: &str = "diten.cost_norm";
 }
 
 /// Why an ONNX policy could not be loaded.
@@ -92,6 +95,7 @@ pub struct OnnxPolicy {
     plan: Arc<TypedRunnableModel>,
     users: usize,
     servers: usize,
+    cost_norm: CostNorm,
 }
 
 impl OnnxPolicy {
@@ -114,7 +118,7 @@ impl OnnxPolicy {
         let proto = onnx
             .proto_model_for_read(&mut &bytes[..])
             .map_err(model_error)?;
-        let (users, servers) = read_metadata(&proto, path)?;
+        let (users, servers, cost_norm) = read_metadata(&proto, path)?;
         let dim = obs_dim(users, servers);
         let plan = onnx
             .model_for_proto_model(&proto)
@@ -138,24 +142,30 @@ impl OnnxPolicy {
             plan,
             users,
             servers,
+            cost_norm,
         })
     }
 }
 
-/// Checks `diten.format` and `diten.obs_layout`; returns U and S.
-fn read_metadata(proto: &pb::ModelProto, path: &Path) -> Result<(usize, usize), OnnxError> {
+/// Checks `diten.format` and `diten.obs_layout`; returns U, S and the objective.
+fn read_metadata(
+    proto: &pb::ModelProto,
+    path: &Path,
+) -> Result<(usize, usize, CostNorm), OnnxError> {
     let fail = |key, problem: String| OnnxError::Metadata {
         path: path.to_owned(),
         key,
         problem,
     };
-    let get = |key: &'static str| {
+    let find = |key: &'static str| {
         proto
             .metadata_props
             .iter()
             .find(|p| p.key == key)
             .map(|p| p.value.as_str())
-            .ok_or_else(|| fail(key, "missing (not a policy exported by diten)".to_owned()))
+    };
+    let get = |key: &'static str| {
+        find(key).ok_or_else(|| fail(key, "missing (not a policy exported by diten)".to_owned()))
     };
     let format = get(keys::FORMAT)?;
     if format != FORMAT {
@@ -178,9 +188,19 @@ fn read_metadata(proto: &pb::ModelProto, path: &Path) -> Result<(usize, usize), 
             _ => Err(fail(key, format!("`{text}` is not a count in 1..={max}"))),
         }
     };
+    let cost_norm = match find(keys::COST_NORM) {
+        None => CostNorm::Paper,
+        Some(name) => CostNorm::from_name(name).ok_or_else(|| {
+            fail(
+                keys::COST_NORM,
+                format!("`{name}` is no objective (expected `paper` or `linear`)"),
+            )
+        })?,
+    };
     Ok((
         count(keys::USERS, MAX_USERS)?,
         count(keys::SERVERS, MAX_SERVERS)?,
+        cost_norm,
     ))
 }
 
@@ -191,6 +211,10 @@ impl Engine for OnnxPolicy {
 
     fn servers(&self) -> usize {
         self.servers
+    }
+
+    fn cost_norm(&self) -> CostNorm {
+        self.cost_norm
     }
 
     /// tract keeps its own buffers: no scratch.

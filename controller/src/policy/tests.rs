@@ -128,6 +128,7 @@ impl Net {
                 index: U32Le::new(index),
                 weight: F32Le::new(weight),
             }),
+            cost_norm: crate::CostNorm::Paper,
         })
     }
 
@@ -204,6 +205,7 @@ fn hand_payload(net: &Net) -> Vec<u8> {
             bytes(&mut out, weight);
         }
     }
+    out.push(0); // cost_norm: the paper's objective
     out
 }
 
@@ -211,7 +213,7 @@ fn hand_payload(net: &Net) -> Vec<u8> {
 fn hand_blob(users: u16, servers: u16, obs_dim: u32, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(b"DTNB");
-    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&3u16.to_le_bytes());
     out.extend_from_slice(b"diten-obs-v1\0\0\0\0");
     out.extend_from_slice(&users.to_le_bytes());
     out.extend_from_slice(&servers.to_le_bytes());
@@ -558,10 +560,73 @@ fn wrong_magic() {
 #[test]
 fn wrong_version() {
     let mut blob = small().encoded();
-    for v in [0u16, 1, 3, 0x0200] {
+    for v in [0u16, 1, 4, 0x0300] {
         blob[4..6].copy_from_slice(&v.to_le_bytes());
         check_parse(&blob, Error::BlobVersion { found: v });
     }
+}
+
+/// Rewrites the last payload byte (`cost_norm`) of a version-3 blob and its CRC.
+fn with_cost_norm_byte(mut blob: Vec<u8>, code: u8) -> Vec<u8> {
+    let last = blob.len() - 1;
+    blob[last] = code;
+    let crc = crc32(&blob[HEADER_LEN..]);
+    blob[34..38].copy_from_slice(&crc.to_le_bytes());
+    blob
+}
+
+#[test]
+fn the_objective_is_the_last_payload_byte() {
+    let blob = small().encoded();
+    assert_eq!(*blob.last().unwrap(), 0);
+    let paper = Policy::parse(&blob).unwrap();
+    assert_eq!(paper.model().cost_norm, crate::CostNorm::Paper);
+    let linear = with_cost_norm_byte(blob.clone(), 1);
+    let policy = Policy::parse(&linear).unwrap();
+    assert_eq!(policy.model().cost_norm, crate::CostNorm::Linear);
+    assert_eq!(
+        crate::policy::Engine::cost_norm(&policy),
+        crate::CostNorm::Linear
+    );
+    for code in [2u8, 7, 0xFF] {
+        check_parse(
+            &with_cost_norm_byte(blob.clone(), code),
+            Error::BlobPayload {
+                field: BlobField::Model("cost_norm"),
+            },
+        );
+    }
+}
+
+#[test]
+fn version_2_blobs_are_read_as_trained_for_the_paper_objective() {
+    // A version-2 blob is the version-3 layout without the cost_norm byte.
+    let net = small();
+    let mut payload = hand_payload(&net);
+    payload.pop();
+    let mut blob = hand_blob(
+        net.users as u16,
+        net.servers as u16,
+        net.dim() as u32,
+        &payload,
+    );
+    blob[4..6].copy_from_slice(&2u16.to_le_bytes());
+    let policy = Policy::parse(&blob).unwrap();
+    assert_eq!(policy.model().cost_norm, crate::CostNorm::Paper);
+    // Its logits are the version-3 blob's.
+    let encoded = net.encoded();
+    let v3 = Policy::parse(&encoded).unwrap();
+    let obs = random_obs(&mut Rng::new(5), v3.obs_dim());
+    assert_eq!(run(&policy, &obs), run(&v3, &obs));
+    drop(policy);
+    // A version-3 header over a version-2 payload lacks the byte.
+    blob[4..6].copy_from_slice(&3u16.to_le_bytes());
+    check_parse(
+        &blob,
+        Error::BlobPayload {
+            field: BlobField::Model("cost_norm"),
+        },
+    );
 }
 
 #[test]
@@ -654,16 +719,21 @@ fn malformed_postcard_names_the_field() {
     no_skip.prior = None;
     let p = hand_payload(&no_skip);
     check_parse(
-        &hand_blob(1, 2, dim, &p[..p.len() - 2]),
+        &hand_blob(1, 2, dim, &p[..p.len() - 3]),
         field(BlobField::Model("skip")),
     );
     check_parse(
-        &hand_blob(1, 2, dim, &p[..p.len() - 1]),
+        &hand_blob(1, 2, dim, &p[..p.len() - 2]),
         field(BlobField::Model("prior")),
     );
-    // Cut inside the bias of layer 1, the last byte before the two option tags.
     check_parse(
-        &hand_blob(1, 2, dim, &p[..p.len() - 3]),
+        &hand_blob(1, 2, dim, &p[..p.len() - 1]),
+        field(BlobField::Model("cost_norm")),
+    );
+    // Cut inside the bias of layer 1, the last byte before the two option tags and
+    // the cost_norm byte.
+    check_parse(
+        &hand_blob(1, 2, dim, &p[..p.len() - 4]),
         field(BlobField::Layer {
             index: 1,
             field: "bias",
@@ -671,10 +741,10 @@ fn malformed_postcard_names_the_field() {
     );
     // An option tag that is neither 0 nor 1.
     let mut p2 = p.clone();
-    *p2.last_mut().unwrap() = 2;
-    check_parse(&hand_blob(1, 2, dim, &p2), field(BlobField::Model("prior")));
     let n = p2.len();
     p2[n - 2] = 2;
+    check_parse(&hand_blob(1, 2, dim, &p2), field(BlobField::Model("prior")));
+    p2[n - 3] = 2;
     check_parse(&hand_blob(1, 2, dim, &p2), field(BlobField::Model("skip")));
     // A layer count whose varint never ends.
     let mut p3 = Vec::new();
@@ -1055,8 +1125,8 @@ fn errors_name_the_field() {
             "blob.magic: not a diten policy blob (expected \"DTNB\")",
         ),
         (
-            Error::BlobVersion { found: 3 },
-            "blob.version: format version 3 is not supported (expected 2)",
+            Error::BlobVersion { found: 4 },
+            "blob.version: format version 4 is not supported (expected 3)",
         ),
         (
             Error::BlobIndex {

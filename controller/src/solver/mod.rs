@@ -135,7 +135,7 @@ impl<const U: usize> ServerSolver<U> {
         let ln_c_4f0 = crate::math::ln(c) - crate::math::ln(4.0 * params.f0);
         ServerSolver {
             rate: params.rate_bps(),
-            prob: Server::<U>::new(w, c, params.f0, ln_c_4f0, 0.0),
+            prob: Server::<U>::new(w, c, params.f0, ln_c_4f0, 0.0, params.cost_norm),
         }
     }
 
@@ -301,6 +301,7 @@ impl<const U: usize> Server<U> {
         let free = self.vars.iter().filter(|v| v.free).count();
         match free {
             0 => {}
+            _ if self.linear => self.solve_linear(),
             1 => self.solve_single(),
             _ => {
                 stats.branch_and_bound += 1;

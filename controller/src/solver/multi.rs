@@ -200,6 +200,23 @@ impl<const U: usize> Server<U> {
         ub
     }
 
+    /// The concave case ([`crate::CostNorm::Linear`]): the price of cost is the
+    /// constant λ = c / 4f0, so the optimum is the single point γ(λ) of the curve
+    /// (KKT is sufficient for a concave problem). One sample, certified.
+    pub(super) fn solve_linear(&mut self) {
+        let mut point = Point {
+            gamma: [0.0; U],
+            ln_x: [f64::NAN; U],
+        };
+        let lambda = crate::math::exp(self.ln_price_at(self.c0));
+        self.sample_into(lambda, &mut point);
+        for (v, &g) in self.vars.iter_mut().zip(point.gamma.iter()) {
+            if v.free {
+                v.gamma = g;
+            }
+        }
+    }
+
     /// Branch and bound; returns (samples used, certified within [`SERVER_TOL`]).
     ///
     /// The search starts on the price range that must contain λ* = c·Norm'(C*) and

@@ -30,6 +30,10 @@ impl<const U: usize> Server<U> {
     /// (r', r'') at γ.
     fn dr(&self, var: &Var, g: f64) -> (f64, f64) {
         let x = var.x(g);
+        if self.linear {
+            // The price is constant: only the utility part of r moves.
+            return (var.d_ln_g(x), var.d2_ln_g(x));
+        }
         let y = (self.c0 + var.a * g) / self.four_f0;
         let s = var.a / self.four_f0;
         let th = crate::math::tanh(y);

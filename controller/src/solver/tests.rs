@@ -23,7 +23,7 @@ use std::{eprintln, format, vec};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
 
-use crate::{evaluate, solve_gamma, Evaluation, Params, Server, Slot, SolveStats, User};
+use crate::{evaluate, solve_gamma, CostNorm, Evaluation, Params, Server, Slot, SolveStats, User};
 
 /// Slot capacities used by every test here (instances have ≤ 6 users, ≤ 4 servers).
 type Sl = Slot<8, 8>;
@@ -63,8 +63,8 @@ impl Instance {
         if p != &d {
             s += &format!(
                 "params: Params {{ beta1: {:?}, beta2: {:?}, f0: {:?}, n_mig: {:?}, n_cmp: {:?}, \
-                 ..Params::default() }},\n",
-                p.beta1, p.beta2, p.f0, p.n_mig, p.n_cmp
+                 cost_norm: CostNorm::{:?}, ..Params::default() }},\n",
+                p.beta1, p.beta2, p.f0, p.n_mig, p.n_cmp, p.cost_norm
             );
         }
         s += "servers: vec![\n";
@@ -719,6 +719,8 @@ struct Raw {
     crowded: Option<usize>,
     /// (β1, β2, f0, n_mig), or the defaults.
     params: Option<(f64, f64, f64, f64)>,
+    /// `CostNorm::Linear` (the concave case, SPEC §2.1b) instead of the paper's Norm.
+    linear: bool,
 }
 
 fn raw_server() -> impl Strategy<Value = RawServer> {
@@ -801,8 +803,12 @@ fn raw() -> impl Strategy<Value = Raw> {
         1 => Just(Layout::Corners),
         1 => Just(Layout::Stacked),
     ];
-    (1usize..=4, proptest::bool::weighted(0.4))
-        .prop_flat_map(move |(ns, crowded)| {
+    (
+        1usize..=4,
+        proptest::bool::weighted(0.4),
+        proptest::bool::weighted(0.3),
+    )
+        .prop_flat_map(move |(ns, crowded, linear)| {
             let nu = if crowded { 3usize..=6 } else { 1usize..=6 };
             (
                 proptest::collection::vec(raw_server(), ns),
@@ -810,14 +816,16 @@ fn raw() -> impl Strategy<Value = Raw> {
                 layout.clone(),
                 (0..ns).prop_map(move |s| if crowded { Some(s) } else { None }),
                 proptest::option::weighted(0.5, params.clone()),
+                Just(linear),
             )
         })
-        .prop_map(|(servers, users, layout, crowded, params)| Raw {
+        .prop_map(|(servers, users, layout, crowded, params, linear)| Raw {
             servers,
             users,
             layout,
             crowded,
             params,
+            linear,
         })
 }
 
@@ -829,6 +837,9 @@ impl Raw {
             params.beta2 = beta2;
             params.f0 = f0;
             params.n_mig = n_mig;
+        }
+        if self.linear {
+            params.cost_norm = CostNorm::Linear;
         }
         const CORNERS: [(f64, f64); 4] = [(0.0, 0.0), (120.0, 120.0), (0.0, 120.0), (120.0, 0.0)];
         let mut servers: Vec<Server> = self
@@ -930,6 +941,8 @@ struct Tally {
     branch_and_bound: usize,
     infeasible: usize,
     c2_binding: usize,
+    /// Instances priced with `CostNorm::Linear`.
+    linear: usize,
 }
 
 /// Random small instances against the brute force (module docs); prints the
@@ -974,14 +987,15 @@ fn solver_is_never_beaten_by_brute_force() {
             c.cmp <= srv.q && c.cmp > srv.q * (1.0 - 1e-9) && o.gamma.iter().any(|&g| g > 0.0)
         });
         t.c2_binding += usize::from(binding);
+        t.linear += usize::from(inst.params.cost_norm == CostNorm::Linear);
         Ok(())
     });
     let t = tally.borrow();
     eprintln!(
         "γ property test: {} instances passed (shrinking included) in {:.1?}; \
          e(solver) − e(brute) in [{:e}, {:e}]; largest max_samples {}; instances with \
-         branch and bound {}, with a C2-infeasible server {}, with C2 binding {}; \
-         {} brute-force evaluations",
+         branch and bound {}, with a C2-infeasible server {}, with C2 binding {}, \
+         with the linear cost {}; {} brute-force evaluations",
         t.passed,
         started.elapsed(),
         t.gap_lo,
@@ -990,6 +1004,7 @@ fn solver_is_never_beaten_by_brute_force() {
         t.branch_and_bound,
         t.infeasible,
         t.c2_binding,
+        t.linear,
         t.brute_evals
     );
     match result {

@@ -3,7 +3,7 @@
 use core::cell::Cell;
 
 use crate::model::UserCost;
-use crate::params::Params;
+use crate::params::{CostNorm, Params};
 use crate::slot::User;
 
 use super::MAX_NEWTON;
@@ -211,6 +211,9 @@ pub(super) struct Server<const U: usize> {
     pub four_f0: f64,
     /// ln(c / 4f0), the constant part of ln c·Norm'.
     ln_c_4f0: f64,
+    /// Norm is its tangent at 0 ([`CostNorm::Linear`]): the price of cost is the
+    /// constant c / 4f0 and the problem is concave.
+    pub linear: bool,
     /// Cost C_s at γ = 0 for the free users plus the fixed users' share.
     pub c0: f64,
     /// Remaining C2 budget q − B0 − Σ_fixed b·γ.
@@ -225,12 +228,13 @@ pub(super) struct Server<const U: usize> {
 impl<const U: usize> Server<U> {
     /// The problem of a server with C2 budget `q`; `ln_c_4f0` is ln(c / 4f0), the
     /// same for every server of a slot (computed once by the caller).
-    pub fn new(w: f64, c: f64, f0: f64, ln_c_4f0: f64, q: f64) -> Self {
+    pub fn new(w: f64, c: f64, f0: f64, ln_c_4f0: f64, q: f64, norm: CostNorm) -> Self {
         Server {
             w,
             c,
             four_f0: 4.0 * f0,
             ln_c_4f0,
+            linear: norm == CostNorm::Linear,
             c0: 0.0,
             cap: q,
             cap0: q,
@@ -307,16 +311,24 @@ impl<const U: usize> Server<U> {
         }
     }
 
-    /// c·Norm(C).
+    /// c·Norm(C), Norm as [`crate::model::norm`] computes it.
     #[inline]
     pub fn h(&self, cost: f64) -> f64 {
-        self.c * crate::math::tanh(cost / self.four_f0)
+        if self.linear {
+            self.c * (cost / self.four_f0)
+        } else {
+            self.c * crate::math::tanh(cost / self.four_f0)
+        }
     }
 
     /// ln(c·Norm'(C)), the log of the marginal cost price at cost level C.
     #[inline]
     pub fn ln_price_at(&self, cost: f64) -> f64 {
-        self.ln_c_4f0 - 2.0 * ln_cosh(cost / self.four_f0)
+        if self.linear {
+            self.ln_c_4f0
+        } else {
+            self.ln_c_4f0 - 2.0 * ln_cosh(cost / self.four_f0)
+        }
     }
 
     /// Fixes users whose optimum is 0 or 1 by the price bounds (module docs, fact 2).

@@ -17,7 +17,7 @@ use diten_controller::obs::{obs_dim, OBS_LAYOUT};
 use diten_controller::policy::{
     encode, encoded_len, F32Le, LayerRef, ModelRef, PriorRef, U32Le, CLIP,
 };
-use diten_controller::{MAX_SERVERS, MAX_USERS};
+use diten_controller::{CostNorm, MAX_SERVERS, MAX_USERS};
 use prost::Message;
 use tract_onnx::pb;
 use tract_onnx::pb::attribute_proto::AttributeType;
@@ -50,6 +50,7 @@ pub fn model_to_blob(model: &pb::ModelProto) -> anyhow::Result<Vec<u8>> {
             index: U32Le::new(index),
             weight: F32Le::new(weight),
         }),
+        cost_norm: parsed.cost_norm,
     };
     let fit = |e: diten_controller::Error| anyhow!("the model does not fit a policy blob: {e}");
     let mut blob = vec![0; encoded_len(&net).map_err(fit)?];
@@ -88,12 +89,14 @@ struct Parsed {
     skip: Option<Layer>,
     /// The prior's indices (u32) and weights (f32), little-endian bytes.
     prior: Option<(Vec<u8>, Vec<u8>)>,
+    /// The objective the policy was trained for.
+    cost_norm: CostNorm,
 }
 
 impl Parsed {
     fn read(model: &pb::ModelProto) -> anyhow::Result<Parsed> {
         check_opset(model)?;
-        let (users, servers) = read_metadata(model)?;
+        let (users, servers, cost_norm) = read_metadata(model)?;
         let dim = obs_dim(users, servers);
         let actions = users * servers;
         let graph = model.graph.as_ref().context("the model has no graph")?;
@@ -234,6 +237,7 @@ impl Parsed {
             layers,
             skip,
             prior,
+            cost_norm,
         })
     }
 }
@@ -253,8 +257,9 @@ fn check_opset(model: &pb::ModelProto) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Checks the format and layout metadata; returns users and servers.
-fn read_metadata(model: &pb::ModelProto) -> anyhow::Result<(usize, usize)> {
+/// Checks the format and layout metadata; returns users, servers and the objective
+/// (`diten.cost_norm`, `paper` when absent: files exported before it existed).
+fn read_metadata(model: &pb::ModelProto) -> anyhow::Result<(usize, usize, CostNorm)> {
     let mut meta: HashMap<&str, &str> = HashMap::new();
     for p in &model.metadata_props {
         ensure!(
@@ -291,9 +296,19 @@ fn read_metadata(model: &pb::ModelProto) -> anyhow::Result<(usize, usize)> {
         );
         Ok(n)
     };
+    let cost_norm = match meta.get(keys::COST_NORM) {
+        None => CostNorm::Paper,
+        Some(name) => CostNorm::from_name(name).with_context(|| {
+            format!(
+                "metadata {}: `{name}` is no objective (expected `paper` or `linear`)",
+                keys::COST_NORM
+            )
+        })?,
+    };
     Ok((
         count(keys::USERS, MAX_USERS)?,
         count(keys::SERVERS, MAX_SERVERS)?,
+        cost_norm,
     ))
 }
 

@@ -354,6 +354,7 @@ mod with_torch {
 
     use anyhow::Context;
     use diten_controller::obs::obs_dim;
+    use diten_controller::CostNorm;
     use prost::Message;
 
     use super::{model_proto, Network};
@@ -379,11 +380,12 @@ mod with_torch {
         let norm = load_norm("obs_norm", dim, &get).with_context(|| file.clone())?;
         let net = Network::new(meta.users, meta.servers, norm, loaded.actor()?)
             .with_context(|| file.clone())?;
-        let (scenario, seed) = run_config(loaded.path())?;
+        let (scenario, seed, cost_norm) = run_config(loaded.path())?;
         let mut metadata: Vec<(String, String)> = [
             (keys::ALGO, meta.algo),
             (keys::SCENARIO, scenario),
             (keys::SEED, seed),
+            (keys::COST_NORM, cost_norm.name().to_owned()),
             (keys::EVALUATION, "none".to_owned()),
         ]
         .into_iter()
@@ -403,13 +405,15 @@ mod with_torch {
 
     /// The `[scenario]` table (as TOML) and the `seed` of the `config.toml` beside
     /// `checkpoint`, or `unknown` twice when there is none.
-    fn run_config(checkpoint: &Path) -> anyhow::Result<(String, String)> {
+    /// The run's scenario (TOML), seed and objective (`[scenario.params]
+    /// cost_norm`, the paper's when absent).
+    fn run_config(checkpoint: &Path) -> anyhow::Result<(String, String, CostNorm)> {
         let path = checkpoint
             .parent()
             .unwrap_or(Path::new(""))
             .join("config.toml");
         if !path.is_file() {
-            return Ok(("unknown".to_owned(), "unknown".to_owned()));
+            return Ok(("unknown".to_owned(), "unknown".to_owned(), CostNorm::Paper));
         }
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
@@ -420,13 +424,26 @@ mod with_torch {
             .get("scenario")
             .and_then(toml::Value::as_table)
             .with_context(|| format!("{}: no [scenario] table", path.display()))?;
+        let cost_norm = match scenario
+            .get("params")
+            .and_then(toml::Value::as_table)
+            .and_then(|p| p.get("cost_norm"))
+        {
+            None => CostNorm::Paper,
+            Some(v) => v.as_str().and_then(CostNorm::from_name).with_context(|| {
+                format!(
+                    "{}: scenario.params.cost_norm: {v} is no objective",
+                    path.display()
+                )
+            })?,
+        };
         let scenario =
             toml::to_string(scenario).with_context(|| format!("{}: [scenario]", path.display()))?;
         let seed = match table.get("seed") {
             Some(toml::Value::Integer(seed)) => seed.to_string(),
             _ => anyhow::bail!("{}: seed: missing or not an integer", path.display()),
         };
-        Ok((scenario, seed))
+        Ok((scenario, seed, cost_norm))
     }
 }
 

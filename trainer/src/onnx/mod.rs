@@ -46,8 +46,9 @@
 //! `metadata_props` hold [`keys::FORMAT`] = [`FORMAT`], [`keys::OBS_LAYOUT`] =
 //! [`OBS_LAYOUT`](diten_controller::obs::OBS_LAYOUT), [`keys::USERS`],
 //! [`keys::SERVERS`] and, from a training run, [`keys::ALGO`], [`keys::SCENARIO`]
-//! (the `[scenario]` table of the run's `config.toml`, as TOML), [`keys::SEED`]
-//! and [`keys::EVALUATION`] (an evaluation summary, or `none`).
+//! (the `[scenario]` table of the run's `config.toml`, as TOML), [`keys::SEED`],
+//! [`keys::COST_NORM`] (the objective of the training scenario's `params`) and
+//! [`keys::EVALUATION`] (an evaluation summary, or `none`).
 
 pub mod convert;
 pub mod export;
@@ -97,4 +98,7 @@ pub mod keys {
     pub const SEED: &str = "diten.seed";
     /// The evaluation summary, or `none`.
     pub const EVALUATION: &str = "diten.evaluation";
+    /// The objective the policy was trained for (`paper` or `linear`, SPEC §2.1b);
+    /// read as `paper` when absent.
+    pub const COST_NORM: &str = "diten.cost_norm";
 }
