@@ -17,6 +17,7 @@ pub mod convert;
 pub mod demo;
 pub mod evaluate;
 pub mod export;
+pub mod frontier;
 pub mod infer;
 mod input;
 pub mod models;
@@ -27,7 +28,7 @@ pub mod solve;
 pub mod trace;
 pub mod train;
 
-pub use evaluate::Seeds;
+pub use evaluate::{Seeds, INTERRUPTED_EXIT_CODE};
 
 /// Energy-efficient digital-twin association and federated-learning data reuse
 /// for edge networks.
@@ -53,6 +54,10 @@ pub enum Command {
     /// Run several decision makers on the same episodes and compare them (table on
     /// stdout, CSV, JSON and plots against the number of servers under --out).
     Compare(CompareArgs),
+    /// Sweep the energy price of the linear objective (SPEC §2.1b) and draw the
+    /// oracle's utility against its energy per slot, with other decision makers as
+    /// points on the same axes (frontier.csv and one PNG per S under --out).
+    Frontier(FrontierArgs),
     /// Train a policy in the simulator (PPO, or the A2C and DDPG baselines); writes
     /// config.toml, metrics.csv, curve.png, checkpoint.ot and, at the end,
     /// policy.onnx under --out.
@@ -277,6 +282,24 @@ pub struct CompareArgs {
     pub sweep: SweepArgs,
 }
 
+/// Arguments of `diten frontier`.
+#[derive(Debug, Args)]
+pub struct FrontierArgs {
+    /// Prices to sweep: values of f0 for `cost_norm = "linear"`, comma-separated
+    /// (default: 100,1000,3000,10000,30000,100000,300000,1000000). Under the linear
+    /// objective a server's energy C_s costs β2·C_s / (4·f0·S) of e: a small f0
+    /// makes energy dominate, a large one utility.
+    #[arg(long, value_name = "F0,...", value_delimiter = ',')]
+    pub prices: Vec<f64>,
+    /// Decision makers drawn as points beside the frontier, run under the
+    /// scenario's own objective (as `compare --policy`; default: every built-in).
+    #[arg(long, value_name = "NAME|PATH,...", value_delimiter = ',')]
+    pub policy: Vec<String>,
+    /// The scenario and the sweep.
+    #[command(flatten)]
+    pub sweep: SweepArgs,
+}
+
 /// The scenario, the sweep and the outputs of `evaluate` and `compare`. Each
 /// decision maker runs one full episode per (servers, emd, seed); flags override
 /// the scenario file, and a flag left out takes the scenario's value.
@@ -324,6 +347,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Solve(args) => solve::run(&args),
         Command::Evaluate(args) => evaluate::run(&args),
         Command::Compare(args) => compare::run(&args),
+        Command::Frontier(args) => frontier::run(&args),
         Command::Train(args) => train::run(&args),
         Command::Export(args) => export::run(&args),
         Command::Convert(args) => convert::run(&args),

@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::ship::{POLICY_LABEL, UNCONSOLIDATED_LABEL, UNIMPROVED_LABEL};
 use crate::eval::metrics::{Metric, Stats};
 use crate::eval::report::{summary_csv, write_atomic};
-use crate::eval::{emd_label, plot, SummaryRow};
+use crate::eval::{emd_label, plot, ratio_text, SummaryRow};
 use crate::scenario::Emd;
 
 /// The shipped policy's name in the merged tables and plots.
@@ -169,7 +169,8 @@ fn ordered<T: PartialEq>(values: impl Iterator<Item = T>) -> Vec<T> {
 }
 
 /// One table per φ: the objective (mean ± sd over seeds) of each decision maker
-/// per S, and its mean gap to the oracle over the S where both were evaluated.
+/// per S, and its mean gap to the oracle over the S where both were evaluated; then
+/// one per φ of the energy per slot and its ratio to sticky's.
 fn markdown(rows: &[SummaryRow], labels: &[String], emds: &[Emd], dirs: &[PathBuf]) -> String {
     let mut servers: Vec<usize> = rows.iter().map(|r| r.servers).collect();
     servers.sort_unstable();
@@ -211,6 +212,45 @@ fn markdown(rows: &[SummaryRow], labels: &[String], emds: &[Emd], dirs: &[PathBu
                 true => md += " — |\n",
                 false => {
                     md += &format!(" {:+.4} |\n", gaps.iter().sum::<f64>() / gaps.len() as f64)
+                }
+            }
+        }
+    }
+    md += "\nEnergy per slot Σ_s C_s (eq. (21), SPEC §2.1b) of every decision maker, mean \
+           over the seeds, and in brackets its ratio to sticky's at the same S.\n";
+    for emd in emds {
+        md += &format!("\n### Energy, φ = {}\n\n| decision maker |", emd_label(emd));
+        for s in &servers {
+            md += &format!(" S = {s} |");
+        }
+        md += " mean ratio to sticky |\n|---|";
+        md += &"---:|".repeat(servers.len() + 1);
+        md += "\n";
+        for label in labels {
+            md += &format!("| {label} |");
+            let mut ratios = Vec::new();
+            for &s in &servers {
+                let row = rows
+                    .iter()
+                    .find(|r| r.policy == *label && r.servers == s && r.emd == *emd);
+                match row {
+                    Some(r) => {
+                        let ratio = r.energy_vs_sticky(rows);
+                        ratios.extend(ratio);
+                        md += &format!(
+                            " {:.0} ({}) |",
+                            r.get(Metric::CostTotal).mean,
+                            ratio_text(ratio)
+                        );
+                    }
+                    None => md += " — |",
+                }
+            }
+            match ratios.is_empty() {
+                true => md += " — |\n",
+                false => {
+                    let mean = ratios.iter().sum::<f64>() / ratios.len() as f64;
+                    md += &format!(" {} |\n", ratio_text(Some(mean)));
                 }
             }
         }

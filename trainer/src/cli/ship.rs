@@ -488,9 +488,7 @@ impl Table {
 
 /// The oracle's row at the same (servers, emd) as `row`.
 pub(crate) fn oracle_of<'a>(rows: &'a [SummaryRow], row: &SummaryRow) -> Option<&'a SummaryRow> {
-    rows.iter().find(|r| {
-        r.policy == "oracle" && r.servers == row.servers && emd_label(&r.emd) == emd_label(&row.emd)
-    })
+    row.peer(rows, "oracle")
 }
 
 /// `value / |reference|` in percent, or `None` when the reference is 0.
@@ -510,7 +508,8 @@ fn signed(value: f64, digits: usize) -> String {
 
 /// The comparison: per (decision maker, servers, emd), mean ± standard deviation
 /// over seeds, and each decision maker's objective gap to the oracle (absolute and
-/// relative to the oracle's objective; negative = below the oracle).
+/// relative to the oracle's objective; negative = below the oracle), and its energy
+/// per slot with the ratio to sticky's (SPEC §2.1b).
 pub(crate) fn comparison_table(rows: &[SummaryRow]) -> Table {
     let pm = |s: eval::Stats, digits: usize| format!("{:.digits$} ± {:.digits$}", s.mean, s.std);
     let header = [
@@ -522,7 +521,8 @@ pub(crate) fn comparison_table(rows: &[SummaryRow]) -> Table {
         "gap to oracle",
         "rel. gap",
         "utility",
-        "cost",
+        "energy",
+        "vs sticky",
         "migr/slot",
         "viol. slots",
         "µs/decision",
@@ -551,6 +551,7 @@ pub(crate) fn comparison_table(rows: &[SummaryRow]) -> Table {
                 rel,
                 pm(r.get(Metric::Utility), 4),
                 pm(r.get(Metric::CostTotal), 1),
+                eval::ratio_text(r.energy_vs_sticky(rows)),
                 format!("{:.3}", r.get(Metric::Migrations).mean),
                 format!("{:.1}", r.get(Metric::ViolatingSlots).mean),
                 format!("{:.0}", r.get(Metric::DecideUs).mean),
@@ -718,10 +719,50 @@ pub(crate) fn verdicts(sweep: &Sweep, result: &eval::SweepResult, subject: usize
                 " Violating slots per episode: {}.",
                 violations.join(", ")
             );
+            text.push_str(&energy_sentence(sweep, result, subject, servers, e));
             paragraphs.push(text);
         }
     }
     paragraphs
+}
+
+/// What each decision maker spends in energy at (servers, emd): Σ_s C_s per slot,
+/// mean over the finished episodes, and the subject's ratio to sticky's.
+fn energy_sentence(
+    sweep: &Sweep,
+    result: &eval::SweepResult,
+    subject: usize,
+    servers: usize,
+    emd: usize,
+) -> String {
+    let energy = |p: usize| {
+        let v: Vec<f64> = result
+            .episodes
+            .iter()
+            .filter(|ep| ep.job.policy == p && ep.job.servers == servers && ep.job.emd == emd)
+            .map(|ep| ep.metrics.cost_total)
+            .collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    };
+    let Some(mine) = energy(subject) else {
+        return String::new();
+    };
+    let label = |p: usize| sweep.policies[p].label();
+    let others: Vec<String> = (0..sweep.policies.len())
+        .filter(|&p| p != subject)
+        .filter_map(|p| energy(p).map(|x| format!("{} {x:.0}", label(p))))
+        .collect();
+    let sticky = (0..sweep.policies.len())
+        .find(|&p| label(p) == eval::STICKY)
+        .and_then(energy)
+        .filter(|&x| x > 0.0)
+        .map_or_else(String::new, |x| format!(" ({:.2}× sticky's)", mine / x));
+    let mut text = format!(" Energy per slot (Σ C_s): {mine:.0}{sticky}");
+    if !others.is_empty() {
+        let _ = write!(text, "; {}", others.join(", "));
+    }
+    text.push('.');
+    text
 }
 
 /// `a`, `a and b`, `a, b and c`.

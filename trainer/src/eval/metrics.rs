@@ -23,7 +23,7 @@ pub enum Metric {
     CostSyn,
     /// Computation cost Σ_s C_cmp,s, mean over slots.
     CostCmp,
-    /// Total cost Σ_s C_s, mean over slots.
+    /// Energy Σ_s C_s (eq. (21), the total cost), mean over slots.
     CostTotal,
     /// Users whose server changed, mean per slot.
     Migrations,
@@ -70,16 +70,16 @@ impl Metric {
         }
     }
 
-    /// A human title for plot axes (`total cost per slot`).
+    /// A human title for plot axes (`energy per slot (Σ C_s)`).
     pub fn title(self) -> &'static str {
         match self {
             Metric::Objective => "objective e per slot",
             Metric::Reward => "reward r per slot",
             Metric::Utility => "mean utility ρ",
-            Metric::CostMig => "migration cost per slot",
-            Metric::CostSyn => "synchronisation cost per slot",
-            Metric::CostCmp => "computation cost per slot",
-            Metric::CostTotal => "total cost per slot",
+            Metric::CostMig => "migration energy per slot",
+            Metric::CostSyn => "synchronisation energy per slot",
+            Metric::CostCmp => "computation energy per slot",
+            Metric::CostTotal => "energy per slot (Σ C_s)",
             Metric::Migrations => "migrations per slot",
             Metric::ViolatingSlots => "slots with violations per episode",
             Metric::Violations => "violations per episode",

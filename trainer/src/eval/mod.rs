@@ -512,6 +512,33 @@ impl SummaryRow {
     }
 }
 
+impl SummaryRow {
+    /// The row of decision maker `policy` at the same (servers, emd) as this one.
+    pub fn peer<'a>(&self, rows: &'a [SummaryRow], policy: &str) -> Option<&'a SummaryRow> {
+        rows.iter().find(|r| {
+            r.policy == policy
+                && r.servers == self.servers
+                && emd_label(&r.emd) == emd_label(&self.emd)
+        })
+    }
+
+    /// Energy per slot (Σ_s C_s, eq. (21)) relative to sticky's at the same
+    /// (servers, emd), when sticky is among `rows` and used any (SPEC §2.1b: keeping
+    /// every twin where it is is the energy floor a gateway operator knows).
+    pub fn energy_vs_sticky(&self, rows: &[SummaryRow]) -> Option<f64> {
+        let sticky = self.peer(rows, STICKY)?.get(Metric::CostTotal).mean;
+        (sticky > 0.0).then(|| self.get(Metric::CostTotal).mean / sticky)
+    }
+}
+
+/// The label of the sticky decision maker, the energy reference of every table.
+pub const STICKY: &str = "sticky";
+
+/// `7.70×`, or `–` without a reference.
+pub fn ratio_text(ratio: Option<f64>) -> String {
+    ratio.map_or_else(|| "–".to_owned(), |r| format!("{r:.2}×"))
+}
+
 /// Aggregates the episodes of each (policy, servers, emd) over seeds, in sweep
 /// order; combinations with no finished episode are left out.
 pub fn summarise(sweep: &Sweep, result: &SweepResult) -> Vec<SummaryRow> {

@@ -212,6 +212,148 @@ pub fn draw(path: &Path, title: &str, y_label: &str, lines: &[Line]) -> anyhow::
     })
 }
 
+/// A decision maker drawn as one point of a trade-off plot.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Marker {
+    /// Legend text.
+    pub label: String,
+    /// Position.
+    pub x: f64,
+    /// Position.
+    pub y: f64,
+}
+
+/// A trade-off plot into a PNG at `path` (written atomically): `curve` (its label
+/// and (x, y, point label) in drawing order) as a line with each point labelled,
+/// and every marker as a symbol of its own colour with a legend entry.
+pub fn draw_tradeoff(
+    path: &Path,
+    title: &str,
+    (x_label, y_label): (&str, &str),
+    (curve_label, curve): (&str, &[(f64, f64, String)]),
+    markers: &[Marker],
+) -> anyhow::Result<()> {
+    ensure_font()?;
+    let xs = curve.iter().map(|p| p.0).chain(markers.iter().map(|m| m.x));
+    let ys = curve.iter().map(|p| p.1).chain(markers.iter().map(|m| m.y));
+    let span = |values: &mut dyn Iterator<Item = f64>| {
+        let (lo, hi) = values
+            .filter(|v| v.is_finite())
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+                (lo.min(v), hi.max(v))
+            });
+        if lo > hi {
+            return (0.0, 1.0);
+        }
+        let pad = if hi > lo {
+            0.08 * (hi - lo)
+        } else {
+            0.1 * lo.abs().max(1e-3)
+        };
+        (lo - pad, hi + pad)
+    };
+    let (x_lo, x_hi) = span(&mut xs.into_iter());
+    let (y_lo, y_hi) = span(&mut ys.into_iter());
+    let x_lo = x_lo.max(0.0);
+    let longest = markers
+        .iter()
+        .map(|m| m.label.chars().count())
+        .chain([curve_label.chars().count()])
+        .max()
+        .unwrap_or(0);
+    let legend_width = (56 + 9 * longest as u32).min(320);
+    write_atomic_with(path, |tmp| {
+        let plot_err =
+            |e: &dyn std::fmt::Display| anyhow::anyhow!("drawing {}: {e}", path.display());
+        let root = BitMapBackend::new(tmp, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| plot_err(&e))?;
+        let body = root
+            .margin(10, 0, 0, 0)
+            .titled(title, ("sans-serif", 22))
+            .map_err(|e| plot_err(&e))?;
+        let (chart_area, legend_area) = body.split_horizontally(SIZE.0 - legend_width);
+        let mut chart = ChartBuilder::on(&chart_area)
+            .margin(16)
+            .x_label_area_size(48)
+            .y_label_area_size(80)
+            .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)
+            .map_err(|e| plot_err(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .x_label_formatter(&|x| tick_label(*x, x_hi - x_lo))
+            .y_label_formatter(&|y| tick_label(*y, y_hi - y_lo))
+            .label_style(("sans-serif", 16))
+            .axis_desc_style(("sans-serif", 18))
+            .light_line_style(WHITE.mix(0.0))
+            .draw()
+            .map_err(|e| plot_err(&e))?;
+        let ink = COLOURS[6];
+        chart
+            .draw_series(LineSeries::new(
+                curve.iter().map(|&(x, y, _)| (x, y)),
+                ink.stroke_width(2),
+            ))
+            .map_err(|e| plot_err(&e))?;
+        chart
+            .draw_series(
+                curve
+                    .iter()
+                    .map(|&(x, y, _)| Circle::new((x, y), 4, ink.filled())),
+            )
+            .map_err(|e| plot_err(&e))?;
+        chart
+            .draw_series(curve.iter().map(|(x, y, text)| {
+                Text::new(text.clone(), (*x, *y), ("sans-serif", 13).into_font())
+            }))
+            .map_err(|e| plot_err(&e))?;
+        let legend = |i: usize, label: &str, colour: RGBColor| {
+            let y = 40 + 28 * i as i32;
+            legend_area
+                .draw(&TriangleMarker::new((22, y), 7, colour.filled()))
+                .and_then(|()| {
+                    legend_area.draw(&Text::new(
+                        label.to_owned(),
+                        (46, y - 9),
+                        ("sans-serif", 16).into_font(),
+                    ))
+                })
+                .map_err(|e| plot_err(&e))
+        };
+        legend_area
+            .draw(&PathElement::new(
+                vec![(6, 40), (38, 40)],
+                ink.stroke_width(3),
+            ))
+            .and_then(|()| legend_area.draw(&Circle::new((22, 40), 4, ink.filled())))
+            .and_then(|()| {
+                legend_area.draw(&Text::new(
+                    curve_label.to_owned(),
+                    (46, 31),
+                    ("sans-serif", 16).into_font(),
+                ))
+            })
+            .map_err(|e| plot_err(&e))?;
+        // Skip the curve's black for the markers.
+        let marker_colours: Vec<RGBColor> = COLOURS
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != 6)
+            .map(|(_, &c)| c)
+            .collect();
+        for (i, m) in markers.iter().enumerate() {
+            let colour = marker_colours[i % marker_colours.len()];
+            chart
+                .draw_series([TriangleMarker::new((m.x, m.y), 9, colour.filled())])
+                .map_err(|e| plot_err(&e))?;
+            legend(i + 1, &m.label, colour)?;
+        }
+        root.present().map_err(|e| plot_err(&e))?;
+        Ok(())
+    })
+}
+
 /// Draws every plot of [`PLOTTED`] for each EMD setting in `emds` with at least one
 /// row, one line per policy of `policies` (in that order, by label); returns the
 /// paths written.

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::Context;
 use serde::Serialize;
 
-use super::{emd_label, Metric, Stats, SummaryRow, Sweep, SweepResult};
+use super::{emd_label, ratio_text, Metric, Stats, SummaryRow, Sweep, SweepResult};
 use crate::scenario::Emd;
 
 /// Creates `path` by `write`-ing to a temporary file beside it (same folder, same
@@ -112,7 +112,7 @@ pub fn summary_csv(rows: &[SummaryRow]) -> String {
             let _ = write!(out, ",{}_{stat}", m.name());
         }
     }
-    out.push('\n');
+    out.push_str(",energy_vs_sticky\n");
     for row in rows {
         let _ = write!(
             out,
@@ -124,6 +124,10 @@ pub fn summary_csv(rows: &[SummaryRow]) -> String {
         );
         for (_, s) in &row.stats {
             let _ = write!(out, ",{},{},{},{}", s.mean, s.std, s.min, s.max);
+        }
+        out.push(',');
+        if let Some(r) = row.energy_vs_sticky(rows) {
+            let _ = write!(out, "{r}");
         }
         out.push('\n');
     }
@@ -175,6 +179,9 @@ pub struct SummaryJsonRow {
     /// Statistics over seeds, by metric name.
     #[serde(flatten)]
     pub stats: serde_json::Map<String, serde_json::Value>,
+    /// Mean energy per slot (`cost_total`) relative to sticky's at the same point,
+    /// or null when sticky did not run there.
+    pub energy_vs_sticky: Option<f64>,
 }
 
 /// Builds the summary document of a (possibly partial) run.
@@ -213,13 +220,15 @@ pub fn summary_json(
                     .iter()
                     .map(|(m, s)| (m.name().to_owned(), stats_value(s)))
                     .collect(),
+                energy_vs_sticky: r.energy_vs_sticky(rows),
             })
             .collect(),
     }
 }
 
 /// The summary as an aligned text table: one line per (policy, servers, emd),
-/// mean ± standard deviation over seeds.
+/// mean ± standard deviation over seeds; energy is Σ_s C_s per slot (eq. (21)) with
+/// its three parts and its ratio to sticky's (SPEC §2.1b).
 pub fn table(rows: &[SummaryRow]) -> String {
     let pm = |s: Stats, digits: usize| format!("{:.digits$} ± {:.digits$}", s.mean, s.std);
     let header = [
@@ -229,7 +238,8 @@ pub fn table(rows: &[SummaryRow]) -> String {
         "seeds",
         "objective",
         "utility",
-        "cost total",
+        "energy",
+        "vs sticky",
         "mig",
         "syn",
         "cmp",
@@ -247,6 +257,7 @@ pub fn table(rows: &[SummaryRow]) -> String {
             pm(r.get(Metric::Objective), 4),
             pm(r.get(Metric::Utility), 4),
             pm(r.get(Metric::CostTotal), 1),
+            ratio_text(r.energy_vs_sticky(rows)),
             format!("{:.2}", r.get(Metric::CostMig).mean),
             format!("{:.2}", r.get(Metric::CostSyn).mean),
             format!("{:.1}", r.get(Metric::CostCmp).mean),
@@ -255,7 +266,13 @@ pub fn table(rows: &[SummaryRow]) -> String {
             format!("{:.0}", r.get(Metric::DecideUs).mean),
         ]);
     }
-    let columns = header.len();
+    align(&lines)
+}
+
+/// Lines of cells as an aligned text table: the first line is the header,
+/// underlined; text in the first column to the left, the rest to the right.
+pub fn align(lines: &[Vec<String>]) -> String {
+    let columns = lines.first().map_or(0, Vec::len);
     let widths: Vec<usize> = (0..columns)
         .map(|c| {
             lines
