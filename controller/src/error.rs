@@ -3,6 +3,7 @@
 use core::fmt;
 
 use crate::policy::{BlobField, FORMAT_VERSION};
+use crate::signature::SignatureError;
 use crate::trace::TRACE_VERSION;
 
 /// What is wrong with a number.
@@ -313,6 +314,8 @@ pub enum Error {
         /// Bytes given.
         got: usize,
     },
+    /// A signed policy was refused: see [`SignatureError`].
+    Signature(SignatureError),
 }
 
 impl fmt::Display for Error {
@@ -422,6 +425,7 @@ impl fmt::Display for Error {
             Error::TraceBuffer { expected, got } => {
                 write!(f, "trace: output buffer of {got} bytes, {expected} needed")
             }
+            Error::Signature(error) => error.fmt(f),
         }
     }
 }

@@ -49,6 +49,7 @@ pub mod model;
 pub mod obs;
 mod params;
 pub mod policy;
+pub mod signature;
 mod slot;
 pub mod solver;
 #[cfg(test)]
