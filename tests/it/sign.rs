@@ -68,7 +68,10 @@ fn shipped_signatures_verify_with_the_test_key() {
             .arg(&file)
             .output()
             .unwrap());
-        assert!(out.starts_with(&format!("{}: good signature", file.display())), "{out}");
+        assert!(
+            out.starts_with(&format!("{}: good signature", file.display())),
+            "{out}"
+        );
         if file.extension().is_some_and(|e| e == "bin") {
             let policy = Policy::parse_signed(&bytes, &sig, &key, 1).unwrap();
             assert_eq!(policy.users(), 20);
@@ -183,7 +186,11 @@ fn altered_shipped_blob_or_signature_is_refused() {
 fn keygen_sign_verify_round_trip() {
     let dir = scratch_dir("sign", "round-trip");
     std::fs::create_dir_all(&dir).unwrap();
-    ok(diten().args(["keygen", "--out"]).arg(dir.join("keys")).output().unwrap());
+    ok(diten()
+        .args(["keygen", "--out"])
+        .arg(dir.join("keys"))
+        .output()
+        .unwrap());
     let secret = dir.join("keys/policy-signing.key");
     let public = dir.join("keys/policy-signing.pub");
     #[cfg(unix)]
@@ -195,13 +202,19 @@ fn keygen_sign_verify_round_trip() {
     for key in [&secret, &public] {
         let text = String::from_utf8(read(key)).unwrap();
         assert!(
-            text.len() == 65 && text.ends_with('\n') && text[..64].bytes().all(|b| b.is_ascii_hexdigit()),
+            text.len() == 65
+                && text.ends_with('\n')
+                && text[..64].bytes().all(|b| b.is_ascii_hexdigit()),
             "{text:?}"
         );
     }
     // keygen never overwrites a key.
     one_line_error(
-        diten().args(["keygen", "--out"]).arg(dir.join("keys")).output().unwrap(),
+        diten()
+            .args(["keygen", "--out"])
+            .arg(dir.join("keys"))
+            .output()
+            .unwrap(),
         "already exists",
     );
 
@@ -223,7 +236,10 @@ fn keygen_sign_verify_round_trip() {
             .unwrap()
     };
     let out = ok(verify("5"));
-    assert!(out.contains("good signature") && out.contains("policy_version 5"), "{out}");
+    assert!(
+        out.contains("good signature") && out.contains("policy_version 5"),
+        "{out}"
+    );
     assert_eq!(out.lines().count(), 1);
     one_line_error(verify("6"), "5 is older than the lowest accepted, 6");
 
@@ -277,17 +293,28 @@ fn bad_key_files_are_one_line_errors_naming_the_file() {
         .arg(dir.join("nothing.bin"))
         .output()
         .unwrap();
-    one_line_error(out, &format!("--key: secret key {name}: not a diten key file"));
+    one_line_error(
+        out,
+        &format!("--key: secret key {name}: not a diten key file"),
+    );
     let out = diten()
         .args(["verify", "--pubkey"])
         .arg(&bad)
         .arg(&file)
         .output()
         .unwrap();
-    one_line_error(out, &format!("--pubkey: public key {name}: not a diten key file"));
+    one_line_error(
+        out,
+        &format!("--pubkey: public key {name}: not a diten key file"),
+    );
     let missing = dir.join("missing.pub");
     let out = diten()
-        .args(["replay", "--trace", "firmware-example/trace.bin", "--pubkey"])
+        .args([
+            "replay",
+            "--trace",
+            "firmware-example/trace.bin",
+            "--pubkey",
+        ])
         .arg(&missing)
         .arg("--policy")
         .arg(&file)
@@ -321,11 +348,18 @@ fn commands_check_policy_signatures_under_pubkey() {
     std::fs::copy(&shipped, &unsigned).unwrap();
     ok(replay(&unsigned, false));
     let name = unsigned.display().to_string();
-    one_line_error(replay(&unsigned, true), &format!("--policy: {name}: refused, no signature"));
+    one_line_error(
+        replay(&unsigned, true),
+        &format!("--policy: {name}: refused, no signature"),
+    );
     // The ONNX model is checked as the file it is, before its conversion.
     let onnx = dir.join("policy.onnx");
     std::fs::copy(root().join("onnx-models/u20-s21/policy.onnx"), &onnx).unwrap();
-    std::fs::copy(root().join("onnx-models/u20-s21/policy.bin.sig"), sig_of(&onnx)).unwrap();
+    std::fs::copy(
+        root().join("onnx-models/u20-s21/policy.bin.sig"),
+        sig_of(&onnx),
+    )
+    .unwrap();
     one_line_error(replay(&onnx, true), "refused");
 
     // solve: refused before the instance is read.
@@ -352,10 +386,16 @@ fn commands_check_policy_signatures_under_pubkey() {
             .output()
             .unwrap()
     };
-    ok(compare("sticky,unimproved:onnx-models/u20-s{S}/policy.bin", "1"));
+    ok(compare(
+        "sticky,unimproved:onnx-models/u20-s{S}/policy.bin",
+        "1",
+    ));
     one_line_error(
         compare("sticky,onnx-models/u20-s{S}/policy.bin", "2"),
         "1 is older than the lowest accepted, 2",
     );
-    one_line_error(compare(&format!("sticky,{}", unsigned.display()), "0"), "refused");
+    one_line_error(
+        compare(&format!("sticky,{}", unsigned.display()), "0"),
+        "refused",
+    );
 }

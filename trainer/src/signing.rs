@@ -52,9 +52,8 @@ impl Trust {
                 sig.display()
             )
         })?;
-        signature::verify(bytes, &sig_bytes, &self.key, self.min_version).with_context(|| {
-            format!("{}: refused, {}", path.display(), sig.display())
-        })
+        signature::verify(bytes, &sig_bytes, &self.key, self.min_version)
+            .with_context(|| format!("{}: refused, {}", path.display(), sig.display()))
     }
 
     /// Reads the policy file `path` and checks it (see [`check`](Self::check)).

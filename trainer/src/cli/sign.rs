@@ -100,7 +100,8 @@ pub fn sign(args: &SignArgs) -> anyhow::Result<()> {
 /// Runs `diten verify`: one line on stdout when the signature is good; an error
 /// (one line, non-zero exit) when it is not.
 pub fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
-    let trust = Trust::load(&args.pubkey, args.min_policy_version).map_err(|e| e.context("--pubkey"))?;
+    let trust =
+        Trust::load(&args.pubkey, args.min_policy_version).map_err(|e| e.context("--pubkey"))?;
     let bytes = std::fs::read(&args.file)
         .map_err(anyhow::Error::from)
         .map_err(|e| e.context(format!("reading {}", args.file.display())))?;
