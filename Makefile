@@ -75,6 +75,19 @@ bench: setup
 	$(CARGO) bench -p diten-controller --bench gamma --features std
 	$(CARGO) bench -p diten-trainer --bench env
 
+# Signs every shipped policy file (onnx-models/*/policy.bin and policy.onnx →
+# FILE.sig) with SIGN_KEY at POLICY_VERSION. The default key is the committed TEST
+# key (keys/test/, see its README): it must never sign a production policy. Signing
+# is deterministic, so rerunning it after the models are re-shipped is all it takes.
+SIGN_KEY ?= keys/test/policy-signing.key
+POLICY_VERSION ?= 1
+.PHONY: sign-models
+sign-models: torch
+	$(CARGO) build --release -p diten-trainer --bin diten
+	@set -e; for f in onnx-models/*/policy.bin onnx-models/*/policy.onnx; do \
+	  ./target/release/diten sign --key $(SIGN_KEY) --policy-version $(POLICY_VERSION) $$f; \
+	done
+
 # libFuzzer via cargo-fuzz (nightly): each target in turn for FUZZ_SECONDS. The seeds
 # in fuzz/corpus/<target> are read only; what libFuzzer adds goes to the ignored
 # fuzz/corpus-run/<target>. A crash, a leak, an input slower than FUZZ_TIMEOUT

@@ -4,6 +4,7 @@ use core::fmt;
 
 use crate::params::CostNorm;
 use crate::policy::{BlobField, FORMAT_VERSION};
+use crate::signature::SignatureError;
 use crate::trace::TRACE_VERSION;
 
 /// What is wrong with a number.
@@ -323,6 +324,8 @@ pub enum Error {
         /// Bytes given.
         got: usize,
     },
+    /// A signed policy was refused: see [`SignatureError`].
+    Signature(SignatureError),
 }
 
 impl fmt::Display for Error {
@@ -437,6 +440,7 @@ impl fmt::Display for Error {
             Error::TraceBuffer { expected, got } => {
                 write!(f, "trace: output buffer of {got} bytes, {expected} needed")
             }
+            Error::Signature(error) => error.fmt(f),
         }
     }
 }

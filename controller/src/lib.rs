@@ -25,6 +25,10 @@
 //! # Ok::<(), diten_controller::Error>(())
 //! ```
 //!
+//! [`signature`] checks a policy's detached `.sig` file (Ed25519 over a header
+//! with the file's SHA-256 and a monotonic `policy_version`, no heap), and
+//! [`policy::Policy::parse_signed`] parses a blob only when it verifies.
+//!
 //! Features: `std` adds `std` support to serde, the platform's libm (faster than
 //! the `libm` crate used on firmware) and [`policy::OnnxPolicy`]: an exported ONNX
 //! policy loaded at run time and run by tract-onnx, an [`policy::Engine`] for the
@@ -49,6 +53,7 @@ pub mod model;
 pub mod obs;
 mod params;
 pub mod policy;
+pub mod signature;
 mod slot;
 pub mod solver;
 #[cfg(test)]

@@ -4,7 +4,11 @@
 //!
 //! Both inputs are in flash (`include_bytes!`, read in place: neither format needs
 //! alignment): the policy blob `onnx-models/u20-s21/policy.bin` and the trace
-//! `trace.bin` (written by `diten trace`, see the README). The replay is
+//! `trace.bin` (written by `diten trace`, see the README). So are the blob's
+//! detached signature `policy.bin.sig` and the public key it must verify with
+//! (the committed TEST key `keys/test/policy-signing.pub`): at boot, before
+//! anything else, the firmware checks the signature
+//! ([`diten_controller::signature`]) and refuses to run when it fails. The replay is
 //! [`diten_controller::trace::Replay`], the one the host's `diten replay` runs, and
 //! each slot prints the same [`SlotLine`]. Nothing is allocated: the controller's
 //! `f32` workspace and every status and decision live on the stack.
@@ -32,6 +36,7 @@ use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hprintln};
 use diten_controller::obs::observe;
 use diten_controller::policy::Policy;
+use diten_controller::signature::{self, PublicKey, SignedHeader};
 use diten_controller::trace::{Replay, SlotLine, Trace};
 use diten_controller::{controller, evaluate, solve_gamma, Controller, Error, Slot};
 use panic_semihosting as _;
@@ -48,6 +53,14 @@ const WORKSPACE: usize = controller::max_workspace_len(USERS, SERVERS);
 
 /// The shipped policy for 20 users and 21 servers (SPEC §3.3 blob).
 static POLICY: &[u8] = include_bytes!("../../onnx-models/u20-s21/policy.bin");
+/// The shipped policy's detached signature (`diten sign`).
+static POLICY_SIG: &[u8] = include_bytes!("../../onnx-models/u20-s21/policy.bin.sig");
+/// The key this gateway trusts to sign its policies, as `diten keygen` writes it:
+/// here the committed TEST key, which must never sign a production policy.
+static PUBLIC_KEY: &[u8] = include_bytes!("../../keys/test/policy-signing.pub");
+/// The lowest `policy_version` this gateway accepts (a real one keeps the
+/// version it last ran in its own storage, to refuse rollbacks).
+const MIN_POLICY_VERSION: u32 = 1;
 /// The recorded trace (see the README for the `diten trace` command).
 static TRACE: &[u8] = include_bytes!("../trace.bin");
 
@@ -120,8 +133,27 @@ fn ticks(start: u32, end: u32) -> u64 {
     u64::from(start.wrapping_sub(end) & SYST_MASK)
 }
 
+/// Checks the policy's signature (the once-at-boot work of
+/// [`Policy::parse_signed`], before its parse) and prints what it took.
+fn verify_policy() -> Result<SignedHeader, Failure> {
+    let key = PublicKey::parse(PUBLIC_KEY).map_err(|e| Failure::Setup("public key", e.into()))?;
+    let start = SYST::get_current();
+    let header = signature::verify(POLICY, POLICY_SIG, &key, MIN_POLICY_VERSION);
+    let instructions = ticks(start, SYST::get_current()) * INSTRUCTIONS_PER_TICK;
+    let header = header.map_err(|e| Failure::Setup("policy signature", e.into()))?;
+    hprintln!(
+        "signature: policy_version {} of {} bytes verified in {} instructions \
+         (SHA-256 of the blob + Ed25519)",
+        header.policy_version,
+        header.file_len,
+        instructions
+    );
+    Ok(header)
+}
+
 /// Decides every slot of the trace, printing one line per slot.
 fn run() -> Result<Counts, Failure> {
+    verify_policy()?;
     let policy = Policy::parse(POLICY).map_err(|e| Failure::Setup("policy", e))?;
     let trace = Trace::parse(TRACE).map_err(|e| Failure::Setup("trace", e))?;
     hprintln!(

@@ -160,6 +160,11 @@ fn firmware_matches_the_host_replay() {
 
     let firmware = slot_lines(&stdout);
     assert!(stdout.contains("stack peak: "), "{stdout}");
+    // The shipped blob's signature was checked at boot, before the first slot.
+    assert!(
+        stdout.contains("signature: policy_version 1 of 1027196 bytes verified in "),
+        "{stdout}"
+    );
     assert!(stdout.contains("instructions per slot: "), "{stdout}");
 
     assert_eq!(host.len(), 20, "host replay:\n{host:?}");

@@ -12,6 +12,7 @@ mod kill;
 mod models;
 #[cfg(feature = "torch")]
 mod onnx;
+mod sign;
 mod solve;
 #[cfg(feature = "torch")]
 mod train;

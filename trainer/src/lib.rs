@@ -6,7 +6,8 @@
 //! makers ([`policy`]), evaluation and comparison with tables and plots ([`eval`]),
 //! training on libtorch ([`train`], feature `torch`, on by default), and ONNX
 //! export of trained policies and their conversion to the firmware blob
-//! ([`onnx`]; export reads checkpoints, so it needs `torch`). The system
+//! ([`onnx`]; export reads checkpoints, so it needs `torch`), and the signing of
+//! policy files with their key files ([`signing`]). The system
 //! model itself lives once, in `diten-controller`; this crate calls it and computes
 //! none of its numbers.
 #![deny(missing_docs)]
@@ -16,6 +17,7 @@ pub mod eval;
 pub mod onnx;
 pub mod policy;
 pub mod scenario;
+pub mod signing;
 pub mod sim;
 pub mod train;
 

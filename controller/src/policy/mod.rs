@@ -18,7 +18,8 @@
 //! Parsing a blob borrows the weights from it (a `&'static [u8]` in flash on the
 //! firmware) and allocates nothing; evaluation needs a caller-provided scratch
 //! buffer of [`Policy::scratch_len`] values (at most
-//! [`max_scratch_len`]`(obs_dim)`).
+//! [`max_scratch_len`]`(obs_dim)`). [`Policy::parse_signed`] parses a blob only
+//! when its detached signature verifies (see [`crate::signature`]).
 //!
 //! ```
 //! use diten_controller::policy::{encode, encoded_len, F32Le, LayerRef, ModelRef, Policy};
@@ -63,6 +64,7 @@
 
 pub mod blob;
 mod engine;
+mod signed;
 
 pub use blob::{
     crc32, encode, encoded_len, BlobField, F32Le, LayerRef, ModelRef, PriorRef, U32Le,

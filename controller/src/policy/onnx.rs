@@ -17,6 +17,7 @@ use tract_onnx::prelude::*;
 
 use super::Engine;
 use crate::obs::{obs_dim, OBS_LAYOUT};
+use crate::signature::{self, PublicKey, SignatureError};
 use crate::{CostNorm, Error, MAX_SERVERS, MAX_USERS};
 
 /// Value of the `diten.format` metadata of a policy.
@@ -64,6 +65,15 @@ pub enum OnnxError {
         /// What is wrong with it.
         problem: String,
     },
+    /// The model's signature file was refused (see [`crate::signature`]).
+    Signature {
+        /// The model file.
+        path: PathBuf,
+        /// Its signature file.
+        signature: PathBuf,
+        /// Why.
+        error: SignatureError,
+    },
 }
 
 impl core::fmt::Display for OnnxError {
@@ -76,6 +86,16 @@ impl core::fmt::Display for OnnxError {
             OnnxError::Metadata { path, key, problem } => {
                 write!(f, "{}: metadata {key}: {problem}", path.display())
             }
+            OnnxError::Signature {
+                path,
+                signature,
+                error,
+            } => write!(
+                f,
+                "{}: refused, {}: {error}",
+                path.display(),
+                signature.display()
+            ),
         }
     }
 }
@@ -84,6 +104,7 @@ impl std::error::Error for OnnxError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             OnnxError::Read { source, .. } => Some(source),
+            OnnxError::Signature { error, .. } => Some(error),
             _ => None,
         }
     }
@@ -104,6 +125,36 @@ impl OnnxPolicy {
         let bytes = std::fs::read(path).map_err(|source| OnnxError::Read {
             path: path.to_owned(),
             source,
+        })?;
+        Self::load_bytes(&bytes, path)
+    }
+
+    /// [`load`](Self::load), but only after checking that `sig_path` (the `.sig`
+    /// file, see [`crate::signature`]; usually [`signature::sig_path`]`(path)`)
+    /// is `public_key`'s signature of exactly the bytes of `path` at a
+    /// `policy_version` of at least `min_version`. A model that is unsigned,
+    /// signed by another key, altered or too old is refused with
+    /// [`OnnxError::Signature`] before tract reads it.
+    pub fn load_signed(
+        path: &Path,
+        sig_path: &Path,
+        public_key: &PublicKey,
+        min_version: u32,
+    ) -> Result<OnnxPolicy, OnnxError> {
+        let read = |file: &Path| {
+            std::fs::read(file).map_err(|source| OnnxError::Read {
+                path: file.to_owned(),
+                source,
+            })
+        };
+        let bytes = read(path)?;
+        let sig = read(sig_path)?;
+        signature::verify(&bytes, &sig, public_key, min_version).map_err(|error| {
+            OnnxError::Signature {
+                path: path.to_owned(),
+                signature: sig_path.to_owned(),
+                error,
+            }
         })?;
         Self::load_bytes(&bytes, path)
     }

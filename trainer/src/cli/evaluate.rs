@@ -163,6 +163,14 @@ pub fn build_sweep(args: &SweepArgs, policies: &[String]) -> anyhow::Result<Swee
         seeds,
     };
     sweep.validate().map_err(|e| attribute(e, args))?;
+    // Signatures first: the first read of each policy file is the checked one.
+    if let Some(trust) = args.trust.load()? {
+        for p in &sweep.policies {
+            for &servers in &sweep.servers {
+                p.check_signature(servers, &trust).context("--policy")?;
+            }
+        }
+    }
     for p in &sweep.policies {
         for &servers in &sweep.servers {
             p.instantiate(servers).context("--policy")?;
@@ -445,6 +453,7 @@ mod tests {
             out: None,
             json: false,
             jobs: None,
+            trust: Default::default(),
         }
     }
 

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::input::{parse_json, read_text, Origin};
 use super::InferArgs;
+use crate::signing::Trust;
 
 /// The input: one observation.
 #[derive(Debug, Deserialize)]
@@ -27,7 +28,7 @@ struct Logits<'a> {
 
 /// Runs `diten infer`.
 pub fn run(args: &InferArgs) -> anyhow::Result<()> {
-    let blob = read_blob(&args.model)?;
+    let blob = read_blob(&args.model, None)?;
     let policy =
         Policy::parse(&blob).map_err(|e| anyhow!("model {}: {e}", args.model.display()))?;
     let origin = Origin::of(&args.obs);
@@ -45,9 +46,13 @@ pub fn run(args: &InferArgs) -> anyhow::Result<()> {
 }
 
 /// The blob of `path`: a `.onnx` file converted, a `.bin` file as it is; any other
-/// name is a blob when it starts with the blob's magic bytes.
-pub(crate) fn read_blob(path: &Path) -> anyhow::Result<Vec<u8>> {
+/// name is a blob when it starts with the blob's magic bytes. With `trust`, the
+/// file's bytes (ONNX or blob, before any conversion) must be signed (`path.sig`).
+pub(crate) fn read_blob(path: &Path, trust: Option<&Trust>) -> anyhow::Result<Vec<u8>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading model {}", path.display()))?;
+    if let Some(trust) = trust {
+        trust.check(path, &bytes)?;
+    }
     let ext = path
         .extension()
         .and_then(|e| e.to_str())

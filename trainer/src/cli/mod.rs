@@ -24,6 +24,7 @@ pub mod models;
 pub mod replay;
 pub mod results;
 pub mod ship;
+pub mod sign;
 pub mod solve;
 pub mod trace;
 pub mod train;
@@ -89,6 +90,15 @@ pub enum Command {
     /// Run a shipped policy through the controller's decision loop on a default
     /// scenario against the baselines; print the comparison and write the plot.
     Demo(demo::DemoArgs),
+    /// Make an Ed25519 key pair for signing policies: DIR/policy-signing.key
+    /// (secret, mode 0600) and DIR/policy-signing.pub.
+    Keygen(sign::KeygenArgs),
+    /// Sign a policy file (blob or ONNX) with a secret key: writes FILE.sig, a
+    /// detached signature of its exact bytes and a policy version.
+    Sign(sign::SignArgs),
+    /// Check FILE.sig against FILE and a public key; prints the verdict, exits
+    /// non-zero when the signature is not good.
+    Verify(sign::VerifyArgs),
 }
 
 /// Arguments of `diten export`.
@@ -252,6 +262,9 @@ pub struct SolveArgs {
     /// instance has none, through the controller's decision loop (with repair).
     #[arg(long, value_name = "NAME|PATH")]
     pub policy: Option<String>,
+    /// Signature checks of --policy.
+    #[command(flatten)]
+    pub trust: sign::TrustArgs,
 }
 
 /// Arguments of `diten evaluate`.
@@ -339,6 +352,9 @@ pub struct SweepArgs {
     /// depend on it.
     #[arg(long, value_name = "N")]
     pub jobs: Option<NonZeroUsize>,
+    /// Signature checks of the policy files in --policy.
+    #[command(flatten)]
+    pub trust: sign::TrustArgs,
 }
 
 /// Runs a parsed command line.
@@ -358,6 +374,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Models(args) => models::run(&args),
         Command::Results(args) => results::run(&args),
         Command::Demo(args) => demo::run(&args),
+        Command::Keygen(args) => sign::keygen(&args),
+        Command::Sign(args) => sign::sign(&args),
+        Command::Verify(args) => sign::verify(&args),
     }
 }
 

@@ -29,11 +29,15 @@ pub struct ReplayArgs {
     /// the firmware prints the one it runs with.
     #[arg(long, value_name = "SOLVES", default_value_t = diten_controller::controller::DEFAULT_IMPROVEMENT_BUDGET)]
     pub improve_budget: usize,
+    /// Signature checks of --policy.
+    #[command(flatten)]
+    pub trust: super::sign::TrustArgs,
 }
 
 /// Runs `diten replay`.
 pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
-    let blob = super::infer::read_blob(&args.policy).context("--policy")?;
+    let trust = args.trust.load()?;
+    let blob = super::infer::read_blob(&args.policy, trust.as_ref()).context("--policy")?;
     let policy =
         Policy::parse(&blob).map_err(|e| anyhow!("--policy {}: {e}", args.policy.display()))?;
     let path = args.trace.display();

@@ -70,7 +70,8 @@ pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
                      a .bin blob; the baselines need the simulator's history)"
                 );
             }
-            Some(super::infer::read_blob(path).context("--policy")?)
+            let trust = args.trust.load()?;
+            Some(super::infer::read_blob(path, trust.as_ref()).context("--policy")?)
         }
     };
     let origin = Origin::of(&args.instance);

@@ -42,6 +42,7 @@ use anyhow::Context;
 
 use crate::policy::{self, DecisionMaker};
 use crate::scenario::{Emd, InvalidScenario, Scenario};
+use crate::signing::Trust;
 use crate::sim::Env;
 
 pub use metrics::{EpisodeAccumulator, EpisodeMetrics, Metric, SlotMetrics, Stats};
@@ -166,6 +167,33 @@ impl PolicySpec {
             PolicySpec::Unimproved(path) => format!("{UNIMPROVED_PREFIX}{}", path.display()),
             PolicySpec::Budget(path, n) => format!("{BUDGET_PREFIX}{n}:{}", path.display()),
         }
+    }
+
+    /// Checks the signature of the policy file this spec runs with `servers`
+    /// servers (built-in decision makers have none to check). Only firmware blobs
+    /// are run under a signature check: the bytes checked are the ones every
+    /// later [`instantiate`](Self::instantiate) runs
+    /// ([`policy::controller::check_signed_blob`]).
+    pub fn check_signature(&self, servers: usize, trust: &Trust) -> anyhow::Result<()> {
+        let path = match self {
+            PolicySpec::Builtin(_) => return Ok(()),
+            PolicySpec::File(path)
+            | PolicySpec::Unconsolidated(path)
+            | PolicySpec::Unimproved(path)
+            | PolicySpec::Budget(path, _) => for_servers(path, servers),
+        };
+        if !path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("bin"))
+        {
+            return Err(PolicyError::TrainedNotSupported(
+                path,
+                "--pubkey runs only signed firmware blobs (.bin); a checkpoint is not a \
+                 signed policy (export, convert and sign it)",
+            )
+            .into());
+        }
+        policy::controller::check_signed_blob(&path, trust)
     }
 
     /// A fresh decision maker for episodes with `servers` servers. Each episode

@@ -20,6 +20,7 @@ use diten_controller::policy::Policy;
 use diten_controller::{Controller, MAX_SERVERS, MAX_USERS};
 
 use super::DecisionMaker;
+use crate::signing::Trust;
 use crate::sim::{Decision, Env, Gamma};
 
 /// A blob policy run by the controller.
@@ -49,6 +50,15 @@ fn interned_blob(path: &Path) -> anyhow::Result<&'static [u8]> {
     let blob: &'static [u8] = Box::leak(bytes.into_boxed_slice());
     blobs.insert(path.to_owned(), blob);
     Ok(blob)
+}
+
+/// Checks the signature of the blob file `path` with `trust`, on the bytes
+/// [`ControllerPolicy::load`] runs: the process's one read of the file, kept for
+/// its lifetime. Called before any decision maker loads the file, it makes every
+/// later load of `path` run exactly the bytes that were verified.
+pub fn check_signed_blob(path: &Path, trust: &Trust) -> anyhow::Result<()> {
+    trust.check(path, interned_blob(path)?)?;
+    Ok(())
 }
 
 impl ControllerPolicy {
