@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 
 mod evaluate;
 mod firmware;
+mod frontier;
 #[cfg(feature = "torch")]
 mod kill;
 #[cfg(feature = "torch")]

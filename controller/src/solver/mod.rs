@@ -26,6 +26,11 @@
 //!    maximum is the first down-crossing of r or the upper end. `single` finds it
 //!    with safeguarded Newton steps.
 //!
+//! With [`CostNorm::Linear`](crate::CostNorm::Linear) (SPEC §2.1b) Norm is its
+//! tangent C/(4 f0): the price is the constant λ = c/(4 f0), the problem is concave,
+//! and after the price bounds (fact 2, whose two bounds coincide) the one point
+//! γ(λ) of the curve is the global optimum (`multi::solve_linear`).
+//!
 //! Two or more free users on one server are solved by branch and bound on the
 //! curve (`multi`): samples at prices λ give points (z, G, G'), the tangents of G
 //! and the chord of H bound φ from above between samples, and sampling at the chord
