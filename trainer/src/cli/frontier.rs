@@ -282,7 +282,7 @@ fn draw(
         .iter()
         .filter(|p| p.price.is_none())
         .map(|p| plot::Marker {
-            label: p.policy.clone(),
+            label: format!("{} ({} e)", p.policy, p.cost_norm),
             x: p.energy,
             y: p.utility,
         })

@@ -261,7 +261,7 @@ pub fn draw_tradeoff(
         .chain([curve_label.chars().count()])
         .max()
         .unwrap_or(0);
-    let legend_width = (56 + 9 * longest as u32).min(320);
+    let legend_width = (56 + 9 * longest as u32).min(400);
     write_atomic_with(path, |tmp| {
         let plot_err =
             |e: &dyn std::fmt::Display| anyhow::anyhow!("drawing {}: {e}", path.display());
@@ -303,9 +303,29 @@ pub fn draw_tradeoff(
                     .map(|&(x, y, _)| Circle::new((x, y), 4, ink.filled())),
             )
             .map_err(|e| plot_err(&e))?;
+        // Point labels, each a little right of its point; one that would overlap
+        // the last label drawn (closer than 4 % of the y range and 12 % of the x
+        // range) is left out.
+        let mut last: Option<(f64, f64)> = None;
+        let labelled: Vec<&(f64, f64, String)> = curve
+            .iter()
+            .filter(|&&(x, y, _)| {
+                let near = last.is_some_and(|(lx, ly)| {
+                    (x - lx).abs() < 0.12 * (x_hi - x_lo) && (y - ly).abs() < 0.04 * (y_hi - y_lo)
+                });
+                if !near {
+                    last = Some((x, y));
+                }
+                !near
+            })
+            .collect();
         chart
-            .draw_series(curve.iter().map(|(x, y, text)| {
-                Text::new(text.clone(), (*x, *y), ("sans-serif", 13).into_font())
+            .draw_series(labelled.into_iter().map(|(x, y, text)| {
+                Text::new(
+                    text.clone(),
+                    (*x + 0.01 * (x_hi - x_lo), *y),
+                    ("sans-serif", 13).into_font(),
+                )
             }))
             .map_err(|e| plot_err(&e))?;
         let legend = |i: usize, label: &str, colour: RGBColor| {
