@@ -52,6 +52,25 @@ fn compare(scenario: &str, policy: &str) -> Vec<(String, f64, f64, f64)> {
         .collect()
 }
 
+/// The fields of one CSV line (RFC 4180 quoting: the frontier's label holds a comma).
+fn fields(line: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                out.last_mut().unwrap().push('"');
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(String::new()),
+            (c, _) => out.last_mut().unwrap().push(c),
+        }
+    }
+    out
+}
+
 #[test]
 fn frontier_points_are_the_oracle_at_each_price() {
     let dir = scratch_dir("frontier", "points");
@@ -72,7 +91,7 @@ fn frontier_points_are_the_oracle_at_each_price() {
         .output()
         .unwrap());
     let text = std::fs::read_to_string(out.join("frontier.csv")).unwrap();
-    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split(',').collect()).collect();
+    let rows: Vec<Vec<String>> = text.lines().map(fields).collect();
     assert!(
         text.starts_with("servers,policy,price,utility,energy,objective,"),
         "{text}"
@@ -85,7 +104,7 @@ fn frontier_points_are_the_oracle_at_each_price() {
     let png = std::fs::read(out.join("frontier_s3.png")).unwrap();
     assert_eq!(&png[1..4], b"PNG");
 
-    let close = |a: f64, b: &str| {
+    let close = |a: f64, b: &String| {
         let b: f64 = b.parse().unwrap();
         assert!((a - b).abs() <= 1e-12 * (1.0 + a.abs()), "{a} vs {b}");
     };
@@ -93,6 +112,7 @@ fn frontier_points_are_the_oracle_at_each_price() {
     for price in ["150", "40000"] {
         let row = rows.iter().find(|r| r[2] == price).unwrap();
         assert_eq!(row[0], "3");
+        assert_eq!(row[1], "oracle, linear e");
         assert_eq!(row[7], "linear");
         let linear = scenario(
             &dir,
@@ -100,18 +120,18 @@ fn frontier_points_are_the_oracle_at_each_price() {
             &format!("cost_norm = \"linear\"\nf0 = {price}\n"),
         );
         let (_, e, utility, energy) = compare(&linear, "oracle").remove(0);
-        close(utility, row[3]);
-        close(energy, row[4]);
-        close(e, row[5]);
+        close(utility, &row[3]);
+        close(energy, &row[4]);
+        close(e, &row[5]);
     }
     // Off the sweep: the decision makers under the scenario's (paper) objective.
     for (policy, e, utility, energy) in compare(&paper, "sticky,oracle") {
         let row = rows.iter().find(|r| r[1] == policy).unwrap();
         assert_eq!(row[2], "", "no price off the sweep");
         assert_eq!(row[7], "paper");
-        close(utility, row[3]);
-        close(energy, row[4]);
-        close(e, row[5]);
+        close(utility, &row[3]);
+        close(energy, &row[4]);
+        close(e, &row[5]);
     }
     // An energy-dominated price spends less energy than a utility-dominated one
     // on the same episodes, and earns less utility.
