@@ -80,7 +80,7 @@ fn card_row<'a>(card: &'a str, policy: &str) -> Vec<&'a str> {
                 .map(str::trim)
                 .collect::<Vec<_>>()
         })
-        .find(|cells| cells.len() == 12 && cells[0] == policy)
+        .find(|cells| cells.len() == 13 && cells[0] == policy)
         .unwrap_or_else(|| panic!("no row for {policy} in\n{card}"))
 }
 
@@ -133,6 +133,11 @@ fn the_card_and_the_evaluation_match_an_independent_compare() {
         .find(|r| r.0 == "oracle")
         .map(|r| mean(r.1, "objective"))
         .expect("an oracle row");
+    let sticky_energy = theirs
+        .iter()
+        .find(|r| r.0 == "sticky")
+        .map(|r| mean(r.1, "cost_total"))
+        .expect("a sticky row");
     for (name, r) in &theirs {
         let cells = card_row(&card, name);
         let objective = mean(r, "objective");
@@ -172,8 +177,22 @@ fn the_card_and_the_evaluation_match_an_independent_compare() {
                 r["utility"]["std"].as_f64().unwrap()
             )
         );
-        assert_eq!(cells[9], format!("{:.3}", mean(r, "migrations")));
-        assert_eq!(cells[10], format!("{:.1}", mean(r, "violating_slots")));
+        assert_eq!(
+            cells[8],
+            format!(
+                "{:.1} ± {:.1}",
+                mean(r, "cost_total"),
+                r["cost_total"]["std"].as_f64().unwrap()
+            )
+        );
+        // Energy relative to sticky's, computed here from compare's numbers.
+        assert_eq!(
+            cells[9],
+            format!("{:.2}×", mean(r, "cost_total") / sticky_energy),
+            "{name}"
+        );
+        assert_eq!(cells[10], format!("{:.3}", mean(r, "migrations")));
+        assert_eq!(cells[11], format!("{:.1}", mean(r, "violating_slots")));
     }
     for needle in [
         "# u4-s3 — PPO policy for 4 users and 3 edge servers, φ = 0.2",
@@ -184,6 +203,8 @@ fn the_card_and_the_evaluation_match_an_independent_compare() {
         "| training | 3 iterations, 384 slots (7.7 episodes) in ",
         "## Verdict",
         "policy.bin has a mean objective of",
+        " Energy per slot (Σ C_s): ",
+        "× sticky's); unimproved:policy.bin ",
         "Without the improvement (unimproved:policy.bin) it has",
         "Without the consolidation and the improvement (unconsolidated:policy.bin) the policy has",
         "diten ship --run ",
