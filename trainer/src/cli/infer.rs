@@ -46,7 +46,7 @@ pub fn run(args: &InferArgs) -> anyhow::Result<()> {
 
 /// The blob of `path`: a `.onnx` file converted, a `.bin` file as it is; any other
 /// name is a blob when it starts with the blob's magic bytes.
-pub(crate) fn read_blob(path: &Path) -> anyhow::Result<Vec<u8>> {
+pub fn read_blob(path: &Path) -> anyhow::Result<Vec<u8>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading model {}", path.display()))?;
     let ext = path
         .extension()
