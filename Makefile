@@ -61,10 +61,12 @@ thumb:
 test: setup fmt lint firmware unit thumb pytest
 
 # The Python package (python/, module `diten`, built by maturin) and its tests, in a
-# virtual environment outside the clone that later clones reuse. The tests check the
-# module against the `diten` binary, built here without libtorch (as `make demo`
-# builds it; the wheel's build reuses the same target folder). Ray is installed
-# for the sweep test (python/tests/test_ray.py, skipped where ray is missing).
+# virtual environment outside the clone that later clones reuse. Here the wheel is
+# built with cargo's dev profile, so it reuses the debug dependencies `unit` has
+# just built instead of compiling them all again in release (`pip install ./python`
+# alone builds release); the tests check the module against the debug `diten`
+# binary `unit` built. Ray is installed for the sweep test
+# (python/tests/test_ray.py, skipped where ray is missing).
 PY_VENV ?= $(HOME)/.cache/diten/py
 PY_PACKAGES := maturin pytest gymnasium numpy pandas ray
 .PHONY: pytest
@@ -73,9 +75,10 @@ pytest:
 	@"$(PY_VENV)/bin/python" -c 'import maturin, pytest, gymnasium, numpy, pandas, ray' 2>/dev/null || { \
 	  echo "== installing $(PY_PACKAGES) into $(PY_VENV)" >&2; \
 	  "$(PY_VENV)/bin/pip" install --quiet --disable-pip-version-check $(PY_PACKAGES); }
-	$(CARGO) build --release -p diten-trainer --no-default-features --bin diten
-	PATH="$(PY_VENV)/bin:$$PATH" "$(PY_VENV)/bin/pip" install --quiet --disable-pip-version-check --force-reinstall --no-deps --no-build-isolation ./python
-	DITEN_BIN="$(CURDIR)/target/release/diten" "$(PY_VENV)/bin/python" -m pytest -q python/tests
+	$(CARGO) build -p diten-trainer --bin diten
+	PATH="$(PY_VENV)/bin:$$PATH" MATURIN_PEP517_ARGS="--profile dev" "$(PY_VENV)/bin/pip" install \
+	  --quiet --disable-pip-version-check --force-reinstall --no-deps --no-build-isolation ./python
+	DITEN_BIN="$(CURDIR)/target/debug/diten" "$(PY_VENV)/bin/python" -m pytest -q -p no:cacheprovider python/tests
 
 # The controller on a Cortex-M4F under QEMU (mps2-an386, see firmware-example/README.md):
 # installs qemu-system-arm (apt) and the thumb target (rustup) when missing, then

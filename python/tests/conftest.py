@@ -17,8 +17,12 @@ def root() -> Path:
 
 @pytest.fixture(scope="session")
 def diten_bin() -> Path:
-    """`DITEN_BIN`, else target/release/diten (the Makefile builds it first)."""
-    path = Path(os.environ.get("DITEN_BIN", ROOT / "target" / "release" / "diten"))
+    """`DITEN_BIN` (`make pytest` sets it), else target/release/diten, else
+    target/debug/diten."""
+    default = ROOT / "target" / "release" / "diten"
+    if not default.is_file():
+        default = ROOT / "target" / "debug" / "diten"
+    path = Path(os.environ.get("DITEN_BIN", default))
     if not path.is_file():
         pytest.fail(f"no diten binary at {path}: run `make test` or set DITEN_BIN")
     return path
