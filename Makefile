@@ -1,5 +1,5 @@
 # diten: the two entry points of the README's quick start.
-#   make demo   sets up and runs the main job
+#   make demo   builds (without libtorch) and runs the main job
 #   make test   sets up and runs every check CI runs
 # Both are idempotent: each step installs only what is missing.
 
@@ -31,8 +31,10 @@ torch:
 	fi
 	@test -e "$(LIBTORCH)/lib/libtorch_cpu.so" || { echo "error: no libtorch at $(LIBTORCH)" >&2; exit 1; }
 
-demo: setup
-	$(CARGO) build --release -p diten-trainer --bin diten
+# The demo trains nothing, so it builds `diten` without the `torch` feature: no
+# libtorch download (4.7 GB) and no torch-sys build on first contact.
+demo:
+	$(CARGO) build --release -p diten-trainer --no-default-features --bin diten
 	@echo "== diten solve on SPEC §3.1's example slot" >&2
 	./target/release/diten solve --instance examples/spec-slot.json
 	@echo "== diten solve on a crowded 20-user, 21-server slot" >&2
@@ -56,7 +58,27 @@ thumb:
 	$(CARGO) build -p diten-controller --target $(THUMB) --release
 
 # The firmware test in `unit` needs what `firmware` installs, so it comes first.
-test: setup fmt lint firmware unit thumb
+test: setup fmt lint firmware unit thumb pytest
+
+# The Python package (python/, module `diten`, built by maturin) and its tests, in a
+# virtual environment outside the clone that later clones reuse. Here the wheel is
+# built with cargo's dev profile, so it reuses the debug dependencies `unit` has
+# just built instead of compiling them all again in release (`pip install ./python`
+# alone builds release); the tests check the module against the debug `diten`
+# binary `unit` built. Ray is installed for the sweep test
+# (python/tests/test_ray.py, skipped where ray is missing).
+PY_VENV ?= $(HOME)/.cache/diten/py
+PY_PACKAGES := maturin pytest gymnasium numpy pandas ray
+.PHONY: pytest
+pytest:
+	@test -x "$(PY_VENV)/bin/python" || python3 -m venv "$(PY_VENV)"
+	@"$(PY_VENV)/bin/python" -c 'import maturin, pytest, gymnasium, numpy, pandas, ray' 2>/dev/null || { \
+	  echo "== installing $(PY_PACKAGES) into $(PY_VENV)" >&2; \
+	  "$(PY_VENV)/bin/pip" install --quiet --disable-pip-version-check $(PY_PACKAGES); }
+	$(CARGO) build -p diten-trainer --bin diten
+	PATH="$(PY_VENV)/bin:$$PATH" MATURIN_PEP517_ARGS="--profile dev" "$(PY_VENV)/bin/pip" install \
+	  --quiet --disable-pip-version-check --force-reinstall --no-deps --no-build-isolation ./python
+	DITEN_BIN="$(CURDIR)/target/debug/diten" "$(PY_VENV)/bin/python" -m pytest -q -p no:cacheprovider python/tests
 
 # The controller on a Cortex-M4F under QEMU (mps2-an386, see firmware-example/README.md):
 # installs qemu-system-arm (apt) and the thumb target (rustup) when missing, then

@@ -5,8 +5,9 @@
 //! baselines on the same episodes, prints the comparison table with each decision
 //! maker's gap to the oracle and a verdict, and writes the tables and plots.
 //!
-//! Outputs under `--out` (default `runs/demo-<UTC timestamp>`): `compare.png`,
-//! `scenario.toml`, `episodes.csv`, `summary.csv`, `summary.json` and one plot per
+//! Outputs under `--out` (default `runs/demo-<UTC timestamp>`): `compare.png`
+//! (the first episode over time: e and the energy per slot of every decision
+//! maker, [`demo_plot`]), `scenario.toml`, `episodes.csv`, `summary.csv`, `summary.json` and one plot per
 //! metric, as `diten compare` writes them.
 
 use std::num::NonZeroUsize;
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::Args;
 
+use super::demo_plot;
 use super::evaluate::{self, Seeds};
 use super::models::{self, ModelInfo};
 use super::ship;
@@ -132,13 +134,31 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     )?;
     let result = evaluate::run_with_progress("demo", &sweep, args.jobs)?;
     // Tables and plots name the policy by its model (`u20-s15/policy.bin`).
-    sweep.policies[0] = PolicySpec::File(Path::new(&model.name).join(ship::POLICY_LABEL));
+    let model_label = PolicySpec::File(Path::new(&model.name).join(ship::POLICY_LABEL));
+    let mut labels = sweep.labels();
+    labels[0] = model_label.label();
+    let series = if result.complete() {
+        demo_plot::record(&sweep, &labels)?
+    } else {
+        Vec::new()
+    };
+    sweep.policies[0] = model_label;
     let rows = eval::summarise(&sweep, &result);
     let summary = report::summary_json("demo", &sweep, &result, &rows);
     report::write_tables(&out, &sweep, &result, &summary, &rows)?;
     plot::write_plots(&out, &sweep.labels(), &sweep.emds, &rows)?;
     let plot_path = out.join("compare.png");
-    ship::write_compare_plot(&plot_path, &model.name, &sweep, &rows)?;
+    if !series.is_empty() {
+        let title = format!(
+            "{}: one episode (seed {}), {} users, {} servers, φ = {}",
+            model.name,
+            sweep.seeds[0],
+            model.users,
+            model.servers,
+            model.emd_label()
+        );
+        demo_plot::draw(&plot_path, &title, &series)?;
+    }
     super::print_line(ship::comparison_table(&rows).render_text().trim_end())?;
     for paragraph in ship::verdicts(&sweep, &result, 0) {
         super::print_line("")?;

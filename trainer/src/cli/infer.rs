@@ -48,7 +48,7 @@ pub fn run(args: &InferArgs) -> anyhow::Result<()> {
 /// The blob of `path`: a `.onnx` file converted, a `.bin` file as it is; any other
 /// name is a blob when it starts with the blob's magic bytes. With `trust`, the
 /// file's bytes (ONNX or blob, before any conversion) must be signed (`path.sig`).
-pub(crate) fn read_blob(path: &Path, trust: Option<&Trust>) -> anyhow::Result<Vec<u8>> {
+pub fn read_blob(path: &Path, trust: Option<&Trust>) -> anyhow::Result<Vec<u8>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading model {}", path.display()))?;
     if let Some(trust) = trust {
         trust.check(path, &bytes)?;

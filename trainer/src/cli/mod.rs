@@ -15,6 +15,7 @@ use clap::{Args, Parser, Subcommand};
 pub mod compare;
 pub mod convert;
 pub mod demo;
+mod demo_plot;
 pub mod evaluate;
 pub mod export;
 pub mod frontier;

@@ -96,8 +96,10 @@ fn decide(
     Ok(decision.association.to_vec())
 }
 
-/// Parses, validates and solves one instance; returns the solution as one line of JSON.
-fn solve_text(text: &str, policy: Option<&[u8]>) -> anyhow::Result<String> {
+/// Parses, validates and solves one instance; returns the solution as one line of JSON
+/// (SPEC §3.1). With `policy` (a firmware blob) and no `association` in the instance,
+/// the controller decides, as `diten solve --policy` does. The Python module calls it.
+pub fn solve_text(text: &str, policy: Option<&[u8]>) -> anyhow::Result<String> {
     check_no_positional_structs(text)?;
     let instance: Instance = parse_json(text)?;
     let slot: Slot = Slot::new(&instance.servers, &instance.users)?;
