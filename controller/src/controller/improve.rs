@@ -3,9 +3,8 @@
 //! module docs of [`crate::controller`]; the comments here only say how the code
 //! keeps them.
 
-use super::repair::Load;
 use super::{SearchStart, MAX_IMPROVEMENTS};
-use crate::model::{norm, utility, UserCost};
+use crate::model::{norm, total_bits, utility, Load, UserCost, Weights};
 use crate::params::Params;
 use crate::slot::Slot;
 use crate::solver::{ServerSolver, SolveStats};
@@ -61,8 +60,7 @@ pub(super) struct Improve<'a, const U: usize, const S: usize> {
     solver: ServerSolver<U>,
     rate: f64,
     /// β1/n and β2/m: e = Σ_s (w·Σ_{k on s} ρ_k − c·Norm(C_s)).
-    w: f64,
-    c: f64,
+    weights: Weights,
     budget: usize,
     /// Server solves done so far.
     pub(super) solves: usize,
@@ -88,8 +86,7 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
             slot,
             solver: ServerSolver::new(params, slot),
             rate: params.rate_bps(),
-            w: params.beta1 / slot.users().len() as f64,
-            c: params.beta2 / slot.servers().len() as f64,
+            weights: Weights::new(params, slot),
             budget,
             solves: 0,
             gamma: [0.0; U],
@@ -100,8 +97,8 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
         }
     }
 
-    /// Server `s`'s share of e with `users` on it and their γ solved, exactly as
-    /// [`crate::evaluate`] computes its parts (user order); `None` when C2 or C3
+    /// Server `s`'s share of e ([`Weights::share`]) with `users` on it and their γ
+    /// solved, utilities and loads summed in user order; `None` when C2 or C3
     /// fails on it (at the optimal γ, hence at γ = 0) or the budget is spent.
     fn score(&mut self, s: usize, users: &[usize]) -> Option<f64> {
         if users.is_empty() {
@@ -121,22 +118,18 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
             return None;
         }
         let srv = slot.servers().get(s)?;
-        let (mut rho, mut total, mut cmp, mut syn) = (0.0, 0.0, 0.0, 0.0);
+        let (mut rho, mut load) = (0.0, Load::default());
         for &k in users {
             let (u, &g) = (slot.users().get(k)?, self.gamma.get(k)?);
-            let bits = u.data_bits + g * u.prev_data_bits;
+            let bits = total_bits(u, g);
             rho += utility(params, u.emd, bits);
-            let uc = UserCost::new(params, slot, u, s, self.rate);
-            let c = uc.cmp_cost(bits);
-            total += uc.mig_cost(u, bits) + uc.syn + c;
-            cmp += c;
-            syn += uc.syn;
+            load = load + UserCost::new(params, slot, u, s, self.rate).load(u, bits);
         }
-        // `!(x <= cap)`: a NaN sum is no improvement.
-        if !(cmp <= srv.q && syn <= srv.p) {
+        // A NaN sum is no improvement.
+        if !load.fits_as_number(srv) {
             return None;
         }
-        Some(self.w * rho - self.c * norm(params, total))
+        Some(self.weights.share(params, rho, &load))
     }
 
     /// Server `s`'s current share of e (NaN for an index out of range: never).
@@ -198,7 +191,7 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
                 self.slot.users().get(k),
                 self.gamma.get(k),
             ) {
-                *b = u.data_bits + g * u.prev_data_bits;
+                *b = total_bits(u, g);
             }
         }
     }
@@ -447,18 +440,18 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
         };
         let uc = UserCost::new(self.params, self.slot, user, s, self.rate);
         Load {
-            total: uc.mig_cost(user, bits) + uc.syn + uc.cmp_cost(bits),
-            cmp: uc.cmp_cost(user.data_bits),
-            syn: uc.syn,
+            total: uc.load(user, bits).total,
+            ..uc.load(user, total_bits(user, 0.0))
         }
     }
 
-    /// Whether `sum` can keep C2 and C3 on server `s` (at γ = 0).
+    /// Whether `sum` can keep C2 and C3 on server `s` (at γ = 0; a NaN sum
+    /// cannot).
     fn may_fit(&self, s: usize, sum: Load) -> bool {
         self.slot
             .servers()
             .get(s)
-            .is_some_and(|srv| sum.cmp <= srv.q && sum.syn <= srv.p)
+            .is_some_and(|srv| sum.fits_as_number(srv))
     }
 
     /// Of the [`PAIR_CANDIDATES`] swaps and merges with the largest estimate (the
@@ -470,7 +463,7 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
         let mut sums = [Load::default(); S];
         for (u, &s) in assoc.iter().enumerate() {
             if let Some(sum) = sums.get_mut(s) {
-                *sum = sum.add(self.load(u, s));
+                *sum = *sum + self.load(u, s);
             }
         }
         let mut norms = [0.0f64; S];
@@ -502,8 +495,8 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
                 if s == t {
                     continue;
                 }
-                let new_s = sum_of(s).sub(self.load(u, s)).add(self.load(v, s));
-                let new_t = sum_of(t).sub(self.load(v, t)).add(self.load(u, t));
+                let new_s = sum_of(s) - self.load(u, s) + self.load(v, s);
+                let new_t = sum_of(t) - self.load(v, t) + self.load(u, t);
                 if self.may_fit(s, new_s) && self.may_fit(t, new_t) {
                     let fall = norm_of(s) + norm_of(t)
                         - norm(self.params, new_s.total)
@@ -516,7 +509,7 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
             for t in (0..n_servers).filter(|&t| t != s) {
                 let mut new_t = sum_of(t);
                 for (u, _) in assoc.iter().enumerate().filter(|&(_, &a)| a == s) {
-                    new_t = new_t.add(self.load(u, t));
+                    new_t = new_t + self.load(u, t);
                 }
                 if self.may_fit(t, new_t) {
                     let fall = norm_of(s) + norm_of(t) - norm(self.params, new_t.total);

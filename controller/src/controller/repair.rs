@@ -3,43 +3,13 @@
 //! [`crate::controller`]; the comments here only say how the code keeps them.
 
 use super::{RepairOutcome, MAX_CLIMB_PASSES, MAX_REPAIR_NODES};
-use crate::model::UserCost;
+use crate::model::Load;
 use crate::params::Params;
 use crate::slot::Slot;
 
 /// Margin of the consolidation's pruning: far above the rounding of a sum of at
 /// most S norms in [0, 1] (below 1e-13), far below any fall worth a server.
 const PRUNE_MARGIN: f64 = 1e-9;
-
-/// What one user adds to one server's constraint sums at γ = 0, or such a sum
-/// (the improvement also keeps C_s at its solved γ in `total`).
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub(super) struct Load {
-    /// Contribution to C_cmp,s.
-    pub cmp: f64,
-    /// Contribution to C_syn,s.
-    pub syn: f64,
-    /// Contribution to C_s (migration, synchronisation and computation).
-    pub total: f64,
-}
-
-impl Load {
-    pub(super) fn add(self, other: Load) -> Load {
-        Load {
-            cmp: self.cmp + other.cmp,
-            syn: self.syn + other.syn,
-            total: self.total + other.total,
-        }
-    }
-
-    pub(super) fn sub(self, other: Load) -> Load {
-        Load {
-            cmp: self.cmp - other.cmp,
-            syn: self.syn - other.syn,
-            total: self.total - other.total,
-        }
-    }
-}
 
 /// What the repair did.
 pub(super) struct Outcome {
@@ -80,15 +50,7 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
         let mut loads = [[Load::default(); S]; U];
         for (user, row) in slot.users().iter().zip(loads.iter_mut()) {
             for (s, load) in row.iter_mut().enumerate().take(slot.servers().len()) {
-                let uc = UserCost::new(params, slot, user, s, rate);
-                let gamma = 0.0;
-                let bits = user.data_bits + gamma * user.prev_data_bits;
-                let cmp = uc.cmp_cost(bits);
-                *load = Load {
-                    cmp,
-                    syn: uc.syn,
-                    total: uc.mig_cost(user, bits) + uc.syn + cmp,
-                };
+                *load = Load::at_zero(params, slot, user, s, rate);
             }
         }
         Repair {
@@ -153,8 +115,8 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
     // Loads and capacities
     // -----------------------------------------------------------------------------
 
-    /// The loads user `u` puts on server `s` at γ = 0, computed (in [`Repair::new`])
-    /// exactly as [`crate::evaluate`] computes each term (D̄ = D_t + 0·D_{t−1}).
+    /// The loads user `u` puts on server `s` at γ = 0 ([`Load::at_zero`], computed
+    /// once in [`Repair::new`]).
     fn load(&self, u: usize, s: usize) -> Load {
         self.loads
             .get(u)
@@ -163,13 +125,9 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
             .unwrap_or_default()
     }
 
-    /// Whether `sum` on server `s` breaks C2 or C3 (as [`crate::evaluate`] decides:
-    /// `>`, so NaN never violates).
+    /// Whether `sum` on server `s` breaks C2 or C3 ([`Load::fits`]).
     fn over(&self, s: usize, sum: Load) -> bool {
-        self.slot
-            .servers()
-            .get(s)
-            .is_some_and(|srv| sum.cmp > srv.q || sum.syn > srv.p)
+        self.slot.servers().get(s).is_some_and(|srv| !sum.fits(srv))
     }
 
     /// Whether a partial sum on `s` exceeds the capacity by more than any rounding
@@ -179,7 +137,7 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
         self.slot
             .servers()
             .get(s)
-            .is_some_and(|srv| sum.cmp > srv.q * self.slack || sum.syn > srv.p * self.slack)
+            .is_some_and(|srv| !sum.fits_with_slack(srv, self.slack))
     }
 
     /// The sums of server `s` under `assoc`, in user order (as [`crate::evaluate`]).
@@ -188,7 +146,8 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
             .iter()
             .enumerate()
             .filter(|&(_, &a)| a == s)
-            .fold(Load::default(), |sum, (u, _)| sum.add(self.load(u, s)))
+            .map(|(u, _)| self.load(u, s))
+            .sum()
     }
 
     /// The sums of every server under `assoc`, in user order.
@@ -196,7 +155,7 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
         let mut sums = [Load::default(); S];
         for (u, &s) in assoc.iter().enumerate() {
             if let Some(sum) = sums.get_mut(s) {
-                *sum = sum.add(self.load(u, s));
+                *sum = *sum + self.load(u, s);
             }
         }
         sums
@@ -307,7 +266,7 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
                     // The cheap test first: most moves lose more than the best so far.
                     let loss = self.loss(u, s, t);
                     if best.is_some_and(|(b, _, _)| loss >= b)
-                        || self.over(t, sum.add(self.load(u, t)))
+                        || self.over(t, sum + self.load(u, t))
                     {
                         continue;
                     }
@@ -334,10 +293,7 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
                 .servers()
                 .iter()
                 .enumerate()
-                .map(|(s, srv)| {
-                    let load = self.load(u, s);
-                    load.cmp / srv.q + load.syn / srv.p
-                })
+                .map(|(s, srv)| self.load(u, s).relative(srv))
                 .sum::<f64>();
         }
         let weight = |u: usize| weights.get(u).copied().unwrap_or(0.0);
@@ -403,7 +359,7 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
             let Some(sum) = sums.get_mut(s) else {
                 continue; // never: s < n_servers ≤ S
             };
-            let placed = sum.add(self.load(u, s));
+            let placed = *sum + self.load(u, s);
             if self.over_with_slack(s, placed) {
                 continue;
             }
@@ -441,7 +397,7 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
                 for (t, &sum) in sums.iter().enumerate().take(self.n_servers) {
                     if self.before(u, t, s)
                         && best.is_none_or(|b| self.before(u, t, b))
-                        && !self.over(t, sum.add(self.load(u, t)))
+                        && !self.over(t, sum + self.load(u, t))
                     {
                         best = Some(t);
                     }
@@ -559,10 +515,7 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
         let srv = self.slot.servers().get(s)?;
         // The users of s, heaviest first by relative load on s (insertion sort,
         // ties to the lower index): the large ones are placed while room is left.
-        let weight = |u: usize| {
-            let load = self.load(u, s);
-            load.cmp / srv.q + load.syn / srv.p
-        };
+        let weight = |u: usize| self.load(u, s).relative(srv);
         let mut users: heapless::Vec<usize, U> = heapless::Vec::new();
         for (u, _) in assoc.iter().enumerate().filter(|&(_, &a)| a == s) {
             let at = users
@@ -578,7 +531,7 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
                 if t != s
                     && count.get(t).is_some_and(|&c| c > 0)
                     && best.is_none_or(|b| self.before(u, t, b))
-                    && !self.over(t, sum.add(self.load(u, t)))
+                    && !self.over(t, sum + self.load(u, t))
                 {
                     best = Some(t);
                 }
