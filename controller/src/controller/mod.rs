@@ -140,7 +140,7 @@ pub mod improve;
 pub mod repair;
 
 use crate::error::Error;
-use crate::model::{evaluate, Evaluation};
+use crate::model::{check_params, evaluate, Evaluation};
 use crate::obs::{obs_dim, observe};
 use crate::params::Params;
 use crate::policy::{max_scratch_len, Engine, Policy};
@@ -425,7 +425,7 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
                 got: n_servers,
             });
         }
-        status.check_params(&self.params)?;
+        check_params(&self.params, status)?;
 
         let short = Error::WorkspaceLength {
             expected: workspace_len(&self.policy),

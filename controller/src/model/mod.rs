@@ -59,6 +59,24 @@ impl<const U: usize, const S: usize> Evaluation<U, S> {
     }
 }
 
+/// Checks that `params` are valid ([`Params::validate`]) and that with them every
+/// user's EMD in `slot` gives a utility exponent in (0, 1] (see
+/// [`Error::UtilityExponent`]): what the γ solver and the controller ask before
+/// they use the model on a slot.
+pub fn check_params<const U: usize, const S: usize>(
+    params: &Params,
+    slot: &Slot<U, S>,
+) -> Result<(), Error> {
+    params.validate()?;
+    for (user, u) in slot.users().iter().enumerate() {
+        let v = exponent(params, u.emd);
+        if !(v > 0.0 && v <= 1.0) {
+            return Err(Error::UtilityExponent { user });
+        }
+    }
+    Ok(())
+}
+
 /// Barrier term subtracted per constraint in eq. (25): −B(min(x, −δ)) = (1/f)·ln(max(−x, δ)).
 #[inline]
 pub fn neg_barrier(params: &Params, slack: f64) -> f64 {

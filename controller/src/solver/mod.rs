@@ -53,7 +53,7 @@ mod single;
 mod var;
 
 use crate::error::Error;
-use crate::model::{exponent, total_bits, Load, UserCost, Weights};
+use crate::model::{check_params, exponent, total_bits, Load, UserCost, Weights};
 use crate::params::Params;
 use crate::slot::Slot;
 
@@ -103,7 +103,7 @@ pub fn solve_gamma<const U: usize, const S: usize>(
     association: &[usize],
     gamma: &mut [f64],
 ) -> Result<SolveStats, Error> {
-    slot.check_params(params)?;
+    check_params(params, slot)?;
     slot.check_association(association)?;
     if gamma.len() != slot.users().len() {
         return Err(Error::AssociationLength {
