@@ -94,7 +94,7 @@ firmware:
 
 bench: setup
 	$(CARGO) bench -p diten-controller --bench gamma
-	$(CARGO) bench -p diten-controller --bench gamma --features std
+	$(CARGO) bench -p diten-controller --bench gamma --features host-math
 	$(CARGO) bench -p diten-trainer --bench env
 
 # Signs every shipped policy file (onnx-models/*/policy.bin and policy.onnx →

@@ -1,12 +1,12 @@
 //! The transcendental functions the model needs, in one place.
 //!
-//! Without `std` they come from the `libm` crate (a port of musl's libm, the same
-//! on every target, firmware included). With `std` they come from the platform's
-//! math library through `f64`'s methods, which on x86-64 glibc is about twice as
+//! By default they come from the `libm` crate (a port of musl's libm, the same
+//! on every target, firmware included). With the feature `host-math` they come
+//! from the platform's math library through `f64`'s methods, which on x86-64 glibc is about twice as
 //! fast; the two agree to within a few ulps, far inside every tolerance of the
 //! model (1e-6 on e). Bit-for-bit determinism holds per build, not across the two.
 
-#[cfg(not(feature = "std"))]
+#[cfg(not(feature = "host-math"))]
 mod imp {
     pub fn exp(x: f64) -> f64 {
         libm::exp(x)
@@ -28,7 +28,7 @@ mod imp {
     }
 }
 
-#[cfg(feature = "std")]
+#[cfg(feature = "host-math")]
 mod imp {
     pub fn exp(x: f64) -> f64 {
         x.exp()

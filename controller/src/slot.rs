@@ -3,7 +3,6 @@
 use serde::Deserialize;
 
 use crate::error::{Error, Problem};
-use crate::params::Params;
 
 /// Default user capacity of [`Slot`] (compile-time; the firmware picks its own).
 pub const MAX_USERS: usize = 64;
@@ -183,19 +182,6 @@ impl<const U: usize, const S: usize> Slot<U, S> {
         &self.users
     }
 
-    /// Checks that `params` and every user's EMD give a utility exponent in (0, 1]
-    /// (see [`Error::UtilityExponent`]) and that the parameters are valid.
-    pub fn check_params(&self, params: &Params) -> Result<(), Error> {
-        params.validate()?;
-        for (user, u) in self.users.iter().enumerate() {
-            let v = crate::model::exponent(params, u.emd);
-            if !(v > 0.0 && v <= 1.0) {
-                return Err(Error::UtilityExponent { user });
-            }
-        }
-        Ok(())
-    }
-
     /// Checks that every server and user lies in the square area `[0, side]²`
     /// (SPEC §2's `area`, 120 m by default). [`Slot::new`] does not need it: the
     /// model is defined for any finite position. A gateway that knows its area
@@ -274,6 +260,8 @@ mod tests {
     use std::string::ToString;
 
     use super::*;
+    use crate::model::check_params;
+    use crate::params::Params;
 
     fn server() -> Server {
         Server {
@@ -565,10 +553,10 @@ mod tests {
             ..user()
         };
         let slot = Slot::<2, 2>::new(&[server()], &[user(), u]).unwrap();
-        let e = slot.check_params(&params).unwrap_err();
+        let e = check_params(&params, &slot).unwrap_err();
         assert_eq!(e, Error::UtilityExponent { user: 0 });
         assert!(e.to_string().starts_with("users[0].emd: "));
-        assert_eq!(slot.check_params(&Params::default()), Ok(()));
+        assert_eq!(check_params(&Params::default(), &slot), Ok(()));
     }
 
     #[test]

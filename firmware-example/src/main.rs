@@ -266,7 +266,9 @@ fn replay_unconsolidated(
         let at = |e| Failure::Slot(t, e);
         let mut controller: Controller<'_, '_, USERS, SERVERS> =
             Controller::new(policy.clone(), params, workspace).map_err(at)?;
+        // The policy alone: neither the consolidation nor the improvement.
         controller.set_consolidation(false);
+        controller.set_improvement_budget(0);
         let start = SYST::get_current();
         let decision = controller.decide(&status);
         instructions += ticks(start, SYST::get_current()) * INSTRUCTIONS_PER_TICK;

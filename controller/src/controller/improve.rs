@@ -1,11 +1,47 @@
 //! Step 5 of the [controller](super): a local search with the exact γ, within a
-//! budget of server solves. The algorithm and its guarantee are documented in the
-//! module docs of [`crate::controller`]; the comments here only say how the code
-//! keeps them.
+//! budget of server solves. It runs after the repair's `Clean` or `Repaired`
+//! (and the consolidation, when that is on) when the budget set by
+//! [`Controller::set_improvement_budget`](super::Controller::set_improvement_budget)
+//! is not 0; default [`DEFAULT_IMPROVEMENT_BUDGET`]. γ decouples by server (the
+//! [`solver`](crate::solver) docs), so e is a sum of server shares
+//! ([`Weights::share`]), each the share's utility and cost term with that
+//! server's γ solved exactly; a change of
+//! the association that touches two servers is scored by re-solving those two,
+//! one *server solve* each, and the budget bounds the solves of a slot. From a
+//! feasible start the search climbs, always taking the change that raises e most,
+//! in the first of these neighbourhoods that has one:
+//!
+//! 1. **moves:** one user to another server that is occupied or was its previous
+//!    one (a table of each user's leave and join gains, re-scored for the two
+//!    servers a change touches);
+//! 2. **swaps and merges** (two users exchange servers; every user of one server
+//!    to another, empty or not): the [`PAIR_CANDIDATES`] with the largest
+//!    estimate, the fall of the cost term with every γ kept and C2 and C3 at
+//!    γ = 0, are scored exactly;
+//! 3. **re-splits:** the users of two occupied servers, at most
+//!    [`MAX_SPLIT_USERS`] together, divided between them in every other way.
+//!
+//! A change counts when it raises e by more than 10⁻¹² and keeps C2 and C3
+//! (checked with [`evaluate`](crate::evaluate)'s sums at the solved γ). The climb ends at a local
+//! optimum, after [`MAX_IMPROVEMENTS`] changes or when its budget is spent. It
+//! runs from the policy's association (after steps 1–4) with half the budget, then
+//! from the previous slot's association (when every user has a previous server
+//! and it differs; skipped when it breaks C2 or C3) with the rest, and the
+//! better local optimum wins ([`Decision::improve_start`](super::Decision::improve_start); ties to the policy's).
+//! Step 6 solves γ server by server with the same solver and the same inputs, so
+//! the decision's e is the winning climb's up to the order of summation: it is
+//! never below the consolidated association's (minus 10⁻¹²), and the association
+//! stays feasible. The search has the oracle's neighbourhoods (the trainer's
+//! upper yardstick, which climbs from six starts with a memo of every solve):
+//! how close that brings the shipped decisions to it, and what a server solve
+//! costs on a desktop core and on the firmware's Cortex-M4F, is in `RESULTS.md`
+//! and `firmware-example/README.md`. The budget is the knob that sizes the
+//! decision to the gateway's slot.
+//!
+//! The code keeps these rules as written; its comments say how.
 
-use super::repair::Load;
-use super::{SearchStart, MAX_IMPROVEMENTS};
-use crate::model::{norm, utility, UserCost};
+use super::SearchStart;
+use crate::model::{norm, total_bits, utility, Load, UserCost, Weights};
 use crate::params::Params;
 use crate::slot::Slot;
 use crate::solver::{ServerSolver, SolveStats};
@@ -13,6 +49,13 @@ use crate::solver::{ServerSolver, SolveStats};
 /// A rise of e smaller than this is not an improvement: it guards the search
 /// against cycling on rounding (e is O(1); its sums round by less than 1e-14).
 const TOLERANCE: f64 = 1e-12;
+
+/// Most changes the improvement applies in one climb.
+pub const MAX_IMPROVEMENTS: usize = 64;
+
+/// The improvement's default budget of server solves per slot
+/// ([`Controller::set_improvement_budget`](super::Controller::set_improvement_budget)).
+pub const DEFAULT_IMPROVEMENT_BUDGET: usize = 6000;
 
 /// Swaps and merges scored exactly per step when no move improves: those with
 /// the largest estimate (the fall of the cost term with every γ kept).
@@ -39,19 +82,56 @@ enum Change {
 /// The users of one server, in user order.
 type Set<const U: usize> = heapless::Vec<usize, U>;
 
-/// Runs the improvement on `assoc` with `budget` server solves: (changes of the
-/// winning climb, its start, solves spent). Not inlined: its tables live on the
-/// stack only while it runs, not in the frame of `decide`.
+/// What the improvement did in one slot.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Improvement {
+    /// Changes of the winning climb.
+    pub changes: usize,
+    /// Where the winning climb started.
+    pub start: SearchStart,
+    /// Server solves spent.
+    pub solves: usize,
+}
+
+/// A change with the changes of the shares of the two servers it touches
+/// (`gain_s` of the first, `gain_t` of the second).
+#[derive(Clone, Copy, Debug)]
+struct Step {
+    change: Change,
+    gain_s: f64,
+    gain_t: f64,
+}
+
+impl Step {
+    /// The change of e.
+    fn gain(&self) -> f64 {
+        self.gain_s + self.gain_t
+    }
+}
+
+/// A finished climb: its changes and e as the sum of the servers' shares.
+#[derive(Clone, Copy, Debug)]
+struct Climb {
+    changes: usize,
+    value: f64,
+}
+
+/// Runs the improvement on `assoc` with `budget` server solves. Not inlined: its
+/// tables live on the stack only while it runs, not in the frame of `decide`.
 #[inline(never)]
 pub(super) fn run<const U: usize, const S: usize>(
     params: &Params,
     slot: &Slot<U, S>,
     budget: usize,
     assoc: &mut [usize],
-) -> (usize, SearchStart, usize) {
+) -> Improvement {
     let mut search = Improve::new(params, slot, budget);
     let (changes, start) = search.run(assoc);
-    (changes, start, search.solves)
+    Improvement {
+        changes,
+        start,
+        solves: search.solves,
+    }
 }
 
 /// The local search of one slot.
@@ -61,8 +141,7 @@ pub(super) struct Improve<'a, const U: usize, const S: usize> {
     solver: ServerSolver<U>,
     rate: f64,
     /// β1/n and β2/m: e = Σ_s (w·Σ_{k on s} ρ_k − c·Norm(C_s)).
-    w: f64,
-    c: f64,
+    weights: Weights,
     budget: usize,
     /// Server solves done so far.
     pub(super) solves: usize,
@@ -88,8 +167,7 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
             slot,
             solver: ServerSolver::new(params, slot),
             rate: params.rate_bps(),
-            w: params.beta1 / slot.users().len() as f64,
-            c: params.beta2 / slot.servers().len() as f64,
+            weights: Weights::new(params, slot),
             budget,
             solves: 0,
             gamma: [0.0; U],
@@ -100,8 +178,8 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
         }
     }
 
-    /// Server `s`'s share of e with `users` on it and their γ solved, exactly as
-    /// [`crate::evaluate`] computes its parts (user order); `None` when C2 or C3
+    /// Server `s`'s share of e ([`Weights::share`]) with `users` on it and their γ
+    /// solved, utilities and loads summed in user order; `None` when C2 or C3
     /// fails on it (at the optimal γ, hence at γ = 0) or the budget is spent.
     fn score(&mut self, s: usize, users: &[usize]) -> Option<f64> {
         if users.is_empty() {
@@ -121,22 +199,18 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
             return None;
         }
         let srv = slot.servers().get(s)?;
-        let (mut rho, mut total, mut cmp, mut syn) = (0.0, 0.0, 0.0, 0.0);
+        let (mut rho, mut load) = (0.0, Load::default());
         for &k in users {
             let (u, &g) = (slot.users().get(k)?, self.gamma.get(k)?);
-            let bits = u.data_bits + g * u.prev_data_bits;
+            let bits = total_bits(u, g);
             rho += utility(params, u.emd, bits);
-            let uc = UserCost::new(params, slot, u, s, self.rate);
-            let c = uc.cmp_cost(bits);
-            total += uc.mig_cost(u, bits) + uc.syn + c;
-            cmp += c;
-            syn += uc.syn;
+            load = load + UserCost::new(params, slot, u, s, self.rate).load(u, bits);
         }
-        // `!(x <= cap)`: a NaN sum is no improvement.
-        if !(cmp <= srv.q && syn <= srv.p) {
+        // A NaN sum is no improvement.
+        if !load.fits_as_number(srv) {
             return None;
         }
-        Some(self.w * rho - self.c * norm(params, total))
+        Some(self.weights.share(params, rho, &load))
     }
 
     /// Server `s`'s current share of e (NaN for an index out of range: never).
@@ -198,7 +272,7 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
                 self.slot.users().get(k),
                 self.gamma.get(k),
             ) {
-                *b = u.data_bits + g * u.prev_data_bits;
+                *b = total_bits(u, g);
             }
         }
     }
@@ -237,7 +311,8 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
     pub(super) fn run(&mut self, assoc: &mut [usize]) -> (usize, SearchStart) {
         let n = assoc.len();
         let total = self.budget;
-        let mut best: Option<(f64, usize, SearchStart)> = None;
+        // The best climb so far and its start.
+        let mut best: Option<(Climb, SearchStart)> = None;
         let mut best_assoc = [0usize; U];
         let starts = [SearchStart::Policy, SearchStart::Previous];
         for (i, &start) in starts.iter().enumerate() {
@@ -252,20 +327,20 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
             self.budget = self.solves + left / (starts.len() - i);
             let climbed = self.climb(trial);
             self.budget = total;
-            let Some((changes, value)) = climbed else {
+            let Some(climb) = climbed else {
                 continue;
             };
-            if best.is_none_or(|(b, ..)| value > b + TOLERANCE) {
-                best = Some((value, changes, start));
+            if best.is_none_or(|(b, _)| climb.value > b.value + TOLERANCE) {
+                best = Some((climb, start));
                 if let Some(dst) = best_assoc.get_mut(..n) {
                     dst.copy_from_slice(trial);
                 }
             }
         }
         match (best, best_assoc.get(..n)) {
-            (Some((_, changes, start)), Some(found)) => {
+            (Some((climb, start)), Some(found)) => {
                 assoc.copy_from_slice(found);
-                (changes, start)
+                (climb.changes, start)
             }
             _ => (0, SearchStart::Policy),
         }
@@ -302,7 +377,7 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
     /// to `assoc` (each raised e by more than [`TOLERANCE`] and kept C2 and C3)
     /// and e as the sum of the servers' shares; `None` when `assoc` breaks C2 or
     /// C3 or the budget cannot score it (`assoc` is then unchanged).
-    fn climb(&mut self, assoc: &mut [usize]) -> Option<(usize, f64)> {
+    fn climb(&mut self, assoc: &mut [usize]) -> Option<Climb> {
         let n_servers = self.slot.servers().len();
         for s in 0..n_servers {
             let set = Self::set(assoc, s, None, None);
@@ -314,21 +389,24 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
         }
         let mut changes = 0;
         while changes < MAX_IMPROVEMENTS && self.solves < self.budget {
-            let Some((change, gain_s, gain_t)) = self
+            let Some(step) = self
                 .best_move(assoc)
                 .or_else(|| self.best_pair(assoc))
                 .or_else(|| self.best_split(assoc))
             else {
                 break;
             };
-            let (s, t) = Self::apply(assoc, change);
-            self.add_value(s, gain_s);
-            self.add_value(t, gain_t);
+            let (s, t) = Self::apply(assoc, step.change);
+            self.add_value(s, step.gain_s);
+            self.add_value(t, step.gain_t);
             changes += 1;
             self.refresh(assoc, s);
             self.refresh(assoc, t);
         }
-        Some((changes, self.value.iter().take(n_servers).sum()))
+        Some(Climb {
+            changes,
+            value: self.value.iter().take(n_servers).sum(),
+        })
     }
 
     /// Applies `change` to `assoc`; returns the two servers it touched.
@@ -370,9 +448,9 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
     /// [`MAX_SPLIT_USERS`] users together (s gets a subset, t the rest; each
     /// subset but the current one), the one whose exact gain is largest and above
     /// [`TOLERANCE`], with the changes of the two servers' shares.
-    fn best_split(&mut self, assoc: &[usize]) -> Option<(Change, f64, f64)> {
+    fn best_split(&mut self, assoc: &[usize]) -> Option<Step> {
         let n_servers = self.slot.servers().len();
-        let mut best: Option<(f64, Change, f64, f64)> = None;
+        let mut best: Option<Step> = None;
         for s in (0..n_servers).filter(|&s| assoc.contains(&s)) {
             for t in (s + 1..n_servers).filter(|&t| assoc.contains(&t)) {
                 let mut both: heapless::Vec<usize, MAX_SPLIT_USERS> = heapless::Vec::new();
@@ -412,20 +490,23 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
                     else {
                         continue;
                     };
-                    let (gs, gt) = (vs - self.value_of(s), vt - self.value_of(t));
-                    let gain = gs + gt;
-                    if gain > TOLERANCE && best.is_none_or(|b| gain > b.0) {
-                        best = Some((gain, Change::Split(s, t, mask), gs, gt));
+                    let step = Step {
+                        change: Change::Split(s, t, mask),
+                        gain_s: vs - self.value_of(s),
+                        gain_t: vt - self.value_of(t),
+                    };
+                    if step.gain() > TOLERANCE && best.is_none_or(|b| step.gain() > b.gain()) {
+                        best = Some(step);
                     }
                 }
             }
         }
-        best.map(|(_, change, gs, gt)| (change, gs, gt))
+        best
     }
 
     /// The move with the largest exact gain above [`TOLERANCE`] (ties: lowest
     /// user, then server), with the changes of the two servers' shares.
-    fn best_move(&self, assoc: &[usize]) -> Option<(Change, f64, f64)> {
+    fn best_move(&self, assoc: &[usize]) -> Option<Step> {
         let mut best: Option<(f64, usize, usize)> = None;
         for (u, row) in self.join.iter().enumerate().take(assoc.len()) {
             let leave = self.leave_of(u);
@@ -436,7 +517,11 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
                 }
             }
         }
-        best.map(|(_, u, t)| (Change::Move(u, t), self.leave_of(u), self.join_of(u, t)))
+        best.map(|(_, u, t)| Step {
+            change: Change::Move(u, t),
+            gain_s: self.leave_of(u),
+            gain_t: self.join_of(u, t),
+        })
     }
 
     /// What user `u` puts on server `s`: C_s's part at the current γ, and the C2
@@ -447,30 +532,30 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
         };
         let uc = UserCost::new(self.params, self.slot, user, s, self.rate);
         Load {
-            total: uc.mig_cost(user, bits) + uc.syn + uc.cmp_cost(bits),
-            cmp: uc.cmp_cost(user.data_bits),
-            syn: uc.syn,
+            total: uc.load(user, bits).total,
+            ..uc.load(user, total_bits(user, 0.0))
         }
     }
 
-    /// Whether `sum` can keep C2 and C3 on server `s` (at γ = 0).
+    /// Whether `sum` can keep C2 and C3 on server `s` (at γ = 0; a NaN sum
+    /// cannot).
     fn may_fit(&self, s: usize, sum: Load) -> bool {
         self.slot
             .servers()
             .get(s)
-            .is_some_and(|srv| sum.cmp <= srv.q && sum.syn <= srv.p)
+            .is_some_and(|srv| sum.fits_as_number(srv))
     }
 
     /// Of the [`PAIR_CANDIDATES`] swaps and merges with the largest estimate (the
     /// fall of c·Σ Norm(C_s) with every γ kept, among those that keep C2 and C3
     /// at γ = 0), the one whose exact gain is largest and above [`TOLERANCE`],
     /// with the changes of the two servers' shares.
-    fn best_pair(&mut self, assoc: &[usize]) -> Option<(Change, f64, f64)> {
+    fn best_pair(&mut self, assoc: &[usize]) -> Option<Step> {
         let n_servers = self.slot.servers().len();
         let mut sums = [Load::default(); S];
         for (u, &s) in assoc.iter().enumerate() {
             if let Some(sum) = sums.get_mut(s) {
-                *sum = sum.add(self.load(u, s));
+                *sum = *sum + self.load(u, s);
             }
         }
         let mut norms = [0.0f64; S];
@@ -502,8 +587,8 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
                 if s == t {
                     continue;
                 }
-                let new_s = sum_of(s).sub(self.load(u, s)).add(self.load(v, s));
-                let new_t = sum_of(t).sub(self.load(v, t)).add(self.load(u, t));
+                let new_s = sum_of(s) - self.load(u, s) + self.load(v, s);
+                let new_t = sum_of(t) - self.load(v, t) + self.load(u, t);
                 if self.may_fit(s, new_s) && self.may_fit(t, new_t) {
                     let fall = norm_of(s) + norm_of(t)
                         - norm(self.params, new_s.total)
@@ -516,7 +601,7 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
             for t in (0..n_servers).filter(|&t| t != s) {
                 let mut new_t = sum_of(t);
                 for (u, _) in assoc.iter().enumerate().filter(|&(_, &a)| a == s) {
-                    new_t = new_t.add(self.load(u, t));
+                    new_t = new_t + self.load(u, t);
                 }
                 if self.may_fit(t, new_t) {
                     let fall = norm_of(s) + norm_of(t) - norm(self.params, new_t.total);
@@ -524,7 +609,7 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
                 }
             }
         }
-        let mut best: Option<(f64, Change, f64, f64)> = None;
+        let mut best: Option<Step> = None;
         for &(_, change) in &top {
             let (s, t, set_s, set_t) = match change {
                 Change::Swap(u, v) => {
@@ -547,12 +632,15 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
             let (Some(vs), Some(vt)) = (self.score(s, &set_s), self.score(t, &set_t)) else {
                 continue;
             };
-            let (gs, gt) = (vs - self.value_of(s), vt - self.value_of(t));
-            let gain = gs + gt;
-            if gain > TOLERANCE && best.is_none_or(|b| gain > b.0) {
-                best = Some((gain, change, gs, gt));
+            let step = Step {
+                change,
+                gain_s: vs - self.value_of(s),
+                gain_t: vt - self.value_of(t),
+            };
+            if step.gain() > TOLERANCE && best.is_none_or(|b| step.gain() > b.gain()) {
+                best = Some(step);
             }
         }
-        best.map(|(_, change, gs, gt)| (change, gs, gt))
+        best
     }
 }

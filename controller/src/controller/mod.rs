@@ -1,130 +1,37 @@
 //! The per-slot decision loop of the gateway: observation → policy → association
-//! repair → γ → evaluation, without allocating, panicking or unbounded work.
+//! repair → consolidation → improvement → γ → evaluation, without allocating,
+//! panicking or unbounded work.
 //!
 //! [`Controller::decide`] takes the gateway's status for one slot and returns a
 //! [`Decision`]:
 //!
 //! 1. the observation of [`obs::observe`](crate::obs::observe) is written into the
 //!    workspace;
-//! 2. the policy ([`Policy::logits`]) gives one logit per (user, server);
+//! 2. the policy ([`Engine::logits`]) gives one logit per (user, server);
 //! 3. each user takes its best server: the largest logit, ties to the lowest index,
-//!    a NaN logit ranking as −∞ (the same choice as [`Policy::best_servers`]);
-//! 4. the association is **repaired** so that C2 (C_cmp,s ≤ q_s, checked at γ = 0,
-//!    the least computation) and C3 (C_syn,s ≤ p_s, which does not depend on γ)
-//!    hold on every server, then **consolidated** onto fewer servers where that
-//!    lowers the cost term, see below;
-//! 5. the association is **improved** by a local search that scores every change
-//!    with the exact γ, within a budget of server γ solves, see below;
+//!    a NaN logit ranking as −∞;
+//! 4. the association is **repaired** ([`repair`]) so that C2 (C_cmp,s ≤ q_s,
+//!    checked at γ = 0, the least computation) and C3 (C_syn,s ≤ p_s, which does
+//!    not depend on γ) hold on every server, then **consolidated**
+//!    ([`consolidate`]) onto fewer servers where that lowers the cost term
+//!    ([`Controller::set_consolidation`]);
+//! 5. the association is **improved** ([`improve`]) by a local search that scores
+//!    every change with the exact γ, within a budget of server γ solves
+//!    ([`Controller::set_improvement_budget`]; 0 switches it off);
 //! 6. [`solve_gamma`] gives the globally optimal γ for that association and
 //!    [`evaluate`] the objective, reward, costs and violations.
 //!
-//! When the repair finds no feasible association (none exists, or the search hit
-//! its node budget) the decision keeps the policy's own association with its
-//! optimal γ and reports the violations: the gateway must act every slot, so that
-//! is a [`RepairOutcome`], not an error. [`Error`] is only for invalid input.
+//! The consolidation and the improvement run after the repair's
+//! [`RepairOutcome::Clean`] or [`RepairOutcome::Repaired`], each when its own
+//! switch is on. When the repair finds no feasible association (none exists, or
+//! the search hit its node budget) the decision keeps the policy's own
+//! association with its optimal γ and reports the violations: the gateway must
+//! act every slot, so that is a [`RepairOutcome`], not an error. [`Error`] is only
+//! for invalid input.
 //!
-//! # Repair
+//! # Guarantee
 //!
-//! A user u on server s adds the loads a_cmp(u, s) = n_cmp·ε_s·(E_s + E_u,s)·D_u,t
-//! and a_syn(u, s) = n_syn·D_u,t/rate·l(u, s) to the server's C_cmp,s and C_syn,s at
-//! γ = 0, taken from the model ([`UserCost`](crate::model::UserCost)), never
-//! re-derived, once per slot for every (u, s). A server *fits* when both its sums stay within q_s and p_s, summed
-//! exactly as [`evaluate`] sums them (in user order, `>` meaning violated), so the
-//! repair and the evaluation agree to the last bit. Each user ranks the servers by
-//! decreasing logit (ties: lower index first; NaN as −∞). With n users:
-//!
-//! 0. **Check.** If the policy's association fits everywhere: [`RepairOutcome::Clean`].
-//!    If some user fits on no server even alone, no association can be feasible
-//!    (adding non-negative loads never lowers a floating-point sum):
-//!    [`RepairOutcome::Infeasible`].
-//! 1. **Greedy.** While a server is over capacity, among all users on over-capacity
-//!    servers and all servers where the user still fits, make the move that loses
-//!    the least logit (logit of the current server minus logit of the target; ties:
-//!    lowest user index, then lowest server index). The target still fits after
-//!    the move (checked on the exact sums; a move that fails that check stops the
-//!    greedy) and the source only loses load, so each move takes one user off the
-//!    over-capacity servers for good: after at most n moves the greedy has either
-//!    succeeded or found no move.
-//! 2. **Search**, only when the greedy is stuck: an exact depth-first branch search
-//!    from scratch. Users are placed in order of decreasing mean relative load
-//!    Σ_s (a_cmp(u, s)/q_s + a_syn(u, s)/p_s) (ties: lower index first), each
-//!    trying its servers in its rank order. A placement that pushes a server's
-//!    partial sum over its capacity by more than a relative 8·n·ε cuts the branch
-//!    (the slack exceeds the rounding difference between any two orders of
-//!    summation, so no association feasible by [`evaluate`]'s sums is ever cut); a
-//!    complete association is accepted only after the exact check. The association
-//!    found is thus the first feasible one in the lexicographic order of the users'
-//!    ranks, heaviest user first. Each placement tried is one node, at most
-//!    [`MAX_REPAIR_NODES`]. A search that finishes without an association proves
-//!    that none is feasible ([`RepairOutcome::Infeasible`]); one that hits the
-//!    budget gives [`RepairOutcome::BoundReached`].
-//! 3. **Climb.** After step 1 or 2 found a feasible association, each user in turn
-//!    (by index) moves to the highest-ranked server it prefers to its current one
-//!    where it fits; passes repeat until one moves nobody, at most
-//!    [`MAX_CLIMB_PASSES`] times ([`Decision::settled`] says which). Every move
-//!    keeps the association feasible.
-//! 4. **Consolidate** (after step 0's `Clean` or a `Repaired` association, unless
-//!    switched off with [`Controller::set_consolidation`]). Norm is concave with
-//!    Norm(0) = 0, so the same loads cost less on fewer servers, and e rewards
-//!    packing users onto few servers; a per-user policy, each user choosing on its
-//!    own, leaves servers with a user or two that the others could absorb. So,
-//!    in rounds: for each occupied server (that does not hold every user), try
-//!    to empty it: move its users, heaviest first (relative load a_cmp/q +
-//!    a_syn/p on it; ties: lower index), each to the occupied server it ranks
-//!    highest among those where it still fits (the current exact sum plus its
-//!    load; if the exact sum in user order then breaks the capacity, the try is
-//!    abandoned); the try counts when every user found a place and the cost term
-//!    Σ Norm(C_s) at γ = 0 (C_s with migration, on the servers involved) falls
-//!    strictly. Of the tries that count,
-//!    keep the one with the largest fall (ties: lower server index) and start the
-//!    next round. A round where none counts ends the step; each other round
-//!    empties one server, so there are at most m rounds ([`Decision::emptied`]
-//!    counts the emptied servers). Every move keeps the association feasible. The
-//!    step is a heuristic: the cost term at γ = 0 stands in for e, which it does
-//!    not re-solve; on the shipped policies' evaluation episodes it raised e by
-//!    0.02–0.04 (`RESULTS.md`).
-//!
-//! # Improvement
-//!
-//! Step 5 (after step 0's `Clean` or a `Repaired` association, when the
-//! consolidation is on and the budget set by [`Controller::set_improvement_budget`]
-//! is not 0; default [`DEFAULT_IMPROVEMENT_BUDGET`]). γ decouples by server (the
-//! [`solver`](crate::solver) docs), so e is a sum of server shares, each the
-//! share's utility and cost term with that server's γ solved exactly; a change of
-//! the association that touches two servers is scored by re-solving those two,
-//! one *server solve* each, and the budget bounds the solves of a slot. From a
-//! feasible start the search climbs, always taking the change that raises e most,
-//! in the first of these neighbourhoods that has one:
-//!
-//! 1. **moves:** one user to another server that is occupied or was its previous
-//!    one (a table of each user's leave and join gains, re-scored for the two
-//!    servers a change touches);
-//! 2. **swaps and merges** (two users exchange servers; every user of one server
-//!    to another, empty or not): the [`PAIR_CANDIDATES`] with the largest
-//!    estimate, the fall of the cost term with every γ kept and C2 and C3 at
-//!    γ = 0, are scored exactly;
-//! 3. **re-splits:** the users of two occupied servers, at most
-//!    [`MAX_SPLIT_USERS`] together, divided between them in every other way.
-//!
-//! A change counts when it raises e by more than 10⁻¹² and keeps C2 and C3
-//! (checked with [`evaluate`]'s sums at the solved γ). The climb ends at a local
-//! optimum, after [`MAX_IMPROVEMENTS`] changes or when its budget is spent. It
-//! runs from the policy's association (after steps 1–4) with half the budget, then
-//! from the previous slot's association (when every user has a previous server
-//! and it differs; skipped when it breaks C2 or C3) with the rest, and the
-//! better local optimum wins ([`Decision::improve_start`]; ties to the policy's).
-//! Step 6 solves γ server by server with the same solver and the same inputs, so
-//! the decision's e is the winning climb's up to the order of summation: it is
-//! never below the consolidated association's (minus 10⁻¹²), and the association
-//! stays feasible. The search has the oracle's neighbourhoods (the trainer's
-//! upper yardstick, which climbs from six starts with a memo of every solve):
-//! this is what brings the shipped decisions to within a few 10⁻⁴ of it
-//! (`RESULTS.md`). A server solve costs about 4 µs on a desktop core and 0.4 M
-//! instructions on a Cortex-M4F without a double-precision FPU, so the budget
-//! is the knob that sizes the decision to the gateway's slot
-//! (`firmware-example/README.md`).
-//!
-//! **Guarantee.** If some association satisfies C2 at γ = 0 and C3 on every server
+//! If some association satisfies C2 at γ = 0 and C3 on every server
 //! (as [`evaluate`] computes them), the decision's association does too
 //! ([`RepairOutcome::Clean`] or [`RepairOutcome::Repaired`], and γ from
 //! [`solve_gamma`] keeps C2, so [`Decision::feasible`] holds), unless the search
@@ -176,8 +83,7 @@
 //! In total O(Σ_i h_{i−1}·h_i + n²·m + N·(n + m) + P·n·(n + m) + m·(n + m)²) plus
 //! the γ solver's bound. For the default shape (n = 20, m = 21, hidden 128-128) the policy's
 //! 2.5·10⁵ multiply-adds dominate the repair, and the improvement's server
-//! solves dominate everything: the firmware's trace averages 818 solves per slot
-//! (`firmware-example/README.md`).
+//! solves dominate everything (measured per slot: `firmware-example/README.md`).
 //!
 //! ```
 //! use diten_controller::obs::obs_dim;
@@ -229,34 +135,22 @@
 //! # Ok::<(), diten_controller::Error>(())
 //! ```
 
-mod improve;
-mod repair;
+pub mod consolidate;
+pub mod improve;
+pub mod repair;
 
 use crate::error::Error;
-use crate::model::{evaluate, Evaluation};
+use crate::model::{check_params, evaluate, Evaluation};
 use crate::obs::{obs_dim, observe};
 use crate::params::Params;
 use crate::policy::{max_scratch_len, Engine, Policy};
 use crate::slot::Slot;
 use crate::solver::{solve_gamma, SolveStats};
 
-/// Most placements the repair's exact search tries in one slot (see the
-/// [module docs](self)).
-pub const MAX_REPAIR_NODES: usize = 4096;
+pub use improve::{DEFAULT_IMPROVEMENT_BUDGET, MAX_IMPROVEMENTS, MAX_SPLIT_USERS, PAIR_CANDIDATES};
+pub use repair::{MAX_CLIMB_PASSES, MAX_REPAIR_NODES};
 
-/// Most passes of the repair's climb back towards the users' preferred servers.
-pub const MAX_CLIMB_PASSES: usize = 4;
-
-/// Most changes the improvement applies in one slot (see the [module docs](self)).
-pub const MAX_IMPROVEMENTS: usize = 64;
-
-/// The improvement's default budget of server solves per slot
-/// ([`Controller::set_improvement_budget`]).
-pub const DEFAULT_IMPROVEMENT_BUDGET: usize = 6000;
-
-pub use improve::{MAX_SPLIT_USERS, PAIR_CANDIDATES};
-
-/// Where the improvement's winning climb started (see the [module docs](self)).
+/// Where the improvement's winning climb started (see [`improve`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SearchStart {
     /// The policy's association after the repair and the consolidation (also
@@ -418,17 +312,20 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
         })
     }
 
-    /// Switches the repair's consolidation (step 4 of the [module docs](self)) on
-    /// or off; a new controller has it on. Off, the association is the policy's
-    /// own wherever it fits (only the repair moves users): the policy alone, as
-    /// the evaluation's ablation rows measure it.
+    /// Switches the consolidation (step 4 of the [module docs](self),
+    /// [`consolidate`]) on or off; a new controller has it on. It switches only
+    /// the consolidation: with it off and the improvement's budget 0
+    /// ([`set_improvement_budget`](Self::set_improvement_budget)) the association
+    /// is the policy's own wherever it fits (only the repair moves users): the
+    /// policy alone, as the evaluation's ablation rows measure it.
     pub fn set_consolidation(&mut self, on: bool) {
         self.consolidate = on;
     }
 
     /// Sets the improvement's budget of server γ solves per slot (step 5 of the
     /// [module docs](self)); 0 switches it off. A new controller has
-    /// [`DEFAULT_IMPROVEMENT_BUDGET`]. It only runs when the consolidation is on.
+    /// [`DEFAULT_IMPROVEMENT_BUDGET`]. It runs whether the consolidation is on
+    /// or not.
     pub fn set_improvement_budget(&mut self, solves: usize) {
         self.improve_budget = solves;
     }
@@ -528,7 +425,7 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
                 got: n_servers,
             });
         }
-        status.check_params(&self.params)?;
+        check_params(&self.params, status)?;
 
         let short = Error::WorkspaceLength {
             expected: workspace_len(&self.policy),
@@ -568,17 +465,15 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
             };
             (argmax, association, outcome, emptied)
         };
-        let (mut improved, mut improve_solves, mut improve_start) = (0, 0, SearchStart::Policy);
-        if self.consolidate
-            && self.improve_budget > 0
+        let improvement = if self.improve_budget > 0
             && matches!(
                 outcome.repair,
                 RepairOutcome::Clean | RepairOutcome::Repaired
-            )
-        {
-            (improved, improve_start, improve_solves) =
-                improve::run::<U, S>(&self.params, status, self.improve_budget, &mut association);
-        }
+            ) {
+            improve::run::<U, S>(&self.params, status, self.improve_budget, &mut association)
+        } else {
+            improve::Improvement::default()
+        };
 
         let mut gamma: heapless::Vec<f64, U> = heapless::Vec::new();
         gamma.resize(n_users, 0.0).map_err(|_| capacity)?;
@@ -598,9 +493,9 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
             repair: outcome.repair,
             moved,
             emptied,
-            improved,
-            improve_solves,
-            improve_start,
+            improved: improvement.changes,
+            improve_solves: improvement.solves,
+            improve_start: improvement.start,
             search_nodes: outcome.nodes,
             settled: outcome.settled,
             solve,

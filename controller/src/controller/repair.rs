@@ -1,45 +1,60 @@
-//! The association repair of the [controller](super): check, greedy, exact search,
-//! climb, and the consolidation after it. The algorithm and its guarantee are documented in the module docs of
-//! [`crate::controller`]; the comments here only say how the code keeps them.
+//! Step 4 of the [controller](super), the association repair: check, greedy,
+//! exact search and climb, so that C2 (C_cmp,s ≤ q_s, checked at γ = 0, the least
+//! computation) and C3 (C_syn,s ≤ p_s, which does not depend on γ) hold on every
+//! server.
+//!
+//! A user u on server s adds the loads a_cmp(u, s) = n_cmp·ε_s·(E_s + E_u,s)·D_u,t
+//! and a_syn(u, s) = n_syn·D_u,t/rate·l(u, s) to the server's C_cmp,s and C_syn,s at
+//! γ = 0, taken from the model ([`UserCost`](crate::model::UserCost)), never
+//! re-derived, once per slot for every (u, s) ([`Load::at_zero`]). A server
+//! *fits* when both its sums stay within q_s and p_s ([`Load::fits`]), summed
+//! exactly as [`evaluate`](crate::evaluate) sums them (in user order, `>` meaning violated), so the
+//! repair and the evaluation agree to the last bit. Each user ranks the servers by
+//! decreasing logit (ties: lower index first; NaN as −∞). With n users:
+//!
+//! 0. **Check.** If the policy's association fits everywhere: [`RepairOutcome::Clean`](super::RepairOutcome::Clean).
+//!    If some user fits on no server even alone, no association can be feasible
+//!    (adding non-negative loads never lowers a floating-point sum):
+//!    [`RepairOutcome::Infeasible`](super::RepairOutcome::Infeasible).
+//! 1. **Greedy.** While a server is over capacity, among all users on over-capacity
+//!    servers and all servers where the user still fits, make the move that loses
+//!    the least logit (logit of the current server minus logit of the target; ties:
+//!    lowest user index, then lowest server index). The target still fits after
+//!    the move (checked on the exact sums; a move that fails that check stops the
+//!    greedy) and the source only loses load, so each move takes one user off the
+//!    over-capacity servers for good: after at most n moves the greedy has either
+//!    succeeded or found no move.
+//! 2. **Search**, only when the greedy is stuck: an exact depth-first branch search
+//!    from scratch. Users are placed in order of decreasing mean relative load
+//!    Σ_s (a_cmp(u, s)/q_s + a_syn(u, s)/p_s) (ties: lower index first), each
+//!    trying its servers in its rank order. A placement that pushes a server's
+//!    partial sum over its capacity by more than a relative 8·n·ε cuts the branch
+//!    (the slack exceeds the rounding difference between any two orders of
+//!    summation, so no association feasible by [`evaluate`](crate::evaluate)'s sums is ever cut); a
+//!    complete association is accepted only after the exact check. The association
+//!    found is thus the first feasible one in the lexicographic order of the users'
+//!    ranks, heaviest user first. Each placement tried is one node, at most
+//!    [`MAX_REPAIR_NODES`]. A search that finishes without an association proves
+//!    that none is feasible ([`RepairOutcome::Infeasible`](super::RepairOutcome::Infeasible)); one that hits the
+//!    budget gives [`RepairOutcome::BoundReached`](super::RepairOutcome::BoundReached).
+//! 3. **Climb.** After step 1 or 2 found a feasible association, each user in turn
+//!    (by index) moves to the highest-ranked server it prefers to its current one
+//!    where it fits; passes repeat until one moves nobody, at most
+//!    [`MAX_CLIMB_PASSES`] times ([`Decision::settled`](super::Decision::settled) says which). Every move
+//!    keeps the association feasible.
+//!
+//! The code keeps these steps as written; its comments say how.
 
-use super::{RepairOutcome, MAX_CLIMB_PASSES, MAX_REPAIR_NODES};
-use crate::model::UserCost;
+use super::RepairOutcome;
+use crate::model::Load;
 use crate::params::Params;
 use crate::slot::Slot;
 
-/// Margin of the consolidation's pruning: far above the rounding of a sum of at
-/// most S norms in [0, 1] (below 1e-13), far below any fall worth a server.
-const PRUNE_MARGIN: f64 = 1e-9;
+/// Most placements the exact search (step 2) tries in one slot.
+pub const MAX_REPAIR_NODES: usize = 4096;
 
-/// What one user adds to one server's constraint sums at γ = 0, or such a sum
-/// (the improvement also keeps C_s at its solved γ in `total`).
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub(super) struct Load {
-    /// Contribution to C_cmp,s.
-    pub cmp: f64,
-    /// Contribution to C_syn,s.
-    pub syn: f64,
-    /// Contribution to C_s (migration, synchronisation and computation).
-    pub total: f64,
-}
-
-impl Load {
-    pub(super) fn add(self, other: Load) -> Load {
-        Load {
-            cmp: self.cmp + other.cmp,
-            syn: self.syn + other.syn,
-            total: self.total + other.total,
-        }
-    }
-
-    pub(super) fn sub(self, other: Load) -> Load {
-        Load {
-            cmp: self.cmp - other.cmp,
-            syn: self.syn - other.syn,
-            total: self.total - other.total,
-        }
-    }
-}
+/// Most passes of the climb (step 3) back towards the users' preferred servers.
+pub const MAX_CLIMB_PASSES: usize = 4;
 
 /// What the repair did.
 pub(super) struct Outcome {
@@ -51,6 +66,16 @@ pub(super) struct Outcome {
     pub settled: bool,
 }
 
+/// A move of the greedy (step 1).
+#[derive(Clone, Copy)]
+struct Move {
+    /// The logit the user loses.
+    loss: f64,
+    user: usize,
+    /// The server it moves to.
+    to: usize,
+}
+
 /// How the exact search ended.
 enum Search {
     Found,
@@ -60,12 +85,12 @@ enum Search {
 
 /// The repair of one slot: the status, the parameters and the policy's logits.
 pub(super) struct Repair<'a, const U: usize, const S: usize> {
-    params: &'a Params,
-    slot: &'a Slot<U, S>,
+    pub(super) params: &'a Params,
+    pub(super) slot: &'a Slot<U, S>,
     /// User-major logits, `n_users · n_servers` of them.
     logits: &'a [f32],
     n_users: usize,
-    n_servers: usize,
+    pub(super) n_servers: usize,
     /// 1 + 8·n·ε: the search prunes a partial sum only above capacity × this.
     slack: f64,
     /// `loads[u][s]`: what user u puts on server s at γ = 0, computed once per slot
@@ -80,15 +105,7 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
         let mut loads = [[Load::default(); S]; U];
         for (user, row) in slot.users().iter().zip(loads.iter_mut()) {
             for (s, load) in row.iter_mut().enumerate().take(slot.servers().len()) {
-                let uc = UserCost::new(params, slot, user, s, rate);
-                let gamma = 0.0;
-                let bits = user.data_bits + gamma * user.prev_data_bits;
-                let cmp = uc.cmp_cost(bits);
-                *load = Load {
-                    cmp,
-                    syn: uc.syn,
-                    total: uc.mig_cost(user, bits) + uc.syn + cmp,
-                };
+                *load = Load::at_zero(params, slot, user, s, rate);
             }
         }
         Repair {
@@ -116,7 +133,7 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
 
     /// Whether user `u` ranks server `a` before server `b` (larger logit first,
     /// ties to the lower index).
-    fn before(&self, u: usize, a: usize, b: usize) -> bool {
+    pub(super) fn before(&self, u: usize, a: usize, b: usize) -> bool {
         let (ka, kb) = (self.key(u, a), self.key(u, b));
         ka > kb || (ka == kb && a < b)
     }
@@ -153,9 +170,9 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
     // Loads and capacities
     // -----------------------------------------------------------------------------
 
-    /// The loads user `u` puts on server `s` at γ = 0, computed (in [`Repair::new`])
-    /// exactly as [`crate::evaluate`] computes each term (D̄ = D_t + 0·D_{t−1}).
-    fn load(&self, u: usize, s: usize) -> Load {
+    /// The loads user `u` puts on server `s` at γ = 0 ([`Load::at_zero`], computed
+    /// once in [`Repair::new`]).
+    pub(super) fn load(&self, u: usize, s: usize) -> Load {
         self.loads
             .get(u)
             .and_then(|row| row.get(s))
@@ -163,13 +180,9 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
             .unwrap_or_default()
     }
 
-    /// Whether `sum` on server `s` breaks C2 or C3 (as [`crate::evaluate`] decides:
-    /// `>`, so NaN never violates).
-    fn over(&self, s: usize, sum: Load) -> bool {
-        self.slot
-            .servers()
-            .get(s)
-            .is_some_and(|srv| sum.cmp > srv.q || sum.syn > srv.p)
+    /// Whether `sum` on server `s` breaks C2 or C3 ([`Load::fits`]).
+    pub(super) fn over(&self, s: usize, sum: Load) -> bool {
+        self.slot.servers().get(s).is_some_and(|srv| !sum.fits(srv))
     }
 
     /// Whether a partial sum on `s` exceeds the capacity by more than any rounding
@@ -179,7 +192,7 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
         self.slot
             .servers()
             .get(s)
-            .is_some_and(|srv| sum.cmp > srv.q * self.slack || sum.syn > srv.p * self.slack)
+            .is_some_and(|srv| !sum.fits_with_slack(srv, self.slack))
     }
 
     /// The sums of server `s` under `assoc`, in user order (as [`crate::evaluate`]).
@@ -188,15 +201,16 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
             .iter()
             .enumerate()
             .filter(|&(_, &a)| a == s)
-            .fold(Load::default(), |sum, (u, _)| sum.add(self.load(u, s)))
+            .map(|(u, _)| self.load(u, s))
+            .sum()
     }
 
     /// The sums of every server under `assoc`, in user order.
-    fn sums(&self, assoc: &[usize]) -> [Load; S] {
+    pub(super) fn sums(&self, assoc: &[usize]) -> [Load; S] {
         let mut sums = [Load::default(); S];
         for (u, &s) in assoc.iter().enumerate() {
             if let Some(sum) = sums.get_mut(s) {
-                *sum = sum.add(self.load(u, s));
+                *sum = *sum + self.load(u, s);
             }
         }
         sums
@@ -212,7 +226,13 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
 
     /// Moves user `u` to server `t` if the exact sums of `t` then fit, updating
     /// `sums`; returns whether it moved.
-    fn try_move(&self, assoc: &mut [usize], sums: &mut [Load; S], u: usize, t: usize) -> bool {
+    pub(super) fn try_move(
+        &self,
+        assoc: &mut [usize],
+        sums: &mut [Load; S],
+        u: usize,
+        t: usize,
+    ) -> bool {
         let Some(&s) = assoc.get(u) else {
             return false;
         };
@@ -295,7 +315,7 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
             if !self.any_over(sums) {
                 return true;
             }
-            let mut best: Option<(f64, usize, usize)> = None;
+            let mut best: Option<Move> = None;
             for (u, &s) in assoc.iter().enumerate() {
                 if !sums.get(s).is_some_and(|&sum| self.over(s, sum)) {
                     continue;
@@ -306,18 +326,20 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
                     }
                     // The cheap test first: most moves lose more than the best so far.
                     let loss = self.loss(u, s, t);
-                    if best.is_some_and(|(b, _, _)| loss >= b)
-                        || self.over(t, sum.add(self.load(u, t)))
-                    {
+                    if best.is_some_and(|b| loss >= b.loss) || self.over(t, sum + self.load(u, t)) {
                         continue;
                     }
-                    best = Some((loss, u, t));
+                    best = Some(Move {
+                        loss,
+                        user: u,
+                        to: t,
+                    });
                 }
             }
-            let Some((_, u, t)) = best else {
+            let Some(Move { user, to, .. }) = best else {
                 return false;
             };
-            if !self.try_move(assoc, sums, u, t) {
+            if !self.try_move(assoc, sums, user, to) {
                 return false;
             }
         }
@@ -334,10 +356,7 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
                 .servers()
                 .iter()
                 .enumerate()
-                .map(|(s, srv)| {
-                    let load = self.load(u, s);
-                    load.cmp / srv.q + load.syn / srv.p
-                })
+                .map(|(s, srv)| self.load(u, s).relative(srv))
                 .sum::<f64>();
         }
         let weight = |u: usize| weights.get(u).copied().unwrap_or(0.0);
@@ -359,37 +378,35 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
 
     /// Step 2: exact depth-first search with capacity pruning, at most
     /// [`MAX_REPAIR_NODES`] placements. On `Found`, `assoc` is feasible.
+    // The search indexes its stacks by depth < n ≤ U and its sums by a server
+    // s < m ≤ S (both asserted): a `.get()` with a fallback result here would only
+    // turn a bug into a plausible wrong outcome. No untrusted bytes reach it.
+    #[allow(clippy::indexing_slicing)]
     fn search(&self, assoc: &mut [usize], nodes: &mut usize) -> Search {
         let n = self.n_users;
         let order = self.order();
+        debug_assert!(n <= U && order.len() == n && assoc.len() == n);
+        if n == 0 {
+            return Search::Exhausted; // never called: an empty slot is `Clean`
+        }
         // choice[d]: server of the user at depth d (None: not placed yet);
         // saved[d]: that server's partial sum before the placement.
-        let mut choice: heapless::Vec<Option<usize>, U> = heapless::Vec::new();
-        let mut saved: heapless::Vec<Load, U> = heapless::Vec::new();
-        if choice.resize(n, None).is_err() || saved.resize(n, Load::default()).is_err() {
-            return Search::Budget; // never: the slot holds n ≤ U users
-        }
+        let mut choice: [Option<usize>; U] = [None; U];
+        let mut saved = [Load::default(); U];
         let mut sums = [Load::default(); S];
         let mut depth = 0;
         loop {
-            let Some(&u) = order.get(depth) else {
-                return Search::Exhausted; // never: depth < n
-            };
-            let current = choice.get(depth).copied().flatten();
-            let Some(s) = self.next(u, current) else {
+            let u = order[depth];
+            let Some(s) = self.next(u, choice[depth]) else {
                 // Every server of this user tried: back to the previous user and
                 // undo its placement (its next server is tried in the next step).
-                if let Some(c) = choice.get_mut(depth) {
-                    *c = None;
-                }
+                choice[depth] = None;
                 let Some(up) = depth.checked_sub(1) else {
                     return Search::Exhausted;
                 };
                 depth = up;
-                if let (Some(Some(s)), Some(&prev)) = (choice.get(depth), saved.get(depth)) {
-                    if let Some(sum) = sums.get_mut(*s) {
-                        *sum = prev;
-                    }
+                if let Some(s) = choice[depth] {
+                    sums[s] = saved[depth];
                 }
                 continue;
             };
@@ -397,28 +414,22 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
                 return Search::Budget;
             }
             *nodes += 1;
-            if let Some(c) = choice.get_mut(depth) {
-                *c = Some(s);
-            }
-            let Some(sum) = sums.get_mut(s) else {
-                continue; // never: s < n_servers ≤ S
-            };
-            let placed = sum.add(self.load(u, s));
+            choice[depth] = Some(s);
+            debug_assert!(s < self.n_servers);
+            let placed = sums[s] + self.load(u, s);
             if self.over_with_slack(s, placed) {
                 continue;
             }
-            if let Some(prev) = saved.get_mut(depth) {
-                *prev = *sum;
-            }
+            saved[depth] = sums[s];
             if depth + 1 < n {
-                *sum = placed;
+                sums[s] = placed;
                 depth += 1;
                 continue;
             }
             // A complete association: accept it only if the exact sums fit.
             for (&v, c) in order.iter().zip(&choice) {
-                if let (Some(a), Some(server)) = (assoc.get_mut(v), c) {
-                    *a = *server;
+                if let Some(server) = *c {
+                    assoc[v] = server;
                 }
             }
             if !self.any_over(&self.sums(assoc)) {
@@ -441,7 +452,7 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
                 for (t, &sum) in sums.iter().enumerate().take(self.n_servers) {
                     if self.before(u, t, s)
                         && best.is_none_or(|b| self.before(u, t, b))
-                        && !self.over(t, sum.add(self.load(u, t)))
+                        && !self.over(t, sum + self.load(u, t))
                     {
                         best = Some(t);
                     }
@@ -455,152 +466,5 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
             }
         }
         false
-    }
-
-    /// Step 4: while some occupied server can be emptied into the other occupied
-    /// servers so that the cost term Σ_s Norm(C_s) at γ = 0 falls, empties the one
-    /// whose emptying lowers it most (ties: the lowest index); returns how many
-    /// servers it emptied. `assoc` must fit everywhere; it still does after. Each
-    /// round empties one server or ends the step, so there are at most m rounds.
-    pub(super) fn consolidate(&self, assoc: &mut [usize]) -> usize {
-        self.consolidate_with(assoc, true)
-    }
-
-    /// [`Repair::consolidate`], with the pruning of tries that cannot win on or off
-    /// (off only in the test that checks the pruning changes nothing).
-    pub(super) fn consolidate_with(&self, assoc: &mut [usize], prune: bool) -> usize {
-        let n = assoc.len();
-        let mut sums = self.sums(assoc);
-        let mut emptied = 0;
-        for _ in 0..self.n_servers {
-            let mut count = [0usize; S];
-            for &s in assoc.iter() {
-                if let Some(c) = count.get_mut(s) {
-                    *c += 1;
-                }
-            }
-            // Each server's Norm once per round (every try reuses them). A try
-            // lowers the cost term by at most its own server's Norm, since the
-            // other servers only gain load; so the candidates go by decreasing
-            // Norm, and one whose Norm is below the best fall so far by more than
-            // any rounding of these sums (PRUNE_MARGIN) cannot win and is skipped.
-            let mut norms = [0.0f64; S];
-            for (v, sum) in norms.iter_mut().zip(sums.iter()).take(self.n_servers) {
-                *v = crate::model::norm(self.params, sum.total);
-            }
-            let norm_of = |s: usize| norms.get(s).copied().unwrap_or(f64::NAN);
-            let mut order: heapless::Vec<usize, S> = heapless::Vec::new();
-            for (s, &k) in count.iter().enumerate().take(self.n_servers) {
-                if k == 0 || k == n {
-                    continue;
-                }
-                // Before the first of smaller Norm (`total_cmp` order; a NaN Norm,
-                // only from NaN loads, sorts at one end and is never skipped).
-                let at = order
-                    .iter()
-                    .position(|&v| norm_of(s).total_cmp(&norm_of(v)).is_gt())
-                    .unwrap_or(order.len());
-                if order.insert(at, s).is_err() {
-                    return emptied; // never: at most m ≤ S servers
-                }
-            }
-            // The best emptying of this round: (drop, server, association, sums);
-            // ties go to the lower server index, as in a scan by index.
-            let mut best: Option<(f64, usize, [usize; U], [Load; S])> = None;
-            for &s in &order {
-                if prune
-                    && best
-                        .as_ref()
-                        .is_some_and(|b| norm_of(s) + PRUNE_MARGIN < b.0)
-                {
-                    continue;
-                }
-                let mut trial = [0usize; U];
-                let Some(slice) = trial.get_mut(..n) else {
-                    return emptied; // never: assoc holds n ≤ U users
-                };
-                slice.copy_from_slice(assoc);
-                let mut trial_sums = sums;
-                if let Some(drop) = self.try_empty(s, &count, &norms, slice, &mut trial_sums) {
-                    if best
-                        .as_ref()
-                        .is_none_or(|b| drop > b.0 || (drop == b.0 && s < b.1))
-                    {
-                        best = Some((drop, s, trial, trial_sums));
-                    }
-                }
-            }
-            let Some((_, _, trial, trial_sums)) = best else {
-                break;
-            };
-            if let Some(slice) = trial.get(..n) {
-                assoc.copy_from_slice(slice);
-            }
-            sums = trial_sums;
-            emptied += 1;
-        }
-        emptied
-    }
-
-    /// Moves every user of server `s` in `assoc` to the occupied server (by
-    /// `count`) it ranks highest among those where it still fits, heaviest user
-    /// first, updating `sums`. Returns how much the cost term Σ Norm(C_s) at γ = 0
-    /// of the servers involved falls, when every user found a place and it falls
-    /// (`assoc` and `sums` are then the emptied association's), else `None`
-    /// (they are then to be discarded).
-    fn try_empty(
-        &self,
-        s: usize,
-        count: &[usize; S],
-        norms: &[f64; S],
-        assoc: &mut [usize],
-        sums: &mut [Load; S],
-    ) -> Option<f64> {
-        let srv = self.slot.servers().get(s)?;
-        // The users of s, heaviest first by relative load on s (insertion sort,
-        // ties to the lower index): the large ones are placed while room is left.
-        let weight = |u: usize| {
-            let load = self.load(u, s);
-            load.cmp / srv.q + load.syn / srv.p
-        };
-        let mut users: heapless::Vec<usize, U> = heapless::Vec::new();
-        for (u, _) in assoc.iter().enumerate().filter(|&(_, &a)| a == s) {
-            let at = users
-                .iter()
-                .position(|&v| weight(u).total_cmp(&weight(v)).is_gt())
-                .unwrap_or(users.len());
-            users.insert(at, u).ok()?; // never fails: assoc holds n ≤ U users
-        }
-        let mut touched = [false; S];
-        for &u in &users {
-            let mut best = None;
-            for (t, &sum) in sums.iter().enumerate().take(self.n_servers) {
-                if t != s
-                    && count.get(t).is_some_and(|&c| c > 0)
-                    && best.is_none_or(|b| self.before(u, t, b))
-                    && !self.over(t, sum.add(self.load(u, t)))
-                {
-                    best = Some(t);
-                }
-            }
-            let t = best?;
-            if !self.try_move(assoc, sums, u, t) {
-                return None;
-            }
-            *touched.get_mut(t)? = true;
-        }
-        *touched.get_mut(s)? = true;
-        // Σ Norm over the servers involved, before (`norms`, of the sums this
-        // try started from) and after (s is empty after; a NaN sum compares
-        // false and keeps the association).
-        let norm = |sum: &Load| crate::model::norm(self.params, sum.total);
-        let (mut was, mut is) = (0.0, 0.0);
-        for ((&flag, &old), new) in touched.iter().zip(norms.iter()).zip(sums.iter()) {
-            if flag {
-                was += old;
-                is += norm(new);
-            }
-        }
-        (is < was).then_some(was - is)
     }
 }

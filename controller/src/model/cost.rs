@@ -1,5 +1,6 @@
 //! Energy costs (13)–(15) and the normalisation of eq. (22).
 
+use super::load::Load;
 use crate::params::{CostNorm, Params};
 use crate::slot::{manhattan, Slot, User};
 
@@ -14,6 +15,29 @@ pub struct ServerCost {
     pub cmp: f64,
     /// Total C_s, eq. (21).
     pub total: f64,
+}
+
+impl ServerCost {
+    /// The three costs and their total C_s = C_mig + C_syn + C_cmp (eq. (21)).
+    #[inline]
+    pub fn new(mig: f64, syn: f64, cmp: f64) -> ServerCost {
+        ServerCost {
+            mig,
+            syn,
+            cmp,
+            total: mig + syn + cmp,
+        }
+    }
+
+    /// The parts C2, C3 and e look at.
+    #[inline]
+    pub fn load(&self) -> Load {
+        Load {
+            cmp: self.cmp,
+            syn: self.syn,
+            total: self.total,
+        }
+    }
 }
 
 /// A server's normalised cost in e (eq. (22)), by [`Params::cost_norm`]:
@@ -81,5 +105,22 @@ impl UserCost {
     #[inline]
     pub fn cmp_cost(&self, total_bits: f64) -> f64 {
         self.cmp_per_bit * total_bits
+    }
+
+    /// The user's three costs on the server with D̄ = `total_bits`
+    /// ([`total_bits`](super::total_bits)), and their total.
+    #[inline]
+    pub fn costs(&self, user: &User, total_bits: f64) -> ServerCost {
+        ServerCost::new(
+            self.mig_cost(user, total_bits),
+            self.syn,
+            self.cmp_cost(total_bits),
+        )
+    }
+
+    /// The user's [`Load`] on the server with D̄ = `total_bits`.
+    #[inline]
+    pub fn load(&self, user: &User, total_bits: f64) -> Load {
+        self.costs(user, total_bits).load()
     }
 }

@@ -2,9 +2,11 @@
 //! reward (24)–(25). This is the one implementation every other part of diten uses.
 
 mod cost;
+mod load;
 mod utility;
 
 pub use cost::{norm, ServerCost, UserCost};
+pub use load::{total_bits, Load, Weights};
 pub use utility::{exponent, utility};
 
 use crate::error::Error;
@@ -57,6 +59,24 @@ impl<const U: usize, const S: usize> Evaluation<U, S> {
     }
 }
 
+/// Checks that `params` are valid ([`Params::validate`]) and that with them every
+/// user's EMD in `slot` gives a utility exponent in (0, 1] (see
+/// [`Error::UtilityExponent`]): what the γ solver and the controller ask before
+/// they use the model on a slot.
+pub fn check_params<const U: usize, const S: usize>(
+    params: &Params,
+    slot: &Slot<U, S>,
+) -> Result<(), Error> {
+    params.validate()?;
+    for (user, u) in slot.users().iter().enumerate() {
+        let v = exponent(params, u.emd);
+        if !(v > 0.0 && v <= 1.0) {
+            return Err(Error::UtilityExponent { user });
+        }
+    }
+    Ok(())
+}
+
 /// Barrier term subtracted per constraint in eq. (25): −B(min(x, −δ)) = (1/f)·ln(max(−x, δ)).
 #[inline]
 pub fn neg_barrier(params: &Params, slack: f64) -> f64 {
@@ -105,36 +125,31 @@ pub fn evaluate<const U: usize, const S: usize>(
                 0.0
             }
         };
-        let total_bits = u.data_bits + g * u.prev_data_bits;
-        let rho = utility(params, u.emd, total_bits);
+        let bits = total_bits(u, g);
+        let rho = utility(params, u.emd, bits);
         utility_sum += rho;
         utilities.push(rho).map_err(|_| Error::TooManyUsers {
             count: slot.users().len(),
             capacity: U,
         })?;
-        let uc = UserCost::new(params, slot, u, s, rate);
+        let cost = UserCost::new(params, slot, u, s, rate).costs(u, bits);
         if let Some(sc) = servers.get_mut(s) {
-            sc.mig += uc.mig_cost(u, total_bits);
-            sc.syn += uc.syn;
-            sc.cmp += uc.cmp_cost(total_bits);
+            sc.mig += cost.mig;
+            sc.syn += cost.syn;
+            sc.cmp += cost.cmp;
         }
     }
-    let n_users = slot.users().len() as f64;
-    let n_servers = slot.servers().len() as f64;
     let mut cost_term = 0.0;
     let mut barrier = 0.0;
     for (sc, srv) in servers.iter_mut().zip(slot.servers()) {
-        sc.total = sc.mig + sc.syn + sc.cmp;
+        *sc = ServerCost::new(sc.mig, sc.syn, sc.cmp);
         cost_term += norm(params, sc.total);
-        if sc.cmp > srv.q {
-            violations.c2 += 1;
-        }
-        if sc.syn > srv.p {
-            violations.c3 += 1;
-        }
+        let load = sc.load();
+        violations.c2 += usize::from(load.breaks_c2(srv));
+        violations.c3 += usize::from(load.breaks_c3(srv));
         barrier += neg_barrier(params, srv.q - sc.cmp) + neg_barrier(params, srv.p - sc.syn);
     }
-    let objective = params.beta1 / n_users * utility_sum - params.beta2 / n_servers * cost_term;
+    let objective = Weights::new(params, slot).objective(utility_sum, cost_term);
     let reward = objective + barrier - params.infeasible_penalty * violations.total() as f64;
     Ok(Evaluation {
         utility: utilities,

@@ -142,41 +142,6 @@ impl<'a> Policy<'a> {
         }
         Ok(())
     }
-
-    /// The best server of each user: `out[u]` is the index of the largest of
-    /// `logits[u·S .. (u+1)·S]` (ties: the lowest index; NaN never wins; a row
-    /// of NaN gives 0). `logits` must hold exactly [`logits_len`](Self::logits_len)
-    /// values and `out` exactly U, otherwise [`Error::PolicyBuffer`].
-    pub fn best_servers(&self, logits: &[f32], out: &mut [usize]) -> Result<(), Error> {
-        if logits.len() != self.logits_len() {
-            return Err(Error::PolicyBuffer {
-                buffer: "policy.logits",
-                expected: self.logits_len(),
-                got: logits.len(),
-            });
-        }
-        if out.len() != self.users() {
-            return Err(Error::PolicyBuffer {
-                buffer: "policy.servers",
-                expected: self.users(),
-                got: out.len(),
-            });
-        }
-        for (best, row) in out
-            .iter_mut()
-            .zip(logits.chunks_exact(self.servers().max(1)))
-        {
-            let mut top = f32::NEG_INFINITY;
-            *best = 0;
-            for (s, &v) in row.iter().enumerate() {
-                if v > top {
-                    top = v;
-                    *best = s;
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 /// `tanh(x)` as a rational function (odd degree-13 numerator, even degree-6
@@ -225,7 +190,7 @@ fn add_dense(layer: &LayerRef<'_>, x: &[f32], out: &mut [f32]) {
 /// of `W` (`x.len()` values each) are read as `f32` straight from the blob
 /// ([`F32Le`] stores them as little-endian bytes of no guaranteed alignment).
 ///
-/// With `std` on x86-64, a CPU with AVX2 and FMA (checked once, then cached by
+/// With the feature `simd` on x86-64, a CPU with AVX2 and FMA (checked once, then cached by
 /// `pulp`) runs the same loops 8 lanes wide with fused multiply-adds; elsewhere
 /// they run on `wide`'s portable vectors, except on 32-bit Arm (the firmware),
 /// which has its own scalar kernel, [`row_pairs`].
@@ -234,7 +199,7 @@ fn matvec(layer: &LayerRef<'_>, x: &[f32], out: &mut [f32], put: impl Fn(&mut f3
     let (w, _) = layer.weight.as_bytes().as_chunks::<4>();
     #[cfg(target_arch = "arm")]
     row_pairs(w, layer.bias, x, out, put);
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    #[cfg(all(feature = "simd", target_arch = "x86_64"))]
     if let Some(simd) = pulp::x86::V3::try_new() {
         return simd.vectorize(|| rows_times(Fma(simd), w, layer.bias, x, out, put));
     }
@@ -378,11 +343,11 @@ impl Simd for Portable {
 }
 
 /// AVX2 + FMA through `pulp`'s checked token (no `unsafe` here).
-#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[cfg(all(feature = "simd", target_arch = "x86_64"))]
 #[derive(Clone, Copy)]
 struct Fma(pulp::x86::V3);
 
-#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[cfg(all(feature = "simd", target_arch = "x86_64"))]
 impl Simd for Fma {
     type V = pulp::f32x8;
     #[inline(always)]

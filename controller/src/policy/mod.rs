@@ -56,9 +56,6 @@
 //! let mut logits = [0.0f32; 1];
 //! policy.logits(&obs, &mut scratch, &mut logits)?;
 //! assert_eq!(logits, [11.0 * 0.25 + 0.5]);
-//! let mut best = [usize::MAX];
-//! policy.best_servers(&logits, &mut best)?;
-//! assert_eq!(best, [0]);
 //! # Ok::<(), diten_controller::Error>(())
 //! ```
 

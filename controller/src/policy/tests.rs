@@ -1077,38 +1077,6 @@ fn engine_checks_its_buffers_and_the_observation() {
 }
 
 #[test]
-fn best_servers_takes_the_first_largest() {
-    let net = Net::random(1, 3, 4, &[4], false);
-    let blob = net.encoded();
-    let policy = Policy::parse(&blob).unwrap();
-    #[rustfmt::skip]
-    let logits = [
-        0.5, 2.0, 2.0, -1.0,              // tie: lowest index
-        f32::NAN, -3.0, f32::NAN, -2.5,   // NaN never wins
-        f32::NAN, f32::NAN, f32::NAN, f32::NAN,
-    ];
-    let mut best = [usize::MAX; 3];
-    assert_eq!(policy.best_servers(&logits, &mut best), Ok(()));
-    assert_eq!(best, [1, 3, 0]);
-    assert_eq!(
-        policy.best_servers(&logits[..11], &mut best),
-        Err(Error::PolicyBuffer {
-            buffer: "policy.logits",
-            expected: 12,
-            got: 11
-        })
-    );
-    assert_eq!(
-        policy.best_servers(&logits, &mut [0; 2]),
-        Err(Error::PolicyBuffer {
-            buffer: "policy.servers",
-            expected: 3,
-            got: 2
-        })
-    );
-}
-
-#[test]
 fn max_scratch_len_covers_every_shape() {
     assert_eq!(max_scratch_len(1424), 1424 + 1024);
     let net = Net::random(2, 2, 2, &[MAX_WIDTH, 3], false);

@@ -53,7 +53,7 @@ mod single;
 mod var;
 
 use crate::error::Error;
-use crate::model::{exponent, UserCost};
+use crate::model::{check_params, exponent, total_bits, Load, UserCost, Weights};
 use crate::params::Params;
 use crate::slot::Slot;
 
@@ -103,7 +103,7 @@ pub fn solve_gamma<const U: usize, const S: usize>(
     association: &[usize],
     gamma: &mut [f64],
 ) -> Result<SolveStats, Error> {
-    slot.check_params(params)?;
+    check_params(params, slot)?;
     slot.check_association(association)?;
     if gamma.len() != slot.users().len() {
         return Err(Error::AssociationLength {
@@ -135,8 +135,10 @@ pub(crate) struct ServerSolver<const U: usize> {
 impl<const U: usize> ServerSolver<U> {
     /// The solver for servers of `slot` (whose parameters were checked).
     pub(crate) fn new<const S: usize>(params: &Params, slot: &Slot<U, S>) -> Self {
-        let w = params.beta1 / slot.users().len() as f64;
-        let c = params.beta2 / slot.servers().len() as f64;
+        let Weights {
+            utility: w,
+            cost: c,
+        } = Weights::new(params, slot);
         let ln_c_4f0 = crate::math::ln(c) - crate::math::ln(4.0 * params.f0);
         ServerSolver {
             rate: params.rate_bps(),
@@ -182,12 +184,12 @@ impl<const U: usize> ServerSolver<U> {
             per_bit: &cmp_per_bit,
         };
         // Feasibility at γ = 0 is decided with evaluate's own sum, not the solver's.
-        if cmp.sum(gamma) > srv.q {
+        if cmp.load(gamma).breaks_c2(srv) {
             return false;
         }
         prob.solve(stats);
         prob.write(gamma);
-        cmp.polish(srv.q, gamma);
+        cmp.polish(srv, gamma);
         true
     }
 }
@@ -250,32 +252,37 @@ struct C2Row<'a, const U: usize, const S: usize> {
 }
 
 impl<const U: usize, const S: usize> C2Row<'_, U, S> {
-    /// C_cmp,s summed exactly as [`crate::evaluate`] sums it (in user order, each
-    /// term [`UserCost::cmp_cost`]), so that both agree on C2 to the last bit.
-    fn sum(&self, gamma: &[f64]) -> f64 {
-        let mut cmp = 0.0;
-        for (&k, &per_bit) in self.users.iter().zip(self.per_bit) {
-            if let (Some(u), Some(&g)) = (self.slot.users().get(k), gamma.get(k)) {
+    /// The server's load at `gamma`, C_cmp,s alone (the other parts 0), summed as
+    /// [`crate::evaluate`] sums it ([`Load`]'s sum), so that both agree on C2 to
+    /// the last bit.
+    fn load(&self, gamma: &[f64]) -> Load {
+        self.users
+            .iter()
+            .zip(self.per_bit)
+            .filter_map(|(&k, &per_bit)| {
+                let (u, &g) = (self.slot.users().get(k)?, gamma.get(k)?);
                 let uc = UserCost {
                     mig_per_bit: 0.0,
                     cmp_per_bit: per_bit,
                     syn: 0.0,
                 };
-                cmp += uc.cmp_cost(u.data_bits + g * u.prev_data_bits);
-            }
-        }
-        cmp
+                Some(Load {
+                    cmp: uc.cmp_cost(total_bits(u, g)),
+                    ..Load::default()
+                })
+            })
+            .sum()
     }
 
-    /// Makes C2 hold in floating point as [`crate::evaluate`] sums it: the solver's
-    /// own sum can differ in the last bits when the optimum fills q exactly.
-    /// Shrinks the server's γ by relative steps 1e-15, 8e-15, 6.4e-14, … and, if
-    /// that is not enough within [`MAX_POLISH`] steps, sets them to 0 (feasible:
-    /// checked before solving).
-    fn polish(&self, q: f64, gamma: &mut [f64]) {
+    /// Makes C2 hold on `srv` in floating point as [`crate::evaluate`] sums it:
+    /// the solver's own sum can differ in the last bits when the optimum fills q
+    /// exactly. Shrinks the server's γ by relative steps 1e-15, 8e-15, 6.4e-14, …
+    /// and, if that is not enough within [`MAX_POLISH`] steps, sets them to 0
+    /// (feasible: checked before solving).
+    fn polish(&self, srv: &crate::slot::Server, gamma: &mut [f64]) {
         let mut shrink = 1e-15;
         for _ in 0..MAX_POLISH {
-            if self.sum(gamma) <= q {
+            if self.load(gamma).fits_as_number(srv) {
                 return;
             }
             for &k in self.users {
@@ -285,7 +292,7 @@ impl<const U: usize, const S: usize> C2Row<'_, U, S> {
             }
             shrink *= 8.0;
         }
-        if self.sum(gamma) > q {
+        if self.load(gamma).breaks_c2(srv) {
             for &k in self.users {
                 if let Some(g) = gamma.get_mut(k) {
                     *g = 0.0;

@@ -2,7 +2,7 @@
 
 use core::cell::Cell;
 
-use crate::model::UserCost;
+use crate::model::{total_bits, UserCost};
 use crate::params::{CostNorm, Params};
 use crate::slot::User;
 
@@ -256,9 +256,10 @@ impl<const U: usize> Server<U> {
 
     /// Adds user `k`'s constant costs, and a variable if it has previous data.
     pub fn add_user(&mut self, params: &Params, k: usize, u: &User, uc: &UserCost, v: f64) {
-        let d = u.data_bits;
-        self.c0 += uc.mig_cost(u, d) + uc.syn + uc.cmp_cost(d);
-        self.cap -= uc.cmp_cost(d);
+        let d = total_bits(u, 0.0);
+        let at_zero = uc.load(u, d);
+        self.c0 += at_zero.total;
+        self.cap -= at_zero.cmp;
         self.cap0 = self.cap;
         let p = u.prev_data_bits;
         if p <= 0.0 {

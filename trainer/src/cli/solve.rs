@@ -103,7 +103,7 @@ pub fn solve_text(text: &str, policy: Option<&[u8]>) -> anyhow::Result<String> {
     check_no_positional_structs(text)?;
     let instance: Instance = parse_json(text)?;
     let slot: Slot = Slot::new(&instance.servers, &instance.users)?;
-    slot.check_params(&instance.params)?;
+    diten_controller::model::check_params(&instance.params, &slot)?;
     let association = match (instance.association, policy) {
         (Some(_), Some(_)) => bail!(
             "association: given, and --policy too (give one: the association to solve γ \

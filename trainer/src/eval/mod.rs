@@ -211,7 +211,11 @@ impl PolicySpec {
                 let mut dm =
                     policy::ControllerPolicy::load(&for_servers(path, servers), self.label())?;
                 match self {
-                    PolicySpec::Unconsolidated(_) => dm.set_consolidation(false),
+                    // The policy alone: neither the consolidation nor the improvement.
+                    PolicySpec::Unconsolidated(_) => {
+                        dm.set_consolidation(false);
+                        dm.set_improvement_budget(0);
+                    }
                     PolicySpec::Unimproved(_) => dm.set_improvement_budget(0),
                     PolicySpec::Budget(_, n) => dm.set_improvement_budget(*n),
                     PolicySpec::Builtin(_) | PolicySpec::File(_) => {}

@@ -92,7 +92,7 @@ impl ControllerPolicy {
     }
 
     /// Switches the controller's consolidation on (the default, as a gateway runs
-    /// it) or off (the policy alone).
+    /// it) or off; off with the improvement's budget 0 is the policy alone.
     pub fn set_consolidation(&mut self, on: bool) {
         self.consolidate = on;
     }

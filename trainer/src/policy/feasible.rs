@@ -1,61 +1,20 @@
-//! What the rule-based decision makers share: the loads a user puts on a server at
-//! γ = 0 (for C2 and C3), and the part of a slot one server's users make, computed
-//! by the controller on a sub-slot.
+//! What the rule-based decision makers share: tables of the loads users put on
+//! servers at γ = 0 (the controller's [`Load`], for C2 and C3), and the part of a
+//! slot one server's users make, computed by the controller on a sub-slot.
 //!
 //! # Exactness
 //!
-//! [`diten_controller::evaluate`] sums each server's costs over users in user order,
-//! starting from 0. Every sum here is formed the same way (loads of a user set are
-//! summed in increasing user index), so a constraint check here and the one of
-//! `evaluate` agree to the last bit. C2 is checked at γ = 0: the γ solver keeps C2
-//! whenever it holds at γ = 0, and C3 does not depend on γ, so the number of
-//! constraints a server breaks after `solve_gamma` is exactly [`Load::violations`]
-//! of its load at γ = 0.
+//! Loads of a user set are summed with the controller's [`Load`] sum, in
+//! increasing user index, so a constraint check here and the one of `evaluate`
+//! agree to the last bit. C2 is checked at γ = 0: the γ solver keeps C2 whenever
+//! it holds at γ = 0, and C3 does not depend on γ, so the number of constraints a
+//! server breaks after `solve_gamma` is exactly [`Load::violations`] of its load
+//! at γ = 0.
 
-use diten_controller::{
-    evaluate, model::UserCost, solve_gamma, Params, Server, Slot, User, MAX_SERVERS, MAX_USERS,
-};
+pub(crate) use diten_controller::model::Load;
+use diten_controller::{evaluate, solve_gamma, Params, Server, Slot, User, MAX_SERVERS, MAX_USERS};
 
 use crate::sim::Status;
-
-/// The costs a set of users puts on one server at γ = 0.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub(crate) struct Load {
-    /// Computation cost C_cmp at γ = 0 (bound q_s, C2).
-    pub cmp: f64,
-    /// Synchronisation cost C_syn (bound p_s, C3).
-    pub syn: f64,
-}
-
-impl Load {
-    /// The load of `user` alone on `server` (`rate` = [`Params::rate_bps`]).
-    pub fn of(params: &Params, slot: &Status, user: &User, server: usize, rate: f64) -> Load {
-        let uc = UserCost::new(params, slot, user, server, rate);
-        Load {
-            cmp: uc.cmp_cost(user.data_bits),
-            syn: uc.syn,
-        }
-    }
-
-    /// This load with `other` added after it (the order `evaluate` adds in).
-    pub fn plus(self, other: Load) -> Load {
-        Load {
-            cmp: self.cmp + other.cmp,
-            syn: self.syn + other.syn,
-        }
-    }
-
-    /// How many of C2 (at γ = 0) and C3 this load breaks on `server` (0, 1 or 2).
-    pub fn violations(self, server: &Server) -> usize {
-        usize::from(self.cmp > server.q) + usize::from(self.syn > server.p)
-    }
-
-    /// Relative excess over the capacities, Σ max(0, load/capacity − 1): how far the
-    /// load is from keeping C2 and C3 (0 when it keeps both).
-    pub fn excess(self, server: &Server) -> f64 {
-        (self.cmp / server.q - 1.0).max(0.0) + (self.syn / server.p - 1.0).max(0.0)
-    }
-}
 
 /// Per-server loads of a whole association, without allocating (capacity
 /// [`MAX_SERVERS`], the simulator's).
@@ -79,7 +38,7 @@ impl Loads {
         let mut loads = Loads::empty();
         for (user, &s) in slot.users().iter().zip(association) {
             if s < slot.servers().len() {
-                loads.add(s, Load::of(params, slot, user, s, rate));
+                loads.add(s, Load::at_zero(params, slot, user, s, rate));
             }
         }
         loads
@@ -93,7 +52,7 @@ impl Loads {
     /// Adds `load` to server `s` (ignored when out of range).
     pub fn add(&mut self, s: usize, load: Load) {
         if let Some(l) = self.loads.get_mut(s) {
-            *l = l.plus(load);
+            *l = *l + load;
         }
     }
 
@@ -102,7 +61,7 @@ impl Loads {
         servers
             .iter()
             .zip(&self.loads)
-            .position(|(srv, l)| l.violations(srv) > 0)
+            .position(|(srv, l)| !l.fits(srv))
     }
 }
 
@@ -147,7 +106,7 @@ impl LoadTable {
         self.loads.clear();
         for user in slot.users() {
             for s in 0..self.servers {
-                self.loads.push(Load::of(params, slot, user, s, rate));
+                self.loads.push(Load::at_zero(params, slot, user, s, rate));
             }
         }
     }
@@ -163,7 +122,7 @@ impl LoadTable {
     /// Load of the user set `mask` on server `s`, summed in user order like
     /// `evaluate` (so it is exact, see the module docs).
     pub fn sum(&self, s: usize, mask: u64) -> Load {
-        members(mask).fold(Load::default(), |acc, u| acc.plus(self.get(u, s)))
+        members(mask).map(|u| self.get(u, s)).sum()
     }
 }
 

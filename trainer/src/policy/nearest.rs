@@ -61,9 +61,9 @@ pub(crate) fn associate(env: &Env) -> Vec<usize> {
         let mut least: Option<(usize, f64, f64, usize)> = None;
         for (s, srv) in servers.iter().enumerate() {
             let before = loads.get(s);
-            let after = before.plus(Load::of(params, slot, user, s, rate));
+            let after = before + Load::at_zero(params, slot, user, s, rate);
             let d = manhattan(user.x, user.y, srv.x, srv.y);
-            if after.violations(srv) == 0 {
+            if after.fits(srv) {
                 if fit.is_none_or(|(best, _)| d < best) {
                     fit = Some((d, s));
                 }
@@ -84,7 +84,7 @@ pub(crate) fn associate(env: &Env) -> Vec<usize> {
             (None, Some(l)) => l.3,
             (None, None) => 0, // unreachable: a slot has at least one server
         };
-        loads.add(s, Load::of(params, slot, user, s, rate));
+        loads.add(s, Load::at_zero(params, slot, user, s, rate));
         association.push(s);
     }
     association
@@ -194,7 +194,7 @@ impl DecisionMaker for NearestRandom {
             let eval = evaluate(params, slot, &association, &scaled(&factor)).map_err(rejected)?;
             let mut over = false;
             for ((f, cost), srv) in factor.iter_mut().zip(&eval.servers).zip(slot.servers()) {
-                if cost.cmp > srv.q && *f > 0.0 {
+                if cost.load().breaks_c2(srv) && *f > 0.0 {
                     over = true;
                     *f = if step == MAX_SHRINK {
                         0.0

@@ -1,0 +1,170 @@
+//! What users put on a server: the user's total data D̄, the loads C2, C3 and C_s
+//! are checked and priced on, and the server's share of e (eq. (22)). Every part of
+//! diten that sums loads or scores a server (`evaluate`, the γ solver, the
+//! controller's repair, consolidation and improvement, the trainer's rule-based
+//! decision makers) sums them with `+` ([`Load`]'s `Add`) in user order, starting from 0,
+//! which is how [`crate::evaluate`] sums: so their constraint checks and theirs
+//! agree to the last bit.
+
+use super::cost::{norm, UserCost};
+use crate::params::Params;
+use crate::slot::{Server, Slot, User};
+
+/// The user's total data D̄ = D_t + γ·D_{t−1} (bits) at data reuse ratio `gamma`.
+#[inline]
+pub fn total_bits(user: &User, gamma: f64) -> f64 {
+    user.data_bits + gamma * user.prev_data_bits
+}
+
+/// What users put on one server: the sums C2 and C3 bound and the total C_s that
+/// e prices. A user's own load, or a sum of them (in user order).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Load {
+    /// Computation cost C_cmp,s (bound q_s, C2).
+    pub cmp: f64,
+    /// Synchronisation cost C_syn,s (bound p_s, C3).
+    pub syn: f64,
+    /// Total cost C_s (migration, synchronisation and computation).
+    pub total: f64,
+}
+
+impl Load {
+    /// What `user` alone puts on server `server` of `slot` at γ = 0, the least
+    /// computation (`rate` = [`Params::rate_bps`]).
+    pub fn at_zero<const U: usize, const S: usize>(
+        params: &Params,
+        slot: &Slot<U, S>,
+        user: &User,
+        server: usize,
+        rate: f64,
+    ) -> Load {
+        UserCost::new(params, slot, user, server, rate).load(user, total_bits(user, 0.0))
+    }
+
+    /// Whether the load breaks C2 on `server` (C_cmp,s > q_s; a NaN sum does not).
+    #[inline]
+    pub fn breaks_c2(&self, server: &Server) -> bool {
+        self.cmp > server.q
+    }
+
+    /// Whether the load breaks C3 on `server` (C_syn,s > p_s; a NaN sum does not).
+    #[inline]
+    pub fn breaks_c3(&self, server: &Server) -> bool {
+        self.syn > server.p
+    }
+
+    /// How many of C2 and C3 the load breaks on `server` (0, 1 or 2), as
+    /// [`crate::evaluate`] counts them.
+    #[inline]
+    pub fn violations(&self, server: &Server) -> usize {
+        usize::from(self.breaks_c2(server)) + usize::from(self.breaks_c3(server))
+    }
+
+    /// Whether the load keeps C2 and C3 on `server`, as [`crate::evaluate`]
+    /// decides (so a NaN sum fits).
+    #[inline]
+    pub fn fits(&self, server: &Server) -> bool {
+        !self.breaks_c2(server) && !self.breaks_c3(server)
+    }
+
+    /// Whether the load fits and neither of its C2 and C3 sums is NaN: where a
+    /// NaN load must not count as an improvement.
+    #[inline]
+    pub fn fits_as_number(&self, server: &Server) -> bool {
+        self.fits(server) && !self.cmp.is_nan() && !self.syn.is_nan()
+    }
+
+    /// Whether the load stays within the capacities scaled by `slack` (≥ 1):
+    /// false means it breaks them by more than the rounding that `slack` allows.
+    #[inline]
+    pub fn fits_with_slack(&self, server: &Server, slack: f64) -> bool {
+        !(self.cmp > server.q * slack || self.syn > server.p * slack)
+    }
+
+    /// Relative excess over the capacities, Σ max(0, load/capacity − 1): how far
+    /// the load is from keeping C2 and C3 (0 when it keeps both).
+    #[inline]
+    pub fn excess(&self, server: &Server) -> f64 {
+        (self.cmp / server.q - 1.0).max(0.0) + (self.syn / server.p - 1.0).max(0.0)
+    }
+
+    /// The relative load on `server`, cmp/q_s + syn/p_s: how much of its two
+    /// capacities the load takes (the repair's weight of a user).
+    #[inline]
+    pub fn relative(&self, server: &Server) -> f64 {
+        self.cmp / server.q + self.syn / server.p
+    }
+}
+
+impl core::ops::Add for Load {
+    type Output = Load;
+
+    /// This load with `other` added after it (the order [`crate::evaluate`] adds in).
+    #[inline]
+    fn add(self, other: Load) -> Load {
+        Load {
+            cmp: self.cmp + other.cmp,
+            syn: self.syn + other.syn,
+            total: self.total + other.total,
+        }
+    }
+}
+
+impl core::ops::Sub for Load {
+    type Output = Load;
+
+    /// This load with `other` taken out (an estimate: not bit-identical to the
+    /// sum without `other`).
+    #[inline]
+    fn sub(self, other: Load) -> Load {
+        Load {
+            cmp: self.cmp - other.cmp,
+            syn: self.syn - other.syn,
+            total: self.total - other.total,
+        }
+    }
+}
+
+impl core::iter::Sum for Load {
+    /// The loads summed in iteration order from 0 with `+`: in user order, as
+    /// [`crate::evaluate`] sums.
+    fn sum<I: Iterator<Item = Load>>(iter: I) -> Load {
+        iter.fold(Load::default(), |sum, load| sum + load)
+    }
+}
+
+/// The weights of e's two sums (eq. (22)) in a slot of n users and m servers:
+/// e = w·Σ_u ρ_u − c·Σ_s Norm(C_s) with w = β1/n and c = β2/m.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Weights {
+    /// w = β1/n, the weight of each user's utility.
+    pub utility: f64,
+    /// c = β2/m, the weight of each server's normalised cost.
+    pub cost: f64,
+}
+
+impl Weights {
+    /// The weights of `slot`'s e.
+    pub fn new<const U: usize, const S: usize>(params: &Params, slot: &Slot<U, S>) -> Weights {
+        Weights {
+            utility: params.beta1 / slot.users().len() as f64,
+            cost: params.beta2 / slot.servers().len() as f64,
+        }
+    }
+
+    /// e from its two sums: w·`utility_sum` − c·`norm_sum`, with `norm_sum` the
+    /// servers' Σ [`norm`](super::norm)(C_s).
+    #[inline]
+    pub fn objective(&self, utility_sum: f64, norm_sum: f64) -> f64 {
+        self.utility * utility_sum - self.cost * norm_sum
+    }
+
+    /// One server's share of e: w·Σ ρ of its users (`utility_sum`) − c·Norm(C_s)
+    /// with C_s = `load.total`. e is the sum of the servers' shares up to the
+    /// order of summation, and γ decouples by server (SPEC §2.1), so a change
+    /// of the association is scored on the servers it touches.
+    #[inline]
+    pub fn share(&self, params: &Params, utility_sum: f64, load: &Load) -> f64 {
+        self.objective(utility_sum, norm(params, load.total))
+    }
+}
