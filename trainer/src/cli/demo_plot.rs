@@ -13,7 +13,7 @@ use std::path::Path;
 use anyhow::Context;
 use plotters::prelude::*;
 
-use crate::eval::plot::{ensure_font, COLOURS};
+use crate::eval::plot::{ensure_font, frame, plot_err, COLOURS};
 use crate::eval::report::write_atomic_with;
 use crate::eval::{PolicySpec, SlotMetrics, Sweep};
 use crate::sim::Env;
@@ -127,14 +127,8 @@ pub(crate) fn draw(path: &Path, title: &str, series: &[Series]) -> anyhow::Resul
     let legend_width = (56 + 9 * longest as u32).min(380);
     let x_hi = slots as f64;
     write_atomic_with(path, |tmp| {
-        let err = |e: &dyn std::fmt::Display| anyhow::anyhow!("drawing {}: {e}", path.display());
-        let root = BitMapBackend::new(tmp, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(&e))?;
-        let body = root
-            .margin(10, 0, 0, 0)
-            .titled(title, ("sans-serif", 22))
-            .map_err(|e| err(&e))?;
-        let (charts, legend) = body.split_horizontally(SIZE.0 - legend_width);
+        let err = |e: &dyn std::fmt::Display| plot_err(path, e);
+        let (root, charts, legend) = frame(path, tmp, SIZE, title, legend_width)?;
         let (top, bottom) = charts.split_vertically(charts.dim_in_pixel().1 / 2);
         let mut e_chart = ChartBuilder::on(&top)
             .margin(12)

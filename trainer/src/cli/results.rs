@@ -187,13 +187,11 @@ fn markdown(rows: &[SummaryRow], labels: &[String], emds: &[Emd], dirs: &[PathBu
                 .find(|r| r.policy == policy && r.servers == s && r.emd == *emd)
                 .map(|r| r.get(Metric::Objective))
         };
-        md += &format!("\n### φ = {}\n\n| decision maker |", emd_label(emd));
-        for s in &servers {
-            md += &format!(" S = {s} |");
-        }
-        md += " mean gap to oracle |\n|---|";
-        md += &"---:|".repeat(servers.len() + 1);
-        md += "\n";
+        md += &table_head(
+            &format!("φ = {}", emd_label(emd)),
+            &servers,
+            "mean gap to oracle",
+        );
         for label in labels {
             md += &format!("| {label} |");
             let mut gaps = Vec::new();
@@ -219,13 +217,11 @@ fn markdown(rows: &[SummaryRow], labels: &[String], emds: &[Emd], dirs: &[PathBu
     md += "\nEnergy per slot Σ_s C_s (eq. (21), SPEC §2.1b) of every decision maker, mean \
            over the seeds, and in brackets its ratio to sticky's at the same S.\n";
     for emd in emds {
-        md += &format!("\n### Energy, φ = {}\n\n| decision maker |", emd_label(emd));
-        for s in &servers {
-            md += &format!(" S = {s} |");
-        }
-        md += " mean ratio to sticky |\n|---|";
-        md += &"---:|".repeat(servers.len() + 1);
-        md += "\n";
+        md += &table_head(
+            &format!("Energy, φ = {}", emd_label(emd)),
+            &servers,
+            "mean ratio to sticky",
+        );
         for label in labels {
             md += &format!("| {label} |");
             let mut ratios = Vec::new();
@@ -255,6 +251,19 @@ fn markdown(rows: &[SummaryRow], labels: &[String], emds: &[Emd], dirs: &[PathBu
             }
         }
     }
+    md
+}
+
+/// A heading `### {title}` and the head of a table with one column per S and a
+/// last column `last`.
+fn table_head(title: &str, servers: &[usize], last: &str) -> String {
+    let mut md = format!("\n### {title}\n\n| decision maker |");
+    for s in servers {
+        md += &format!(" S = {s} |");
+    }
+    md += &format!(" {last} |\n|---|");
+    md += &"---:|".repeat(servers.len() + 1);
+    md += "\n";
     md
 }
 

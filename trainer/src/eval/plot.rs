@@ -55,6 +55,35 @@ pub(crate) fn ensure_font() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A drawing area of a PNG being written.
+pub(crate) type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+
+/// The error of drawing into the plot at `path`.
+pub(crate) fn plot_err(path: &Path, e: &dyn std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("drawing {}: {e}", path.display())
+}
+
+/// The frame every plot shares, drawn into `tmp` (the temporary file of `path`):
+/// a white canvas of `size` pixels with `title` on top, split into the chart area
+/// on the left and a legend column `legend_width` pixels wide on the right. Returns
+/// (root, chart area, legend area); present the root when done.
+pub(crate) fn frame<'a>(
+    path: &Path,
+    tmp: &'a Path,
+    size: (u32, u32),
+    title: &str,
+    legend_width: u32,
+) -> anyhow::Result<(Area<'a>, Area<'a>, Area<'a>)> {
+    let root = BitMapBackend::new(tmp, size).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| plot_err(path, &e))?;
+    let body = root
+        .margin(10, 0, 0, 0)
+        .titled(title, ("sans-serif", 22))
+        .map_err(|e| plot_err(path, &e))?;
+    let (chart, legend) = body.split_horizontally(size.0 - legend_width);
+    Ok((root, chart, legend))
+}
+
 /// One decision maker's line: (servers, mean, std) points in increasing servers.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Line {
@@ -138,15 +167,8 @@ pub fn draw(path: &Path, title: &str, y_label: &str, lines: &[Line]) -> anyhow::
         .unwrap_or(0);
     let legend_width = (56 + 9 * longest as u32).min(320);
     write_atomic_with(path, |tmp| {
-        let plot_err =
-            |e: &dyn std::fmt::Display| anyhow::anyhow!("drawing {}: {e}", path.display());
-        let root = BitMapBackend::new(tmp, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| plot_err(&e))?;
-        let body = root
-            .margin(10, 0, 0, 0)
-            .titled(title, ("sans-serif", 24))
-            .map_err(|e| plot_err(&e))?;
-        let (chart_area, legend_area) = body.split_horizontally(SIZE.0 - legend_width);
+        let plot_err = |e: &dyn std::fmt::Display| plot_err(path, e);
+        let (root, chart_area, legend_area) = frame(path, tmp, SIZE, title, legend_width)?;
         let mut chart = ChartBuilder::on(&chart_area)
             .margin(16)
             .x_label_area_size(48)
@@ -263,15 +285,8 @@ pub fn draw_tradeoff(
         .unwrap_or(0);
     let legend_width = (56 + 9 * longest as u32).min(400);
     write_atomic_with(path, |tmp| {
-        let plot_err =
-            |e: &dyn std::fmt::Display| anyhow::anyhow!("drawing {}: {e}", path.display());
-        let root = BitMapBackend::new(tmp, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| plot_err(&e))?;
-        let body = root
-            .margin(10, 0, 0, 0)
-            .titled(title, ("sans-serif", 22))
-            .map_err(|e| plot_err(&e))?;
-        let (chart_area, legend_area) = body.split_horizontally(SIZE.0 - legend_width);
+        let plot_err = |e: &dyn std::fmt::Display| plot_err(path, e);
+        let (root, chart_area, legend_area) = frame(path, tmp, SIZE, title, legend_width)?;
         let mut chart = ChartBuilder::on(&chart_area)
             .margin(16)
             .x_label_area_size(48)
