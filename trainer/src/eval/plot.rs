@@ -84,6 +84,27 @@ pub(crate) fn frame<'a>(
     Ok((root, chart, legend))
 }
 
+/// Cartesian axes over `x` × `y` in `area`, with room for the tick labels.
+pub(crate) fn axes<'a, 'b>(
+    path: &Path,
+    area: &'b Area<'a>,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+) -> anyhow::Result<
+    ChartContext<
+        'b,
+        BitMapBackend<'a>,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
+> {
+    ChartBuilder::on(area)
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(80)
+        .build_cartesian_2d(x, y)
+        .map_err(|e| plot_err(path, &e))
+}
+
 /// One decision maker's line: (servers, mean, std) points in increasing servers.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Line {
@@ -169,12 +190,7 @@ pub fn draw(path: &Path, title: &str, y_label: &str, lines: &[Line]) -> anyhow::
     write_atomic_with(path, |tmp| {
         let plot_err = |e: &dyn std::fmt::Display| plot_err(path, e);
         let (root, chart_area, legend_area) = frame(path, tmp, SIZE, title, legend_width)?;
-        let mut chart = ChartBuilder::on(&chart_area)
-            .margin(16)
-            .x_label_area_size(48)
-            .y_label_area_size(80)
-            .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)
-            .map_err(|e| plot_err(&e))?;
+        let mut chart = axes(path, &chart_area, x_lo..x_hi, y_lo..y_hi)?;
         chart
             .configure_mesh()
             .x_desc("number of edge servers S")
@@ -287,12 +303,7 @@ pub fn draw_tradeoff(
     write_atomic_with(path, |tmp| {
         let plot_err = |e: &dyn std::fmt::Display| plot_err(path, e);
         let (root, chart_area, legend_area) = frame(path, tmp, SIZE, title, legend_width)?;
-        let mut chart = ChartBuilder::on(&chart_area)
-            .margin(16)
-            .x_label_area_size(48)
-            .y_label_area_size(80)
-            .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)
-            .map_err(|e| plot_err(&e))?;
+        let mut chart = axes(path, &chart_area, x_lo..x_hi, y_lo..y_hi)?;
         chart
             .configure_mesh()
             .x_desc(x_label)
