@@ -399,3 +399,19 @@ fn commands_check_policy_signatures_under_pubkey() {
         "refused",
     );
 }
+
+#[test]
+fn a_public_key_without_a_policy_file_is_an_error() {
+    // `solve` with an association uses no policy file: a --pubkey there would check
+    // nothing, so it is refused rather than silently ignored.
+    one_line_error(
+        diten()
+            .args(["solve", "--instance"])
+            .arg(root().join("examples/spec-slot.json"))
+            .arg("--pubkey")
+            .arg(root().join("keys/test/policy-signing.pub"))
+            .output()
+            .unwrap(),
+        "--pubkey: checks the signature of a --policy file, and none was given",
+    );
+}

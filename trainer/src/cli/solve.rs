@@ -61,6 +61,9 @@ impl From<&ServerCost> for Costs {
 /// Runs `diten solve`.
 pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
     let blob = match &args.policy {
+        None if args.trust.pubkey.is_some() => {
+            bail!("--pubkey: checks the signature of a --policy file, and none was given")
+        }
         None => None,
         Some(policy) => {
             let path = std::path::Path::new(policy);
