@@ -13,7 +13,7 @@ use std::path::Path;
 use anyhow::Context;
 use plotters::prelude::*;
 
-use crate::eval::plot::{ensure_font, frame, plot_err, COLOURS};
+use crate::eval::plot::{ensure_font, finite_bounds, frame, plot_err, COLOURS};
 use crate::eval::report::write_atomic_with;
 use crate::eval::{PolicySpec, SlotMetrics, Sweep};
 use crate::sim::Env;
@@ -106,17 +106,10 @@ pub(crate) fn draw(path: &Path, title: &str, series: &[Series]) -> anyhow::Resul
         .iter()
         .map(|s| (smooth(&s.objective), smooth(&s.energy)))
         .collect();
-    let range = |values: &mut dyn Iterator<Item = f64>| {
-        values
-            .filter(|v| v.is_finite())
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-                (lo.min(v), hi.max(v))
-            })
-    };
-    let (e_lo, e_hi) = range(&mut smoothed.iter().flat_map(|(e, _)| e.iter().copied()));
+    let (e_lo, e_hi) = finite_bounds(smoothed.iter().flat_map(|(e, _)| e.iter().copied()));
     let pad = 0.05 * (e_hi - e_lo).max(1e-3);
     let (e_lo, e_hi) = (e_lo - pad, e_hi + pad);
-    let (w_lo, w_hi) = range(&mut smoothed.iter().flat_map(|(_, w)| w.iter().copied()));
+    let (w_lo, w_hi) = finite_bounds(smoothed.iter().flat_map(|(_, w)| w.iter().copied()));
     let (w_lo, w_hi) = ((w_lo.max(1e-9)) / 1.3, w_hi.max(1e-9) * 1.3);
     let longest = series
         .iter()

@@ -125,14 +125,26 @@ pub fn file_name(metric: Metric, emd: &Emd) -> String {
 
 /// The y range shown: every mean ± std, padded by 8 %, never empty.
 fn y_range(lines: &[Line]) -> (f64, f64) {
-    let values = lines
-        .iter()
-        .flat_map(|l| l.points.iter())
-        .flat_map(|&(_, m, s)| [m - s, m + s])
-        .filter(|v| v.is_finite());
-    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-        (lo.min(v), hi.max(v))
-    });
+    padded_range(
+        lines
+            .iter()
+            .flat_map(|l| l.points.iter())
+            .flat_map(|&(_, m, s)| [m - s, m + s]),
+    )
+}
+
+/// The smallest and largest finite value, or (∞, −∞) when there is none.
+pub(crate) fn finite_bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    values
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        })
+}
+
+/// The range shown for `values`: their finite bounds padded by 8 %, never empty.
+fn padded_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = finite_bounds(values);
     if lo > hi {
         return (0.0, 1.0);
     }
@@ -274,24 +286,8 @@ pub fn draw_tradeoff(
     ensure_font()?;
     let xs = curve.iter().map(|p| p.0).chain(markers.iter().map(|m| m.x));
     let ys = curve.iter().map(|p| p.1).chain(markers.iter().map(|m| m.y));
-    let span = |values: &mut dyn Iterator<Item = f64>| {
-        let (lo, hi) = values
-            .filter(|v| v.is_finite())
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-                (lo.min(v), hi.max(v))
-            });
-        if lo > hi {
-            return (0.0, 1.0);
-        }
-        let pad = if hi > lo {
-            0.08 * (hi - lo)
-        } else {
-            0.1 * lo.abs().max(1e-3)
-        };
-        (lo - pad, hi + pad)
-    };
-    let (x_lo, x_hi) = span(&mut xs.into_iter());
-    let (y_lo, y_hi) = span(&mut ys.into_iter());
+    let (x_lo, x_hi) = padded_range(xs);
+    let (y_lo, y_hi) = padded_range(ys);
     let x_lo = x_lo.max(0.0);
     let longest = markers
         .iter()
