@@ -46,6 +46,8 @@ pub enum Error {
     NoUsers,
     /// The slot has no servers.
     NoServers,
+    /// Every server of the slot is unavailable (SPEC §2.2a): nobody can be placed.
+    NoAvailableServers,
     /// More users than the compile-time capacity.
     TooManyUsers {
         /// Users given.
@@ -111,6 +113,14 @@ pub enum Error {
         /// The user whose entry is wrong.
         user: usize,
         /// The server index given.
+        server: usize,
+    },
+    /// An association entry names a server that is unavailable this slot
+    /// (SPEC §2.2a: it hosts nobody).
+    AssociationUnavailable {
+        /// The user whose entry is wrong.
+        user: usize,
+        /// The unavailable server.
         server: usize,
     },
     /// A policy blob does not start with the magic `DTNB`.
@@ -333,6 +343,9 @@ impl fmt::Display for Error {
         match *self {
             Error::NoUsers => f.write_str("users: at least one user is required"),
             Error::NoServers => f.write_str("servers: at least one server is required"),
+            Error::NoAvailableServers => {
+                f.write_str("servers: at least one server must be available")
+            }
             Error::TooManyUsers { count, capacity } => {
                 write!(f, "users: {count} users exceed the capacity of {capacity}")
             }
@@ -358,6 +371,9 @@ impl fmt::Display for Error {
             }
             Error::AssociationIndex { user, server } => {
                 write!(f, "association[{user}]: server {server} does not exist")
+            }
+            Error::AssociationUnavailable { user, server } => {
+                write!(f, "association[{user}]: server {server} is unavailable this slot")
             }
             Error::BlobMagic => f.write_str("blob.magic: not a diten policy blob (expected \"DTNB\")"),
             Error::BlobVersion { found } => write!(

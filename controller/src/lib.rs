@@ -9,7 +9,7 @@
 //! ```
 //! use diten_controller::{evaluate, solve_gamma, Params, Server, Slot, User};
 //!
-//! let servers = [Server { x: 10.0, y: 20.0, p: 125.0, q: 1450.0, eps: 55.0 }];
+//! let servers = [Server { x: 10.0, y: 20.0, p: 125.0, q: 1450.0, eps: 55.0, available: true }];
 //! let users = [User {
 //!     x: 3.0, y: 4.0, emd: 0.2, twin_bits: 4500.0,
 //!     data_bits: 784_000.0, prev_data_bits: 392_000.0, prev_server: Some(0),

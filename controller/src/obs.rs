@@ -127,6 +127,7 @@ mod tests {
             p: 125.0,
             q: 1450.0,
             eps: 55.0,
+            available: true,
         }
     }
 

@@ -23,6 +23,14 @@ pub struct Server {
     pub q: f64,
     /// CPU cycles per unit of data ε_s.
     pub eps: f64,
+    /// Whether the server can host twins this slot (SPEC §2.2a; default true). An
+    /// unavailable server hosts nobody; its former users migrate away from it.
+    #[serde(default = "available_by_default")]
+    pub available: bool,
+}
+
+fn available_by_default() -> bool {
+    true
 }
 
 /// A user (and its digital twin) in this slot.
@@ -69,10 +77,14 @@ fn check_finite<E>(v: f64, err: impl Fn(Problem) -> E) -> Result<(), E> {
 impl<const U: usize, const S: usize> Slot<U, S> {
     /// Copies and validates a slot. Every number must be finite; sizes ≥ 0;
     /// `p`, `q`, `eps` > 0; `emd` in [0, 2]; `prev_server` in range; at least one
-    /// user and one server, no more than the capacities.
+    /// user and one available server (SPEC §2.2a: a user's `prev_server` may be
+    /// unavailable; it then has to move), no more than the capacities.
     pub fn new(servers: &[Server], users: &[User]) -> Result<Self, Error> {
         if servers.is_empty() {
             return Err(Error::NoServers);
+        }
+        if !servers.iter().any(|s| s.available) {
+            return Err(Error::NoAvailableServers);
         }
         if users.is_empty() {
             return Err(Error::NoUsers);
@@ -233,7 +245,13 @@ impl<const U: usize, const S: usize> Slot<U, S> {
         Ok(())
     }
 
-    /// Checks an association: one in-range server index per user.
+    /// Whether server `s` exists and is available this slot.
+    #[inline]
+    pub fn available(&self, s: usize) -> bool {
+        self.servers.get(s).is_some_and(|srv| srv.available)
+    }
+
+    /// Checks an association: one in-range, available server index per user.
     pub fn check_association(&self, association: &[usize]) -> Result<(), Error> {
         if association.len() != self.users.len() {
             return Err(Error::AssociationLength {
@@ -244,6 +262,9 @@ impl<const U: usize, const S: usize> Slot<U, S> {
         for (user, &server) in association.iter().enumerate() {
             if server >= self.servers.len() {
                 return Err(Error::AssociationIndex { user, server });
+            }
+            if !self.available(server) {
+                return Err(Error::AssociationUnavailable { user, server });
             }
         }
         Ok(())
@@ -270,6 +291,7 @@ mod tests {
             p: 125.0,
             q: 1450.0,
             eps: 55.0,
+            available: true,
         }
     }
 
@@ -343,6 +365,39 @@ mod tests {
             &[],
             Error::NoUsers,
             "users: at least one user is required",
+        );
+        let down = Server {
+            available: false,
+            ..server()
+        };
+        check(
+            &[down, down],
+            &[user()],
+            Error::NoAvailableServers,
+            "servers: at least one server must be available",
+        );
+    }
+
+    /// SPEC §2.2a: a user may have been on a server that is down now (it must
+    /// move), but no association may name an unavailable server.
+    #[test]
+    fn unavailable_servers_host_nobody() {
+        let down = Server {
+            available: false,
+            ..server()
+        };
+        let on_down = User {
+            prev_server: Some(1),
+            ..user()
+        };
+        let slot = Slot::<2, 2>::new(&[server(), down], &[on_down, user()]).unwrap();
+        assert!(slot.available(0) && !slot.available(1) && !slot.available(2));
+        assert_eq!(slot.check_association(&[0, 0]), Ok(()));
+        let got = slot.check_association(&[0, 1]).unwrap_err();
+        assert_eq!(got, Error::AssociationUnavailable { user: 1, server: 1 });
+        assert_eq!(
+            got.to_string(),
+            "association[1]: server 1 is unavailable this slot"
         );
     }
 

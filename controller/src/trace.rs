@@ -64,7 +64,7 @@
 //! use diten_controller::trace::{encode, encoded_len, Replay, Trace, TraceUser};
 //! use diten_controller::{Params, Server};
 //!
-//! let servers = [Server { x: 0.0, y: 0.0, p: 125.0, q: 1450.0, eps: 55.0 }];
+//! let servers = [Server { x: 0.0, y: 0.0, p: 125.0, q: 1450.0, eps: 55.0, available: true }];
 //! let user = TraceUser { x: 3.0, y: 4.0, emd: 0.2, twin_bits: 4500.0, data_bits: 784_000.0 };
 //! let mut bytes = [0u8; 512];
 //! let len = encode(&Params::default(), &servers, &[392_000.0], &[user, user], &mut bytes)?;
@@ -508,6 +508,7 @@ impl<'a> Trace<'a> {
             p: self.value(base + 2)?,
             q: self.value(base + 3)?,
             eps: self.value(base + 4)?,
+            available: true,
         })
     }
 
@@ -723,6 +724,7 @@ mod tests {
             p: 125.0,
             q: 1450.0,
             eps: 55.0,
+            available: true,
         }
     }
 

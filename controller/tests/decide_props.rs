@@ -1,6 +1,7 @@
 //! Property tests of [`Controller::decide`] (issue 8): for any valid status with at
 //! most 5 users and 4 servers where some association satisfies the constraints,
-//! the decision satisfies C1–C5.
+//! the decision satisfies C1–C5. Statuses include churn (SPEC §2.2a): unavailable
+//! servers, which no association may name, and users without a previous server.
 //!
 //! Nothing here trusts the controller's own verdict: whether a feasible association
 //! exists comes from a brute force over all S^U associations, and C1–C5 of the
@@ -69,6 +70,9 @@ enum Fit {
 }
 
 fn fit(p: &Params, servers: &[Server], users: &[User], assoc: &[usize]) -> Fit {
+    if assoc.iter().any(|&s| !servers[s].available) {
+        return Fit::Not; // an unavailable server hosts nobody (C1, SPEC §2.2a)
+    }
     let zeros = vec![0.0; users.len()];
     let mut result = Fit::Clearly;
     for ((cmp, syn), srv) in loads(p, servers, users, assoc, &zeros)
@@ -124,9 +128,12 @@ fn check_constraints(
     // C1 and C4: one server per user, each an existing server.
     prop_assert_eq!(assoc.len(), users.len(), "C1/C4: one server per user");
     prop_assert!(
-        assoc.iter().all(|&s| s < servers.len()),
-        "C1/C4: {:?}",
         assoc
+            .iter()
+            .all(|&s| s < servers.len() && servers[s].available),
+        "C1/C4: {:?} (available: {:?})",
+        assoc,
+        servers.iter().map(|s| s.available).collect::<Vec<_>>()
     );
     // C5: γ in [0, 1].
     prop_assert_eq!(gamma.len(), users.len());
@@ -241,8 +248,16 @@ fn server() -> impl Strategy<Value = Server> {
         3.0..=150.0f64,
         150.0..=1500.0f64,
         54.0..=56.0f64,
+        prop_oneof![4 => Just(true), 1 => Just(false)],
     )
-        .prop_map(|(x, y, p, q, eps)| Server { x, y, p, q, eps })
+        .prop_map(|(x, y, p, q, eps, available)| Server {
+            x,
+            y,
+            p,
+            q,
+            eps,
+            available,
+        })
 }
 
 fn user(servers: usize) -> impl Strategy<Value = User> {
@@ -284,6 +299,13 @@ fn case() -> impl Strategy<Value = Case> {
                 prop_oneof![Just(0usize), Just(8)],
                 proptest::collection::vec(-1.0f32..1.0, 1..64),
             )
+        })
+        .prop_map(|(mut servers, users, params, hidden, weights)| {
+            // A slot has at least one available server (`Slot::new`).
+            if !servers.iter().any(|s| s.available) {
+                servers[0].available = true;
+            }
+            (servers, users, params, hidden, weights)
         })
         .prop_map(|(servers, users, params, hidden, weights)| Case {
             servers,
@@ -338,7 +360,10 @@ proptest! {
             prop_assert_eq!(d.repair, RepairOutcome::Infeasible);
             prop_assert!(!d.feasible);
             prop_assert_eq!(&d.association, &d.argmax);
-            prop_assert!(d.association.iter().all(|&s| s < case.servers.len()));
+            prop_assert!(d
+                .association
+                .iter()
+                .all(|&s| s < case.servers.len() && case.servers[s].available));
             prop_assert!(d.gamma.iter().all(|g| (0.0..=1.0).contains(g)));
         }
     }

@@ -36,7 +36,10 @@ fuzz_target!(|data: &[u8]| {
                     e,
                     Error::TooManyServers { .. } | Error::TooManyUsers { .. }
                 )),
-                _ => assert!(matches!(e, Error::Server { .. } | Error::User { .. })),
+                _ => assert!(matches!(
+                    e,
+                    Error::Server { .. } | Error::User { .. } | Error::NoAvailableServers
+                )),
             }
             assert!(!e.to_string().is_empty());
             return;
@@ -78,6 +81,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(decision.gamma.len(), n_users);
     assert!(decision.association.iter().all(|&s| s < n_servers));
     assert!(decision.argmax.iter().all(|&s| s < n_servers));
+    // An unavailable server hosts nobody (SPEC §2.2a).
+    let available = |s: usize| status.servers[s].available;
+    assert!(decision.association.iter().all(|&s| available(s)));
+    assert!(decision.argmax.iter().all(|&s| available(s)));
     assert!(
         decision.gamma.iter().all(|g| (0.0..=1.0).contains(g)),
         "gamma {:?}",

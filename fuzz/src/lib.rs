@@ -10,8 +10,9 @@
 //! |---|---|
 //! | 1 | servers S = byte % 11 (0 and 9, 10 exercise the empty and over-capacity errors) |
 //! | 1 | users U = byte % 11 |
-//! | 1 | flags: bit 0 parameter overrides follow; bit 1 the policy decides for U + 1 users |
+//! | 1 | flags: bit 0 parameter overrides follow; bit 1 the policy decides for U + 1 users; bit 2 an availability byte follows the servers |
 //! | S × 5 numbers | x, y, p, q, eps of each server |
+//! | 1 | with flag bit 2: server s is unavailable when bit s % 8 is set (SPEC §2.2a) |
 //! | U × (6 numbers + 1 byte) | x, y, emd, twin_bits, data_bits, prev_data_bits; prev_server (0xFF none, else byte % (S + 1)) |
 //! | 1 + 2k | with flag bit 0: a count k (byte % 9), then k × (field byte, number) |
 //!
@@ -276,7 +277,7 @@ impl Status {
         let n_servers = usize::from(r.byte() % 11);
         let n_users = usize::from(r.byte() % 11);
         let flags = r.byte();
-        let servers = (0..n_servers)
+        let mut servers: Vec<Server> = (0..n_servers)
             .map(|_| {
                 let v: [f64; 5] = core::array::from_fn(|i| r.number(SERVER_RANGES[i]));
                 Server {
@@ -285,9 +286,16 @@ impl Status {
                     p: v[2],
                     q: v[3],
                     eps: v[4],
+                    available: true,
                 }
             })
             .collect();
+        if flags & 4 != 0 {
+            let down = r.byte();
+            for (s, server) in servers.iter_mut().enumerate() {
+                server.available = down & (1 << (s % 8)) == 0;
+            }
+        }
         let users = (0..n_users)
             .map(|_| {
                 let v: [f64; 6] = core::array::from_fn(|i| r.number(USER_RANGES[i]));

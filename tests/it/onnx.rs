@@ -509,6 +509,7 @@ fn slots(count: usize) -> Vec<(Vec<Server>, Vec<User>)> {
                     p: 120.0 + 30.0 * unit(),
                     q: 1400.0 + 100.0 * unit(),
                     eps: 54.0 + 2.0 * unit(),
+                    available: true,
                 })
                 .collect();
             let users: Vec<User> = (0..USERS)

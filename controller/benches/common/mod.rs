@@ -35,6 +35,7 @@ pub fn instance(seed: u64) -> Instance {
             p: rng.range(120.0, 150.0),
             q: rng.range(1400.0, 1500.0),
             eps: rng.range(54.0, 56.0),
+            available: true,
         })
         .collect();
     let mut load = [0usize; 21];

@@ -185,6 +185,9 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
         if users.is_empty() {
             return Some(0.0);
         }
+        if !self.slot.available(s) {
+            return None; // it hosts nobody (SPEC §2.2a)
+        }
         if self.solves >= self.budget {
             return None;
         }
@@ -347,7 +350,7 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
     }
 
     /// Writes start `start` into `trial`; false when it is unavailable (no
-    /// previous server for some user) or repeats the policy's `assoc`.
+    /// previous, available server for some user) or repeats the policy's `assoc`.
     fn start(&self, start: SearchStart, assoc: &[usize], trial: &mut [usize]) -> bool {
         let users = self.slot.users();
         let servers = self.slot.servers();
@@ -359,7 +362,7 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
             SearchStart::Previous => {
                 for (t, user) in trial.iter_mut().zip(users) {
                     match user.prev_server {
-                        Some(p) if p < servers.len() => *t = p,
+                        Some(p) if servers.get(p).is_some_and(|srv| srv.available) => *t = p,
                         _ => return false,
                     }
                 }
@@ -538,12 +541,12 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
     }
 
     /// Whether `sum` can keep C2 and C3 on server `s` (at γ = 0; a NaN sum
-    /// cannot).
+    /// cannot, nor can an unavailable server).
     fn may_fit(&self, s: usize, sum: Load) -> bool {
         self.slot
             .servers()
             .get(s)
-            .is_some_and(|srv| sum.fits_as_number(srv))
+            .is_some_and(|srv| srv.available && sum.fits_as_number(srv))
     }
 
     /// Of the [`PAIR_CANDIDATES`] swaps and merges with the largest estimate (the

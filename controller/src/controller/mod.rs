@@ -122,7 +122,7 @@
 //! let mut controller: Controller<'_, '_, 4, 4> =
 //!     Controller::new(policy, Params::default(), &mut workspace)?;
 //!
-//! let server = Server { x: 0.0, y: 0.0, p: 125.0, q: 1450.0, eps: 55.0 };
+//! let server = Server { x: 0.0, y: 0.0, p: 125.0, q: 1450.0, eps: 55.0, available: true };
 //! let user = User {
 //!     x: 3.0, y: 4.0, emd: 0.2, twin_bits: 4500.0,
 //!     data_bits: 784_000.0, prev_data_bits: 392_000.0, prev_server: Some(0),

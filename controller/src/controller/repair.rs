@@ -138,10 +138,11 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
         ka > kb || (ka == kb && a < b)
     }
 
-    /// The server user `u` ranks right after `after` (`None`: its first server).
+    /// The available server user `u` ranks right after `after` (`None`: its
+    /// first server). Unavailable servers are never ranked (SPEC §2.2a).
     fn next(&self, u: usize, after: Option<usize>) -> Option<usize> {
         let mut best = None;
-        for s in 0..self.n_servers {
+        for s in (0..self.n_servers).filter(|&s| self.slot.available(s)) {
             let later = after.is_none_or(|a| self.before(u, a, s));
             if later && best.is_none_or(|b| self.before(u, s, b)) {
                 best = Some(s);
@@ -150,7 +151,8 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
         best
     }
 
-    /// The server user `u` ranks first: the largest logit, ties to the lowest index.
+    /// The available server user `u` ranks first: the largest logit, ties to the
+    /// lowest index (a slot always has one available server, [`Slot::new`]).
     pub(super) fn best(&self, u: usize) -> usize {
         self.next(u, None).unwrap_or(0)
     }
@@ -180,9 +182,14 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
             .unwrap_or_default()
     }
 
-    /// Whether `sum` on server `s` breaks C2 or C3 ([`Load::fits`]).
+    /// Whether `sum` on server `s` breaks C2 or C3 ([`Load::fits`]); on an
+    /// unavailable server every load is over (it hosts nobody, SPEC §2.2a), so
+    /// every step that keeps the capacities keeps availability too.
     pub(super) fn over(&self, s: usize, sum: Load) -> bool {
-        self.slot.servers().get(s).is_some_and(|srv| !sum.fits(srv))
+        self.slot
+            .servers()
+            .get(s)
+            .is_some_and(|srv| !srv.available || !sum.fits(srv))
     }
 
     /// Whether a partial sum on `s` exceeds the capacity by more than any rounding
@@ -192,7 +199,7 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
         self.slot
             .servers()
             .get(s)
-            .is_some_and(|srv| !sum.fits_with_slack(srv, self.slack))
+            .is_some_and(|srv| !srv.available || !sum.fits_with_slack(srv, self.slack))
     }
 
     /// The sums of server `s` under `assoc`, in user order (as [`crate::evaluate`]).
@@ -216,12 +223,13 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
         sums
     }
 
-    /// Whether some server of `sums` breaks C2 or C3.
+    /// Whether some available server of `sums` breaks C2 or C3 (an unavailable
+    /// one is always empty: no step places a user there).
     fn any_over(&self, sums: &[Load; S]) -> bool {
         sums.iter()
             .take(self.n_servers)
             .enumerate()
-            .any(|(s, &sum)| self.over(s, sum))
+            .any(|(s, &sum)| self.slot.available(s) && self.over(s, sum))
     }
 
     /// Moves user `u` to server `t` if the exact sums of `t` then fit, updating

@@ -160,6 +160,7 @@ fn server(x: f64, q: f64, p: f64) -> Server {
         p,
         q,
         eps: 1.0,
+        available: true,
     }
 }
 
@@ -488,6 +489,7 @@ fn consolidation_pruning_changes_no_decision() {
                 p: 60.0 + 200.0 * rng.unit(),
                 q: 400.0 + 2000.0 * rng.unit(),
                 eps: 54.0 + 2.0 * rng.unit(),
+                available: true,
             })
             .collect();
         let users = random_users(&mut rng, nu, ns);
@@ -637,6 +639,7 @@ fn work_per_slot_stays_within_the_documented_bound() {
                 p: 20.0 + 130.0 * rng.unit(),
                 q: 60.0 + (q_top - 60.0) * rng.unit(),
                 eps: 54.0 + 2.0 * rng.unit(),
+                available: true,
             })
             .collect();
         let users = random_users(&mut rng, 8, 8);
@@ -908,6 +911,7 @@ proptest! {
                 p: v.next().unwrap().max(1e-300),
                 q: v.next().unwrap().max(1e-300),
                 eps: v.next().unwrap().max(1e-300),
+                available: true,
             })
             .collect();
         let users: Vec<User> = (0..n_users)
@@ -954,14 +958,24 @@ struct Instance {
 fn instance() -> impl Strategy<Value = Instance> {
     (1usize..=5, 1usize..=3)
         .prop_flat_map(|(nu, ns)| {
+            // One server in five is down (SPEC §2.2a); users without a previous
+            // server joined this slot.
             let srv = (
                 0.0..120.0f64,
                 0.0..120.0f64,
                 2.0..60.0f64,
                 60.0..1200.0f64,
                 54.0..56.0f64,
+                prop_oneof![4 => Just(true), 1 => Just(false)],
             )
-                .prop_map(|(x, y, p, q, eps)| Server { x, y, p, q, eps });
+                .prop_map(|(x, y, p, q, eps, available)| Server {
+                    x,
+                    y,
+                    p,
+                    q,
+                    eps,
+                    available,
+                });
             let usr = (
                 0.0..120.0f64,
                 0.0..120.0f64,
@@ -986,16 +1000,24 @@ fn instance() -> impl Strategy<Value = Instance> {
                 prop_oneof![Just(0usize), Just(8usize)],
             )
         })
-        .prop_map(|(servers, users, seed, hidden)| Instance {
-            servers,
-            users,
-            seed,
-            hidden,
+        .prop_map(|(mut servers, users, seed, hidden)| {
+            if !servers.iter().any(|s: &Server| s.available) {
+                servers[0].available = true; // `Slot::new` needs one
+            }
+            Instance {
+                servers,
+                users,
+                seed,
+                hidden,
+            }
         })
 }
 
 /// Whether C2 (at γ = 0) and C3 hold for `association`, by the model.
 fn fits(params: &Params, status: &Sl, association: &[usize]) -> bool {
+    if association.iter().any(|&s| !status.servers()[s].available) {
+        return false; // C1 over the available servers
+    }
     let zeros = vec![0.0; association.len()];
     let v = evaluate(params, status, association, &zeros)
         .unwrap()
@@ -1003,14 +1025,17 @@ fn fits(params: &Params, status: &Sl, association: &[usize]) -> bool {
     v.c2 == 0 && v.c3 == 0
 }
 
-/// Every association of `users` users on `servers` servers.
-fn all_associations(users: usize, servers: usize) -> Vec<Vec<usize>> {
+/// Every association of the users of `status` on its available servers.
+fn all_associations(status: &Sl) -> Vec<Vec<usize>> {
+    let up: Vec<usize> = (0..status.servers().len())
+        .filter(|&s| status.servers()[s].available)
+        .collect();
     let mut out = vec![vec![]];
-    for _ in 0..users {
+    for _ in status.users() {
         out = out
             .into_iter()
             .flat_map(|a| {
-                (0..servers).map(move |s| {
+                up.iter().map(move |&s| {
                     let mut b = a.clone();
                     b.push(s);
                     b
@@ -1141,7 +1166,10 @@ fn check_improvement(
     let a = &improved.association;
     for (u, user) in status.users().iter().enumerate() {
         for t in 0..status.servers().len() {
-            if t == a[u] || !(a.contains(&t) || user.prev_server == Some(t)) {
+            if t == a[u]
+                || !status.servers()[t].available
+                || !(a.contains(&t) || user.prev_server == Some(t))
+            {
                 continue;
             }
             let mut b = a.to_vec();
@@ -1158,7 +1186,7 @@ fn check_improvement(
             }
         }
     }
-    let best = all_associations(status.users().len(), status.servers().len())
+    let best = all_associations(status)
         .iter()
         .filter_map(|b| objective(params, status, b))
         .fold(f64::NEG_INFINITY, f64::max);
@@ -1207,7 +1235,7 @@ fn check_instance(inst: &Instance) -> Result<Seen, TestCaseError> {
     check_consistent(&params, &status, &improved);
     let improved_optimal = check_improvement(&params, &status, &merged, &improved)?;
     let merged_optimal = merged.feasible
-        && all_associations(nu, ns)
+        && all_associations(&status)
             .iter()
             .filter_map(|b| objective(&params, &status, b))
             .all(|e| e <= merged.evaluation.objective + 1e-9);
@@ -1217,13 +1245,16 @@ fn check_instance(inst: &Instance) -> Result<Seen, TestCaseError> {
         optimal: (merged_optimal, improved_optimal),
     };
 
-    // Each user's first largest logit (NaN never wins; a row of NaN gives 0).
+    // Each user's first largest logit among the available servers (NaN never
+    // wins; a row of NaN gives the first available server).
+    let up = |s: usize| inst.servers[s].available;
+    let first_up = (0..ns).find(|&s| up(s)).unwrap();
     let best: Vec<usize> = logits
         .chunks_exact(ns)
         .map(|row| {
-            let (mut top, mut best) = (f32::NEG_INFINITY, 0);
+            let (mut top, mut best) = (f32::NEG_INFINITY, first_up);
             for (s, &v) in row.iter().enumerate() {
-                if v > top {
+                if v > top && up(s) {
                     (top, best) = (v, s);
                 }
             }
@@ -1236,7 +1267,7 @@ fn check_instance(inst: &Instance) -> Result<Seen, TestCaseError> {
         "argmax is the policy's best server"
     );
 
-    let any_feasible = all_associations(nu, ns)
+    let any_feasible = all_associations(&status)
         .iter()
         .any(|a| fits(&params, &status, a));
     let argmax_fits = fits(&params, &status, &d.argmax);

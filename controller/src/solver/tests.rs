@@ -95,6 +95,7 @@ fn srv(x: f64, y: f64, q: f64) -> Server {
         p: 135.0,
         q,
         eps: 55.0,
+        available: true,
     }
 }
 
@@ -851,6 +852,7 @@ impl Raw {
                 p: r.p,
                 q: r.q,
                 eps: r.eps,
+                available: true,
             })
             .collect();
         for k in 0..servers.len() {

@@ -151,7 +151,14 @@ impl Env {
             let p = uniform(&mut rng, sc.p);
             let q = uniform(&mut rng, sc.q);
             let eps = uniform(&mut rng, sc.eps);
-            servers.push(Server { x, y, p, q, eps });
+            servers.push(Server {
+                x,
+                y,
+                p,
+                q,
+                eps,
+                available: true,
+            });
         }
         let mut walkers = Vec::with_capacity(sc.users);
         let mut twin_bits = Vec::with_capacity(sc.users);
