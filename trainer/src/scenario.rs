@@ -20,6 +20,12 @@
 //!
 //! [params]                   # the model constants of SPEC §2, by name
 //! beta1 = 0.3
+//!
+//! [churn]                    # SPEC §2.2a; absent: no churn
+//! leave_p = 0.02             # a present user leaves, per slot
+//! join_p = 0.1               # an absent user returns, per slot
+//! fail_p = 0.005             # an available server goes down, per slot
+//! down = [5, 50]             # slots a server stays down, inclusive
 //! ```
 //!
 //! Every key is optional; unknown keys and out-of-range values are rejected with a
@@ -67,6 +73,39 @@ pub enum Mobility {
     Static,
 }
 
+/// Users and servers coming and going (SPEC §2.2a). Each slot after the first,
+/// after the users moved and drew their images: each present user leaves with
+/// probability `leave_p` and each absent one returns with `join_p` (a returning
+/// user has no previous server); then each server that was up in the last slot
+/// goes down with probability `fail_p` for a number of slots uniform in `down`,
+/// unless that would leave no server up. Every user is present and every server up in the
+/// first slot; `users` is the population's size. The defaults keep about 83 % of
+/// the users present (join/(join + leave)) and each server down about 12 % of
+/// the time (27.5 slots down per 200 up).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Churn {
+    /// Probability that a present user leaves, per slot.
+    pub leave_p: f64,
+    /// Probability that an absent user returns, per slot.
+    pub join_p: f64,
+    /// Probability that an available server goes down, per slot.
+    pub fail_p: f64,
+    /// Slots a server stays down, inclusive range.
+    pub down: [u32; 2],
+}
+
+impl Default for Churn {
+    fn default() -> Self {
+        Churn {
+            leave_p: 0.02,
+            join_p: 0.1,
+            fail_p: 0.005,
+            down: [5, 50],
+        }
+    }
+}
+
 fn default_speed() -> [f64; 2] {
     [1.0, 3.0]
 }
@@ -109,6 +148,8 @@ pub struct Scenario {
     pub mobility: Mobility,
     /// The model constants of SPEC §2.
     pub params: Params,
+    /// Users and servers coming and going (SPEC §2.2a); `None`: no churn.
+    pub churn: Option<Churn>,
 }
 
 impl Default for Scenario {
@@ -127,6 +168,7 @@ impl Default for Scenario {
             eps: [54.0, 56.0],
             mobility: Mobility::default(),
             params: Params::default(),
+            churn: None,
         }
     }
 }
@@ -243,6 +285,24 @@ impl Scenario {
         check_range("eps", self.eps, 0.0, false)?;
         if let Mobility::RandomWaypoint { speed } = self.mobility {
             check_range("mobility.speed", speed, 0.0, false)?;
+        }
+        if let Some(churn) = &self.churn {
+            for (key, v) in [
+                ("churn.leave_p", churn.leave_p),
+                ("churn.join_p", churn.join_p),
+                ("churn.fail_p", churn.fail_p),
+            ] {
+                if !(0.0..=1.0).contains(&v) {
+                    return Err(invalid(key, format!("must be in [0, 1] (got {v})")));
+                }
+            }
+            let [d0, d1] = churn.down;
+            if d0 == 0 || d0 > d1 {
+                return Err(invalid(
+                    "churn.down",
+                    format!("must be a range [lo, hi] with 1 <= lo <= hi (got [{d0}, {d1}])"),
+                ));
+            }
         }
         self.params.validate().map_err(|e| {
             // The controller's message reads "<field>: <problem>".

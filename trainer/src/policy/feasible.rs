@@ -190,6 +190,9 @@ impl Valuer {
         let server = *all
             .get(s)
             .ok_or_else(|| anyhow::anyhow!("server {s} out of range"))?;
+        if !server.available {
+            anyhow::bail!("server {s} is down: it hosts nobody");
+        }
         self.users.clear();
         self.servers.clear();
         self.servers.push(server);

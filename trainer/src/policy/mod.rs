@@ -64,7 +64,7 @@ pub const NAMES: &[&str] = &["nearest", "nearest-random", "sticky", "oracle"];
 /// server per user, optimal γ), the floor a learner must clear.
 pub const ALL_NAMES: &[&str] = &["nearest", "nearest-random", "sticky", "oracle", "random"];
 
-/// A uniformly random server for every user, with the optimal γ.
+/// A uniformly random available server for every user, with the optimal γ.
 #[derive(Debug)]
 pub struct Random {
     rng: rand_chacha::ChaCha8Rng,
@@ -98,11 +98,13 @@ impl DecisionMaker for Random {
 
     fn decide(&mut self, env: &Env) -> anyhow::Result<Decision> {
         use rand_core::RngCore;
-        let servers = env.status().servers().len() as u64;
+        let up: Vec<usize> = (0..env.status().servers().len())
+            .filter(|&s| env.status().available(s))
+            .collect();
         let users = env.status().users().len();
         // Modulo bias is below 1e-17 for S <= 64: irrelevant for a yardstick.
         let association = (0..users)
-            .map(|_| (self.rng.next_u64() % servers) as usize)
+            .map(|_| up[(self.rng.next_u64() % up.len() as u64) as usize])
             .collect();
         Ok(Decision::optimal(association))
     }
@@ -121,4 +123,47 @@ pub fn by_name(name: &str) -> anyhow::Result<Box<dyn DecisionMaker>> {
             ALL_NAMES.join(", ")
         ),
     })
+}
+
+#[cfg(test)]
+mod churn_tests {
+    use super::*;
+
+    /// SPEC §2.2a: every built-in decision maker decides slots with users that
+    /// returned and servers that are down, never naming a down server.
+    #[test]
+    fn every_built_in_decides_under_churn() {
+        let sc = crate::scenario::Scenario {
+            churn: Some(crate::scenario::Churn {
+                leave_p: 0.1,
+                join_p: 0.3,
+                fail_p: 0.08,
+                down: [2, 6],
+            }),
+            ..test_scenario(10, 5, 60, 3)
+        };
+        for name in ALL_NAMES {
+            let mut dm = by_name(name).unwrap();
+            dm.reset(3);
+            let mut env = Env::new(&sc, 3).unwrap();
+            let (mut down_seen, mut infeasible) = (0, 0);
+            while !env.done() {
+                let st = env.status().clone();
+                let d = dm.decide(&env).unwrap();
+                assert_eq!(d.association.len(), st.users().len(), "{name}");
+                for &s in &d.association {
+                    assert!(st.servers()[s].available, "{name} chose down server {s}");
+                }
+                down_seen += st.servers().iter().filter(|s| !s.available).count();
+                let o = env
+                    .step(&d)
+                    .unwrap_or_else(|e| panic!("{name} at slot {}: {e}", st.users().len()));
+                infeasible += usize::from(!o.evaluation.feasible());
+            }
+            assert!(down_seen > 0, "the scenario takes servers down");
+            if *name != "random" {
+                assert_eq!(infeasible, 0, "{name}: infeasible slots");
+            }
+        }
+    }
 }

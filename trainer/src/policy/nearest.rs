@@ -4,7 +4,8 @@
 //! # The association
 //!
 //! Users are placed one at a time in user index order (0, 1, …, U−1); each goes to
-//! the nearest server (Manhattan distance, ties to the lower index) on which, with
+//! the nearest available server (SPEC §2.2a: a server that is down is never a
+//! candidate) (Manhattan distance, ties to the lower index) on which, with
 //! the users already placed, C2 at γ = 0 (computation cost of the current data only)
 //! and C3 (synchronisation cost) still hold. C2 at γ = 0 is the right test: the γ
 //! solver keeps C2 whenever it holds at γ = 0. Index order is the order a gateway
@@ -59,7 +60,7 @@ pub(crate) fn associate(env: &Env) -> Vec<usize> {
         let mut fit: Option<(f64, usize)> = None;
         // (new violations, excess, distance, server) of the least violating one.
         let mut least: Option<(usize, f64, f64, usize)> = None;
-        for (s, srv) in servers.iter().enumerate() {
+        for (s, srv) in servers.iter().enumerate().filter(|(_, srv)| srv.available) {
             let before = loads.get(s);
             let after = before + Load::at_zero(params, slot, user, s, rate);
             let d = manhattan(user.x, user.y, srv.x, srv.y);
@@ -82,7 +83,7 @@ pub(crate) fn associate(env: &Env) -> Vec<usize> {
         let s = match (fit, least) {
             (Some((_, s)), _) => s,
             (None, Some(l)) => l.3,
-            (None, None) => 0, // unreachable: a slot has at least one server
+            (None, None) => 0, // unreachable: a slot has an available server
         };
         loads.add(s, Load::at_zero(params, slot, user, s, rate));
         association.push(s);

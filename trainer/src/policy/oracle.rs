@@ -86,6 +86,10 @@ use crate::sim::{Decision, Env, Status};
 /// climb against cycling on rounding; e is O(1)).
 pub const TOLERANCE: f64 = 1e-12;
 
+/// What a server that is down counts as broken while it hosts anyone (more than
+/// every constraint of a slot together: no climb accepts it).
+const DOWN_BROKEN: usize = 1 << 20;
+
 /// How hard the oracle searches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OracleConfig {
@@ -151,14 +155,22 @@ impl DecisionMaker for Oracle {
         let slot = env.status();
         let params = &env.scenario().params;
         let (n_users, n_servers) = (slot.users().len(), slot.servers().len());
-        let mut starts = vec![
-            sticky::associate(env)?,
-            env.prev_association().to_vec(),
-            nearest::associate(env),
-        ];
+        let mut starts = vec![sticky::associate(env)?];
+        // The previous association is a start while it names no server that is
+        // down (SPEC §2.2a); random starts draw among the available servers.
+        let prev = env.prev_association();
+        if prev.iter().all(|&s| slot.available(s)) {
+            starts.push(prev.to_vec());
+        }
+        starts.push(nearest::associate(env));
+        let up: Vec<usize> = (0..n_servers).filter(|&s| slot.available(s)).collect();
         let mut rng = ChaCha8Rng::seed_from_u64(mix(env.seed() ^ mix(env.t() as u64)));
         for _ in 0..self.config.restarts {
-            starts.push((0..n_users).map(|_| below(&mut rng, n_servers)).collect());
+            starts.push(
+                (0..n_users)
+                    .map(|_| up[below(&mut rng, up.len())])
+                    .collect(),
+            );
         }
         let mut candidates: Vec<Vec<usize>> = Vec::with_capacity(2 * starts.len());
         for s in starts {
@@ -303,12 +315,21 @@ impl Search<'_> {
         self.valuer.evaluations >= self.config.max_evaluations
     }
 
-    /// Constraints broken by `mask` on server `s` (exact, no solving).
+    /// Constraints broken by `mask` on server `s` (exact, no solving). A server
+    /// that is down and hosts anyone counts as [`DOWN_BROKEN`] broken constraints,
+    /// so no change ever places a user there.
     fn broken(&self, s: usize, mask: u64) -> usize {
-        self.slot
-            .servers()
-            .get(s)
-            .map_or(0, |srv| self.table.sum(s, mask).violations(srv))
+        match self.slot.servers().get(s) {
+            Some(srv) if !srv.available => {
+                if mask == 0 {
+                    0
+                } else {
+                    DOWN_BROKEN
+                }
+            }
+            Some(srv) => self.table.sum(s, mask).violations(srv),
+            None => 0,
+        }
     }
 
     /// The gain of replacing the sets of servers `s` and `t` (parts `old`) with

@@ -3,10 +3,12 @@
 //! # Rule
 //!
 //! Start from the previous association ([`Env::prev_association`]). If every server
-//! keeps C2 at γ = 0 (the γ solver keeps C2 whenever it holds at γ = 0) and C3, that
-//! is the decision: O(U + S) work and no allocation beyond the returned `Vec`.
+//! keeps C2 at γ = 0 (the γ solver keeps C2 whenever it holds at γ = 0) and C3, and
+//! none of them is down (SPEC §2.2a), that is the decision: O(U + S) work and no
+//! allocation beyond the returned `Vec`.
 //!
-//! Otherwise the broken servers are repaired in server index order, one user move
+//! Otherwise the broken servers (a server that is down and hosts anyone counts as
+//! broken; it is repaired when empty) are repaired in server index order, one user move
 //! at a time, and only users of a broken server move. A move takes a user u off the
 //! broken server s to a server t ≠ s that keeps C2 (γ = 0) and C3 with u added, so
 //! a repair never breaks another server and each user moves at most once. Among
@@ -59,9 +61,10 @@ pub(crate) fn associate(env: &Env) -> anyhow::Result<Vec<usize>> {
     let slot = env.status();
     let params = &env.scenario().params;
     let prev = env.prev_association();
+    let on_down = prev.iter().any(|&s| !slot.available(s));
     match Loads::of(params, slot, prev).first_broken(slot.servers()) {
-        None => Ok(prev.to_vec()),
-        Some(_) => repair(params, slot, prev).context("sticky: repairing the association"),
+        None if !on_down => Ok(prev.to_vec()),
+        _ => repair(params, slot, prev).context("sticky: repairing the association"),
     }
 }
 
@@ -96,8 +99,18 @@ fn repair(params: &Params, slot: &Status, prev: &[usize]) -> anyhow::Result<Vec<
     let mut sets = masks(&association, servers.len());
     let mut valuer = Valuer::default();
     let mut parts: Vec<Option<Part>> = vec![None; servers.len()];
+    // A down server is broken while it hosts anyone; its part of e is left out
+    // of the moves' gains (every user leaves it anyway).
+    let broken = |s: usize, mask: u64| {
+        let srv = &servers[s];
+        if srv.available {
+            table.sum(s, mask).violations(srv) > 0
+        } else {
+            mask != 0
+        }
+    };
     for (s, srv) in servers.iter().enumerate() {
-        while table.sum(s, sets[s]).violations(srv) > 0 {
+        while broken(s, sets[s]) {
             let mut best: Option<Move> = None;
             for u in members(sets[s]) {
                 let rest = sets[s] & !bit(u);
@@ -105,11 +118,12 @@ fn repair(params: &Params, slot: &Status, prev: &[usize]) -> anyhow::Result<Vec<
                 let mut rest_part: Option<Part> = None;
                 for (t, tsrv) in servers.iter().enumerate() {
                     let with_u = sets[t] | bit(u);
-                    if t == s || table.sum(t, with_u).violations(tsrv) > 0 {
+                    if t == s || !tsrv.available || table.sum(t, with_u).violations(tsrv) > 0 {
                         continue;
                     }
                     let rest_part = match rest_part {
                         Some(p) => p,
+                        None if !srv.available => *rest_part.insert(Part::default()),
                         None => *rest_part.insert(valuer.part(params, slot, s, rest)?),
                     };
                     let t_part = match parts[t] {
@@ -117,11 +131,16 @@ fn repair(params: &Params, slot: &Status, prev: &[usize]) -> anyhow::Result<Vec<
                         None => *parts[t].insert(valuer.part(params, slot, t, sets[t])?),
                     };
                     let t_new = valuer.part(params, slot, t, with_u)?;
+                    let (repairs, excess) = if srv.available {
+                        (rest_load.violations(srv) == 0, rest_load.excess(srv))
+                    } else {
+                        (rest == 0, f64::from(rest.count_ones()))
+                    };
                     let candidate = Move {
                         user: u,
                         to: t,
-                        repairs: rest_load.violations(srv) == 0,
-                        excess: rest_load.excess(srv),
+                        repairs,
+                        excess,
                         gain: rest_part.objective + t_new.objective - t_part.objective,
                     };
                     if best.is_none_or(|b| candidate.before(&b)) {

@@ -118,6 +118,23 @@ struct Walker {
     speed: f64,
 }
 
+/// The episode's users, present or not (the scenario's `users` is the
+/// population's size; without churn every member is present in every slot).
+#[derive(Clone, Debug)]
+struct Population {
+    walkers: Vec<Walker>,
+    twin_bits: Vec<f64>,
+    data_bits: Vec<f64>,
+    prev_data_bits: Vec<f64>,
+    /// Each member's previous server as decision makers see it (the nearest
+    /// server in the first slot and after a return).
+    prev_server: Vec<usize>,
+    /// Which members are present this slot.
+    present: Vec<bool>,
+    /// Present members that returned this slot (no previous server).
+    joined: Vec<bool>,
+}
+
 /// One environment: an episode of a scenario, stepped slot by slot.
 #[derive(Clone, Debug)]
 pub struct Env {
@@ -125,11 +142,12 @@ pub struct Env {
     seed: u64,
     rng: ChaCha8Rng,
     servers: Vec<Server>,
-    walkers: Vec<Walker>,
-    twin_bits: Vec<f64>,
-    data_bits: Vec<f64>,
-    prev_data_bits: Vec<f64>,
-    /// Previous association as decision makers see it (nearest server at slot 1).
+    /// Slot index from which each server is up again (0: up).
+    down_until: Vec<usize>,
+    pop: Population,
+    /// The status's users as population indices.
+    ids: Vec<usize>,
+    /// The previous association of the status's users (see `Population::prev_server`).
     prev_association: Vec<usize>,
     t: usize,
     status: Status,
@@ -189,30 +207,38 @@ impl Env {
         let data_bits: Vec<f64> = (0..sc.users)
             .map(|_| f64::from(uniform_int(&mut rng, sc.samples)) * bps)
             .collect();
-        let prev_association: Vec<usize> = walkers
+        let prev_server: Vec<usize> = walkers
             .iter()
             .map(|w| nearest(&servers, w.x, w.y))
             .collect();
+        let pop = Population {
+            walkers,
+            twin_bits,
+            data_bits,
+            prev_data_bits,
+            prev_server,
+            present: vec![true; sc.users],
+            joined: vec![false; sc.users],
+        };
         let mut users_buf = Vec::with_capacity(sc.users);
+        let (mut ids, mut prev_association) = (Vec::new(), Vec::new());
         let status = build_status(
             sc,
             &servers,
-            &walkers,
-            &twin_bits,
-            &data_bits,
-            &prev_data_bits,
-            None,
+            &pop,
+            true,
             &mut users_buf,
+            &mut ids,
+            &mut prev_association,
         )?;
         Ok(Env {
             scenario: sc.clone(),
             seed,
             rng,
+            down_until: vec![0; servers.len()],
             servers,
-            walkers,
-            twin_bits,
-            data_bits,
-            prev_data_bits,
+            pop,
+            ids,
             prev_association,
             t: 0,
             status,
@@ -227,29 +253,74 @@ impl Env {
         Ok(())
     }
 
-    /// Moves users, draws the slot's images and rebuilds the status.
+    /// Moves users, draws the slot's images (and with churn who is present and
+    /// which servers are up) and rebuilds the status.
     fn next_slot(&mut self) -> anyhow::Result<()> {
         let sc = &self.scenario;
         let rng = &mut self.rng;
+        let pop = &mut self.pop;
         if let Mobility::RandomWaypoint { speed } = sc.mobility {
-            for w in self.walkers.iter_mut() {
+            for w in pop.walkers.iter_mut() {
                 step_walker(w, rng, sc.area_m, speed);
             }
         }
-        std::mem::swap(&mut self.data_bits, &mut self.prev_data_bits);
+        std::mem::swap(&mut pop.data_bits, &mut pop.prev_data_bits);
         let bps = sc.params.bits_per_sample;
-        for d in self.data_bits.iter_mut() {
+        for d in pop.data_bits.iter_mut() {
             *d = f64::from(uniform_int(rng, sc.samples)) * bps;
+        }
+        if let Some(churn) = &sc.churn {
+            let was = pop.present.clone();
+            for (present, joined) in pop.present.iter_mut().zip(pop.joined.iter_mut()) {
+                let draw = unit(rng);
+                *joined = false;
+                if *present {
+                    *present = draw >= churn.leave_p;
+                } else if draw < churn.join_p {
+                    (*present, *joined) = (true, true);
+                }
+            }
+            if !pop.present.iter().any(|&p| p) {
+                // The last to leave stays: a slot has at least one user.
+                if let Some(u) = was.iter().rposition(|&p| p) {
+                    pop.present[u] = true;
+                }
+            }
+            // Returning users see their nearest server as their previous one,
+            // as everyone does in the first slot.
+            // Servers up in the last slot may go down; then those whose time is
+            // over come back (so a down period lasts exactly its drawn length).
+            let t = self.t;
+            for s in 0..self.servers.len() {
+                if !self.servers[s].available {
+                    continue;
+                }
+                if unit(rng) < churn.fail_p {
+                    let slots = uniform_int(rng, churn.down) as usize;
+                    let up = self.servers.iter().filter(|v| v.available).count();
+                    if up > 1 {
+                        self.servers[s].available = false;
+                        self.down_until[s] = t + slots;
+                    }
+                }
+            }
+            for (srv, &until) in self.servers.iter_mut().zip(&self.down_until) {
+                srv.available = until <= t;
+            }
+            for (u, w) in pop.walkers.iter().enumerate() {
+                if pop.joined[u] {
+                    pop.prev_server[u] = nearest_available(&self.servers, w.x, w.y);
+                }
+            }
         }
         self.status = build_status(
             sc,
             &self.servers,
-            &self.walkers,
-            &self.twin_bits,
-            &self.data_bits,
-            &self.prev_data_bits,
-            Some(&self.prev_association),
+            &self.pop,
+            false,
             &mut self.users_buf,
+            &mut self.ids,
+            &mut self.prev_association,
         )?;
         Ok(())
     }
@@ -262,15 +333,16 @@ impl Env {
         }
         let params = &self.scenario.params;
         let assoc = &decision.association;
+        let n = self.status.users().len();
+        self.gamma.resize(n, 0.0);
         let solve = match &decision.gamma {
             Gamma::Optimal => solve_gamma(params, &self.status, assoc, &mut self.gamma)
                 .map_err(|e| anyhow::anyhow!("decision rejected: {e}"))?,
             Gamma::Given(g) => {
-                if g.len() != self.gamma.len() {
+                if g.len() != n {
                     bail!(
-                        "decision rejected: gamma has {} values for {} users",
-                        g.len(),
-                        self.gamma.len()
+                        "decision rejected: gamma has {} values for {n} users",
+                        g.len()
                     );
                 }
                 self.gamma.copy_from_slice(g);
@@ -279,15 +351,15 @@ impl Env {
         };
         let evaluation = evaluate(params, &self.status, assoc, &self.gamma)
             .map_err(|e| anyhow::anyhow!("decision rejected: {e}"))?;
-        let migrations = if self.t == 0 {
-            0
-        } else {
-            assoc
-                .iter()
-                .zip(&self.prev_association)
-                .filter(|(a, b)| a != b)
-                .count()
-        };
+        // A migration is a move away from a previous server (none in slot 1 or
+        // for a user that returned).
+        let migrations = self
+            .status
+            .users()
+            .iter()
+            .zip(assoc)
+            .filter(|(u, &a)| u.prev_server.is_some_and(|p| p != a))
+            .count();
         let t = self.t;
         self.t += 1;
         let done = self.t >= self.scenario.slots;
@@ -300,7 +372,9 @@ impl Env {
             done,
         };
         if !done {
-            self.prev_association.copy_from_slice(assoc);
+            for (&id, &a) in self.ids.iter().zip(assoc) {
+                self.pop.prev_server[id] = a;
+            }
             self.next_slot()?;
         }
         Ok(outcome)
@@ -311,9 +385,16 @@ impl Env {
         &self.status
     }
 
-    /// The previous association (the nearest server of each user at slot 0).
+    /// The previous association of the status's users (the nearest server in
+    /// slot 0 and for a user that returned; it may name a server that is down now).
     pub fn prev_association(&self) -> &[usize] {
         &self.prev_association
+    }
+
+    /// The population index of each of the status's users (`0..users` in order
+    /// without churn).
+    pub fn user_ids(&self) -> &[usize] {
+        &self.ids
     }
 
     /// The current slot index (0-based).
@@ -335,6 +416,19 @@ impl Env {
     pub fn seed(&self) -> u64 {
         self.seed
     }
+}
+
+/// Index of the available server nearest (Manhattan) to (x, y); ties go to the
+/// lower index (a slot always has one available server).
+pub fn nearest_available(servers: &[Server], x: f64, y: f64) -> usize {
+    let mut best = (f64::INFINITY, 0);
+    for (s, srv) in servers.iter().enumerate().filter(|(_, s)| s.available) {
+        let d = manhattan(x, y, srv.x, srv.y);
+        if d < best.0 {
+            best = (d, s);
+        }
+    }
+    best.1
 }
 
 /// Index of the server nearest (Manhattan) to (x, y); ties go to the lower index.
@@ -366,28 +460,35 @@ fn step_walker(w: &mut Walker, rng: &mut ChaCha8Rng, area: f64, speed: [f64; 2])
     }
 }
 
-/// The controller's view of a slot; `prev = None` in the first slot.
-#[allow(clippy::too_many_arguments)]
+/// The controller's view of a slot: the present users in population order
+/// (`ids`), no previous server in the first slot (`first`) or after a return,
+/// and the previous association decision makers see (`prev_association`).
 fn build_status(
     sc: &Scenario,
     servers: &[Server],
-    walkers: &[Walker],
-    twin_bits: &[f64],
-    data_bits: &[f64],
-    prev_data_bits: &[f64],
-    prev: Option<&[usize]>,
+    pop: &Population,
+    first: bool,
     users: &mut Vec<User>,
+    ids: &mut Vec<usize>,
+    prev_association: &mut Vec<usize>,
 ) -> anyhow::Result<Status> {
     users.clear();
-    for (u, w) in walkers.iter().enumerate() {
+    ids.clear();
+    prev_association.clear();
+    for (u, w) in pop.walkers.iter().enumerate() {
+        if !pop.present[u] {
+            continue;
+        }
+        ids.push(u);
+        prev_association.push(pop.prev_server[u]);
         users.push(User {
             x: w.x,
             y: w.y,
             emd: sc.emd.of(u),
-            twin_bits: twin_bits[u],
-            data_bits: data_bits[u],
-            prev_data_bits: prev_data_bits[u],
-            prev_server: prev.map(|p| p[u]),
+            twin_bits: pop.twin_bits[u],
+            data_bits: pop.data_bits[u],
+            prev_data_bits: pop.prev_data_bits[u],
+            prev_server: (!first && !pop.joined[u]).then_some(pop.prev_server[u]),
         });
     }
     Slot::new(servers, users).map_err(|e| anyhow::anyhow!("simulator built an invalid slot: {e}"))

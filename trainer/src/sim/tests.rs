@@ -277,3 +277,140 @@ fn uniform_int_is_unbiased_at_the_edges() {
     let f = unit(&mut rng);
     assert!((0.0..1.0).contains(&f));
 }
+
+/// Everyone to the nearest available server.
+fn nearest_up_decision(env: &Env) -> Decision {
+    let st = env.status();
+    Decision::optimal(
+        st.users()
+            .iter()
+            .map(|u| nearest_available(st.servers(), u.x, u.y))
+            .collect(),
+    )
+}
+
+fn churny(users: usize, servers: usize, slots: usize) -> Scenario {
+    Scenario {
+        churn: Some(crate::scenario::Churn {
+            leave_p: 0.1,
+            join_p: 0.2,
+            fail_p: 0.05,
+            down: [2, 5],
+        }),
+        ..scenario(users, servers, slots)
+    }
+}
+
+/// SPEC §2.2a: who is present, who returned, which servers are down, and what a
+/// returning user or one whose server went down sees, slot after slot.
+#[test]
+fn churn_follows_the_spec() {
+    let (users, servers, slots) = (12, 4, 3000);
+    let mut env = Env::new(&churny(users, servers, slots), 9).unwrap();
+    // Slot 1: everyone present, every server up.
+    assert_eq!(env.user_ids(), (0..users).collect::<Vec<_>>());
+    assert!(env.status().servers().iter().all(|s| s.available));
+    let mut last: Vec<Option<usize>> = vec![None; users]; // server in the last slot
+    let mut present_slots = 0usize;
+    let mut down_runs = vec![0usize; servers];
+    let (mut returns, mut forced) = (0, 0);
+    for t in 0..slots {
+        let st = env.status().clone();
+        let ids = env.user_ids().to_vec();
+        assert_eq!(ids.len(), st.users().len());
+        assert!(!ids.is_empty(), "at least one user is present");
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "population order");
+        assert!(st.servers().iter().any(|s| s.available), "one server up");
+        for (k, (&id, u)) in ids.iter().zip(st.users()).enumerate() {
+            let prev = env.prev_association()[k];
+            match (t, last[id]) {
+                (0, _) | (_, None) => {
+                    // First slot or a return: no previous server; decision makers
+                    // see the nearest available one.
+                    assert_eq!(u.prev_server, None, "slot {t} user {id}");
+                    assert_eq!(prev, nearest_available(st.servers(), u.x, u.y));
+                    returns += usize::from(t > 0);
+                }
+                (_, Some(s)) => {
+                    assert_eq!(u.prev_server, Some(s), "slot {t} user {id}");
+                    assert_eq!(prev, s);
+                    forced += usize::from(!st.servers()[s].available);
+                }
+            }
+        }
+        // Down periods last [2, 5] slots (the one cut by the episode's end aside).
+        for (s, srv) in st.servers().iter().enumerate() {
+            if srv.available {
+                if down_runs[s] > 0 {
+                    assert!(
+                        (2..=5).contains(&down_runs[s]),
+                        "down {} slots",
+                        down_runs[s]
+                    );
+                }
+                down_runs[s] = 0;
+            } else {
+                down_runs[s] += 1;
+            }
+        }
+        present_slots += ids.len();
+        let decision = nearest_up_decision(&env);
+        let o = env.step(&decision).unwrap();
+        let moved = st
+            .users()
+            .iter()
+            .zip(&decision.association)
+            .filter(|(u, &a)| u.prev_server.is_some_and(|p| p != a))
+            .count();
+        assert_eq!(o.migrations, moved);
+        last = vec![None; users];
+        for (&id, &a) in ids.iter().zip(&decision.association) {
+            last[id] = Some(a);
+        }
+    }
+    // Presence settles at join/(join + leave) = 2/3.
+    let share = present_slots as f64 / (users * slots) as f64;
+    assert!((0.6..0.73).contains(&share), "present {share}");
+    assert!(
+        returns > 100 && forced > 10,
+        "{returns} returns, {forced} forced moves"
+    );
+    // An unavailable server in a decision is rejected, not simulated.
+    let mut env = Env::new(&churny(users, servers, slots), 9).unwrap();
+    while env.status().servers().iter().all(|s| s.available) {
+        env.step(&nearest_up_decision(&env)).unwrap();
+    }
+    let down = env
+        .status()
+        .servers()
+        .iter()
+        .position(|s| !s.available)
+        .unwrap();
+    let bad = Decision::optimal(vec![down; env.status().users().len()]);
+    let err = env.step(&bad).unwrap_err().to_string();
+    assert!(err.contains("unavailable"), "{err}");
+}
+
+/// Churn episodes are pure functions of the seed too, and without `[churn]`
+/// every user is present in every slot.
+#[test]
+fn churn_is_deterministic_and_off_by_default() {
+    let sc = churny(10, 5, 200);
+    let trace = |seed| {
+        let mut env = Env::new(&sc, seed).unwrap();
+        let mut out = Vec::new();
+        while !env.done() {
+            out.push((env.status().clone(), env.user_ids().to_vec()));
+            env.step(&nearest_up_decision(&env)).unwrap();
+        }
+        out
+    };
+    assert_eq!(trace(4), trace(4));
+    assert_ne!(trace(4), trace(5));
+    let mut env = Env::new(&scenario(10, 5, 100), 4).unwrap();
+    while !env.done() {
+        assert_eq!(env.user_ids(), (0..10).collect::<Vec<_>>());
+        assert!(env.status().servers().iter().all(|s| s.available));
+        env.step(&nearest_decision(&env)).unwrap();
+    }
+}
