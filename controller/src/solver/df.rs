@@ -60,7 +60,7 @@ impl Df {
     /// range give hi = ±∞ or 0 (with lo = 0).
     pub fn from_f64(x: f64) -> Df {
         let hi = x as f32;
-        if !hi.is_finite() || hi == 0.0 || x.is_nan() {
+        if !hi.is_finite() || hi == 0.0 {
             return Df { hi, lo: 0.0 };
         }
         let (mx, ex) = decompose64(x.to_bits());
