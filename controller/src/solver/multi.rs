@@ -218,7 +218,8 @@ impl<const U: usize, R: Real> Server<U, R> {
         }
     }
 
-    /// Branch and bound; returns (samples used, certified within [`SERVER_TOL`]).
+    /// Branch and bound; returns (samples used, certified within `R::SERVER_TOL`, which is
+    /// [`SERVER_TOL`](super::SERVER_TOL) in f64).
     ///
     /// The search starts on the price range that must contain λ* = c·Norm'(C*) and
     /// shrinks it by iterating the monotone map λ ↦ c·Norm'(C0 + z(λ)) from both

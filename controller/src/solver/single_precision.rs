@@ -19,7 +19,7 @@
 //! to the room, not to q: in plain f32 the room, often a small difference of two
 //! large numbers, and a margin of f32 ulps of q cost up to 1e-5 on e where C2
 //! binds and utility is steep); last-bit overshoots are then repaired by relative
-//! shrink steps (at most [`MAX_POLISH`](super::MAX_POLISH), then γ = 0). A server
+//! shrink steps (at most [`MAX_POLISH`], then γ = 0). A server
 //! whose load at γ = 0 already exceeds the budget gets γ = 0 (C2 then holds
 //! exactly as it held at γ = 0), counted as infeasible when the load exceeds q.
 //!

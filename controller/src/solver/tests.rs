@@ -1033,10 +1033,10 @@ fn check_f32(inst: &Instance) -> Result<(f64, Eval), String> {
     let slot = inst.slot();
     let n = inst.users.len();
     let mut exact = vec![0.0; n];
-    solve_gamma(&inst.params, &slot, &inst.association, &mut exact).map_err(|e| e.to_string())?;
+    solve_gamma(&inst.params, &slot, &inst.association, &mut exact).map_err(|e| format!("{e}"))?;
     let mut single = vec![f64::NAN; n];
     solve_gamma_f32(&inst.params, &slot, &inst.association, &mut single)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| format!("{e}"))?;
     let (e_exact, e_single, at_zero) = (
         inst.eval(&exact),
         inst.eval(&single),
