@@ -551,3 +551,79 @@ fn missing_association_needs_a_policy_file() {
     );
     check_error(&out, "`nearest` is not a file");
 }
+
+/// Solves `instance` through stdin with `--solver NAME` and returns the parsed output.
+#[track_caller]
+fn solve_with(instance: &Value, solver: &str) -> Value {
+    let out = run_with_stdin(
+        diten().args(["solve", "--instance", "-", "--solver", solver]),
+        &instance.to_string(),
+    );
+    serde_json::from_str(&success(&out)).expect("stdout is JSON")
+}
+
+/// `--solver f32` against `--solver exact` (the independent reference: the exact
+/// solver is checked against brute force and hand calculations) on `instance`:
+/// same association, e within 1e-5, γ in [0, 1], C2 kept on every server where
+/// the exact solution keeps it. Returns both outputs.
+#[track_caller]
+fn check_f32_against_exact(instance: &Value) -> (Value, Value) {
+    let exact = solve_with(instance, "exact");
+    assert_eq!(exact, solve(instance), "--solver exact is the default");
+    let single = solve_with(instance, "f32");
+    equal(&single, "/association", exact["association"].clone());
+    let (e, s) = (
+        exact["objective"].as_f64().expect("objective"),
+        single["objective"].as_f64().expect("objective"),
+    );
+    assert!((e - s).abs() <= 1e-5, "e: exact {e}, f32 {s}");
+    for g in single["gamma"].as_array().expect("gamma") {
+        let g = g.as_f64().expect("γ is a number");
+        assert!((0.0..=1.0).contains(&g), "γ = {g}");
+    }
+    let servers = instance["servers"].as_array().expect("servers");
+    for (k, srv) in servers.iter().enumerate() {
+        let q = srv["q"].as_f64().expect("q");
+        if exact["servers"][k]["cmp"].as_f64().expect("cmp") <= q {
+            let cmp = single["servers"][k]["cmp"].as_f64().expect("cmp");
+            assert!(cmp <= q, "server {k}: C_cmp {cmp} > q {q}");
+        }
+    }
+    equal(&single, "/feasible", exact["feasible"].clone());
+    (exact, single)
+}
+
+#[test]
+fn f32_solver_matches_exact_on_the_spec_example() {
+    let (_, single) = check_f32_against_exact(&spec_instance());
+    // SPEC §3.1's objective (the hand check above) within the f32 path's 1e-5.
+    close(&single, "/objective", 0.0395068, 1e-5);
+}
+
+#[test]
+fn f32_solver_matches_exact_on_a_crowded_server_where_c2_binds() {
+    // Five users on server 0: C_cmp at γ = 0 is 3.3e-4·(4·392000 + 0) = 517.44
+    // and at γ = 1 it adds 3.3e-4·(4·1568000 + 784000) = 2328.48, so q = 1450
+    // binds; user 4 has no current data (steep utility at small γ) and user 3
+    // migrates from server 1. User 5 alone on server 1.
+    let user = |x: f64, images: f64, prev: f64, emd: f64, from: usize| {
+        json!({"x": x, "y": 10.0, "emd": emd, "twin_bits": 4500.0,
+               "data_bits": images * 784.0, "prev_data_bits": prev * 784.0,
+               "prev_server": from})
+    };
+    let instance = json!({
+        "params": {},
+        "servers": [{"x": 10.0, "y": 20.0, "p": 125.0, "q": 1450.0, "eps": 55.0},
+                    {"x": 60.0, "y": 70.0, "p": 140.0, "q": 1480.0, "eps": 54.5}],
+        "users": [user(5.0, 500.0, 2000.0, 0.0, 0), user(15.0, 500.0, 2000.0, 0.2, 0),
+                  user(20.0, 500.0, 2000.0, 0.4, 0), user(12.0, 500.0, 2000.0, 0.6, 1),
+                  user(8.0, 0.0, 1000.0, 1.2, 0), user(55.0, 1200.0, 1800.0, 0.2, 1)],
+        "association": [0, 0, 0, 0, 0, 1]
+    });
+    let (exact, single) = check_f32_against_exact(&instance);
+    // C2 binds on server 0 in the exact solution; the f32 one fills it to within
+    // the resolution of f32 γ (a few 1e-8 relative; 1e-6·q allowed).
+    let cmp = exact["servers"][0]["cmp"].as_f64().expect("cmp");
+    assert!(cmp > 1450.0 * (1.0 - 1e-9), "C2 binds on server 0: {exact}");
+    close(&single, "/servers/0/cmp", cmp, 1e-6 * 1450.0);
+}

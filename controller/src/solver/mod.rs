@@ -37,6 +37,18 @@
 //! slope of G (the sandwich rule) shrinks the bound quadratically until it certifies
 //! the best sample within [`SERVER_TOL`].
 //!
+//! # Two precisions
+//!
+//! The search (`var`, `single`, `multi`) is written once, generic over its
+//! floating-point type (`real::Real`). [`solve_gamma`] and the controller's
+//! server solver run it in f64: the reference (host, `diten solve`, simulator,
+//! oracle). [`solve_gamma_f32`] and [`ServerSolverF32`] run it in f32 for a
+//! target without a double-precision FPU (Cortex-M4F): f32 `exp`/`ln`, no f64
+//! arithmetic after the inputs are converted, C2 checked in double-f32 so that it
+//! holds exactly as [`crate::evaluate`] checks it. Their e, evaluated exactly,
+//! is within 1e-5 of the exact solver's on every instance of the property test
+//! (`single_precision`'s docs say what is guaranteed and what is measured).
+//!
 //! # Work bound
 //!
 //! Per user and price, the inverse of ρ' takes at most [`MAX_NEWTON`] Halley (or Newton) steps;
@@ -48,8 +60,11 @@
 //! [`MAX_POLISH`] relative steps (then falls back to γ = 0, which is feasible).
 //! Nothing allocates; the loops are bounded by these constants.
 
+mod df;
 mod multi;
+mod real;
 mod single;
+mod single_precision;
 mod var;
 
 use crate::error::Error;
@@ -57,7 +72,10 @@ use crate::model::{check_params, exponent, total_bits, Load, UserCost, Weights};
 use crate::params::Params;
 use crate::slot::Slot;
 
-use var::Server;
+use real::Real;
+use var::{Alpha, Server, UserTerms};
+
+pub use single_precision::{solve_gamma_f32, ServerSolverF32};
 
 /// Maximum Newton, Halley or bisection steps for one scalar root or inverse.
 pub const MAX_NEWTON: usize = 64;
@@ -129,7 +147,8 @@ pub fn solve_gamma<const U: usize, const S: usize>(
 /// only the servers it touches.
 pub(crate) struct ServerSolver<const U: usize> {
     rate: f64,
-    prob: Server<U>,
+    alpha: Alpha<f64>,
+    prob: Server<U, f64>,
 }
 
 impl<const U: usize> ServerSolver<U> {
@@ -140,9 +159,16 @@ impl<const U: usize> ServerSolver<U> {
             cost: c,
         } = Weights::new(params, slot);
         let ln_c_4f0 = crate::math::ln(c) - crate::math::ln(4.0 * params.f0);
+        let [a1, a2, a3, ..] = params.alpha;
         ServerSolver {
             rate: params.rate_bps(),
-            prob: Server::<U>::new(w, c, params.f0, ln_c_4f0, 0.0, params.cost_norm),
+            alpha: Alpha {
+                a1,
+                a2,
+                a3,
+                bits_per_sample: params.bits_per_sample,
+            },
+            prob: Server::new(w, c, params.f0, ln_c_4f0, 0.0, params.cost_norm),
         }
     }
 
@@ -176,7 +202,19 @@ impl<const U: usize> ServerSolver<U> {
             };
             let uc = UserCost::new(params, slot, u, s, self.rate);
             *per_bit = uc.cmp_per_bit;
-            prob.add_user(params, k, u, &uc, exponent(params, u.emd));
+            let d = total_bits(u, 0.0);
+            let at_zero = uc.load(u, d);
+            let terms = UserTerms {
+                user: k,
+                total0: at_zero.total,
+                cmp0: at_zero.cmp,
+                d,
+                p: u.prev_data_bits,
+                mig_per_bit: uc.mig_per_bit,
+                cmp_per_bit: uc.cmp_per_bit,
+                v: exponent(params, u.emd),
+            };
+            prob.add_user(&self.alpha, &terms);
         }
         let cmp = C2Row {
             slot,
@@ -188,7 +226,7 @@ impl<const U: usize> ServerSolver<U> {
             return false;
         }
         prob.solve(stats);
-        prob.write(gamma);
+        prob.write(gamma, |g| g);
         cmp.polish(srv, gamma);
         true
     }
@@ -302,11 +340,11 @@ impl<const U: usize, const S: usize> C2Row<'_, U, S> {
     }
 }
 
-impl<const U: usize> Server<U> {
+impl<const U: usize, R: Real> Server<U, R> {
     /// Fixes users by the price bounds, then solves what is left.
     fn solve(&mut self, stats: &mut SolveStats) {
-        if self.w <= 0.0 {
-            self.vars.iter_mut().for_each(|v| v.gamma = 0.0);
+        if self.w <= R::ZERO {
+            self.vars.iter_mut().for_each(|v| v.gamma = R::ZERO);
             return;
         }
         self.prune();

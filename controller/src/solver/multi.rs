@@ -1,28 +1,29 @@
 //! Two or more free users on a server: branch and bound along the KKT curve.
 
+use super::real::Real;
 use super::var::Server;
-use super::{MAX_MU_STEPS, MAX_SAMPLES, MAX_ULP_STEPS, SERVER_TOL};
+use super::{MAX_MU_STEPS, MAX_SAMPLES, MAX_ULP_STEPS};
 
 /// One point of the curve λ ↦ γ(λ): cost level z, utility G(z), slope G'(z) = λ.
 #[derive(Clone, Copy, Debug, Default)]
-struct Sample {
-    lambda: f64,
-    z: f64,
-    g: f64,
+struct Sample<R> {
+    lambda: R,
+    z: R,
+    g: R,
     /// c·Norm(C0 + z).
-    h: f64,
-    f: f64,
+    h: R,
+    f: R,
     /// Upper bound of φ on the interval from the previous sample to this one.
-    ub: f64,
+    ub: R,
 }
 
-impl<const U: usize> Server<U> {
+impl<const U: usize, R: Real> Server<U, R> {
     /// Fills `out` with γ(λ, μ) (and `ln_x` with ln x(γ), NaN at the ends) and
     /// returns (Σ b·γ − cap, its derivative in μ).
-    fn fill(&self, lambda: f64, mu: f64, out: &mut Point<U>) -> (f64, f64) {
-        let (mut used, mut slope) = (0.0, 0.0);
+    fn fill(&self, lambda: R, mu: R, out: &mut Point<U, R>) -> (R, R) {
+        let (mut used, mut slope) = (R::ZERO, R::ZERO);
         // Without C2's price, ln(λa) = ln λ + ln a: one log per call, not per user.
-        let ln_lambda = crate::math::ln(lambda);
+        let ln_lambda = lambda.ln();
         for ((v, o), t) in self
             .vars
             .iter()
@@ -33,15 +34,15 @@ impl<const U: usize> Server<U> {
                 continue;
             }
             if lambda.is_infinite() {
-                *o = 0.0;
-                *t = f64::NAN;
+                *o = R::ZERO;
+                *t = R::NAN;
                 continue;
             }
             let price = lambda * v.a + mu * v.b;
-            let ln_price = if mu == 0.0 {
+            let ln_price = if mu == R::ZERO {
                 ln_lambda + v.ln_a
             } else {
-                crate::math::ln(price)
+                price.ln()
             };
             let (g, dg_dlnp, ln_x) = v.inverse_with_slope(ln_price);
             *o = g;
@@ -54,12 +55,12 @@ impl<const U: usize> Server<U> {
 
     /// Fills `out` with γ(λ): the maximiser of w·Σρ − λ·Σ a γ under C2 (μ ≥ 0 found
     /// by a monotone search when C2 binds). Returns (z, G).
-    fn sample_into(&self, lambda: f64, out: &mut Point<U>) -> (f64, f64) {
-        let (h0, dh0) = self.fill(lambda, 0.0, out);
-        if h0 > 0.0 {
+    fn sample_into(&self, lambda: R, out: &mut Point<U, R>) -> (R, R) {
+        let (h0, dh0) = self.fill(lambda, R::ZERO, out);
+        if h0 > R::ZERO {
             self.solve_mu(lambda, -h0 / dh0, out);
         }
-        let (mut z, mut gsum) = (0.0, 0.0);
+        let (mut z, mut gsum) = (R::ZERO, R::ZERO);
         for ((v, &g), &t) in self.vars.iter().zip(out.gamma.iter()).zip(out.ln_x.iter()) {
             if v.free {
                 z += v.a * g;
@@ -71,67 +72,67 @@ impl<const U: usize> Server<U> {
 
     /// C2 binds at μ = 0: finds μ > 0 with Σ b·γ(λ, μ) = cap (decreasing in μ) by
     /// safeguarded Newton inside a bracket; leaves `out` at the feasible end.
-    fn solve_mu(&self, lambda: f64, guess: f64, out: &mut Point<U>) {
-        if self.cap <= 0.0 {
+    fn solve_mu(&self, lambda: R, guess: R, out: &mut Point<U, R>) {
+        if self.cap <= R::ZERO {
             for ((v, o), t) in self
                 .vars
                 .iter()
                 .zip(out.gamma.iter_mut())
                 .zip(out.ln_x.iter_mut())
             {
-                if v.free && v.b > 0.0 {
-                    *o = 0.0;
-                    *t = f64::NAN;
+                if v.free && v.b > R::ZERO {
+                    *o = R::ZERO;
+                    *t = R::NAN;
                 }
             }
             return;
         }
         // Above μ_max every user with b > 0 prices itself out (γ = 0, h = −cap < 0).
-        let mut hi = f64::NEG_INFINITY;
-        for v in self.vars.iter().filter(|v| v.free && v.b > 0.0) {
+        let mut hi = R::NEG_INFINITY;
+        for v in self.vars.iter().filter(|v| v.free && v.b > R::ZERO) {
             hi = hi.max((v.g0() - lambda * v.a) / v.b);
         }
         let mut steps = 0;
-        let mut lo = 0.0;
+        let mut lo = R::ZERO;
         if !hi.is_finite() {
             // Some user has no current data (infinite marginal utility at γ = 0): grow.
-            hi = 1e-9;
-            while self.fill(lambda, hi, out).0 > 0.0 && steps < MAX_MU_STEPS / 2 {
+            hi = R::lit(1e-9);
+            while self.fill(lambda, hi, out).0 > R::ZERO && steps < MAX_MU_STEPS / 2 {
                 lo = hi;
-                hi *= 16.0;
+                hi = hi * R::lit(16.0);
                 steps += 1;
             }
         }
         // Warm start: on the C2 face, a price change dλ is offset by about
         // dμ = −dλ·Σa/Σb; the previous binding sample is usually close.
         let (lam_prev, mu_prev) = self.mu_hint.get();
-        let (mut sum_a, mut sum_b) = (0.0, 0.0);
-        for v in self.vars.iter().filter(|v| v.free && v.b > 0.0) {
+        let (mut sum_a, mut sum_b) = (R::ZERO, R::ZERO);
+        for v in self.vars.iter().filter(|v| v.free && v.b > R::ZERO) {
             sum_a += v.a;
             sum_b += v.b;
         }
         let hint = mu_prev + (lam_prev - lambda) * sum_a / sum_b;
-        let inside = |m: f64| m.is_finite() && m > lo && m < hi;
+        let inside = |m: R| m.is_finite() && m > lo && m < hi;
         let mut mu = if inside(hint) {
             hint
         } else if inside(guess) {
             guess
         } else {
-            0.5 * (lo + hi)
+            R::lit(0.5) * (lo + hi)
         };
         let mut at_hi = false;
-        let mut newton_gap = 0.0;
+        let mut newton_gap = R::ZERO;
         while steps < MAX_MU_STEPS {
             let (h, dh) = self.fill(lambda, mu, out);
             steps += 1;
-            if h > 0.0 {
+            if h > R::ZERO {
                 lo = mu;
                 at_hi = false;
                 newton_gap = -h / dh;
             } else {
                 hi = mu;
                 at_hi = true;
-                if h == 0.0 {
+                if h == R::ZERO {
                     break;
                 }
             }
@@ -139,9 +140,9 @@ impl<const U: usize> Server<U> {
             let next = if newton.is_finite() && newton > lo && newton < hi {
                 newton
             } else {
-                0.5 * (lo + hi)
+                R::lit(0.5) * (lo + hi)
             };
-            if libm::fabs(next - mu) <= 1e-13 * mu || hi - lo <= 1e-15 * hi {
+            if (next - mu).abs() <= R::MU_TOL * mu || hi - lo <= R::MU_WIDTH * hi {
                 break;
             }
             mu = next;
@@ -154,34 +155,34 @@ impl<const U: usize> Server<U> {
         // Σ b·γ exceeds cap by a few ulps): step up from `lo` by twice the last
         // Newton step (at least an ulp), doubling the increment to the nearest feasible μ; `hi`, feasible but possibly far, is
         // only the last resort.
-        let mut step = libm::fmax(2.0 * newton_gap, lo * f64::EPSILON);
-        if !(step.is_finite() && step > 0.0) {
-            step = libm::fmax(lo * f64::EPSILON, f64::MIN_POSITIVE);
+        let mut step = fmax(R::lit(2.0) * newton_gap, lo * R::EPSILON);
+        if !(step.is_finite() && step > R::ZERO) {
+            step = fmax(lo * R::EPSILON, R::MIN_POSITIVE);
         }
         for _ in 0..MAX_ULP_STEPS {
             let mu = lo + step;
             if mu >= hi {
                 break;
             }
-            if self.fill(lambda, mu, out).0 <= 0.0 {
+            if self.fill(lambda, mu, out).0 <= R::ZERO {
                 self.mu_hint.set((lambda, mu));
                 return;
             }
             lo = mu;
-            step *= 2.0;
+            step = step * R::lit(2.0);
         }
         self.fill(lambda, hi, out);
     }
 
     /// Upper bound of φ between two samples: tangents of the concave G from above,
     /// the chord of the concave H from below.
-    fn upper_bound(&self, i: &Sample, j: &Sample) -> f64 {
+    fn upper_bound(&self, i: &Sample<R>, j: &Sample<R>) -> R {
         let width = j.z - i.z;
-        if width <= 1e-12 * (1.0 + libm::fabs(j.z)) {
-            return i.f.max(j.f) + (j.lambda + self.c / self.four_f0) * width.max(0.0);
+        if width <= R::POINT_WIDTH * (R::ONE + j.z.abs()) {
+            return i.f.max(j.f) + (j.lambda + self.c / self.four_f0) * width.max(R::ZERO);
         }
         let (hi, hj) = (i.h, j.h);
-        let bound_at = |z: f64| {
+        let bound_at = |z: R| {
             let tj = j.g + j.lambda * (z - j.z);
             let t = if i.lambda.is_finite() {
                 tj.min(i.g + i.lambda * (z - i.z))
@@ -205,10 +206,10 @@ impl<const U: usize> Server<U> {
     /// (KKT is sufficient for a concave problem). One sample, certified.
     pub(super) fn solve_linear(&mut self) {
         let mut point = Point {
-            gamma: [0.0; U],
-            ln_x: [f64::NAN; U],
+            gamma: [R::ZERO; U],
+            ln_x: [R::NAN; U],
         };
-        let lambda = crate::math::exp(self.ln_price_at(self.c0));
+        let lambda = self.ln_price_at(self.c0).exp();
         self.sample_into(lambda, &mut point);
         for (v, &g) in self.vars.iter_mut().zip(point.gamma.iter()) {
             if v.free {
@@ -217,30 +218,35 @@ impl<const U: usize> Server<U> {
         }
     }
 
-    /// Branch and bound; returns (samples used, certified within [`SERVER_TOL`]).
+    /// Branch and bound; returns (samples used, certified within `R::SERVER_TOL`, which is
+    /// [`SERVER_TOL`](super::SERVER_TOL) in f64).
     ///
     /// The search starts on the price range that must contain λ* = c·Norm'(C*) and
     /// shrinks it by iterating the monotone map λ ↦ c·Norm'(C0 + z(λ)) from both
     /// ends (its extreme fixed points bound every stationary point).
     pub(super) fn solve_multi(&mut self) -> (usize, bool) {
-        let mut bb = Bb::<U> {
+        let mut bb = Bb::<U, R> {
             samples: heapless::Vec::new(),
             taken: 0,
             scratch: Point {
-                gamma: [0.0; U],
-                ln_x: [f64::NAN; U],
+                gamma: [R::ZERO; U],
+                ln_x: [R::NAN; U],
             },
-            best_gamma: [0.0; U],
-            best_f: f64::NEG_INFINITY,
+            best_gamma: [R::ZERO; U],
+            best_f: R::NEG_INFINITY,
         };
-        let sum_a: f64 = self.vars.iter().filter(|v| v.free).map(|v| v.a).sum();
-        let price = |cost: f64| crate::math::exp(self.ln_price_at(cost));
+        // Summed from 0 in order (what f64's `Sum` does).
+        let mut sum_a = R::ZERO;
+        for v in self.vars.iter().filter(|v| v.free) {
+            sum_a += v.a;
+        }
+        let price = |cost: R| self.ln_price_at(cost).exp();
         let (mut lam_hi, mut lam_lo) = (price(self.c0), price(self.c0 + sum_a));
         let mut top = bb.sample(self, lam_hi);
         let mut bottom = bb.sample(self, lam_lo);
         for _ in 0..TIGHTEN_STEPS {
             let (new_hi, new_lo) = (price(self.c0 + top.z), price(self.c0 + bottom.z));
-            let moved = |old: f64, new: f64| libm::fabs(new - old) > 1e-9 * old;
+            let moved = |old: R, new: R| (new - old).abs() > R::PRICE_MOVE * old;
             if new_lo >= new_hi {
                 break; // a single fixed point: nothing left between the ends
             }
@@ -260,7 +266,7 @@ impl<const U: usize> Server<U> {
         bb.insert(self, bottom);
         let mut certified = false;
         while bb.taken < MAX_SAMPLES {
-            let mut worst = (f64::NEG_INFINITY, 0usize);
+            let mut worst = (R::NEG_INFINITY, 0usize);
             for k in 1..bb.samples.len() {
                 if let Some(s) = bb.samples.get(k) {
                     if s.ub > worst.0 {
@@ -268,7 +274,7 @@ impl<const U: usize> Server<U> {
                     }
                 }
             }
-            if worst.0 <= bb.best_f + SERVER_TOL {
+            if worst.0 <= bb.best_f + R::SERVER_TOL {
                 certified = true;
                 break;
             }
@@ -282,7 +288,7 @@ impl<const U: usize> Server<U> {
             let lambda = if slope.is_finite() && slope >= b.lambda && slope <= a.lambda {
                 slope
             } else {
-                0.5 * (a.lambda + b.lambda)
+                R::lit(0.5) * (a.lambda + b.lambda)
             };
             let s = bb.sample(self, lambda);
             bb.insert(self, s);
@@ -300,23 +306,23 @@ impl<const U: usize> Server<U> {
 const TIGHTEN_STEPS: usize = 1;
 
 /// One point of the curve: γ per variable and ln x(γ) (NaN at the ends of [0, 1]).
-struct Point<const U: usize> {
-    gamma: [f64; U],
-    ln_x: [f64; U],
+struct Point<const U: usize, R> {
+    gamma: [R; U],
+    ln_x: [R; U],
 }
 
 /// Branch-and-bound state: samples sorted by z and the best point so far.
-struct Bb<const U: usize> {
-    samples: heapless::Vec<Sample, MAX_SAMPLES>,
+struct Bb<const U: usize, R> {
+    samples: heapless::Vec<Sample<R>, MAX_SAMPLES>,
     taken: usize,
-    scratch: Point<U>,
-    best_gamma: [f64; U],
-    best_f: f64,
+    scratch: Point<U, R>,
+    best_gamma: [R; U],
+    best_f: R,
 }
 
-impl<const U: usize> Bb<U> {
+impl<const U: usize, R: Real> Bb<U, R> {
     /// Evaluates the curve at λ and keeps the best point.
-    fn sample(&mut self, server: &Server<U>, lambda: f64) -> Sample {
+    fn sample(&mut self, server: &Server<U, R>, lambda: R) -> Sample<R> {
         let (z, g) = server.sample_into(lambda, &mut self.scratch);
         let h = server.h(server.c0 + z);
         let f = g - h;
@@ -331,12 +337,12 @@ impl<const U: usize> Bb<U> {
             g,
             h,
             f,
-            ub: f64::NEG_INFINITY,
+            ub: R::NEG_INFINITY,
         }
     }
 
     /// Inserts a sample keeping z order and refreshes the bounds of its two intervals.
-    fn insert(&mut self, server: &Server<U>, s: Sample) {
+    fn insert(&mut self, server: &Server<U, R>, s: Sample<R>) {
         let pos = self
             .samples
             .iter()
@@ -355,5 +361,16 @@ impl<const U: usize> Bb<U> {
                 }
             }
         }
+    }
+}
+
+/// libm's fmax for either precision: the larger of two numbers, the other one if
+/// either is NaN.
+#[inline]
+fn fmax<R: Real>(x: R, y: R) -> R {
+    if x.is_nan() || x < y {
+        y
+    } else {
+        x
     }
 }

@@ -23,7 +23,10 @@ use std::{eprintln, format, vec};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
 
-use crate::{evaluate, solve_gamma, CostNorm, Evaluation, Params, Server, Slot, SolveStats, User};
+use crate::{
+    evaluate, solve_gamma, solve_gamma_f32, CostNorm, Evaluation, Params, Server, Slot, SolveStats,
+    User,
+};
 
 /// Slot capacities used by every test here (instances have ≤ 6 users, ≤ 4 servers).
 type Sl = Slot<8, 8>;
@@ -1008,6 +1011,114 @@ fn solver_is_never_beaten_by_brute_force() {
         t.c2_binding,
         t.linear,
         t.brute_evals
+    );
+    match result {
+        Ok(()) => {}
+        Err(TestError::Fail(reason, raw)) => {
+            panic!("{reason}\nminimal raw input: {raw:?}")
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The single-precision path against the exact solver
+// ---------------------------------------------------------------------------------
+
+/// What the f32 solver's γ is allowed to lose on e against the exact solver's.
+const F32_TOL: f64 = 1e-5;
+
+/// e at the f32 solver's γ and at the exact solver's, both evaluated exactly, and
+/// whether the f32 γ keeps C2 (as `evaluate` checks it) on every server where C2
+/// holds at γ = 0 and stays in [0, 1].
+fn check_f32(inst: &Instance) -> Result<(f64, Eval), String> {
+    let slot = inst.slot();
+    let n = inst.users.len();
+    let mut exact = vec![0.0; n];
+    solve_gamma(&inst.params, &slot, &inst.association, &mut exact).map_err(|e| format!("{e}"))?;
+    let mut single = vec![f64::NAN; n];
+    solve_gamma_f32(&inst.params, &slot, &inst.association, &mut single)
+        .map_err(|e| format!("{e}"))?;
+    let (e_exact, e_single, at_zero) = (
+        inst.eval(&exact),
+        inst.eval(&single),
+        inst.eval(&vec![0.0; n]),
+    );
+    let loss = e_exact.objective - e_single.objective;
+    let context = || {
+        format!(
+            "exact γ {exact:?}, f32 γ {single:?}, e {} vs {}\n{}",
+            e_exact.objective,
+            e_single.objective,
+            inst.literal()
+        )
+    };
+    if !single.iter().all(|g| (0.0..=1.0).contains(g)) {
+        return Err(format!("f32 γ outside [0, 1]: {}", context()));
+    }
+    for (s, srv) in inst.servers.iter().enumerate() {
+        let holds_at_zero = at_zero.servers[s].cmp <= srv.q;
+        if holds_at_zero && e_single.servers[s].cmp > srv.q {
+            return Err(format!(
+                "f32 γ breaks C2 on server {s} ({:e} > {:e}): {}",
+                e_single.servers[s].cmp,
+                srv.q,
+                context()
+            ));
+        }
+    }
+    if loss.abs() > F32_TOL {
+        return Err(format!("e(exact) − e(f32) = {loss:e}: {}", context()));
+    }
+    Ok((loss, e_single))
+}
+
+/// Cases of the f32 property test: `DITEN_F32_CASES`, or a count that keeps a
+/// debug `cargo test` fast (no brute force here: a release build affords many).
+fn f32_cases() -> u32 {
+    std::env::var("DITEN_F32_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if cfg!(debug_assertions) { 500 } else { 20_000 })
+}
+
+/// The f32 solver (`solve_gamma_f32`) on the brute-force test's random instances
+/// (crowded servers, binding and infeasible C2, both cost norms): e evaluated
+/// exactly at its γ is within [`F32_TOL`] of e at the exact solver's γ, and C2
+/// holds wherever it holds at γ = 0. Prints the largest |e(exact) − e(f32)| seen.
+#[test]
+fn f32_solver_is_within_1e5_of_the_exact_solver() {
+    let config = Config {
+        cases: f32_cases(),
+        failure_persistence: None,
+        max_shrink_iters: 256,
+        ..Config::default()
+    };
+    let mut runner = TestRunner::new(config);
+    let worst = Cell::new((0.0f64, 0.0f64));
+    let counts = Cell::new((0usize, 0usize, 0usize));
+    let result = runner.run(&raw(), |raw| {
+        let inst = raw.build();
+        let (loss, eval) = check_f32(&inst).map_err(TestCaseError::fail)?;
+        let (lo, hi) = worst.get();
+        worst.set((lo.min(loss), hi.max(loss)));
+        let binding = inst
+            .servers
+            .iter()
+            .zip(&eval.servers)
+            .any(|(srv, c)| c.cmp <= srv.q && c.cmp > srv.q * (1.0 - 1e-4));
+        let (n, b, l) = counts.get();
+        counts.set((
+            n + 1,
+            b + usize::from(binding),
+            l + usize::from(inst.params.cost_norm == CostNorm::Linear),
+        ));
+        Ok(())
+    });
+    let ((lo, hi), (n, binding, linear)) = (worst.get(), counts.get());
+    eprintln!(
+        "f32 γ property test: {n} instances (shrinking included), e(exact) − e(f32) in \
+         [{lo:e}, {hi:e}]; with C2 within 1e-4 of full {binding}, with the linear cost {linear}"
     );
     match result {
         Ok(()) => {}

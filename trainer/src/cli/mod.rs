@@ -266,6 +266,12 @@ pub struct SolveArgs {
     /// Signature checks of --policy.
     #[command(flatten)]
     pub trust: sign::TrustArgs,
+    /// The γ solver: `exact` (f64, the global optimum within 1e-6 on e) or `f32`
+    /// (the single-precision path of a target without a double-precision FPU,
+    /// within 1e-5 of exact on e as measured). Applies to the γ step only; every
+    /// printed figure is evaluated exactly at the chosen γ.
+    #[arg(long, value_enum, default_value_t = solve::GammaSolver::Exact)]
+    pub solver: solve::GammaSolver,
 }
 
 /// Arguments of `diten evaluate`.

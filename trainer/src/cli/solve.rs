@@ -3,14 +3,28 @@
 //! The instance is parsed strictly (unknown keys are rejected at every level), the
 //! controller validates it ([`Slot::new`], then [`solve_gamma`], which checks the
 //! parameters and the association), solves γ and evaluates the decision. Every
-//! number printed comes from the controller.
+//! number printed comes from the controller. `--solver f32` solves γ with the
+//! controller's single-precision path ([`solve_gamma_f32`]) instead of the exact
+//! one; the figures are still evaluated exactly, so anyone can check its γ.
 
 use anyhow::{bail, Context};
-use diten_controller::{evaluate, solve_gamma, Params, Server, ServerCost, Slot, User};
+use diten_controller::{
+    evaluate, solve_gamma, solve_gamma_f32, Params, Server, ServerCost, Slot, User,
+};
 use serde::{Deserialize, Serialize};
 
 use super::input::{parse_json, read_text, Origin};
 use super::SolveArgs;
+
+/// Which γ solver `diten solve` runs (`--solver`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum GammaSolver {
+    /// The exact f64 solver: the global optimum within 1e-6 on e (SPEC §2.1).
+    #[default]
+    Exact,
+    /// The single-precision solver of targets without a double-precision FPU.
+    F32,
+}
 
 /// The input of `diten solve`, exactly SPEC §3.1's object.
 #[derive(Debug, Deserialize)]
@@ -79,7 +93,8 @@ pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
     };
     let origin = Origin::of(&args.instance);
     let text = read_text(&args.instance, "instance")?;
-    let line = solve_text(&text, blob.as_deref()).with_context(|| format!("instance {origin}"))?;
+    let line = solve_text_with(&text, blob.as_deref(), args.solver)
+        .with_context(|| format!("instance {origin}"))?;
     super::print_line(&line)
 }
 
@@ -103,6 +118,16 @@ fn decide(
 /// (SPEC §3.1). With `policy` (a firmware blob) and no `association` in the instance,
 /// the controller decides, as `diten solve --policy` does. The Python module calls it.
 pub fn solve_text(text: &str, policy: Option<&[u8]>) -> anyhow::Result<String> {
+    solve_text_with(text, policy, GammaSolver::Exact)
+}
+
+/// [`solve_text`] with γ solved by `solver` (the association, given or decided,
+/// is the same either way; every figure is evaluated exactly).
+pub fn solve_text_with(
+    text: &str,
+    policy: Option<&[u8]>,
+    solver: GammaSolver,
+) -> anyhow::Result<String> {
     check_no_positional_structs(text)?;
     let instance: Instance = parse_json(text)?;
     let slot: Slot = Slot::new(&instance.servers, &instance.users)?;
@@ -120,7 +145,10 @@ pub fn solve_text(text: &str, policy: Option<&[u8]>) -> anyhow::Result<String> {
         ),
     };
     let mut gamma = vec![0.0; slot.users().len()];
-    solve_gamma(&instance.params, &slot, &association, &mut gamma)?;
+    match solver {
+        GammaSolver::Exact => solve_gamma(&instance.params, &slot, &association, &mut gamma)?,
+        GammaSolver::F32 => solve_gamma_f32(&instance.params, &slot, &association, &mut gamma)?,
+    };
     let eval = evaluate(&instance.params, &slot, &association, &gamma)?;
     let solution = Solution {
         association: &association,
