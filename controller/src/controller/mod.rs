@@ -141,7 +141,7 @@ pub mod repair;
 
 use crate::error::Error;
 use crate::model::{check_params, evaluate, Evaluation};
-use crate::obs::{obs_dim, observe};
+use crate::obs::obs_dim;
 use crate::params::Params;
 use crate::policy::{max_scratch_len, Engine, Policy};
 use crate::slot::Slot;
@@ -219,8 +219,9 @@ pub struct Decision<const U: usize, const S: usize> {
 
 /// Workspace values [`Controller`] needs for `policy`: `obs_dim + scratch_len + U·S`
 /// with the policy's dimensions (observation, the engine's scratch, logits).
+/// For a size-agnostic policy, enough for its largest slot.
 pub fn workspace_len<P: Engine>(policy: &P) -> usize {
-    policy.obs_dim() + policy.scratch_len() + policy.logits_len()
+    policy.work_len(policy.users(), policy.servers()) + policy.logits_len()
 }
 
 /// Workspace values enough for every policy of `users` users and `servers`
@@ -245,6 +246,8 @@ pub struct Controller<'p, 'w, const U: usize, const S: usize, P: Engine = Policy
     consolidate: bool,
     improve_budget: usize,
     workspace: &'w mut [f32],
+    /// Users and servers of the last slot decided (where its logits lie).
+    last: (usize, usize),
     _blob: core::marker::PhantomData<&'p [u8]>,
 }
 
@@ -280,14 +283,15 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
         params: Params,
         workspace: &'w mut [f32],
     ) -> Result<Self, Error> {
-        if policy.users() > U {
+        // A size-agnostic policy serves whatever part of its range fits U × S.
+        if policy.users() > U && !policy.size_agnostic() {
             return Err(Error::PolicyCapacity {
                 field: "users",
                 count: policy.users(),
                 capacity: U,
             });
         }
-        if policy.servers() > S {
+        if policy.servers() > S && !policy.size_agnostic() {
             return Err(Error::PolicyCapacity {
                 field: "servers",
                 count: policy.servers(),
@@ -302,12 +306,14 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
             });
         }
         params.validate()?;
+        let last = (policy.users(), policy.servers());
         Ok(Controller {
             policy,
             params,
             consolidate: true,
             improve_budget: DEFAULT_IMPROVEMENT_BUDGET,
             workspace,
+            last,
             _blob: core::marker::PhantomData,
         })
     }
@@ -353,10 +359,9 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
     /// The logits of the last [`decide`](Self::decide) that got that far
     /// (user-major, U·S; before the first, whatever the workspace held).
     pub fn logits(&self) -> &[f32] {
-        let start = self.policy.obs_dim() + self.policy.scratch_len();
-        self.workspace
-            .get(start..start + self.policy.logits_len())
-            .unwrap_or(&[])
+        let (n, m) = self.last;
+        let start = self.policy.work_len(n, m);
+        self.workspace.get(start..start + n * m).unwrap_or(&[])
     }
 
     /// Decides one slot (see the [module docs](self)).
@@ -411,36 +416,31 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
     /// (`work_per_slot_stays_within_the_documented_bound`).
     pub fn decide(&mut self, status: &Slot<U, S>) -> Result<Decision<U, S>, Error> {
         let (n_users, n_servers) = (status.users().len(), status.servers().len());
-        if n_users != self.policy.users() {
-            return Err(Error::PolicyDims {
-                field: "users",
-                expected: self.policy.users(),
-                got: n_users,
-            });
-        }
-        if n_servers != self.policy.servers() {
-            return Err(Error::PolicyDims {
-                field: "servers",
-                expected: self.policy.servers(),
-                got: n_servers,
-            });
+        let agnostic = self.policy.size_agnostic();
+        for (field, expected, got) in [
+            ("users", self.policy.users(), n_users),
+            ("servers", self.policy.servers(), n_servers),
+        ] {
+            if got != expected && !(agnostic && got <= expected) {
+                return Err(Error::PolicyDims {
+                    field,
+                    expected,
+                    got,
+                });
+            }
         }
         check_params(&self.params, status)?;
 
+        let work_len = self.policy.work_len(n_users, n_servers);
         let short = Error::WorkspaceLength {
-            expected: workspace_len(&self.policy),
+            expected: work_len + n_users * n_servers,
             got: self.workspace.len(),
         };
-        let (obs, rest) = self
-            .workspace
-            .split_at_mut_checked(self.policy.obs_dim())
-            .ok_or(short)?;
-        let (scratch, rest) = rest
-            .split_at_mut_checked(self.policy.scratch_len())
-            .ok_or(short)?;
-        let logits = rest.get_mut(..self.policy.logits_len()).ok_or(short)?;
-        observe(status, obs)?;
-        self.policy.logits(obs, scratch, logits)?;
+        let (work, rest) = self.workspace.split_at_mut_checked(work_len).ok_or(short)?;
+        let logits = rest.get_mut(..n_users * n_servers).ok_or(short)?;
+        self.last = (n_users, n_servers);
+        self.policy
+            .slot_logits(&self.params, status, work, logits)?;
         let logits: &[f32] = logits;
 
         let capacity = Error::TooManyUsers {

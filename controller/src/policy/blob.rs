@@ -92,13 +92,13 @@ pub const LAYOUT_ID: [u8; 16] = *b"diten-obs-v1\0\0\0\0";
 /// Bytes of the header before the payload.
 pub const HEADER_LEN: usize = 38;
 
-const OFF_VERSION: usize = 4;
-const OFF_LAYOUT: usize = 6;
-const OFF_USERS: usize = 22;
-const OFF_SERVERS: usize = 24;
-const OFF_OBS_DIM: usize = 26;
-const OFF_PAYLOAD_LEN: usize = 30;
-const OFF_CRC: usize = 34;
+pub(super) const OFF_VERSION: usize = 4;
+pub(super) const OFF_LAYOUT: usize = 6;
+pub(super) const OFF_USERS: usize = 22;
+pub(super) const OFF_SERVERS: usize = 24;
+pub(super) const OFF_OBS_DIM: usize = 26;
+pub(super) const OFF_PAYLOAD_LEN: usize = 30;
+pub(super) const OFF_CRC: usize = 34;
 
 /// Where in a policy blob a bad value lies; `Display` spells it as a path
 /// (`blob.obs_dim`, `blob.layers[1].weight`, `blob.skip.inputs`).
@@ -347,21 +347,21 @@ fn payload_len(model: &ModelRef<'_>) -> Result<usize, Error> {
         })
 }
 
-fn put(header: &mut [u8], at: usize, bytes: &[u8]) {
+pub(super) fn put(header: &mut [u8], at: usize, bytes: &[u8]) {
     if let Some(dst) = header.get_mut(at..at + bytes.len()) {
         dst.copy_from_slice(bytes);
     }
 }
 
 /// `N` header bytes at `at` (all within [`HEADER_LEN`], so never the zero fallback).
-fn field<const N: usize>(header: &[u8; HEADER_LEN], at: usize) -> [u8; N] {
+pub(super) fn field<const N: usize>(header: &[u8; HEADER_LEN], at: usize) -> [u8; N] {
     header
         .get(at..at + N)
         .and_then(|b| b.try_into().ok())
         .unwrap_or([0; N])
 }
 
-fn to_usize(v: u32) -> usize {
+pub(super) fn to_usize(v: u32) -> usize {
     usize::try_from(v).unwrap_or(usize::MAX)
 }
 
@@ -491,21 +491,24 @@ pub(super) fn decode(blob: &[u8]) -> Result<Decoded<'_>, Error> {
 }
 
 /// Reads the payload field by field, so each failure names its field.
-struct Cursor<'a>(&'a [u8]);
+pub(super) struct Cursor<'a>(pub(super) &'a [u8]);
 
 impl<'a> Cursor<'a> {
-    fn take<T: serde::Deserialize<'a>>(&mut self, field: BlobField) -> Result<T, Error> {
+    pub(super) fn take<T: serde::Deserialize<'a>>(&mut self, field: BlobField) -> Result<T, Error> {
         let (value, rest) =
             postcard::take_from_bytes::<T>(self.0).map_err(|_| Error::BlobPayload { field })?;
         self.0 = rest;
         Ok(value)
     }
 
-    fn values(&mut self, field: BlobField) -> Result<F32Le<'a>, Error> {
+    pub(super) fn values(&mut self, field: BlobField) -> Result<F32Le<'a>, Error> {
         self.take::<&'a [u8]>(field).map(F32Le)
     }
 
-    fn layer(&mut self, field: impl Fn(&'static str) -> BlobField) -> Result<LayerRef<'a>, Error> {
+    pub(super) fn layer(
+        &mut self,
+        field: impl Fn(&'static str) -> BlobField,
+    ) -> Result<LayerRef<'a>, Error> {
         Ok(LayerRef {
             inputs: self.take(field("inputs"))?,
             outputs: self.take(field("outputs"))?,
@@ -520,7 +523,7 @@ fn check_counts(users: usize, servers: usize) -> Result<(), Error> {
     check_range(BlobField::Model("servers"), servers, MAX_SERVERS)
 }
 
-fn check_range(field: BlobField, value: usize, max: usize) -> Result<(), Error> {
+pub(super) fn check_range(field: BlobField, value: usize, max: usize) -> Result<(), Error> {
     if (1..=max).contains(&value) {
         Ok(())
     } else {
@@ -550,7 +553,7 @@ fn check_layer_count(count: usize) -> Result<(), Error> {
     }
 }
 
-fn check_dim(field: BlobField, got: u32, expected: usize) -> Result<(), Error> {
+pub(super) fn check_dim(field: BlobField, got: u32, expected: usize) -> Result<(), Error> {
     let got = to_usize(got);
     if got == expected {
         Ok(())
@@ -564,7 +567,7 @@ fn check_dim(field: BlobField, got: u32, expected: usize) -> Result<(), Error> {
 }
 
 /// `values` has exactly `count` values, all finite.
-fn check_values(field: BlobField, values: F32Le<'_>, count: usize) -> Result<(), Error> {
+pub(super) fn check_values(field: BlobField, values: F32Le<'_>, count: usize) -> Result<(), Error> {
     let expected = count.saturating_mul(4);
     let got = values.as_bytes().len();
     if got != expected {
@@ -580,7 +583,7 @@ fn check_values(field: BlobField, values: F32Le<'_>, count: usize) -> Result<(),
     }
 }
 
-fn check_dense(
+pub(super) fn check_dense(
     field: impl Fn(&'static str) -> BlobField,
     layer: &LayerRef<'_>,
     inputs: usize,

@@ -61,6 +61,7 @@
 
 pub mod blob;
 mod engine;
+pub mod general;
 mod signed;
 
 pub use blob::{
@@ -68,6 +69,7 @@ pub use blob::{
     FORMAT_VERSION, HEADER_LEN, LAYOUT_ID, MAGIC,
 };
 pub use engine::{max_scratch_len, Policy};
+pub use general::{GeneralPolicy, GeneralRef};
 #[cfg(feature = "std")]
 pub use onnx::{OnnxError, OnnxPolicy};
 
@@ -99,6 +101,82 @@ pub trait Engine {
     /// `out[u·S + s]`: the logit of user `u` on server `s`, for an observation of
     /// [`obs_dim`](Self::obs_dim) values (see [`Policy::logits`] for the errors).
     fn logits(&self, obs: &[f32], scratch: &mut [f32], out: &mut [f32]) -> Result<(), Error>;
+    /// Whether the policy serves every slot of at most [`users`](Self::users) ×
+    /// [`servers`](Self::servers) (`policy-v2`, [`GeneralPolicy`]) instead of
+    /// exactly that size (`policy-v1`).
+    fn size_agnostic(&self) -> bool {
+        false
+    }
+    /// Workspace values [`slot_logits`](Self::slot_logits) needs besides the
+    /// logits for a slot of `users` × `servers`: by default the observation and
+    /// the scratch.
+    fn work_len(&self, users: usize, servers: usize) -> usize {
+        let _ = (users, servers);
+        self.obs_dim() + self.scratch_len()
+    }
+    /// The logits of `slot`, user-major into `out[..U·S]`, with `work` of
+    /// [`work_len`](Self::work_len) values: by default the observation of
+    /// [`crate::obs`] and [`logits`](Self::logits).
+    fn slot_logits<const U: usize, const S: usize>(
+        &self,
+        params: &crate::Params,
+        slot: &crate::Slot<U, S>,
+        work: &mut [f32],
+        out: &mut [f32],
+    ) -> Result<(), Error> {
+        let _ = params;
+        let short = Error::WorkspaceLength {
+            expected: self.obs_dim() + self.scratch_len(),
+            got: work.len(),
+        };
+        let (obs, scratch) = work.split_at_mut_checked(self.obs_dim()).ok_or(short)?;
+        crate::obs::observe(slot, obs)?;
+        self.logits(obs, scratch, out)
+    }
+}
+
+/// A `policy-v2` network serves any slot up to [`general::MAX_GENERAL_USERS`] ×
+/// [`general::MAX_GENERAL_SERVERS`]; it reads the slot itself (pair features and
+/// sequential decoding), not `policy-v1`'s flat observation.
+impl Engine for GeneralPolicy<'_> {
+    fn users(&self) -> usize {
+        general::MAX_GENERAL_USERS
+    }
+    fn servers(&self) -> usize {
+        general::MAX_GENERAL_SERVERS
+    }
+    fn cost_norm(&self) -> CostNorm {
+        self.model().cost_norm
+    }
+    fn obs_dim(&self) -> usize {
+        0
+    }
+    fn scratch_len(&self) -> usize {
+        GeneralPolicy::scratch_len(self, self.users(), self.servers())
+    }
+    /// A `policy-v2` network has no flat observation: always
+    /// [`Error::ObservationLength`] (use [`slot_logits`](Engine::slot_logits)).
+    fn logits(&self, obs: &[f32], _scratch: &mut [f32], _out: &mut [f32]) -> Result<(), Error> {
+        Err(Error::ObservationLength {
+            expected: 0,
+            got: obs.len(),
+        })
+    }
+    fn size_agnostic(&self) -> bool {
+        true
+    }
+    fn work_len(&self, users: usize, servers: usize) -> usize {
+        GeneralPolicy::scratch_len(self, users, servers)
+    }
+    fn slot_logits<const U: usize, const S: usize>(
+        &self,
+        params: &crate::Params,
+        slot: &crate::Slot<U, S>,
+        work: &mut [f32],
+        out: &mut [f32],
+    ) -> Result<(), Error> {
+        GeneralPolicy::logits(self, params, slot, work, out)
+    }
 }
 
 impl Engine for Policy<'_> {

@@ -1,0 +1,428 @@
+//! The `policy-v2` blob, features, forward pass and decoder. The forward pass is
+//! checked against the module docs' formulas written out again in f64 below (a
+//! second implementation, not the engine); the features against hand figures.
+
+extern crate std;
+
+use std::vec;
+use std::vec::Vec;
+
+use super::*;
+use crate::test_rng::Rng;
+use crate::{Controller, Server, User};
+
+type Sl = Slot<16, 8>;
+
+fn le(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// Raw weights of a general model with hidden width `h`.
+struct Raw {
+    h: usize,
+    mean: Vec<f32>,
+    inv_std: Vec<f32>,
+    embed: (Vec<f32>, Vec<f32>),
+    mix: (Vec<f32>, Vec<f32>),
+    out: (Vec<f32>, Vec<f32>),
+    decoder: Vec<f32>,
+}
+
+impl Raw {
+    fn random(seed: u64, h: usize) -> Raw {
+        let mut rng = Rng::new(seed);
+        Raw {
+            h,
+            mean: rng.values(PAIR_FEATURES, 0.3),
+            inv_std: (0..PAIR_FEATURES).map(|_| rng.range(0.5, 2.0)).collect(),
+            embed: (rng.values(h * PAIR_FEATURES, 0.6), rng.values(h, 0.3)),
+            mix: (rng.values(h * 3 * h, 0.4), rng.values(h, 0.3)),
+            out: (rng.values(h, 0.8), rng.values(1, 0.3)),
+            decoder: rng.values(DYN_FEATURES, 2.0),
+        }
+    }
+
+    /// The blob of these weights.
+    fn blob(&self, cost_norm: CostNorm) -> Vec<u8> {
+        let b = |v: &Vec<f32>| le(v);
+        let (em, eb, mm, mb, om, ob) = (
+            b(&self.embed.0),
+            b(&self.embed.1),
+            b(&self.mix.0),
+            b(&self.mix.1),
+            b(&self.out.0),
+            b(&self.out.1),
+        );
+        let (mean, inv, dec) = (b(&self.mean), b(&self.inv_std), b(&self.decoder));
+        let h = self.h as u32;
+        let layer = |i, o, w, bias| LayerRef {
+            inputs: i,
+            outputs: o,
+            weight: F32Le::new(w),
+            bias: F32Le::new(bias),
+        };
+        let model = GeneralRef {
+            pair_mean: F32Le::new(&mean),
+            pair_inv_std: F32Le::new(&inv),
+            embed: layer(PAIR_FEATURES as u32, h, &em, &eb),
+            mix: layer(3 * h, h, &mm, &mb),
+            out: layer(h, 1, &om, &ob),
+            decoder: F32Le::new(&dec),
+            cost_norm,
+        };
+        let mut out = vec![0u8; general_encoded_len(&model).unwrap()];
+        assert_eq!(encode_general(&model, &mut out).unwrap(), out.len());
+        out
+    }
+
+    /// The base logits of the module docs, in f64, from the features.
+    fn base(&self, params: &Params, slot: &Sl) -> Vec<Vec<f64>> {
+        let (n, m, h) = (slot.users().len(), slot.servers().len(), self.h);
+        let rate = params.rate_bps();
+        let relu = |v: f64| v.max(0.0);
+        let emb = |u: usize, s: usize| -> Vec<f64> {
+            let x = pair_features(params, slot, rate, u, s).unwrap();
+            let xn: Vec<f64> = (0..PAIR_FEATURES)
+                .map(|i| {
+                    ((f64::from(x[i]) - f64::from(self.mean[i])) * f64::from(self.inv_std[i]))
+                        .clamp(-10.0, 10.0)
+                })
+                .collect();
+            (0..h)
+                .map(|o| {
+                    relu(
+                        f64::from(self.embed.1[o])
+                            + (0..PAIR_FEATURES)
+                                .map(|i| f64::from(self.embed.0[o * PAIR_FEATURES + i]) * xn[i])
+                                .sum::<f64>(),
+                    )
+                })
+                .collect()
+        };
+        let hs: Vec<Vec<Vec<f64>>> = (0..n)
+            .map(|u| (0..m).map(|s| emb(u, s)).collect())
+            .collect();
+        let g: Vec<Vec<f64>> = (0..m)
+            .map(|s| {
+                (0..h)
+                    .map(|k| (0..n).map(|u| hs[u][s][k]).sum::<f64>() / n as f64)
+                    .collect()
+            })
+            .collect();
+        let kk: Vec<Vec<f64>> = (0..n)
+            .map(|u| {
+                (0..h)
+                    .map(|k| (0..m).map(|s| hs[u][s][k]).sum::<f64>() / m as f64)
+                    .collect()
+            })
+            .collect();
+        (0..n)
+            .map(|u| {
+                (0..m)
+                    .map(|s| {
+                        let cat: Vec<f64> = hs[u][s]
+                            .iter()
+                            .chain(&g[s])
+                            .chain(&kk[u])
+                            .copied()
+                            .collect();
+                        let z: Vec<f64> = (0..h)
+                            .map(|o| {
+                                relu(
+                                    f64::from(self.mix.1[o])
+                                        + (0..3 * h)
+                                            .map(|i| f64::from(self.mix.0[o * 3 * h + i]) * cat[i])
+                                            .sum::<f64>(),
+                                )
+                            })
+                            .collect();
+                        f64::from(self.out.1[0])
+                            + (0..h).map(|o| f64::from(self.out.0[o]) * z[o]).sum::<f64>()
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+fn server(x: f64, y: f64, available: bool) -> Server {
+    Server {
+        x,
+        y,
+        p: 125.0,
+        q: 1450.0,
+        eps: 55.0,
+        available,
+    }
+}
+
+fn random_slot(rng: &mut Rng, n: usize, m: usize) -> Sl {
+    let mut servers: Vec<Server> = (0..m)
+        .map(|_| {
+            let mut s = server(120.0 * rng.unit(), 120.0 * rng.unit(), rng.unit() > 0.2);
+            s.q = 600.0 + 900.0 * rng.unit();
+            s.p = 20.0 + 110.0 * rng.unit();
+            s
+        })
+        .collect();
+    if !servers.iter().any(|s| s.available) {
+        servers[0].available = true;
+    }
+    let users: Vec<User> = (0..n)
+        .map(|_| User {
+            x: 120.0 * rng.unit(),
+            y: 120.0 * rng.unit(),
+            emd: [0.0, 0.2, 0.4][(3.0 * rng.unit()) as usize],
+            twin_bits: 4500.0,
+            data_bits: 784.0 * (200.0 + 1800.0 * rng.unit()).floor(),
+            prev_data_bits: 784.0 * (200.0 + 1800.0 * rng.unit()).floor(),
+            prev_server: (rng.unit() > 0.2).then(|| ((m as f64) * rng.unit()) as usize),
+        })
+        .collect();
+    Sl::new(&servers, &users).unwrap()
+}
+
+#[test]
+fn the_features_match_hand_figures() {
+    // One user at (3, 4) on server 0 at (10, 20), last on server 1 at (50, 60).
+    let servers = [server(10.0, 20.0, true), server(50.0, 60.0, false)];
+    let user = User {
+        x: 3.0,
+        y: 4.0,
+        emd: 0.2,
+        twin_bits: 4500.0,
+        data_bits: 784_000.0,
+        prev_data_bits: 392_000.0,
+        prev_server: Some(1),
+    };
+    let slot = Sl::new(&servers, &[user]).unwrap();
+    let params = Params::default();
+    let rate = params.rate_bps();
+    let f = pair_features(&params, &slot, rate, 0, 0).unwrap();
+    // Distances: |3−10| + |4−20| = 23 m; server 1 to server 0: 40 + 40 = 80 m.
+    assert_eq!(f[0], 0.23);
+    assert_eq!(f[1], 0.8);
+    assert_eq!((f[2], f[3]), (0.0, 0.0));
+    // C2: n_cmp·ε·D·(E_train + E_ft) = 1e-7·55·784000·60 = 258.72; over q = 1450.
+    assert!((f[4] - (258.72 / 1450.0) as f32).abs() < 1e-6, "{}", f[4]);
+    // C3: n_syn·(D/rate)·l = 0.1·(784000/rate)·23, over p = 125.
+    let syn = 0.1 * (784_000.0 / rate) * 23.0;
+    assert!((f64::from(f[5]) - syn / 125.0).abs() < 1e-6);
+    // Migration at γ = 0: n_mig·l_mig·(D_t + D_twin) = 1e-4·80·788500 = 6308, so
+    // C = 6308 + syn + 258.72 and the feature is ln(1 + C/(2·f0)) = ln(1 + C/400).
+    let total = 1e-4 * 80.0 * (784_000.0 + 4500.0) + syn + 258.72;
+    let expected = (1.0 + total / 400.0f64).ln();
+    assert!(
+        (f64::from(f[6]) - expected).abs() < 1e-5,
+        "{} vs {expected}",
+        f[6]
+    );
+    assert_eq!(&f[7..], &[1.0, 0.2, 0.784, 0.392, 0.0]);
+    // On its previous server, which is down now.
+    let g = pair_features(&params, &slot, rate, 0, 1).unwrap();
+    assert_eq!((g[1], g[2], g[3], g[7]), (0.0, 1.0, 0.0, 0.0));
+    assert!(pair_features(&params, &slot, rate, 1, 0).is_none());
+}
+
+#[test]
+fn a_blob_round_trips_and_every_defect_is_named() {
+    let raw = Raw::random(1, 8);
+    let blob = raw.blob(CostNorm::Linear);
+    assert!(is_general_blob(&blob));
+    let policy = GeneralPolicy::parse(&blob).unwrap();
+    assert_eq!(policy.model().hidden(), 8);
+    assert_eq!(policy.model().cost_norm, CostNorm::Linear);
+    assert_eq!(
+        policy.model().decoder.iter().collect::<Vec<_>>(),
+        raw.decoder
+    );
+    // The policy-v1 parser names the version; this one every defect.
+    assert!(matches!(
+        crate::policy::Policy::parse(&blob),
+        Err(Error::BlobVersion { found: 4 })
+    ));
+    let mut bad = blob.clone();
+    *bad.last_mut().unwrap() ^= 1;
+    assert!(matches!(
+        GeneralPolicy::parse(&bad),
+        Err(Error::BlobCrc { .. })
+    ));
+    assert!(matches!(
+        GeneralPolicy::parse(&blob[..blob.len() - 1]),
+        Err(Error::BlobTruncated { .. })
+    ));
+    let mut longer = blob.clone();
+    longer.push(0);
+    assert!(matches!(
+        GeneralPolicy::parse(&longer),
+        Err(Error::BlobTrailing { .. })
+    ));
+    let mut v1 = blob.clone();
+    v1[4] = 3;
+    assert!(matches!(
+        GeneralPolicy::parse(&v1),
+        Err(Error::BlobVersion { found: 3 })
+    ));
+    // A NaN weight never parses (it would not encode either).
+    let mut nan = Raw::random(1, 8);
+    nan.mix.0[5] = f32::NAN;
+    let b = nan
+        .mix
+        .0
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect::<Vec<_>>();
+    let layer = LayerRef {
+        inputs: 24,
+        outputs: 8,
+        weight: F32Le::new(&b),
+        bias: F32Le::new(&[0u8; 32]),
+    };
+    let policy = GeneralPolicy::parse(&blob).unwrap();
+    let model = GeneralRef {
+        mix: layer,
+        ..policy.model()
+    };
+    assert!(matches!(
+        general_encoded_len(&model),
+        Err(Error::BlobValue { index: 5, .. })
+    ));
+}
+
+/// The engine's base logits (the decoder's term and penalty taken off again)
+/// match the formulas of the module docs, for slots of many sizes.
+#[test]
+fn the_forward_pass_matches_the_formulas() {
+    let mut rng = Rng::new(7);
+    let params = Params::default();
+    for case in 0..40 {
+        let raw = Raw::random(case, [4, 8, 16][case as usize % 3]);
+        let blob = raw.blob(CostNorm::Paper);
+        let policy = GeneralPolicy::parse(&blob).unwrap();
+        let (n, m) = (
+            1 + (16.0 * rng.unit()) as usize,
+            1 + (8.0 * rng.unit()) as usize,
+        );
+        let slot = random_slot(&mut rng, n.min(16), m.min(8));
+        let (n, m) = (slot.users().len(), slot.servers().len());
+        let mut scratch = vec![0.0; policy.scratch_len(n, m)];
+        let mut out = vec![0.0; n * m];
+        policy
+            .logits(&params, &slot, &mut scratch, &mut out)
+            .unwrap();
+        let base = raw.base(&params, &slot);
+        // Replay the decoder (its own placement, from the argmax of each row).
+        let mut placed = vec![Placed::default(); m];
+        let mut features = vec![[0.0f32; DYN_FEATURES]; m];
+        let (mut penalty, mut loads) = (vec![0.0f32; m], vec![Load::default(); m]);
+        for u in 0..n {
+            user_step(
+                &params,
+                &slot,
+                u,
+                &placed,
+                &mut features,
+                &mut penalty,
+                &mut loads,
+            );
+            let row = &out[u * m..(u + 1) * m];
+            for s in 0..m {
+                if penalty[s] == f32::NEG_INFINITY {
+                    assert_eq!(row[s], f32::NEG_INFINITY);
+                    continue;
+                }
+                let term: f64 = (0..DYN_FEATURES)
+                    .map(|i| f64::from(features[s][i]) * f64::from(raw.decoder[i]))
+                    .sum();
+                let want = base[u][s] + term + f64::from(penalty[s]);
+                assert!(
+                    (f64::from(row[s]) - want).abs() < 1e-3 * (1.0 + want.abs()) * 1e-1,
+                    "case {case} u {u} s {s}: {} vs {want}",
+                    row[s]
+                );
+            }
+            let best = (0..m)
+                .filter(|&s| slot.available(s))
+                .fold(None, |b: Option<usize>, s| match b {
+                    Some(t) if row[t] >= row[s] => Some(t),
+                    _ => Some(s),
+                })
+                .unwrap();
+            placed[best].count += 1;
+            placed[best].load = placed[best].load + loads[best];
+        }
+    }
+}
+
+/// The decoder never picks a down server, and where some server still takes a
+/// user, the user's pick keeps C2 and C3 with the users placed before it.
+#[test]
+fn the_decoder_respects_availability_and_capacity() {
+    let mut rng = Rng::new(11);
+    let params = Params::default();
+    let rate = params.rate_bps();
+    for case in 0..200 {
+        let raw = Raw::random(100 + case, 8);
+        let policy_blob = raw.blob(CostNorm::Paper);
+        let policy = GeneralPolicy::parse(&policy_blob).unwrap();
+        let slot = random_slot(&mut rng, 1 + case as usize % 16, 1 + case as usize % 8);
+        let (n, m) = (slot.users().len(), slot.servers().len());
+        let mut scratch = vec![0.0; policy.scratch_len(n, m)];
+        let mut out = vec![0.0; n * m];
+        policy
+            .logits(&params, &slot, &mut scratch, &mut out)
+            .unwrap();
+        let mut sums = vec![Load::default(); m];
+        for u in 0..n {
+            let row = &out[u * m..(u + 1) * m];
+            let pick = (0..m).fold(0, |b, s| if row[s] > row[b] { s } else { b });
+            assert!(slot.available(pick), "case {case}: down server {pick}");
+            let user = &slot.users()[u];
+            let fits_somewhere = (0..m).any(|s| {
+                slot.available(s)
+                    && (sums[s] + Load::at_zero(&params, &slot, user, s, rate))
+                        .fits(&slot.servers()[s])
+            });
+            let after = sums[pick] + Load::at_zero(&params, &slot, user, pick, rate);
+            if fits_somewhere {
+                assert!(
+                    after.fits(&slot.servers()[pick]),
+                    "case {case}: user {u} overfills"
+                );
+            }
+            sums[pick] = after;
+        }
+    }
+}
+
+/// The controller decides slots of every size and with churn through one
+/// general policy; its decision names no down server and is feasible where the
+/// decoder found room for everyone.
+#[test]
+fn one_general_policy_decides_every_size() {
+    let mut rng = Rng::new(3);
+    let raw = Raw::random(5, 8);
+    let blob = raw.blob(CostNorm::Paper);
+    let policy = GeneralPolicy::parse(&blob).unwrap();
+    let mut ws = vec![0.0; Controller::<16, 8, GeneralPolicy<'_>>::workspace_len(&policy)];
+    let mut ctl =
+        Controller::<16, 8, GeneralPolicy<'_>>::new(policy, Params::default(), &mut ws).unwrap();
+    for budget in [0, 200] {
+        ctl.set_improvement_budget(budget);
+        for n in 1..=16 {
+            for m in 1..=8 {
+                let slot = random_slot(&mut rng, n, m);
+                let d = ctl.decide(&slot).unwrap();
+                assert_eq!(d.association.len(), n);
+                assert!(d.association.iter().all(|&s| slot.available(s)));
+                assert_eq!(ctl.logits().len(), n * m);
+                if d.repair == crate::RepairOutcome::Clean {
+                    assert!(d.feasible);
+                }
+            }
+        }
+    }
+    // A policy-v2 blob serves at most 64 users: the capacity is named.
+    let wrong = Controller::<16, 8, GeneralPolicy<'_>>::workspace_len(&policy);
+    assert!(wrong >= policy.scratch_len(16, 8) + 16 * 8);
+}
