@@ -8,6 +8,8 @@ mod evaluate;
 mod firmware;
 mod frontier;
 #[cfg(feature = "torch")]
+mod general;
+#[cfg(feature = "torch")]
 mod kill;
 #[cfg(feature = "torch")]
 mod models;

@@ -29,6 +29,7 @@ pub mod sign;
 pub mod solve;
 pub mod trace;
 pub mod train;
+pub mod train_general;
 
 pub use evaluate::{Seeds, INTERRUPTED_EXIT_CODE};
 
@@ -64,6 +65,10 @@ pub enum Command {
     /// config.toml, metrics.csv, curve.png, checkpoint.ot and, at the end,
     /// policy.onnx under --out.
     Train(TrainArgs),
+    /// Train the size-agnostic policy (policy-v2, SPEC §3.2a) by imitating the
+    /// oracle over mixed sizes, with and without churn; writes policy.bin,
+    /// metrics.csv and config.toml under --out.
+    TrainGeneral(train_general::TrainGeneralArgs),
     /// Export a trained policy (a checkpoint or its run folder) as an ONNX model
     /// with the observation normalisation folded in (SPEC §3.2).
     Export(ExportArgs),
@@ -231,7 +236,7 @@ pub struct TrainArgs {
     /// the paper). An iteration costs about 20 ms of oracle per slot.
     #[arg(long, value_name = "N")]
     pub imitate: Option<usize>,
-    /// Entropy bonus per user (default 0.01).
+    /// Entropy bonus: weight on the mean per-user entropy (default 0.01).
     #[arg(long)]
     pub entropy: Option<f64>,
     /// Actor learning rate (default 2.5e-4).
@@ -372,6 +377,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compare(args) => compare::run(&args),
         Command::Frontier(args) => frontier::run(&args),
         Command::Train(args) => train::run(&args),
+        Command::TrainGeneral(args) => train_general::run(&args),
         Command::Export(args) => export::run(&args),
         Command::Convert(args) => convert::run(&args),
         Command::Infer(args) => infer::run(&args),

@@ -16,18 +16,26 @@ use std::sync::{Mutex, OnceLock};
 
 use anyhow::{anyhow, bail, Context};
 use diten_controller::controller::workspace_len;
-use diten_controller::policy::Policy;
+use diten_controller::policy::general::is_general_blob;
+use diten_controller::policy::{Engine, GeneralPolicy, Policy};
 use diten_controller::{Controller, MAX_SERVERS, MAX_USERS};
 
 use super::DecisionMaker;
 use crate::signing::Trust;
 use crate::sim::{Decision, Env, Gamma};
 
+/// The two kinds of blob: `policy-v1` (one size) and `policy-v2` (any size).
+#[derive(Clone, Debug)]
+enum Blob {
+    Flat(Policy<'static>),
+    General(GeneralPolicy<'static>),
+}
+
 /// A blob policy run by the controller.
 #[derive(Debug)]
 pub struct ControllerPolicy {
     name: String,
-    policy: Policy<'static>,
+    policy: Blob,
     workspace: Vec<f32>,
     consolidate: bool,
     improve_budget: usize,
@@ -72,6 +80,16 @@ impl ControllerPolicy {
 
     /// A decision maker for a blob that lives for the whole process.
     pub fn from_blob(blob: &'static [u8], name: String) -> anyhow::Result<ControllerPolicy> {
+        if is_general_blob(blob) {
+            let policy = GeneralPolicy::parse(blob).map_err(|e| anyhow!("{e}"))?;
+            return Ok(ControllerPolicy {
+                name,
+                workspace: vec![0.0; workspace_len(&policy)],
+                policy: Blob::General(policy),
+                consolidate: true,
+                improve_budget: diten_controller::controller::DEFAULT_IMPROVEMENT_BUDGET,
+            });
+        }
         let policy = Policy::parse(blob).map_err(|e| anyhow!("{e}"))?;
         if policy.users() > MAX_USERS || policy.servers() > MAX_SERVERS {
             bail!(
@@ -84,7 +102,7 @@ impl ControllerPolicy {
         let workspace = vec![0.0; workspace_len(&policy)];
         Ok(ControllerPolicy {
             name,
-            policy,
+            policy: Blob::Flat(policy),
             workspace,
             consolidate: true,
             improve_budget: diten_controller::controller::DEFAULT_IMPROVEMENT_BUDGET,
@@ -103,15 +121,48 @@ impl ControllerPolicy {
         self.improve_budget = solves;
     }
 
-    /// Users the policy decides for.
+    /// Users the policy decides for (at most, for a size-agnostic policy).
     pub fn users(&self) -> usize {
-        self.policy.users()
+        match &self.policy {
+            Blob::Flat(p) => p.users(),
+            Blob::General(p) => Engine::users(p),
+        }
     }
 
-    /// Servers the policy chooses among.
+    /// Servers the policy chooses among (at most, for a size-agnostic policy).
     pub fn servers(&self) -> usize {
-        self.policy.servers()
+        match &self.policy {
+            Blob::Flat(p) => p.servers(),
+            Blob::General(p) => Engine::servers(p),
+        }
     }
+
+    /// Whether the policy serves any slot up to its size (`policy-v2`).
+    pub fn size_agnostic(&self) -> bool {
+        matches!(self.policy, Blob::General(_))
+    }
+}
+
+/// Runs `policy` through a fresh controller on the slot of `env`.
+fn run_controller<P: Engine>(
+    policy: P,
+    dm: &mut ControllerPolicy,
+    env: &Env,
+) -> anyhow::Result<Decision> {
+    // Assembling the controller checks the parameters and the workspace: a few
+    // comparisons, negligible beside the forward pass.
+    let mut controller: Controller<'_, '_, MAX_USERS, MAX_SERVERS, P> =
+        Controller::new(policy, env.scenario().params, &mut dm.workspace)
+            .map_err(|e| anyhow!("policy `{}`: {e}", dm.name))?;
+    controller.set_consolidation(dm.consolidate);
+    controller.set_improvement_budget(dm.improve_budget);
+    let decision = controller
+        .decide(env.status())
+        .map_err(|e| anyhow!("policy `{}`: {e}", dm.name))?;
+    Ok(Decision {
+        association: decision.association.to_vec(),
+        gamma: Gamma::Given(decision.gamma.to_vec()),
+    })
 }
 
 impl DecisionMaker for ControllerPolicy {
@@ -122,7 +173,12 @@ impl DecisionMaker for ControllerPolicy {
     fn decide(&mut self, env: &Env) -> anyhow::Result<Decision> {
         let status = env.status();
         let (u, s) = (status.users().len(), status.servers().len());
-        if (u, s) != (self.users(), self.servers()) {
+        let fits = if self.size_agnostic() {
+            u <= self.users() && s <= self.servers()
+        } else {
+            (u, s) == (self.users(), self.servers())
+        };
+        if !fits {
             bail!(
                 "policy `{}` decides for {} users and {} servers, the scenario has {u} and {s}",
                 self.name,
@@ -130,23 +186,10 @@ impl DecisionMaker for ControllerPolicy {
                 self.servers()
             );
         }
-        // Assembling the controller checks the parameters and the workspace: a few
-        // comparisons, negligible beside the forward pass.
-        let mut controller: Controller<'_, '_, MAX_USERS, MAX_SERVERS> = Controller::new(
-            self.policy.clone(),
-            env.scenario().params,
-            &mut self.workspace,
-        )
-        .map_err(|e| anyhow!("policy `{}`: {e}", self.name))?;
-        controller.set_consolidation(self.consolidate);
-        controller.set_improvement_budget(self.improve_budget);
-        let decision = controller
-            .decide(status)
-            .map_err(|e| anyhow!("policy `{}`: {e}", self.name))?;
-        Ok(Decision {
-            association: decision.association.to_vec(),
-            gamma: Gamma::Given(decision.gamma.to_vec()),
-        })
+        match self.policy.clone() {
+            Blob::Flat(p) => run_controller(p, self, env),
+            Blob::General(p) => run_controller(p, self, env),
+        }
     }
 }
 

@@ -21,6 +21,8 @@ pub mod curve;
 #[cfg(feature = "torch")]
 mod ddpg;
 #[cfg(feature = "torch")]
+pub mod general;
+#[cfg(feature = "torch")]
 pub mod nets;
 #[cfg(feature = "torch")]
 mod ppo;
@@ -166,7 +168,8 @@ pub struct TrainConfig {
     pub epochs: usize,
     /// Minibatches per epoch.
     pub minibatches: usize,
-    /// Entropy bonus per user.
+    /// Weight of the entropy bonus on the mean per-user entropy (the policy's
+    /// entropy per user, averaged over users and slots).
     pub entropy: f64,
     /// Gradient clipping (global L2 norm).
     pub max_grad_norm: f64,

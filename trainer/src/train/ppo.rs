@@ -165,31 +165,13 @@ impl Ppo {
         for row in last.chunks_exact_mut(dim) {
             self.obs_norm.apply(row);
         }
-        let n = last.len() / dim.max(1);
         let last_x = self.to_tensor(&last, dim);
         let last_v = Vec::<f32>::try_from(
             tch::no_grad(|| self.critic.forward(&last_x).view([-1])).to_device(Device::Cpu),
         )?;
         let (val, rew, done) = (&rollout.values, &rollout.rewards, &rollout.dones);
-        let batch = val.len();
-        let steps = batch / n.max(1);
-        let mut adv = vec![0f32; batch];
-        let mut gae = vec![0f32; n];
         let (gamma, lambda) = (c.discount as f32, c.gae_lambda as f32);
-        for t in (0..steps).rev() {
-            for i in 0..n {
-                let k = t * n + i;
-                let next_v = if t + 1 == steps {
-                    last_v[i]
-                } else {
-                    val[k + n]
-                };
-                let nonterminal = 1.0 - done[k];
-                let delta = rew[k] + gamma * next_v * nonterminal - val[k];
-                gae[i] = delta + gamma * lambda * nonterminal * gae[i];
-                adv[k] = gae[i];
-            }
-        }
+        let adv = gae(val, rew, done, &last_v, gamma, lambda);
         let ret = adv.iter().zip(val).map(|(a, v)| a + v).collect();
         Ok((adv, ret))
     }
@@ -423,5 +405,60 @@ impl UpdateStats {
             explained_var,
             agreement: f64::NAN,
         }
+    }
+}
+
+/// GAE advantages of step-major buffers (index t·n + i for n environments), the
+/// value after the rollout `last_v` (one per environment). The episode end
+/// (`done`) is a time limit, not a terminal state (SPEC §2.3): the value is
+/// bootstrapped there too. The simulator has no state after the last slot (the
+/// environment restarts), so the critic's value of the last slot's own state
+/// stands in for it, and the GAE trace is cut at the boundary.
+fn gae(
+    val: &[f32],
+    rew: &[f32],
+    done: &[f32],
+    last_v: &[f32],
+    gamma: f32,
+    lambda: f32,
+) -> Vec<f32> {
+    let n = last_v.len();
+    let batch = val.len();
+    let steps = batch / n.max(1);
+    let mut adv = vec![0f32; batch];
+    let mut trace = vec![0f32; n];
+    for t in (0..steps).rev() {
+        for i in 0..n {
+            let k = t * n + i;
+            let (next_v, carry) = if done[k] > 0.0 {
+                (val[k], 0.0)
+            } else if t + 1 == steps {
+                (last_v[i], 1.0)
+            } else {
+                (val[k + n], 1.0)
+            };
+            let delta = rew[k] + gamma * next_v - val[k];
+            trace[i] = delta + gamma * lambda * carry * trace[i];
+            adv[k] = trace[i];
+        }
+    }
+    adv
+}
+
+#[cfg(test)]
+mod gae_tests {
+    /// One environment, three slots, the episode ending (time limit) after the
+    /// second: worked by hand with γ = 0.5, λ = 0.5.
+    #[test]
+    fn the_time_limit_bootstraps_and_cuts_the_trace() {
+        let val = [1.0, 2.0, 4.0];
+        let rew = [1.0, 1.0, 1.0];
+        let done = [0.0, 1.0, 0.0];
+        let adv = super::gae(&val, &rew, &done, &[8.0], 0.5, 0.5);
+        // t = 2 (new episode): δ = 1 + 0.5·8 − 4 = 1.
+        // t = 1 (last slot): δ = 1 + 0.5·2 − 2 = 0 (bootstrapped on its own value;
+        // a terminal state would give 1 − 2 = −1), trace cut.
+        // t = 0: δ = 1 + 0.5·2 − 1 = 1, plus 0.25 × 0.
+        assert_eq!(adv, vec![1.0, 0.0, 1.0]);
     }
 }

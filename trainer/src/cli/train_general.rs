@@ -1,0 +1,81 @@
+//! `diten train-general`: trains the size-agnostic `policy-v2` network by
+//! imitating the oracle over mixed sizes (see `train::general`).
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// Arguments of `diten train-general`.
+#[derive(Debug, Args)]
+pub struct TrainGeneralArgs {
+    /// Episodes the oracle labels (shapes drawn from U 10–30, S 9–21, φ 0–0.6,
+    /// half with churn; default 64).
+    #[arg(long, value_name = "N")]
+    pub episodes: Option<usize>,
+    /// Slots per episode (default 100).
+    #[arg(long, value_name = "N")]
+    pub slots: Option<usize>,
+    /// Passes over the samples (default 30).
+    #[arg(long, value_name = "N")]
+    pub epochs: Option<usize>,
+    /// Hidden width H (default 16).
+    #[arg(long, value_name = "H")]
+    pub hidden: Option<usize>,
+    /// Adam's learning rate (default 3e-3).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Seed of the episodes and the initial weights (default 1).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Threads labelling episodes (default 2).
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Run folder, created if missing (default: a fresh `runs/train-general-<UTC timestamp>`).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// Runs `diten train-general`.
+#[cfg(feature = "torch")]
+pub fn run(args: &TrainGeneralArgs) -> anyhow::Result<()> {
+    use crate::train::general::{train, GeneralConfig};
+
+    let mut config = GeneralConfig::default();
+    macro_rules! set {
+        ($($field:ident),*) => {$(if let Some(v) = args.$field { config.$field = v; })*};
+    }
+    set!(episodes, slots, epochs, hidden, lr, seed, jobs);
+    config.validate()?;
+    let out = super::evaluate::output_dir("train-general", args.out.as_deref())?;
+    eprintln!(
+        "train-general: {} episodes of {} slots labelled by the oracle, H = {}, {} epochs; run folder {}",
+        config.episodes,
+        config.slots,
+        config.hidden,
+        config.epochs,
+        out.display()
+    );
+    let stop = super::evaluate::interrupt_flag();
+    let done = train(&config, &out, &stop)?;
+    eprintln!(
+        "{} training and {} held-out slots; labelling {:.0} s, training {:.0} s; held-out \
+         accuracy {:.1} % at epoch {}; policy {}",
+        done.samples.0,
+        done.samples.1,
+        done.wall_s.0,
+        done.wall_s.1,
+        100.0 * done.accuracy,
+        done.epoch,
+        out.join("policy.bin").display()
+    );
+    Ok(())
+}
+
+/// Runs `diten train-general` in a build without libtorch: explains how to get one.
+#[cfg(not(feature = "torch"))]
+pub fn run(_args: &TrainGeneralArgs) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "train-general: this diten was built without the `torch` feature; build with default \
+         features (`make torch` installs libtorch)"
+    )
+}
