@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 
 mod evaluate;
 mod firmware;
+mod foresight;
 mod frontier;
 #[cfg(feature = "torch")]
 mod general;

@@ -18,6 +18,7 @@ pub mod demo;
 mod demo_plot;
 pub mod evaluate;
 pub mod export;
+pub mod foresight;
 pub mod frontier;
 pub mod infer;
 mod input;
@@ -61,6 +62,10 @@ pub enum Command {
     /// oracle's utility against its energy per slot, with other decision makers as
     /// points on the same axes (frontier.csv and one PNG per S under --out).
     Frontier(FrontierArgs),
+    /// Measure what foresight is worth: the myopic oracle against a clairvoyant
+    /// two-slot lookahead on the same episodes, under each objective
+    /// (foresight.csv and foresight.md under --out).
+    Foresight(ForesightArgs),
     /// Train a policy in the simulator (PPO, or the A2C and DDPG baselines); writes
     /// config.toml, metrics.csv, curve.png, checkpoint.ot and, at the end,
     /// policy.onnx under --out.
@@ -325,6 +330,29 @@ pub struct FrontierArgs {
     pub sweep: SweepArgs,
 }
 
+/// Arguments of `diten foresight`.
+#[derive(Debug, Args)]
+pub struct ForesightArgs {
+    /// Objectives to measure under, comma-separated: `paper` (eq. 22, with the
+    /// scenario's f0) and `linear` (SPEC §2.1b, with --linear-f0) (default: both).
+    #[arg(long, value_name = "NORM,...", value_delimiter = ',', value_parser = parse_cost_norm)]
+    pub objectives: Vec<diten_controller::CostNorm>,
+    /// f0 of the linear objective's runs: the energy price (default 3000, the
+    /// price of examples/energy-aware.toml).
+    #[arg(long, value_name = "F0", default_value_t = 3000.0)]
+    pub linear_f0: f64,
+    /// The scenario and the sweep (each episode is run by the oracle and by the
+    /// lookahead, about 8 oracle calls per slot together).
+    #[command(flatten)]
+    pub sweep: SweepArgs,
+}
+
+/// Parses an objective's name (`paper`, `linear`).
+fn parse_cost_norm(text: &str) -> Result<diten_controller::CostNorm, String> {
+    diten_controller::CostNorm::from_name(text.trim())
+        .ok_or_else(|| format!("`{text}` is not an objective (paper, linear)"))
+}
+
 /// The scenario, the sweep and the outputs of `evaluate` and `compare`. Each
 /// decision maker runs one full episode per (servers, emd, seed); flags override
 /// the scenario file, and a flag left out takes the scenario's value.
@@ -376,6 +404,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Evaluate(args) => evaluate::run(&args),
         Command::Compare(args) => compare::run(&args),
         Command::Frontier(args) => frontier::run(&args),
+        Command::Foresight(args) => foresight::run(&args),
         Command::Train(args) => train::run(&args),
         Command::TrainGeneral(args) => train_general::run(&args),
         Command::Export(args) => export::run(&args),

@@ -9,6 +9,7 @@
 //! | `sticky` | keep last slot's server unless a constraint breaks, then the best feasible move |
 //! | `oracle` | local search over the slot with full knowledge and the exact γ solver |
 //! | `random` | a uniformly random server per user, optimal γ (a floor, not in the default set) |
+//! | `lookahead` | clairvoyant two-slot planner around the oracle (a yardstick of foresight, not in the default set) |
 //!
 //! Trained policies are files: a training checkpoint ([`trained`]) or an exported
 //! firmware blob run through the gateway's controller ([`ControllerPolicy`]).
@@ -28,14 +29,16 @@ pub trait DecisionMaker: Send {
 
 pub mod controller;
 mod feasible;
+pub mod lookahead;
 mod nearest;
 mod oracle;
 mod sticky;
 pub mod trained;
 
 pub use controller::ControllerPolicy;
+pub use lookahead::Lookahead;
 pub use nearest::{Nearest, NearestRandom};
-pub use oracle::{Oracle, OracleConfig};
+pub use oracle::{Oracle, OracleConfig, Score, Scored};
 pub use sticky::Sticky;
 
 /// A test scenario: `users` × `servers`, `slots` per episode, φ = 0.2, seed `seed`.
@@ -60,9 +63,18 @@ pub(crate) fn test_scenario(
 /// set of `diten compare`).
 pub const NAMES: &[&str] = &["nearest", "nearest-random", "sticky", "oracle"];
 
-/// Every built-in name: [`NAMES`] and the `random` yardstick (a uniformly random
-/// server per user, optimal γ), the floor a learner must clear.
-pub const ALL_NAMES: &[&str] = &["nearest", "nearest-random", "sticky", "oracle", "random"];
+/// Every built-in name: [`NAMES`], the `random` yardstick (a uniformly random
+/// server per user, optimal γ), the floor a learner must clear, and the
+/// `lookahead` yardstick ([`Lookahead`]: it reads the next slot from the simulator,
+/// about 7 oracle calls per slot), what foresight adds to the oracle.
+pub const ALL_NAMES: &[&str] = &[
+    "nearest",
+    "nearest-random",
+    "sticky",
+    "oracle",
+    "random",
+    "lookahead",
+];
 
 /// A uniformly random available server for every user, with the optimal γ.
 #[derive(Debug)]
@@ -118,6 +130,7 @@ pub fn by_name(name: &str) -> anyhow::Result<Box<dyn DecisionMaker>> {
         "sticky" => Box::new(Sticky::new()),
         "oracle" => Box::new(Oracle::new()),
         "random" => Box::new(Random::new()),
+        "lookahead" => Box::new(Lookahead::new()),
         other => anyhow::bail!(
             "unknown policy `{other}` (known: {}; trained policies are files)",
             ALL_NAMES.join(", ")

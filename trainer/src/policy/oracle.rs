@@ -39,7 +39,9 @@
 //! Finally every start and every local optimum is scored on the full slot with
 //! `solve_gamma` + `evaluate`, and the best by the real key wins: feasible before
 //! infeasible, feasible ones by e, infeasible ones by the reward r (which charges
-//! each broken constraint); ties go to the earlier candidate.
+//! each broken constraint); ties go to the earlier candidate. [`Oracle::search`]
+//! hands out every one of them scored, for callers that weigh the runners-up too
+//! (the [lookahead](super::lookahead)).
 //!
 //! # Cost
 //!
@@ -80,7 +82,7 @@ use rand_core::{RngCore, SeedableRng};
 
 use super::feasible::{bit, masks, members, LoadTable, Part, Valuer};
 use super::{nearest, sticky, DecisionMaker};
-use crate::sim::{Decision, Env, Status};
+use crate::sim::{Decision, Env, SlotEvaluation, Status};
 
 /// A change of e smaller than this does not count as an improvement (it guards the
 /// climb against cycling on rounding; e is O(1)).
@@ -144,14 +146,12 @@ impl Oracle {
     pub fn last_evaluations(&self) -> usize {
         self.valuer.evaluations
     }
-}
 
-impl DecisionMaker for Oracle {
-    fn name(&self) -> &str {
-        "oracle"
-    }
-
-    fn decide(&mut self, env: &Env) -> anyhow::Result<Decision> {
+    /// The whole search of the current slot of `env` (module docs): every distinct
+    /// start, then every distinct local optimum the climbs reached, each scored on
+    /// the full slot. [`best`] of it is the oracle's decision; the rest are the
+    /// runners-up a caller with other aims (a lookahead) may weigh.
+    pub fn search(&mut self, env: &Env) -> anyhow::Result<Vec<Scored>> {
         let slot = env.status();
         let params = &env.scenario().params;
         let (n_users, n_servers) = (slot.users().len(), slot.servers().len());
@@ -201,39 +201,82 @@ impl DecisionMaker for Oracle {
             }
         }
 
-        let mut best: Option<(Score, usize)> = None;
         let mut gamma = vec![0.0; n_users];
-        for (k, c) in candidates.iter().enumerate() {
-            solve_gamma(params, slot, c, &mut gamma)
-                .map_err(|e| anyhow::anyhow!("oracle: γ solver: {e}"))?;
-            let eval = evaluate(params, slot, c, &gamma)
-                .map_err(|e| anyhow::anyhow!("oracle: evaluate: {e}"))?;
-            let score = Score {
-                feasible: eval.feasible(),
-                value: if eval.feasible() {
-                    eval.objective
-                } else {
-                    eval.reward
-                },
-            };
-            if best.as_ref().is_none_or(|(b, _)| score.beats(b)) {
-                best = Some((score, k));
-            }
-        }
-        let (_, k) = best.context("oracle: no candidate")?;
-        Ok(Decision::optimal(candidates.swap_remove(k)))
+        candidates
+            .into_iter()
+            .map(|association| {
+                solve_gamma(params, slot, &association, &mut gamma)
+                    .map_err(|e| anyhow::anyhow!("oracle: γ solver: {e}"))?;
+                let eval = evaluate(params, slot, &association, &gamma)
+                    .map_err(|e| anyhow::anyhow!("oracle: evaluate: {e}"))?;
+                Ok(Scored {
+                    association,
+                    score: Score::of(&eval),
+                })
+            })
+            .collect()
     }
 }
 
-/// The real key of a full-slot candidate: feasible first, then e (feasible) or r.
-#[derive(Clone, Copy, Debug)]
-struct Score {
-    feasible: bool,
-    value: f64,
+/// An association the search scored on the full slot.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scored {
+    /// Server of each user.
+    pub association: Vec<usize>,
+    /// Its score with the optimal γ.
+    pub score: Score,
+}
+
+/// Index of the best of `scored` by [`Score::beats`], the earlier on ties (the
+/// oracle's decision); `None` when it is empty.
+pub(crate) fn best(scored: &[Scored]) -> Option<usize> {
+    let mut best: Option<(Score, usize)> = None;
+    for (k, c) in scored.iter().enumerate() {
+        if best.as_ref().is_none_or(|(b, _)| c.score.beats(b)) {
+            best = Some((c.score, k));
+        }
+    }
+    best.map(|(_, k)| k)
+}
+
+impl DecisionMaker for Oracle {
+    fn name(&self) -> &str {
+        "oracle"
+    }
+
+    fn decide(&mut self, env: &Env) -> anyhow::Result<Decision> {
+        let mut scored = self.search(env)?;
+        let k = best(&scored).context("oracle: no candidate")?;
+        Ok(Decision::optimal(scored.swap_remove(k).association))
+    }
+}
+
+/// The real key of a full-slot candidate: feasible first, then e (feasible) or r
+/// (which charges each broken constraint).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Score {
+    /// Whether no constraint is broken.
+    pub feasible: bool,
+    /// e when feasible, else r.
+    pub value: f64,
 }
 
 impl Score {
-    fn beats(&self, other: &Score) -> bool {
+    /// The score of a slot's evaluation.
+    pub fn of(eval: &SlotEvaluation) -> Score {
+        let feasible = eval.feasible();
+        Score {
+            feasible,
+            value: if feasible {
+                eval.objective
+            } else {
+                eval.reward
+            },
+        }
+    }
+
+    /// Whether `self` is strictly better than `other`.
+    pub fn beats(&self, other: &Score) -> bool {
         if self.feasible != other.feasible {
             return self.feasible;
         }
