@@ -155,11 +155,16 @@ impl Lookahead {
         let myopic = scored.swap_remove(myopic).association;
         let mut candidates = vec![self.two_slots(env, myopic, Origin::Myopic)?];
         let anticipated = candidates[0].next.clone();
+        let slot = env.status();
+        // With churn the next slot may hold other users or lose a server: its
+        // association is then no candidate for this one.
+        let fits_now =
+            |a: &[usize]| a.len() == slot.users().len() && a.iter().all(|&s| slot.available(s));
         for (association, origin) in [
             (sticky::associate(env)?, Origin::Sticky),
             (anticipated, Origin::Anticipated),
         ] {
-            if !candidates.iter().any(|c| c.association == association) {
+            if fits_now(&association) && !candidates.iter().any(|c| c.association == association) {
                 candidates.push(self.two_slots(env, association, origin)?);
             }
         }
