@@ -40,8 +40,12 @@ fn shipped() -> Vec<PathBuf> {
     for entry in std::fs::read_dir(root().join("onnx-models")).unwrap() {
         let dir = entry.unwrap().path();
         if dir.is_dir() {
+            // Every folder ships a blob; the size-agnostic policy has no ONNX yet.
             files.push(dir.join("policy.bin"));
-            files.push(dir.join("policy.onnx"));
+            let onnx = dir.join("policy.onnx");
+            if onnx.is_file() {
+                files.push(onnx);
+            }
         }
     }
     files.sort();

@@ -18,8 +18,8 @@
 //! 4. `base_us = w_o·z_us + b_o` (out, `H → 1`).
 //!
 //! Its cost grows like U·S·H² (two passes over the pairs: the embedding is
-//! recomputed instead of stored, so the scratch is (U + S)·H + 2H values, not
-//! U·S·H).
+//! recomputed instead of stored, so the scratch is (U + S + 2)·H values plus the
+//! two first layers' weights, transposed once per call, not U·S·H).
 //!
 //! # Decoding (controller code, shared with training)
 //!
@@ -463,10 +463,12 @@ impl<'a> GeneralPolicy<'a> {
     }
 
     /// Scratch values [`logits`](Self::logits) needs for `users` × `servers`:
-    /// (U + S)·H + 2H.
+    /// (U + S + 2)·H for the message passing, and the embed and mix layers'
+    /// weights transposed to input-major f32 (F·H + 3H·H), so every layer is a
+    /// few `y += x_i · w_i` passes over contiguous rows.
     pub fn scratch_len(&self, users: usize, servers: usize) -> usize {
         let h = self.model.hidden();
-        (users + servers + 2) * h
+        (users + servers + 2) * h + PAIR_FEATURES * h + 3 * h * h
     }
 
     /// The decoded logits of `slot` (module docs), user-major into
@@ -509,16 +511,24 @@ impl<'a> GeneralPolicy<'a> {
         let (server_ctx, rest) = scratch.split_at_mut_checked(m * h).ok_or(short(need, 0))?;
         let (user_ctx, rest) = rest.split_at_mut_checked(n * h).ok_or(short(need, 0))?;
         let (hid, rest) = rest.split_at_mut_checked(h).ok_or(short(need, 0))?;
-        let tmp = rest.get_mut(..h).ok_or(short(need, 0))?;
+        let (tmp, rest) = rest.split_at_mut_checked(h).ok_or(short(need, 0))?;
+        let (embed_t, rest) = rest
+            .split_at_mut_checked(PAIR_FEATURES * h)
+            .ok_or(short(need, 0))?;
+        let mix_t = rest.get_mut(..3 * h * h).ok_or(short(need, 0))?;
+        let model = &self.model;
+        transpose(&model.embed, embed_t);
+        transpose(&model.mix, mix_t);
+        let (mix_h, mix_rest) = mix_t.split_at(h * h);
+        let (mix_g, mix_k) = mix_rest.split_at(h * h);
         server_ctx.iter_mut().for_each(|v| *v = 0.0);
         user_ctx.iter_mut().for_each(|v| *v = 0.0);
         let rate = params.rate_bps();
-        let model = &self.model;
 
         // Pass 1: the embeddings' sums per server and per user.
         for (u, uc) in user_ctx.chunks_exact_mut(h).enumerate() {
             for (s, sc) in server_ctx.chunks_exact_mut(h).enumerate() {
-                self.embed(params, slot, rate, u, s, hid)?;
+                self.embed(params, slot, rate, u, s, embed_t, hid)?;
                 for ((a, b), &x) in sc.iter_mut().zip(uc.iter_mut()).zip(hid.iter()) {
                     *a += x;
                     *b += x;
@@ -529,12 +539,16 @@ impl<'a> GeneralPolicy<'a> {
         let (inv_n, inv_m) = (1.0 / n.max(1) as f32, 1.0 / m.max(1) as f32);
         for sc in server_ctx.chunks_exact_mut(h) {
             sc.iter_mut().for_each(|v| *v *= inv_n);
-            dense_columns(&model.mix, h, sc, tmp, false);
+            tmp.iter_mut().for_each(|v| *v = 0.0);
+            axpys(mix_g, sc, tmp);
             sc.copy_from_slice(tmp);
         }
         for uc in user_ctx.chunks_exact_mut(h) {
             uc.iter_mut().for_each(|v| *v *= inv_m);
-            dense_columns(&model.mix, 2 * h, uc, tmp, true);
+            for (t, b) in tmp.iter_mut().zip(model.mix.bias.iter()) {
+                *t = b;
+            }
+            axpys(mix_k, uc, tmp);
             uc.copy_from_slice(tmp);
         }
         // Pass 2: the base logits.
@@ -545,11 +559,14 @@ impl<'a> GeneralPolicy<'a> {
             .zip(user_ctx.chunks_exact(h))
         {
             for ((s, o), sc) in row.iter_mut().enumerate().zip(server_ctx.chunks_exact(h)) {
-                self.embed(params, slot, rate, u, s, hid)?;
-                dense_columns(&model.mix, 0, hid, tmp, false);
+                self.embed(params, slot, rate, u, s, embed_t, hid)?;
+                for ((t, &a), &b) in tmp.iter_mut().zip(sc).zip(uc) {
+                    *t = a + b;
+                }
+                axpys(mix_h, hid, tmp);
                 let mut acc = b_out;
-                for (((&t, &a), &b), w) in tmp.iter().zip(sc).zip(uc).zip(model.out.weight.iter()) {
-                    acc += w * (t + a + b).max(0.0);
+                for (&t, w) in tmp.iter().zip(model.out.weight.iter()) {
+                    acc += w * t.max(0.0);
                 }
                 *o = acc;
             }
@@ -558,7 +575,9 @@ impl<'a> GeneralPolicy<'a> {
         Ok(())
     }
 
-    /// `hid = relu(W_e·x' + b_e)` for pair (u, s).
+    /// `hid = relu(W_e·x' + b_e)` for pair (u, s), `embed_t` the embed layer's
+    /// weights transposed.
+    #[allow(clippy::too_many_arguments)]
     fn embed<const U: usize, const S: usize>(
         &self,
         params: &Params,
@@ -566,6 +585,7 @@ impl<'a> GeneralPolicy<'a> {
         rate: f64,
         u: usize,
         s: usize,
+        embed_t: &[f32],
         hid: &mut [f32],
     ) -> Result<(), Error> {
         let x = pair_features(params, slot, rate, u, s)
@@ -582,7 +602,10 @@ impl<'a> GeneralPolicy<'a> {
             }
             *o = ((v - m) * k).clamp(-CLIP, CLIP);
         }
-        dense_columns(&self.model.embed, 0, &xn, hid, true);
+        for (o, b) in hid.iter_mut().zip(self.model.embed.bias.iter()) {
+            *o = b;
+        }
+        axpys(embed_t, &xn, hid);
         hid.iter_mut().for_each(|v| *v = v.max(0.0));
         Ok(())
     }
@@ -635,27 +658,54 @@ impl<'a> GeneralPolicy<'a> {
     }
 }
 
-/// `out[o] = Σ_i W[o, from + i]·x[i]` (+ `b[o]` with `bias`) over `x.len()`
-/// columns of `layer`'s row-major weights starting at column `from`.
-fn dense_columns(layer: &LayerRef<'_>, from: usize, x: &[f32], out: &mut [f32], bias: bool) {
-    let inputs = to_usize(layer.inputs);
-    let w = layer.weight.as_bytes();
-    for (o, y) in out.iter_mut().enumerate() {
-        let mut acc = if bias {
-            layer.bias.get(o).unwrap_or(0.0)
-        } else {
-            0.0
-        };
-        let start = (o * inputs + from) * 4;
-        if let Some(row) = w.get(start..start + 4 * x.len()) {
-            for (c, &v) in row.chunks_exact(4).zip(x) {
-                if let Ok(b) = <[u8; 4]>::try_from(c) {
-                    acc += f32::from_le_bytes(b) * v;
+/// Writes `layer`'s row-major `outputs × inputs` weights input-major into `out`
+/// (`out[i·outputs + o] = W[o, i]`).
+fn transpose(layer: &LayerRef<'_>, out: &mut [f32]) {
+    let outputs = to_usize(layer.outputs);
+    for (o, w) in layer.weight.iter().enumerate() {
+        let (row, col) = (
+            o / to_usize(layer.inputs).max(1),
+            o % to_usize(layer.inputs).max(1),
+        );
+        if let Some(slot) = out.get_mut(col * outputs + row) {
+            *slot = w;
+        }
+    }
+}
+
+/// `y += Σ_i x[i] · w_t[i]`, `w_t` input-major rows of `y.len()` weights each.
+/// The common widths get a fixed-size loop the compiler unrolls into vector
+/// instructions; the result is the same sum in the same order.
+#[inline]
+fn axpys(w_t: &[f32], x: &[f32], y: &mut [f32]) {
+    match y.len() {
+        8 => axpys_n::<8>(w_t, x, y),
+        16 => axpys_n::<16>(w_t, x, y),
+        32 => axpys_n::<32>(w_t, x, y),
+        len => {
+            for (row, &xi) in w_t.chunks_exact(len.max(1)).zip(x) {
+                for (yo, &w) in y.iter_mut().zip(row) {
+                    *yo += xi * w;
                 }
             }
         }
-        *y = acc;
     }
+}
+
+#[inline]
+fn axpys_n<const N: usize>(w_t: &[f32], x: &[f32], y: &mut [f32]) {
+    let Ok(y) = <&mut [f32; N]>::try_from(y) else {
+        return;
+    };
+    let mut acc = *y;
+    for (row, &xi) in w_t.chunks_exact(N).zip(x) {
+        if let Ok(row) = <&[f32; N]>::try_from(row) {
+            for (a, &w) in acc.iter_mut().zip(row) {
+                *a += xi * w;
+            }
+        }
+    }
+    *y = acc;
 }
 
 #[cfg(test)]

@@ -30,9 +30,29 @@ pub struct TrainGeneralArgs {
     /// Threads labelling episodes (default 2).
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
+    /// The objective to train for: paper (the default) or linear (SPEC §2.1b; one
+    /// model for every energy price of --prices).
+    #[arg(long, value_parser = parse_objective, value_name = "paper|linear")]
+    pub objective: Option<diten_controller::CostNorm>,
+    /// Under --objective linear, the energy prices f0 the episodes draw from
+    /// (default 1000,3000,10000).
+    #[arg(long, value_delimiter = ',', value_name = "F0,...")]
+    pub prices: Option<Vec<f64>>,
+    /// DAgger: a `policy-v2` blob (an earlier run's policy.bin) that drives
+    /// --driven more episodes at budget 0 while the oracle labels them.
+    #[arg(long, value_name = "PATH", requires = "driven")]
+    pub drive: Option<PathBuf>,
+    /// Episodes driven by --drive (beyond --episodes).
+    #[arg(long, value_name = "N", requires = "drive")]
+    pub driven: Option<usize>,
     /// Run folder, created if missing (default: a fresh `runs/train-general-<UTC timestamp>`).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+}
+
+fn parse_objective(text: &str) -> Result<diten_controller::CostNorm, String> {
+    diten_controller::CostNorm::from_name(text)
+        .ok_or_else(|| format!("`{text}` is not an objective (paper or linear)"))
 }
 
 /// Runs `diten train-general`.
@@ -44,7 +64,14 @@ pub fn run(args: &TrainGeneralArgs) -> anyhow::Result<()> {
     macro_rules! set {
         ($($field:ident),*) => {$(if let Some(v) = args.$field { config.$field = v; })*};
     }
-    set!(episodes, slots, epochs, hidden, lr, seed, jobs);
+    set!(episodes, slots, epochs, hidden, lr, seed, jobs, driven);
+    config.drive = args.drive.clone();
+    if let Some(norm) = args.objective {
+        config.cost_norm = norm;
+    }
+    if let Some(prices) = &args.prices {
+        config.prices = prices.clone();
+    }
     config.validate()?;
     let out = super::evaluate::output_dir("train-general", args.out.as_deref())?;
     eprintln!(
@@ -56,7 +83,7 @@ pub fn run(args: &TrainGeneralArgs) -> anyhow::Result<()> {
         out.display()
     );
     let stop = super::evaluate::interrupt_flag();
-    let done = train(&config, &out, &stop)?;
+    let done = train(&config, &out, stop)?;
     eprintln!(
         "{} training and {} held-out slots; labelling {:.0} s, training {:.0} s; held-out \
          accuracy {:.1} % at epoch {}; policy {}",

@@ -27,7 +27,7 @@ use crate::sim::{Decision, Env, Gamma};
 /// The two kinds of blob: `policy-v1` (one size) and `policy-v2` (any size).
 #[derive(Clone, Debug)]
 enum Blob {
-    Flat(Policy<'static>),
+    Flat(Box<Policy<'static>>),
     General(GeneralPolicy<'static>),
 }
 
@@ -102,7 +102,7 @@ impl ControllerPolicy {
         let workspace = vec![0.0; workspace_len(&policy)];
         Ok(ControllerPolicy {
             name,
-            policy: Blob::Flat(policy),
+            policy: Blob::Flat(Box::new(policy)),
             workspace,
             consolidate: true,
             improve_budget: diten_controller::controller::DEFAULT_IMPROVEMENT_BUDGET,
@@ -187,7 +187,7 @@ impl DecisionMaker for ControllerPolicy {
             );
         }
         match self.policy.clone() {
-            Blob::Flat(p) => run_controller(p, self, env),
+            Blob::Flat(p) => run_controller(*p, self, env),
             Blob::General(p) => run_controller(p, self, env),
         }
     }

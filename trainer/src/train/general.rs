@@ -27,7 +27,8 @@
 //!
 //! `policy.bin` (a `policy-v2` blob the controller runs), `metrics.csv` (epoch,
 //! loss, held-out loss and accuracy) and `config.toml` under the run folder,
-//! every file written atomically.
+//! every file written atomically; `policy.bin` is the best epoch so far by
+//! held-out accuracy, rewritten whenever it improves.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -82,6 +83,26 @@ pub struct GeneralConfig {
     pub seed: u64,
     /// Threads labelling episodes.
     pub jobs: usize,
+    /// A `policy-v2` blob that drives `driven` more episodes (the controller at
+    /// budget 0) while the oracle labels them (DAgger: the states the policy
+    /// itself visits).
+    #[serde(default)]
+    pub drive: Option<std::path::PathBuf>,
+    /// Episodes driven by `drive`, beyond `episodes`.
+    #[serde(default)]
+    pub driven: usize,
+    /// The objective the policy is trained for (SPEC §2.1b); the blob records it.
+    #[serde(default)]
+    pub cost_norm: CostNorm,
+    /// Under the linear objective, the energy prices f0 the episodes draw from
+    /// (one model for all of them: the price reaches the network through the
+    /// features that divide by f0).
+    #[serde(default = "default_prices")]
+    pub prices: Vec<f64>,
+}
+
+fn default_prices() -> Vec<f64> {
+    vec![1000.0, 3000.0, 10000.0]
 }
 
 impl Default for GeneralConfig {
@@ -99,6 +120,10 @@ impl Default for GeneralConfig {
             lr: 3e-3,
             seed: 1,
             jobs: 2,
+            drive: None,
+            driven: 0,
+            cost_norm: CostNorm::Paper,
+            prices: default_prices(),
         }
     }
 }
@@ -140,6 +165,16 @@ impl GeneralConfig {
         );
         anyhow::ensure!(self.lr > 0.0 && self.lr.is_finite(), "lr: must be > 0");
         anyhow::ensure!(self.jobs >= 1, "jobs: at least 1");
+        anyhow::ensure!(
+            self.cost_norm == CostNorm::Paper
+                || (!self.prices.is_empty()
+                    && self.prices.iter().all(|&f| f > 0.0 && f.is_finite())),
+            "prices: at least one energy price f0 > 0 under the linear objective"
+        );
+        anyhow::ensure!(
+            self.drive.is_some() || self.driven == 0,
+            "driven: episodes driven by a policy need `drive`"
+        );
         Ok(())
     }
 
@@ -151,7 +186,15 @@ impl GeneralConfig {
         let servers = pick(self.servers);
         let emd = self.emds[pick([0, self.emds.len() - 1])];
         let churn = (rng.next_u64() % 1000) < (self.churn_share * 1000.0) as u64;
+        let mut params = diten_controller::Params {
+            cost_norm: self.cost_norm,
+            ..diten_controller::Params::default()
+        };
+        if self.cost_norm == CostNorm::Linear {
+            params.f0 = self.prices[(rng.next_u64() % self.prices.len() as u64) as usize];
+        }
         Scenario {
+            params,
             users,
             servers,
             slots: self.slots,
@@ -226,19 +269,31 @@ pub fn sample(
     })
 }
 
-/// Runs episode `k` with the oracle driving and returns its samples.
+/// Runs episode `k` and returns its samples: the oracle labels every slot and
+/// drives the first `episodes`; `drive` (at budget 0) drives the others.
 fn label(config: &GeneralConfig, k: usize) -> anyhow::Result<Vec<Sample>> {
     let sc = config.scenario(k);
     let mut env = Env::new(&sc, sc.seed)?;
     let mut oracle = Oracle::new();
     oracle.reset(sc.seed);
+    let mut driver = match (&config.drive, k >= config.episodes) {
+        (Some(path), true) => {
+            let mut p = crate::policy::ControllerPolicy::load(path, "drive".into())?;
+            p.set_improvement_budget(0);
+            Some(p)
+        }
+        _ => None,
+    };
     let mut out = Vec::with_capacity(sc.slots);
     while !env.done() {
         let d = oracle.decide(&env)?;
         if let Some(s) = sample(&sc.params, env.status(), &d.association) {
             out.push(s);
         }
-        env.step(&d)?;
+        match driver.as_mut() {
+            Some(p) => env.step(&p.decide(&env)?)?,
+            None => env.step(&d)?,
+        };
     }
     Ok(out)
 }
@@ -249,20 +304,20 @@ pub fn label_all(config: &GeneralConfig, stop: &AtomicBool) -> anyhow::Result<Ve
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
     let mut results: Vec<Option<anyhow::Result<Vec<Sample>>>> =
-        (0..config.episodes).map(|_| None).collect();
+        (0..config.episodes + config.driven).map(|_| None).collect();
     let slots = std::sync::Mutex::new(&mut results);
     std::thread::scope(|scope| {
         for _ in 0..config.jobs {
             scope.spawn(|| loop {
                 let k = next.fetch_add(1, Ordering::Relaxed);
-                if k >= config.episodes || stop.load(Ordering::Relaxed) {
+                if k >= config.episodes + config.driven || stop.load(Ordering::Relaxed) {
                     break;
                 }
                 let r = label(config, k);
                 let d = done.fetch_add(1, Ordering::Relaxed) + 1;
                 eprint!(
                     "\rtrain-general: labelling episodes with the oracle {d}/{}",
-                    config.episodes
+                    config.episodes + config.driven
                 );
                 slots.lock().unwrap_or_else(|e| e.into_inner())[k] = Some(r);
             });
@@ -501,12 +556,15 @@ pub fn train(config: &GeneralConfig, out: &Path, stop: &AtomicBool) -> anyhow::R
             100.0 * accuracy
         );
         if best.as_ref().is_none_or(|(a, ..)| accuracy > *a) {
-            best = Some((accuracy, epoch, net.blob(CostNorm::Paper)?));
+            let blob = net.blob(config.cost_norm)?;
+            // The best so far is on disk at every epoch: an interrupted run
+            // leaves a usable policy.
+            write_atomic(&out.join("policy.bin"), &blob)?;
+            best = Some((accuracy, epoch, blob));
         }
         write_atomic(&out.join("metrics.csv"), metrics.as_bytes())?;
     }
-    let (accuracy, epoch, blob) = best.context("no epoch ran")?;
-    write_atomic(&out.join("policy.bin"), &blob)?;
+    let (accuracy, epoch, _) = best.context("no epoch ran")?;
     Ok(GeneralDone {
         samples: (train_set.len(), val_set.len()),
         accuracy,
@@ -531,8 +589,7 @@ mod tests {
         let inv = vec![1.5f32; PAIR_FEATURES];
         let mut net = Net::new(&vs.root(), 8, &mean, &inv);
         tch::no_grad(|| {
-            let _ = net
-                .decoder
+            net.decoder
                 .copy_(&Tensor::from_slice(&[0.5f32, -0.3, 1.0, -2.0, 0.7]));
         });
         let blob = net.blob(CostNorm::Paper).unwrap();
