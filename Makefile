@@ -1,5 +1,5 @@
 # diten: the two entry points of the README's quick start.
-#   make demo   builds (without libtorch) and runs the main job
+#   make demo   builds (without libtorch or tract-onnx) and runs the main job
 #   make test   sets up and runs every check CI runs
 # Both are idempotent: each step installs only what is missing.
 
@@ -32,7 +32,10 @@ torch:
 	@test -e "$(LIBTORCH)/lib/libtorch_cpu.so" || { echo "error: no libtorch at $(LIBTORCH)" >&2; exit 1; }
 
 # The demo trains nothing, so it builds `diten` without the `torch` feature: no
-# libtorch download (4.7 GB) and no torch-sys build on first contact.
+# libtorch download (4.7 GB) and no torch-sys build on first contact. It reads no
+# ONNX graph either (it runs the shipped policy.bin), so `--no-default-features`
+# also leaves out `onnx`: tract-onnx was four fifths of this build's CPU time
+# (README, performance). Such a `diten` fails with one line on a `.onnx` input.
 demo:
 	$(CARGO) build --release -p diten-trainer --no-default-features --bin diten
 	@echo "== diten solve on SPEC §3.1's example slot" >&2
@@ -47,8 +50,10 @@ fmt:
 
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	@# the build without libtorch must keep working (solve, evaluate, compare)
+	@# the builds without libtorch must keep working: `make demo`'s (no `onnx`
+	@# either: solve, evaluate, compare, demo) and the Python package's (`onnx`)
 	$(CARGO) clippy -p diten-trainer --no-default-features --all-targets -- -D warnings
+	$(CARGO) clippy -p diten-trainer --no-default-features --features onnx --all-targets -- -D warnings
 
 unit:
 	$(CARGO) test --workspace

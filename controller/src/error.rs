@@ -221,7 +221,7 @@ pub enum Error {
         /// Bytes given.
         got: usize,
     },
-    /// The ONNX engine (`std` feature, tract) failed to run a loaded model.
+    /// The ONNX engine (`onnx` feature, tract) failed to run a loaded model.
     PolicyRun,
     /// A buffer given to the policy engine has the wrong length: `policy.obs`,
     /// `policy.logits` and `policy.servers` must match exactly, `policy.scratch`

@@ -29,10 +29,10 @@
 //! with the file's SHA-256 and a monotonic `policy_version`, no heap), and
 //! [`policy::Policy::parse_signed`] parses a blob only when it verifies.
 //!
-//! Features (additive; the manifest says more): `std` adds `std` support to serde
-//! and [`policy::OnnxPolicy`]: an exported ONNX policy loaded at run time and run
-//! by tract-onnx, an [`policy::Engine`] for the same [`Controller`]; it changes no
-//! number. `host-math` (the platform's libm instead of the `libm` crate) and
+//! Features (additive; the manifest says more): `std` adds `std` support to
+//! serde; `onnx` (with `std`) adds `policy::OnnxPolicy`: an exported ONNX policy
+//! loaded at run time and run by tract-onnx, an [`policy::Engine`] for the same
+//! [`Controller`]; neither changes a number. `host-math` (the platform's libm instead of the `libm` crate) and
 //! `simd` (the policy engine's AVX2 + FMA path on x86-64) each change results in
 //! the last bits, so a build names them. The error type implements
 //! `core::error::Error` in every build.

@@ -5,7 +5,7 @@
 //! A gateway built with the operator's [`PublicKey`] runs only the policies that
 //! key signed: [`verify`] checks a `.sig` file against the exact bytes of the
 //! policy file, and [`Policy::parse_signed`](crate::policy::Policy::parse_signed)
-//! (and, with `std`, `OnnxPolicy::load_signed`) refuses the policy on any
+//! (and, with `onnx`, `OnnxPolicy::load_signed`) refuses the policy on any
 //! failure. Neither the blob format (SPEC §3.3) nor the ONNX file changes: the
 //! signature lives entirely in the `.sig` file.
 //!

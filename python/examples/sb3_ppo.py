@@ -9,8 +9,9 @@ evaluates it through the gateway's controller with ``diten compare``.
     python python/examples/sb3_ppo.py --seed 1 --iterations 100 --out runs/sb3/seed1
 
 Needs ``stable-baselines3``, ``onnx`` and the ``diten`` wheel in one environment
-(the README's set-up puts them into the torch virtual environment), and the
-``diten`` binary (``make demo`` builds it) for the evaluation.
+(the README's set-up puts them into the torch virtual environment), and a
+``diten`` binary with ONNX support for the evaluation (``cargo build --release -p
+diten-trainer --no-default-features --features onnx``; ``make demo``'s has none).
 
 The budget is counted as ours is: iterations × environments × rollout slots (our
 paper-faithful run: 1500 × 8 × 64 = 768 000 slots).

@@ -6,8 +6,11 @@
 //! makers ([`policy`]), evaluation and comparison with tables and plots ([`eval`]),
 //! training on libtorch ([`train`], feature `torch`, on by default), and ONNX
 //! export of trained policies and their conversion to the firmware blob
-//! ([`onnx`]; export reads checkpoints, so it needs `torch`), and the signing of
-//! policy files with their key files ([`signing`]). The system
+//! ([`onnx`], feature `onnx`, on by default and implied by `torch`; export reads
+//! checkpoints, so it needs `torch`), and the signing of policy files with their
+//! key files ([`signing`]). Without `onnx` (`make demo`'s build: no tract-onnx to
+//! compile) `diten` runs firmware blobs only, and each command that would read or
+//! write an ONNX graph fails with one line saying so. The system
 //! model itself lives once, in `diten-controller`; this crate calls it and computes
 //! none of its numbers.
 #![deny(missing_docs)]

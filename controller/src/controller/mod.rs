@@ -236,7 +236,7 @@ pub const fn max_workspace_len(users: usize, servers: usize) -> usize {
 /// caller-provided workspace (on a firmware, a `static` buffer of
 /// [`max_workspace_len`] or [`workspace_len`] values). `U` and `S` are the
 /// capacities of the [`Slot`]s it decides for. `P` is the policy's engine: the
-/// blob engine [`Policy`] (borrowing the blob for `'p`), or with the `std` feature
+/// blob engine [`Policy`] (borrowing the blob for `'p`), or with the `onnx` feature
 /// an ONNX file run by tract ([`OnnxPolicy`](crate::policy::OnnxPolicy)); the
 /// decision code is the same.
 #[derive(Debug)]

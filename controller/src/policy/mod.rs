@@ -70,15 +70,15 @@ pub use blob::{
 };
 pub use engine::{max_scratch_len, Policy};
 pub use general::{GeneralPolicy, GeneralRef};
-#[cfg(feature = "std")]
+#[cfg(feature = "onnx")]
 pub use onnx::{OnnxError, OnnxPolicy};
 
-#[cfg(feature = "std")]
+#[cfg(feature = "onnx")]
 mod onnx;
 
 /// What the [`Controller`](crate::Controller) needs of a policy: its shape and a
 /// way to compute its logits. [`Policy`] (the blob engine, `no_std`) implements it,
-/// and with the `std` feature [`OnnxPolicy`] (an ONNX file run by tract-onnx).
+/// and with the `onnx` feature [`OnnxPolicy`] (an ONNX file run by tract-onnx).
 pub trait Engine {
     /// Users U the policy decides for.
     fn users(&self) -> usize;

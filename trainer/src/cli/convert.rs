@@ -6,8 +6,10 @@ use anyhow::Context;
 use super::ConvertArgs;
 use crate::eval::report::write_atomic;
 
-/// Runs `diten convert`.
+/// Runs `diten convert`: in a build without the `onnx` feature, the one-line
+/// error [`NO_ONNX`](crate::onnx::NO_ONNX) before anything is read.
 pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(cfg!(feature = "onnx"), "convert: {}", crate::onnx::NO_ONNX);
     let path = &args.model;
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let blob = crate::onnx::onnx_to_blob(&bytes).with_context(|| format!("{}", path.display()))?;

@@ -16,13 +16,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use diten_controller::policy::Policy;
-use prost::Message;
 use serde::Serialize;
 use serde_json::Value;
-use tract_onnx::pb;
 
-use super::ship::{metadata, relative_percent, Table, POLICY_LABEL};
-use crate::onnx::{keys, FORMAT};
+use super::ship::{relative_percent, Table, POLICY_LABEL};
+use crate::onnx::{keys, Metadata, FORMAT};
 use crate::scenario::{Emd, Scenario};
 
 /// The folder `diten models` and `diten demo` look in by default.
@@ -101,10 +99,12 @@ pub fn read_model(dir: &Path) -> anyhow::Result<ModelInfo> {
     let onnx = dir.join(crate::onnx::FILE);
     let file = onnx.display().to_string();
     let bytes = std::fs::read(&onnx).with_context(|| format!("reading {file}"))?;
-    let model = pb::ModelProto::decode(&bytes[..])
-        .map_err(|e| anyhow!("{file}: not an ONNX model ({e})"))?;
+    // Only the metadata: this runs in builds without the `onnx` feature (`diten demo`).
+    let model = Metadata::read(&bytes).map_err(|e| anyhow!("{file}: not an ONNX model ({e})"))?;
     let meta = |key: &str| {
-        metadata(&model, key).with_context(|| format!("{file}: metadata {key}: missing"))
+        model
+            .get(key)
+            .with_context(|| format!("{file}: metadata {key}: missing"))
     };
     let format = meta(keys::FORMAT)?;
     if format != FORMAT {
@@ -121,13 +121,13 @@ pub fn read_model(dir: &Path) -> anyhow::Result<ModelInfo> {
             .with_context(|| format!("{file}: metadata {key}: `{text}` is not a count"))
     };
     let (users, servers) = (count(keys::USERS)?, count(keys::SERVERS)?);
-    let emd = match metadata(&model, keys::SCENARIO) {
+    let emd = match model.get(keys::SCENARIO) {
         None | Some("unknown") => None,
         Some(text) => {
             Some(Scenario::from_toml(text, &format!("{file}: metadata {}", keys::SCENARIO))?.emd)
         }
     };
-    let evaluation = match metadata(&model, keys::EVALUATION) {
+    let evaluation = match model.get(keys::EVALUATION) {
         None | Some("none") => None,
         Some(text) => {
             let summary: Value = serde_json::from_str(text)
@@ -162,8 +162,8 @@ pub fn read_model(dir: &Path) -> anyhow::Result<ModelInfo> {
         users,
         servers,
         emd,
-        algo: metadata(&model, keys::ALGO).unwrap_or("unknown").to_owned(),
-        seed: metadata(&model, keys::SEED).unwrap_or("unknown").to_owned(),
+        algo: model.get(keys::ALGO).unwrap_or("unknown").to_owned(),
+        seed: model.get(keys::SEED).unwrap_or("unknown").to_owned(),
         onnx_bytes: bytes.len() as u64,
         blob_bytes,
         evaluation,

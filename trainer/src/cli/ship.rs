@@ -15,6 +15,13 @@
 //!
 //! The comparison table and the verdict are shared with `diten demo`
 //! ([`comparison_table`], [`verdicts`]).
+//!
+//! Exporting and converting need the `onnx` feature: without it [`run`] is the
+//! one-line error [`NO_ONNX`](crate::onnx::NO_ONNX), and only the pieces `demo`,
+//! `models` and `results` share are used.
+// Without `onnx`, the run's own helpers are compiled (they are plain Rust) but
+// unused; gating each of them would spread cfg attributes over the whole file.
+#![cfg_attr(not(feature = "onnx"), allow(dead_code, unused_imports))]
 
 use std::fmt::Write as _;
 use std::num::NonZeroUsize;
@@ -22,8 +29,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
+#[cfg(feature = "onnx")]
 use prost::Message;
 use sha2::{Digest, Sha256};
+#[cfg(feature = "onnx")]
 use tract_onnx::pb;
 
 use super::evaluate::{self, Seeds};
@@ -211,7 +220,7 @@ fn export_model(run: &Run, out: &Path) -> anyhow::Result<pb::ModelProto> {
 
 /// Without libtorch the checkpoint cannot be read: use the policy.onnx that
 /// `diten train` exported at the end of the run.
-#[cfg(not(feature = "torch"))]
+#[cfg(all(feature = "onnx", not(feature = "torch")))]
 fn export_model(run: &Run, _out: &Path) -> anyhow::Result<pb::ModelProto> {
     let path = run.dir.join(crate::onnx::FILE);
     anyhow::ensure!(
@@ -238,6 +247,7 @@ impl Drop for RemoveOnDrop {
 }
 
 /// The value of metadata `key` of `model`.
+#[cfg(feature = "onnx")]
 pub(crate) fn metadata<'a>(model: &'a pb::ModelProto, key: &str) -> Option<&'a str> {
     model
         .metadata_props
@@ -246,7 +256,15 @@ pub(crate) fn metadata<'a>(model: &'a pb::ModelProto, key: &str) -> Option<&'a s
         .map(|p| p.value.as_str())
 }
 
+/// Runs `diten ship` in a build without the `onnx` feature: the error
+/// [`NO_ONNX`](crate::onnx::NO_ONNX).
+#[cfg(not(feature = "onnx"))]
+pub fn run(_args: &ShipArgs) -> anyhow::Result<()> {
+    bail!("ship: {}", crate::onnx::NO_ONNX)
+}
+
 /// Runs `diten ship`.
+#[cfg(feature = "onnx")]
 pub fn run(args: &ShipArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let run = Run::read(&args.run)?;
@@ -842,6 +860,7 @@ fn seeds_text(seeds: &[u64]) -> String {
 }
 
 /// Everything the model card shows.
+#[cfg(feature = "onnx")]
 struct Card<'a> {
     name: &'a str,
     run: &'a Run,
@@ -855,6 +874,7 @@ struct Card<'a> {
     seconds: f64,
 }
 
+#[cfg(feature = "onnx")]
 impl Card<'_> {
     fn render(&self) -> String {
         let sc = &self.run.scenario;

@@ -1,9 +1,15 @@
 //! Trained policies as ONNX models (SPEC §3.2) and ONNX models as firmware blobs
 //! (SPEC §3.3).
 //!
-//! [`export`](mod@export) writes a policy as an ONNX `ModelProto` (IR version
-//! [`IR_VERSION`], opset [`OPSET`]); [`convert`] reads such a model back, accepting
-//! exactly the graph the exporter writes, and encodes it as the controller's blob.
+//! `export` writes a policy as an ONNX `ModelProto` (IR version [`IR_VERSION`],
+//! opset [`OPSET`]); `convert` reads such a model back, accepting exactly the graph
+//! the exporter writes, and encodes it as the controller's blob. Both are built on
+//! tract-onnx's protobuf types and exist only with the `onnx` feature (default;
+//! `make demo` builds without it): without it [`onnx_to_blob`] is an error saying
+//! so, and every command that reads or writes an ONNX graph fails with it. The
+//! names and [`keys`] below, and [`metadata`] (a model's `metadata_props`, all
+//! that `diten models` and `diten demo` read of a shipped `policy.onnx`), are in
+//! every build.
 //!
 //! # The graph
 //!
@@ -50,13 +56,32 @@
 //! [`keys::COST_NORM`] (the objective of the training scenario's `params`) and
 //! [`keys::EVALUATION`] (an evaluation summary, or `none`).
 
+#[cfg(feature = "onnx")]
 pub mod convert;
+#[cfg(feature = "onnx")]
 pub mod export;
+pub mod metadata;
 
+#[cfg(feature = "onnx")]
 pub use convert::onnx_to_blob;
 #[cfg(feature = "torch")]
 pub use export::export;
+#[cfg(feature = "onnx")]
 pub use export::{model_proto, Network};
+pub use metadata::Metadata;
+
+/// Why an ONNX file cannot be read or written by this build: one line, as every
+/// command that needs the `onnx` feature reports it.
+pub const NO_ONNX: &str = "this diten was built without ONNX support (feature `onnx`, \
+     which `make demo` leaves out); rebuild with `--features onnx` or default features";
+
+/// Without the `onnx` feature: the error [`NO_ONNX`], for any bytes.
+#[cfg(not(feature = "onnx"))]
+pub fn onnx_to_blob(_bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
+    Err(anyhow::anyhow!(
+        "{NO_ONNX}, or give the firmware blob (.bin)"
+    ))
+}
 
 /// ONNX IR version the exporter writes.
 pub const IR_VERSION: i64 = 8;

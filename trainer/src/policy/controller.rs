@@ -193,7 +193,8 @@ impl DecisionMaker for ControllerPolicy {
     }
 }
 
-#[cfg(test)]
+// The test blob is made by the ONNX exporter and converter (feature `onnx`).
+#[cfg(all(test, feature = "onnx"))]
 mod tests {
     use super::*;
     use crate::onnx::export::tests::tiny;
