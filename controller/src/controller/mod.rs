@@ -447,24 +447,12 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
             count: n_users,
             capacity: U,
         };
-        // The repair's load table (U·S·24 bytes) is dead once this block ends, so
-        // the improvement's tables can reuse its stack.
-        let (argmax, mut association, outcome, emptied) = {
-            let repair = repair::Repair::new(&self.params, status, logits);
-            let mut argmax: heapless::Vec<usize, U> = heapless::Vec::new();
-            for u in 0..n_users {
-                argmax.push(repair.best(u)).map_err(|_| capacity)?;
-            }
-            let mut association = argmax.clone();
-            let outcome = repair.run(&argmax, &mut association);
-            let emptied = match outcome.repair {
-                RepairOutcome::Clean | RepairOutcome::Repaired if self.consolidate => {
-                    repair.consolidate(&mut association)
-                }
-                _ => 0,
-            };
-            (argmax, association, outcome, emptied)
-        };
+        let Repaired {
+            argmax,
+            mut association,
+            outcome,
+            emptied,
+        } = repair_step(&self.params, status, logits, self.consolidate).ok_or(capacity)?;
         let improvement = if self.improve_budget > 0
             && matches!(
                 outcome.repair,
@@ -502,6 +490,47 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
             feasible,
         })
     }
+}
+
+/// Steps 2 and 3 of [`Controller::decide`]: the argmax, its repair and the
+/// consolidation.
+struct Repaired<const U: usize> {
+    argmax: heapless::Vec<usize, U>,
+    association: heapless::Vec<usize, U>,
+    outcome: repair::Outcome,
+    emptied: usize,
+}
+
+/// Steps 2 and 3 in a frame of their own: the repair's load table (U·S·24 bytes)
+/// is popped before the improvement's tables are pushed, so the stack peak is the
+/// larger of the two, not their sum (the firmware's 64 KiB of RAM depend on it).
+/// `None` when the slot has more users than `U`.
+#[inline(never)]
+fn repair_step<const U: usize, const S: usize>(
+    params: &Params,
+    status: &Slot<U, S>,
+    logits: &[f32],
+    consolidate: bool,
+) -> Option<Repaired<U>> {
+    let repair = repair::Repair::new(params, status, logits);
+    let mut argmax: heapless::Vec<usize, U> = heapless::Vec::new();
+    for u in 0..status.users().len() {
+        argmax.push(repair.best(u)).ok()?;
+    }
+    let mut association = argmax.clone();
+    let outcome = repair.run(&argmax, &mut association);
+    let emptied = match outcome.repair {
+        RepairOutcome::Clean | RepairOutcome::Repaired if consolidate => {
+            repair.consolidate(&mut association)
+        }
+        _ => 0,
+    };
+    Some(Repaired {
+        argmax,
+        association,
+        outcome,
+        emptied,
+    })
 }
 
 #[cfg(test)]
