@@ -5,11 +5,17 @@
 //! improvement budget; `decide/u20_s21_unimproved`, the same with the improvement
 //! off; `decide/u20_s21_unconsolidated`, with the consolidation off too (the
 //! policy alone); and `policy/u20_s21`, the policy's forward pass alone.
+//! `policy/general_u20_s21` and `decide/general_u20_s21_budget0` are the same
+//! for the shipped size-agnostic policy (`onnx-models/general/policy.bin`,
+//! trained weights): its forward pass and sequential decoding, and the whole
+//! decision at improvement budget 0.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use diten_controller::controller::DEFAULT_IMPROVEMENT_BUDGET;
 use diten_controller::obs::obs_dim;
-use diten_controller::policy::{encode, encoded_len, F32Le, LayerRef, ModelRef, Policy};
+use diten_controller::policy::{
+    encode, encoded_len, F32Le, GeneralPolicy, LayerRef, ModelRef, Policy,
+};
 use diten_controller::{Controller, Params, RepairOutcome, Slot};
 
 const USERS: usize = 20;
@@ -142,6 +148,34 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    // The shipped size-agnostic policy on the same slots.
+    let blob: &[u8] = include_bytes!("../../onnx-models/general/policy.bin");
+    let general = GeneralPolicy::parse(blob).expect("the shipped general policy parses");
+    let params = Params::default();
+    let mut scratch = vec![0.0f32; general.scratch_len(USERS, SERVERS)];
+    let mut logits = vec![0.0f32; USERS * SERVERS];
+    c.bench_function("policy/general_u20_s21", |b| {
+        b.iter(|| {
+            general
+                .logits(&params, black_box(&statuses[0]), &mut scratch, &mut logits)
+                .expect("runs");
+            black_box(&logits);
+        })
+    });
+    let mut workspace =
+        vec![0.0f32; Controller::<USERS, SERVERS, GeneralPolicy<'_>>::workspace_len(&general)];
+    let mut controller: Controller<'_, '_, USERS, SERVERS, GeneralPolicy<'_>> =
+        Controller::new(general, params, &mut workspace).expect("controller");
+    controller.set_improvement_budget(0);
+    c.bench_function("decide/general_u20_s21_budget0", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            let s = &statuses[i % statuses.len()];
+            i += 1;
+            controller.decide(black_box(s)).expect("decides")
+        })
+    });
 }
 
 criterion_group!(benches, bench);
