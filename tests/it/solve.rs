@@ -627,3 +627,64 @@ fn f32_solver_matches_exact_on_a_crowded_server_where_c2_binds() {
     assert!(cmp > 1450.0 * (1.0 - 1e-9), "C2 binds on server 0: {exact}");
     close(&single, "/servers/0/cmp", cmp, 1e-6 * 1450.0);
 }
+
+/// `examples/u20-s21.json` after churn (SPEC §2.2a): its association dropped, the
+/// last three users gone, user 0 just joined (`prev_server: null`) and server 4
+/// down.
+fn churned_instance() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/u20-s21.json");
+    let text = std::fs::read_to_string(path).expect("reading examples/u20-s21.json");
+    let mut instance: Value = serde_json::from_str(&text).expect("the example is JSON");
+    instance
+        .as_object_mut()
+        .expect("an object")
+        .remove("association");
+    instance["users"]
+        .as_array_mut()
+        .expect("users")
+        .truncate(17);
+    instance["users"][0]["prev_server"] = Value::Null;
+    instance["servers"][4]["available"] = Value::Bool(false);
+    instance
+}
+
+#[test]
+fn the_general_policy_decides_any_size_and_avoids_down_servers() {
+    let instance = churned_instance();
+    let file = scratch_file("churned.json", &instance.to_string());
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let out = diten()
+        .args(["solve", "--instance"])
+        .arg(&file)
+        .arg("--policy")
+        .arg(format!("{root}/onnx-models/general/policy.bin"))
+        .output()
+        .expect("running diten solve");
+    let decided: Value = serde_json::from_str(&success(&out)).expect("stdout is JSON");
+    let association: Vec<u64> = decided["association"]
+        .as_array()
+        .expect("an association")
+        .iter()
+        .map(|v| v.as_u64().expect("a server index"))
+        .collect();
+    assert_eq!(association.len(), 17);
+    assert!(
+        association.iter().all(|&s| s < 21 && s != 4),
+        "{association:?}"
+    );
+    // The figures are those of that association solved on its own.
+    let given = with(instance.clone(), "/association", json!(association));
+    let alone = solve(&given);
+    assert_eq!(decided["objective"], alone["objective"]);
+    assert_eq!(decided["gamma"], alone["gamma"]);
+
+    // A flat blob serves exactly its (U, S): the error names both counts.
+    let out = diten()
+        .args(["solve", "--instance"])
+        .arg(&file)
+        .arg("--policy")
+        .arg(format!("{root}/onnx-models/u20-s21/policy.bin"))
+        .output()
+        .expect("running diten solve");
+    check_error(&out, "users: 17 in the status, the policy decides for 20");
+}

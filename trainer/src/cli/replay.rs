@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use anyhow::{anyhow, Context};
 use clap::Args;
 use diten_controller::controller::workspace_len;
-use diten_controller::policy::Policy;
+use diten_controller::policy::general::is_general_blob;
+use diten_controller::policy::{Engine, GeneralPolicy, Policy};
 use diten_controller::trace::{Replay, SlotLine, Trace};
 use diten_controller::{Controller, MAX_SERVERS, MAX_USERS};
 
@@ -38,13 +39,28 @@ pub struct ReplayArgs {
 pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     let trust = args.trust.load()?;
     let blob = super::infer::read_blob(&args.policy, trust.as_ref()).context("--policy")?;
-    let policy =
-        Policy::parse(&blob).map_err(|e| anyhow!("--policy {}: {e}", args.policy.display()))?;
+    let bad_policy = |e| anyhow!("--policy {}: {e}", args.policy.display());
     let path = args.trace.display();
     let bytes = std::fs::read(&args.trace).with_context(|| format!("reading trace {path}"))?;
     let trace = Trace::parse(&bytes).map_err(|e| anyhow!("trace {path}: {e}"))?;
+    // Either kind of blob (SPEC §3.3 `policy-v1`, §3.2a `policy-v2`), through
+    // the same controller.
+    if is_general_blob(&blob) {
+        replay(
+            GeneralPolicy::parse(&blob).map_err(bad_policy)?,
+            trace,
+            args,
+        )
+    } else {
+        replay(Policy::parse(&blob).map_err(bad_policy)?, trace, args)
+    }
+}
+
+/// Replays `trace` through a controller running `policy`.
+fn replay<P: Engine>(policy: P, trace: Trace<'_>, args: &ReplayArgs) -> anyhow::Result<()> {
+    let path = args.trace.display();
     let mut workspace = vec![0.0f32; workspace_len(&policy)];
-    let mut controller: Controller<'_, '_, MAX_USERS, MAX_SERVERS> =
+    let mut controller: Controller<'_, '_, MAX_USERS, MAX_SERVERS, P> =
         Controller::new(policy, *trace.params(), &mut workspace)
             .map_err(|e| anyhow!("--policy {}: {e}", args.policy.display()))?;
     controller.set_improvement_budget(args.improve_budget);

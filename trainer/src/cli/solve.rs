@@ -99,14 +99,29 @@ pub fn run(args: &SolveArgs) -> anyhow::Result<()> {
 }
 
 /// The association the controller's decision loop picks with the policy `blob`
-/// (observation, MLP, best server per user, repair of C2/C3).
+/// of either kind (`policy-v1`, SPEC §3.3; `policy-v2`, §3.2a): the policy's
+/// logits, best server per user, the repair of C2/C3, consolidation and
+/// improvement.
 fn decide(
     blob: &[u8],
     params: &diten_controller::Params,
     slot: &Slot,
 ) -> anyhow::Result<Vec<usize>> {
-    let policy = diten_controller::policy::Policy::parse(blob)
-        .map_err(|e| anyhow::anyhow!("--policy: {e}"))?;
+    use diten_controller::policy::{general::is_general_blob, GeneralPolicy, Policy};
+    let bad = |e| anyhow::anyhow!("--policy: {e}");
+    if is_general_blob(blob) {
+        decide_with(GeneralPolicy::parse(blob).map_err(bad)?, params, slot)
+    } else {
+        decide_with(Policy::parse(blob).map_err(bad)?, params, slot)
+    }
+}
+
+/// [`decide`] with a parsed policy.
+fn decide_with<P: diten_controller::policy::Engine>(
+    policy: P,
+    params: &diten_controller::Params,
+    slot: &Slot,
+) -> anyhow::Result<Vec<usize>> {
     let mut workspace = vec![0.0f32; diten_controller::controller::workspace_len(&policy)];
     let mut controller = diten_controller::Controller::new(policy, *params, &mut workspace)
         .map_err(|e| anyhow::anyhow!("--policy: {e}"))?;
