@@ -3,7 +3,9 @@
 //! `mps2-an386` board with semihosting output.
 //!
 //! Both inputs are in flash (`include_bytes!`, read in place: neither format needs
-//! alignment): the policy blob `onnx-models/u20-s21/policy.bin` and the trace
+//! alignment): the size-agnostic policy blob `onnx-models/general/policy.bin`
+//! (`policy-v2`, SPEC §3.2a: one 4.2 kB network for any slot up to 64 users and
+//! 32 servers) and the trace
 //! `trace.bin` (written by `diten trace`, see the README). So are the blob's
 //! detached signature `policy.bin.sig` and the public key it must verify with
 //! (the committed TEST key `keys/test/policy-signing.pub`): at boot, before
@@ -13,13 +15,14 @@
 //! each slot prints the same [`SlotLine`]. Nothing is allocated: the controller's
 //! `f32` workspace and every status and decision live on the stack.
 //!
-//! At the end it prints the stack's high-water mark (cortex-m-rt paints the
-//! whole stack at reset, feature `paint-stack`; the first word still painted,
-//! from the bottom, bounds what was used) and the instructions each decision took,
-//! with a breakdown. Then, after the stack was measured, it replays the trace once
-//! more with the controller's consolidation switched off (the policy alone) and
-//! prints what those decisions cost and score.
-//! The latter come from SysTick on the core clock (25 MHz on this board) under
+//! It replays the trace twice: first at improvement budget 0 (policy, repair,
+//! consolidation, γ), then at the default budget, printing each slot's line for
+//! the latter. Each replay ends with one `figures:` line of JSON: the budget, the
+//! instructions per decision (mean, max), the stack's high-water mark so far
+//! (cortex-m-rt paints the whole stack at reset, feature `paint-stack`; the first
+//! word still painted, from the bottom, bounds what was used) and the mean
+//! objective, which `diten replay --improve-budget B` prints for the same replay.
+//! Instruction counts come from SysTick on the core clock (25 MHz on this board) under
 //! `qemu-system-arm -icount shift=0`, where every instruction advances virtual
 //! time by exactly 1 ns: one SysTick tick is 40 instructions. A calibration loop
 //! of a known instruction count checks that factor on every run.
@@ -34,11 +37,10 @@ use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m::peripheral::SYST;
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hprintln};
-use diten_controller::obs::observe;
-use diten_controller::policy::Policy;
+use diten_controller::policy::GeneralPolicy;
 use diten_controller::signature::{self, PublicKey, SignedHeader};
 use diten_controller::trace::{Replay, SlotLine, Trace};
-use diten_controller::{controller, evaluate, solve_gamma, Controller, Error, Slot};
+use diten_controller::{controller, evaluate, solve_gamma, Controller, Error, Params, Slot};
 use panic_semihosting as _;
 
 /// Users the firmware is built for (the controller's compile-time capacity).
@@ -48,13 +50,17 @@ const SERVERS: usize = 21;
 /// The controller's improvement budget, in server γ solves per slot (step 5 of
 /// the controller): the default, as the host's `diten replay` runs it.
 const IMPROVE_BUDGET: usize = controller::DEFAULT_IMPROVEMENT_BUDGET;
-/// The controller's `f32` workspace: enough for any policy of this shape.
-const WORKSPACE: usize = controller::max_workspace_len(USERS, SERVERS);
+/// The widest `policy-v2` network the workspace is sized for (the shipped one's
+/// width; a wider blob stops at setup with the workspace error).
+const HIDDEN: usize = 16;
+/// The controller's `f32` workspace: enough for a `policy-v2` network of up to
+/// [`HIDDEN`] units on slots of up to this shape.
+const WORKSPACE: usize = controller::max_general_workspace_len(USERS, SERVERS, HIDDEN);
 
-/// The shipped policy for 20 users and 21 servers (SPEC §3.3 blob).
-static POLICY: &[u8] = include_bytes!("../../onnx-models/u20-s21/policy.bin");
+/// The shipped size-agnostic policy (SPEC §3.2a, blob format 4).
+static POLICY: &[u8] = include_bytes!("../../onnx-models/general/policy.bin");
 /// The shipped policy's detached signature (`diten sign`).
-static POLICY_SIG: &[u8] = include_bytes!("../../onnx-models/u20-s21/policy.bin.sig");
+static POLICY_SIG: &[u8] = include_bytes!("../../onnx-models/general/policy.bin.sig");
 /// The key this gateway trusts to sign its policies, as `diten keygen` writes it:
 /// here the committed TEST key, which must never sign a production policy.
 static PUBLIC_KEY: &[u8] = include_bytes!("../../keys/test/policy-signing.pub");
@@ -81,13 +87,15 @@ enum Failure {
     Slot(usize, Error),
 }
 
-/// Instruction counts of the decisions.
+/// Instruction counts of one replay's decisions.
 struct Counts {
+    /// The improvement budget of the replay.
+    budget: usize,
     slots: usize,
     min: u64,
     max: u64,
     sum: u64,
-    /// Of the decisions: observation and policy network.
+    /// Of the decisions: the policy network and its decoding.
     policy: u64,
     /// Of the decisions: the γ solver.
     gamma: u64,
@@ -96,13 +104,10 @@ struct Counts {
     /// Server γ solves the improvement spent, summed.
     improve_solves: usize,
     objective: f64,
-    /// Stack used by the decisions (bytes), measured before the second replay.
+    /// Stack used so far (bytes), measured after the replay.
     stack_peak: u32,
     /// Stack available (bytes).
     stack_size: u32,
-    /// The second replay, consolidation off: instructions and objective summed.
-    unconsolidated: u64,
-    unconsolidated_objective: f64,
 }
 
 #[entry]
@@ -151,27 +156,48 @@ fn verify_policy() -> Result<SignedHeader, Failure> {
     Ok(header)
 }
 
-/// Decides every slot of the trace, printing one line per slot.
-fn run() -> Result<Counts, Failure> {
+/// Replays the trace at budget 0, then at the default budget (one line per
+/// slot), and prints each replay's figures.
+fn run() -> Result<(), Failure> {
     verify_policy()?;
-    let policy = Policy::parse(POLICY).map_err(|e| Failure::Setup("policy", e))?;
+    let policy = GeneralPolicy::parse(POLICY).map_err(|e| Failure::Setup("policy", e))?;
     let trace = Trace::parse(TRACE).map_err(|e| Failure::Setup("trace", e))?;
     hprintln!(
-        "diten firmware: policy for {} users and {} servers, trace of {} slots, \
-         improvement budget {} solves per slot",
-        policy.users(),
-        policy.servers(),
+        "diten firmware: size-agnostic policy (H = {}), trace of {} slots of {} users and {} \
+         servers, improvement budget {} solves per slot",
+        policy.model().hidden(),
         trace.slots(),
+        trace.users(),
+        trace.servers(),
         IMPROVE_BUDGET
     );
     let params = *trace.params();
     let mut workspace = [0.0f32; WORKSPACE];
-    // Fails early on a policy of another shape or bad parameters.
-    Controller::<'_, '_, USERS, SERVERS>::new(policy.clone(), params, &mut workspace)
+    // Fails early on a policy too wide for the workspace or bad parameters.
+    Controller::<'_, '_, USERS, SERVERS, GeneralPolicy<'_>>::new(policy, params, &mut workspace)
         .map_err(|e| Failure::Setup("controller", e))?;
+    for budget in [0, IMPROVE_BUDGET] {
+        let counts = replay_at(&policy, params, budget, &mut workspace)?;
+        print_counts(&counts);
+    }
+    Ok(())
+}
+
+/// Replays the whole trace at improvement budget `budget` (the controller's own
+/// decisions carried forward), printing each slot's line at the default budget.
+/// Not inlined, so that its frame is the same for both replays.
+#[inline(never)]
+fn replay_at(
+    policy: &GeneralPolicy<'_>,
+    params: Params,
+    budget: usize,
+    workspace: &mut [f32],
+) -> Result<Counts, Failure> {
+    let trace = Trace::parse(TRACE).map_err(|e| Failure::Setup("trace", e))?;
     let mut replay: Replay<'_, USERS, SERVERS> =
         Replay::new(trace).map_err(|e| Failure::Setup("trace", e))?;
     let mut counts = Counts {
+        budget,
         slots: 0,
         min: u64::MAX,
         max: 0,
@@ -183,8 +209,6 @@ fn run() -> Result<Counts, Failure> {
         objective: 0.0,
         stack_peak: 0,
         stack_size: 0,
-        unconsolidated: 0,
-        unconsolidated_objective: 0.0,
     };
     loop {
         let t = replay.slot_index();
@@ -192,16 +216,16 @@ fn run() -> Result<Counts, Failure> {
             break;
         };
         let at = |e| Failure::Slot(t, e);
-        // Where the instructions go: the observation and the network alone, on
-        // the same workspace (a subset of what `decide` does, so the stack peak
-        // stays the decision's).
+        // Where the instructions go: the network and its decoding alone, on the
+        // same workspace (a subset of what `decide` does, so the stack peak stays
+        // the decision's).
         let start = SYST::get_current();
-        observe_and_infer(&policy, &status, &mut workspace).map_err(at)?;
+        infer(policy, &params, &status, workspace).map_err(at)?;
         counts.policy += ticks(start, SYST::get_current()) * INSTRUCTIONS_PER_TICK;
 
-        let mut controller: Controller<'_, '_, USERS, SERVERS> =
-            Controller::new(policy.clone(), params, &mut workspace).map_err(at)?;
-        controller.set_improvement_budget(IMPROVE_BUDGET);
+        let mut controller: Controller<'_, '_, USERS, SERVERS, GeneralPolicy<'_>> =
+            Controller::new(*policy, params, workspace).map_err(at)?;
+        controller.set_improvement_budget(budget);
         let start = SYST::get_current();
         let decision = controller.decide(&status);
         let end = SYST::get_current();
@@ -224,13 +248,15 @@ fn run() -> Result<Counts, Failure> {
         counts.sum += n;
         counts.objective += decision.evaluation.objective;
         counts.improve_solves += decision.improve_solves;
-        let line = SlotLine {
-            slot: t,
-            association: &decision.association,
-            gamma: &decision.gamma,
-            objective: decision.evaluation.objective,
-        };
-        hprintln!("{}", line);
+        if budget == IMPROVE_BUDGET {
+            let line = SlotLine {
+                slot: t,
+                association: &decision.association,
+                gamma: &decision.gamma,
+                objective: decision.evaluation.objective,
+            };
+            hprintln!("{}", line);
+        }
         replay.commit(&decision.association).map_err(at)?;
     }
     // The stack was painted at reset; nothing has run below the current stack
@@ -239,70 +265,67 @@ fn run() -> Result<Counts, Failure> {
     counts.stack_peak = counts
         .stack_size
         .saturating_sub(cortex_m_stack::stack_painted());
-    let (instructions, objective) = replay_unconsolidated(&policy, &mut workspace)?;
-    counts.unconsolidated = instructions;
-    counts.unconsolidated_objective = objective;
     Ok(counts)
 }
 
-/// Replays the whole trace again with the consolidation off (the policy alone, its
-/// own decisions carried forward); returns the summed instructions and objective.
-/// Not inlined, so that its frame does not enlarge the measured decisions' one.
-#[inline(never)]
-fn replay_unconsolidated(
-    policy: &Policy<'_>,
-    workspace: &mut [f32],
-) -> Result<(u64, f64), Failure> {
-    let trace = Trace::parse(TRACE).map_err(|e| Failure::Setup("trace", e))?;
-    let params = *trace.params();
-    let mut replay: Replay<'_, USERS, SERVERS> =
-        Replay::new(trace).map_err(|e| Failure::Setup("trace", e))?;
-    let (mut instructions, mut objective) = (0, 0.0);
-    loop {
-        let t = replay.slot_index();
-        let Some(status) = replay.status().map_err(|e| Failure::Slot(t, e))? else {
-            break;
-        };
-        let at = |e| Failure::Slot(t, e);
-        let mut controller: Controller<'_, '_, USERS, SERVERS> =
-            Controller::new(policy.clone(), params, workspace).map_err(at)?;
-        // The policy alone: neither the consolidation nor the improvement.
-        controller.set_consolidation(false);
-        controller.set_improvement_budget(0);
-        let start = SYST::get_current();
-        let decision = controller.decide(&status);
-        instructions += ticks(start, SYST::get_current()) * INSTRUCTIONS_PER_TICK;
-        let decision = decision.map_err(at)?;
-        objective += decision.evaluation.objective;
-        replay.commit(&decision.association).map_err(at)?;
-    }
-    Ok((instructions, objective))
-}
-
-/// The observation of `status` and the policy's logits, in `workspace` laid out
-/// as the controller lays it out (observation, scratch, logits).
-fn observe_and_infer(
-    policy: &Policy<'_>,
+/// The policy's logits for `status` (network and sequential decoding), in
+/// `workspace` laid out as the controller lays it out (scratch, logits).
+fn infer(
+    policy: &GeneralPolicy<'_>,
+    params: &Params,
     status: &Slot<USERS, SERVERS>,
     workspace: &mut [f32],
 ) -> Result<(), Error> {
+    let (n, m) = (status.users().len(), status.servers().len());
+    let need = policy.scratch_len(n, m);
     let short = Error::WorkspaceLength {
-        expected: controller::workspace_len(policy),
+        expected: need + n * m,
         got: workspace.len(),
     };
-    let (obs, rest) = workspace
-        .split_at_mut_checked(policy.obs_dim())
-        .ok_or(short)?;
-    let (scratch, rest) = rest
-        .split_at_mut_checked(policy.scratch_len())
-        .ok_or(short)?;
-    let logits = rest.get_mut(..policy.logits_len()).ok_or(short)?;
-    observe(status, obs)?;
-    policy.logits(obs, scratch, logits)
+    let (scratch, rest) = workspace.split_at_mut_checked(need).ok_or(short)?;
+    let logits = rest.get_mut(..n * m).ok_or(short)?;
+    policy.logits(params, status, scratch, logits)
 }
 
-/// Prints the summary or the error; the exit status.
-fn report(result: Result<Counts, Failure>) -> debug::ExitStatus {
+/// Prints one replay's figures: the `figures:` line, then the breakdown.
+fn print_counts(counts: &Counts) {
+    let slots = counts.slots.max(1) as u64;
+    let mean = counts.sum / slots;
+    hprintln!(
+        "figures: {{\"budget\": {}, \"instructions_mean\": {}, \"instructions_max\": {}, \
+         \"stack_bytes\": {}, \"objective_mean\": {:.9}}}",
+        counts.budget,
+        mean,
+        counts.max,
+        counts.stack_peak,
+        counts.objective / slots as f64
+    );
+    hprintln!(
+        "  budget {}: {} slots, instructions per slot min {} mean {} max {} (SysTick x {}, \
+         qemu -icount shift=0); stack peak so far {} bytes of {} (RAM after the statics)",
+        counts.budget,
+        counts.slots,
+        counts.min,
+        mean,
+        counts.max,
+        INSTRUCTIONS_PER_TICK,
+        counts.stack_peak,
+        counts.stack_size
+    );
+    hprintln!(
+        "  of which, mean: policy network and decoding {}, gamma solver {}, evaluation {}, \
+         the rest (the association's repair, consolidation and improvement) {}; \
+         improvement: mean {} server solves per slot",
+        counts.policy / slots,
+        counts.gamma / slots,
+        counts.evaluation / slots,
+        mean.saturating_sub((counts.policy + counts.gamma + counts.evaluation) / slots),
+        counts.improve_solves as u64 / slots
+    );
+}
+
+/// Prints the error, or the calibration check; the exit status.
+fn report(result: Result<(), Failure>) -> debug::ExitStatus {
     match result {
         Err(Failure::Setup(what, e)) => {
             hprintln!("error: {}: {}", what, e);
@@ -312,45 +335,7 @@ fn report(result: Result<Counts, Failure>) -> debug::ExitStatus {
             hprintln!("error: slot {}: {}", t, e);
             debug::EXIT_FAILURE
         }
-        Ok(counts) => {
-            let slots = counts.slots.max(1) as u64;
-            hprintln!(
-                "slots: {}, mean objective {:.6}",
-                counts.slots,
-                counts.objective / slots as f64
-            );
-            hprintln!(
-                "stack peak: {} bytes of {} (RAM after the statics)",
-                counts.stack_peak,
-                counts.stack_size
-            );
-            hprintln!(
-                "instructions per slot: min {} mean {} max {} (SysTick x {}, qemu -icount shift=0)",
-                counts.min,
-                counts.sum / slots,
-                counts.max,
-                INSTRUCTIONS_PER_TICK
-            );
-            hprintln!(
-                "  of which, mean: observation + policy network {}, gamma solver {}, evaluation {}, \
-                 the rest (the association's repair, consolidation and improvement) {}",
-                counts.policy / slots,
-                counts.gamma / slots,
-                counts.evaluation / slots,
-                (counts.sum / slots)
-                    .saturating_sub((counts.policy + counts.gamma + counts.evaluation) / slots)
-            );
-            hprintln!(
-                "improvement: mean {} server solves per slot (budget {})",
-                counts.improve_solves as u64 / slots,
-                IMPROVE_BUDGET
-            );
-            hprintln!(
-                "replayed again without the consolidation (the policy alone): mean {} \
-                 instructions per slot, mean objective {:.6}",
-                counts.unconsolidated / slots,
-                counts.unconsolidated_objective / slots as f64
-            );
+        Ok(()) => {
             let start = SYST::get_current();
             cortex_m::asm::delay(CALIBRATION);
             let end = SYST::get_current();

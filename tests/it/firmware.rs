@@ -143,29 +143,59 @@ fn firmware_matches_the_host_replay() {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no improvement budget in the firmware's header:\n{stdout}"));
-    let policy = root.join("onnx-models/u20-s21/policy.bin");
-    let out = diten()
-        .arg("replay")
-        .arg("--policy")
-        .arg(&policy)
-        .arg("--trace")
-        .arg(&trace)
-        .arg("--improve-budget")
-        .arg(budget.to_string())
-        .output()
-        .expect("running diten replay");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "diten replay failed: {stderr}");
-    let host = slot_lines(&String::from_utf8_lossy(&out.stdout));
+    let policy = root.join("onnx-models/general/policy.bin");
+    let host_replay = |budget: usize| {
+        let out = diten()
+            .arg("replay")
+            .arg("--policy")
+            .arg(&policy)
+            .arg("--trace")
+            .arg(&trace)
+            .arg("--improve-budget")
+            .arg(budget.to_string())
+            .output()
+            .expect("running diten replay");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "diten replay failed: {stderr}");
+        (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+    };
+    let (host_stdout, host_stderr) = host_replay(budget);
+    let host = slot_lines(&host_stdout);
 
     let firmware = slot_lines(&stdout);
-    assert!(stdout.contains("stack peak: "), "{stdout}");
     // The shipped blob's signature was checked at boot, before the first slot.
+    let blob_len = std::fs::metadata(&policy).expect("the general blob").len();
     assert!(
-        stdout.contains("signature: policy_version 1 of 1027196 bytes verified in "),
+        stdout.contains(&format!(
+            "signature: policy_version 1 of {blob_len} bytes verified in "
+        )),
         "{stdout}"
     );
-    assert!(stdout.contains("instructions per slot: "), "{stdout}");
+    // One `figures:` line per replay, budget 0 first; each replay's mean
+    // objective is the one the host's replay at that budget prints.
+    let figures = figures_lines(&stdout);
+    assert_eq!(
+        figures.iter().map(|f| f.budget).collect::<Vec<_>>(),
+        vec![0, budget],
+        "{stdout}"
+    );
+    let (_, host_stderr_0) = host_replay(0);
+    for (f, stderr) in figures.iter().zip([&host_stderr_0, &host_stderr]) {
+        let host_mean: f64 = stderr
+            .split("mean objective ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no mean objective in diten replay's stderr: {stderr}"));
+        assert!(
+            (f.objective_mean - host_mean).abs() <= 1e-6,
+            "budget {}: firmware mean objective {} vs host {host_mean}",
+            f.budget,
+            f.objective_mean
+        );
+        assert!(f.instructions_mean > 0 && f.instructions_mean <= f.instructions_max);
+        assert!(f.stack_bytes > 0 && f.stack_bytes <= 64 * 1024, "{stdout}");
+    }
 
     assert_eq!(host.len(), 20, "host replay:\n{host:?}");
     assert_eq!(firmware.len(), host.len(), "firmware output:\n{stdout}");
@@ -188,6 +218,53 @@ fn firmware_matches_the_host_replay() {
             f.objective
         );
     }
+}
+
+/// One replay's `figures:` line (JSON).
+#[derive(Debug)]
+struct Figures {
+    budget: usize,
+    instructions_mean: u64,
+    instructions_max: u64,
+    stack_bytes: u64,
+    objective_mean: f64,
+}
+
+/// The `figures: {…}` lines of the firmware's output, in order.
+fn figures_lines(text: &str) -> Vec<Figures> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("figures: "))
+        .map(|json| {
+            let v: serde_json::Value =
+                serde_json::from_str(json).unwrap_or_else(|e| panic!("figures `{json}`: {e}"));
+            let int = |k: &str| {
+                v[k].as_u64()
+                    .unwrap_or_else(|| panic!("figures `{json}`: no integer `{k}`"))
+            };
+            Figures {
+                budget: int("budget") as usize,
+                instructions_mean: int("instructions_mean"),
+                instructions_max: int("instructions_max"),
+                stack_bytes: int("stack_bytes"),
+                objective_mean: v["objective_mean"]
+                    .as_f64()
+                    .unwrap_or_else(|| panic!("figures `{json}`: no `objective_mean`")),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn figures_lines_parse() {
+    let f = figures_lines(
+        "slot 0: association [1] gamma [0.0] objective 0.1\nfigures: {\"budget\": 0, \
+         \"instructions_mean\": 15, \"instructions_max\": 18, \"stack_bytes\": 46044, \
+         \"objective_mean\": 0.111089080}\n",
+    );
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].budget, 0);
+    assert_eq!(f[0].instructions_max, 18);
+    assert_eq!(f[0].objective_mean, 0.111089080);
 }
 
 #[test]

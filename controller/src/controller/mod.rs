@@ -232,6 +232,20 @@ pub const fn max_workspace_len(users: usize, servers: usize) -> usize {
     dim + max_scratch_len(dim) + users * servers
 }
 
+/// Workspace values enough for every `policy-v2` network ([`GeneralPolicy`]) of
+/// at most `hidden` units deciding slots of at most `users` × `servers`: for
+/// sizing a `static` buffer at compile time. The engine's scratch
+/// ([`GeneralPolicy::scratch_len`]) and the logits.
+///
+/// [`GeneralPolicy`]: crate::policy::GeneralPolicy
+/// [`GeneralPolicy::scratch_len`]: crate::policy::GeneralPolicy::scratch_len
+pub const fn max_general_workspace_len(users: usize, servers: usize, hidden: usize) -> usize {
+    (users + servers + 2) * hidden
+        + crate::policy::general::PAIR_FEATURES * hidden
+        + 3 * hidden * hidden
+        + users * servers
+}
+
 /// The gateway's per-slot controller: a parsed policy, the model parameters and a
 /// caller-provided workspace (on a firmware, a `static` buffer of
 /// [`max_workspace_len`] or [`workspace_len`] values). `U` and `S` are the
@@ -252,9 +266,16 @@ pub struct Controller<'p, 'w, const U: usize, const S: usize, P: Engine = Policy
 }
 
 impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S, P> {
-    /// Values of workspace the controller needs for `policy` (see [`workspace_len`]).
+    /// Values of workspace the controller needs for `policy` (see [`workspace_len`]):
+    /// for a size-agnostic policy, enough for the largest slot this controller
+    /// takes (at most `U` × `S`), not for the policy's whole range.
     pub fn workspace_len(policy: &P) -> usize {
-        workspace_len(policy)
+        if policy.size_agnostic() {
+            let (n, m) = (policy.users().min(U), policy.servers().min(S));
+            policy.work_len(n, m) + n * m
+        } else {
+            workspace_len(policy)
+        }
     }
 
     /// Checks and assembles a controller: the policy's users and servers must fit
@@ -298,7 +319,7 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
                 capacity: S,
             });
         }
-        let expected = workspace_len(&policy);
+        let expected = Self::workspace_len(&policy);
         if workspace.len() < expected {
             return Err(Error::WorkspaceLength {
                 expected,

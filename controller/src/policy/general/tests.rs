@@ -422,7 +422,18 @@ fn one_general_policy_decides_every_size() {
             }
         }
     }
-    // A policy-v2 blob serves at most 64 users: the capacity is named.
-    let wrong = Controller::<16, 8, GeneralPolicy<'_>>::workspace_len(&policy);
-    assert!(wrong >= policy.scratch_len(16, 8) + 16 * 8);
+    // The controller's workspace is sized for its own capacity (16 × 8), not
+    // for the policy's whole range (64 × 32), and the compile-time bound holds it.
+    let need = Controller::<16, 8, GeneralPolicy<'_>>::workspace_len(&policy);
+    assert_eq!(need, policy.scratch_len(16, 8) + 16 * 8);
+    assert!(need <= crate::controller::max_general_workspace_len(16, 8, MAX_HIDDEN));
+    assert_eq!(
+        crate::controller::max_general_workspace_len(16, 8, policy.model().hidden()),
+        need
+    );
+    let mut short = vec![0.0; need - 1];
+    assert!(matches!(
+        Controller::<16, 8, GeneralPolicy<'_>>::new(policy, Params::default(), &mut short),
+        Err(crate::Error::WorkspaceLength { .. })
+    ));
 }
