@@ -9,7 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use diten_controller::policy::{OnnxPolicy, Policy};
+use diten_controller::policy::general::is_general_blob;
+use diten_controller::policy::{Engine, GeneralPolicy, OnnxPolicy, Policy};
 use diten_controller::signature::{self, PublicKey, SignatureError, SIG_FILE_LEN};
 use diten_controller::Error;
 
@@ -77,8 +78,14 @@ fn shipped_signatures_verify_with_the_test_key() {
             "{out}"
         );
         if file.extension().is_some_and(|e| e == "bin") {
-            let policy = Policy::parse_signed(&bytes, &sig, &key, 1).unwrap();
-            assert_eq!(policy.users(), 20);
+            if is_general_blob(&bytes) {
+                // policy-v2 (SPEC §3.2a): serves any size up to its capacity.
+                let policy = GeneralPolicy::parse(&bytes).unwrap();
+                assert_eq!(Engine::users(&policy), 64);
+            } else {
+                let policy = Policy::parse_signed(&bytes, &sig, &key, 1).unwrap();
+                assert_eq!(policy.users(), 20);
+            }
         }
     }
     // Signing is deterministic (RFC 8032): the committed test key and the

@@ -86,11 +86,14 @@ fn compare(policies: &str, out: &Path) -> Vec<(String, f64)> {
 #[test]
 fn ppo_learns_to_beat_a_random_association() {
     let dir = scratch("learns");
-    ok(train(&dir, &["--seed", "7", "--iterations", "60"]));
+    // 150 iterations: with the value bootstrapped at the time limit (SPEC §2.3)
+    // 60 were enough for neither seed 7 nor 8 (0.04 and 0.02 above random), 150
+    // are for both (0.18, 0.20).
+    ok(train(&dir, &["--seed", "7", "--iterations", "150"]));
     for file in ["config.toml", "metrics.csv", "curve.png", "checkpoint.ot"] {
         assert!(dir.join(file).is_file(), "{file} missing");
     }
-    assert_eq!(curve(&dir).len(), 60);
+    assert_eq!(curve(&dir).len(), 150);
     let ckpt = dir.join("checkpoint.ot");
     let rows = compare(
         &format!("random,{}", ckpt.display()),
