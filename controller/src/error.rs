@@ -325,6 +325,15 @@ pub enum Error {
         /// The trace's count.
         count: usize,
     },
+    /// A flag in a trace (`available`, `present`) is neither 0.0 nor 1.0.
+    TraceFlag {
+        /// `available` or `present`.
+        field: &'static str,
+        /// The slot.
+        slot: usize,
+        /// The server (`available`) or user (`present`).
+        index: usize,
+    },
     /// A decision was committed after a trace's last slot.
     TraceEnd,
     /// The buffer given to the trace encoder is too small.
@@ -452,6 +461,10 @@ impl fmt::Display for Error {
             Error::TraceRange { field, index, count } => {
                 write!(f, "trace.{field}: index {index}, the trace has {count}")
             }
+            Error::TraceFlag { field, slot, index } => write!(
+                f,
+                "trace.slots[{slot}].{field}[{index}]: a flag must be 0.0 or 1.0"
+            ),
             Error::TraceEnd => f.write_str("trace: every slot has been replayed"),
             Error::TraceBuffer { expected, got } => {
                 write!(f, "trace: output buffer of {got} bytes, {expected} needed")

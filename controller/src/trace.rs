@@ -3,8 +3,9 @@
 //!
 //! The association is closed-loop: a user's previous server is the controller's
 //! own decision of the slot before. A trace therefore records only what does not
-//! depend on decisions (the servers, the model parameters, and per slot each
-//! user's position, EMD, twin data and training data), and [`Replay`] carries the
+//! depend on decisions (the servers, the model parameters, and per slot which
+//! servers are up, which users are present, and each user's position, EMD, twin
+//! data and training data), and [`Replay`] carries the
 //! previous association forward from the decisions it is told of
 //! ([`Replay::commit`]). Every replay of one trace with one policy thus sees the
 //! same statuses, on any machine, as the simulator would have shown a controller
@@ -19,8 +20,8 @@
 //! | offset | size | field         | value                                              |
 //! |-------:|-----:|---------------|----------------------------------------------------|
 //! | 0      | 4    | `magic`       | [`TRACE_MAGIC`] = `b"DTNT"`                        |
-//! | 4      | 2    | `version`     | `u16`, [`TRACE_VERSION`] = 2                       |
-//! | 6      | 2    | `users`       | `u16` U ≥ 1                                        |
+//! | 4      | 2    | `version`     | `u16`, [`TRACE_VERSION`] = 3                       |
+//! | 6      | 2    | `users`       | `u16` U ≥ 1, the population (present or not)       |
 //! | 8      | 2    | `servers`     | `u16` S ≥ 1                                        |
 //! | 10     | 4    | `slots`       | `u32` T ≥ 1                                        |
 //! | 14     | 4    | `payload_len` | `u32`, must equal [`payload_len`]`(U, S, T)`       |
@@ -37,17 +38,22 @@
 //!    [`CostNorm::code`], 0.0 or 1.0; version 1 had no `cost_norm` and is not read);
 //! 2. the servers, S × [`SERVER_VALUES`]: `x`, `y`, `p`, `q`, `eps` (fixed for the
 //!    whole trace);
-//! 3. each user's training data of the slot before the first, U values (bits;
-//!    `prev_data_bits` of slot 0);
-//! 4. the slots, T × U × [`USER_VALUES`], slot-major then user-major: `x`, `y`,
-//!    `emd`, `twin_bits`, `data_bits` ([`TraceUser`]).
+//! 3. the slots, T of them, each S availability flags (1.0 up, 0.0 down; SPEC
+//!    §2.2a) and then U × [`USER_VALUES`] records, user-major: `x`, `y`, `emd`,
+//!    `twin_bits`, `data_bits`, `prev_data_bits`, `present` (1.0 or 0.0;
+//!    [`TraceUser`]; an absent user's other values are not read).
+//!
+//! Version 2 (no churn: no flags, 5 values per record and the first slot's
+//! `prev_data_bits` as a separate block) is not read: re-record it with `diten
+//! trace`.
 //!
 //! # Replay
 //!
-//! The status of slot t has the trace's servers, and per user the trace's record
-//! of slot t with `prev_data_bits` = `data_bits` of slot t − 1 (item 3 in slot 0)
-//! and `prev_server` = the server [`Replay::commit`] gave for slot t − 1 (`None`
-//! in slot 0), exactly the bookkeeping of the simulator.
+//! The status of slot t has the trace's servers with slot t's availability, and
+//! the users present in slot t, in population order, each with its record and
+//! `prev_server` = the server [`Replay::commit`] gave it for slot t − 1 when it
+//! was present then, `None` otherwise (slot 0, or it joined): exactly the
+//! bookkeeping of the simulator. A decision names one server per present user.
 //!
 //! # Checks
 //!
@@ -57,17 +63,21 @@
 //! dimensions need ([`Error::TraceLength`]), a short or long trace
 //! ([`Error::TraceTruncated`], [`Error::TraceTrailing`]), a CRC mismatch
 //! ([`Error::TraceCrc`]) and invalid parameters ([`Params::validate`]) are
-//! errors. The values of each slot are checked when its status is built
-//! ([`Slot::new`]).
+//! errors. The values of each slot are checked when its status is built: a flag
+//! other than 0.0 or 1.0 is [`Error::TraceFlag`], the rest is [`Slot::new`]'s.
 //!
 //! ```
 //! use diten_controller::trace::{encode, encoded_len, Replay, Trace, TraceUser};
 //! use diten_controller::{Params, Server};
 //!
 //! let servers = [Server { x: 0.0, y: 0.0, p: 125.0, q: 1450.0, eps: 55.0, available: true }];
-//! let user = TraceUser { x: 3.0, y: 4.0, emd: 0.2, twin_bits: 4500.0, data_bits: 784_000.0 };
+//! let user = TraceUser {
+//!     x: 3.0, y: 4.0, emd: 0.2, twin_bits: 4500.0, data_bits: 784_000.0,
+//!     prev_data_bits: 392_000.0, present: true,
+//! };
 //! let mut bytes = [0u8; 512];
-//! let len = encode(&Params::default(), &servers, &[392_000.0], &[user, user], &mut bytes)?;
+//! // 1 user, 2 slots, the one server up in both.
+//! let len = encode(&Params::default(), &servers, 1, &[true, true], &[user, user], &mut bytes)?;
 //! assert_eq!(len, encoded_len(1, 1, 2)?);
 //!
 //! let trace = Trace::parse(&bytes[..len])?;
@@ -79,7 +89,6 @@
 //! replay.commit(&[0])?;
 //! let second = replay.status()?.expect("slot 1");
 //! assert_eq!(second.users()[0].prev_server, Some(0));
-//! assert_eq!(second.users()[0].prev_data_bits, 784_000.0);
 //! replay.commit(&[0])?;
 //! assert!(replay.status()?.is_none());
 //! # Ok::<(), diten_controller::Error>(())
@@ -96,7 +105,7 @@ use crate::slot::{Server, Slot, User};
 pub const TRACE_MAGIC: [u8; 4] = *b"DTNT";
 
 /// The trace format version this build writes and reads.
-pub const TRACE_VERSION: u16 = 2;
+pub const TRACE_VERSION: u16 = 3;
 
 /// Bytes of the header before the payload.
 pub const TRACE_HEADER_LEN: usize = 22;
@@ -108,7 +117,7 @@ pub const PARAM_VALUES: usize = 23;
 pub const SERVER_VALUES: usize = 5;
 
 /// `f64` values per user and slot in the payload.
-pub const USER_VALUES: usize = 5;
+pub const USER_VALUES: usize = 7;
 
 const OFF_VERSION: usize = 4;
 const OFF_USERS: usize = 6;
@@ -130,12 +139,19 @@ pub struct TraceUser {
     pub twin_bits: f64,
     /// Training data of this slot D_{u,t}, bits.
     pub data_bits: f64,
+    /// Training data of the slot before D_{u,t−1}, bits.
+    pub prev_data_bits: f64,
+    /// Whether the user is at the gateway this slot (SPEC §2.2a).
+    pub present: bool,
 }
 
 /// Bytes of the payload for `users`, `servers` and `slots`, or `None` when that
 /// overflows `usize`.
 pub const fn payload_len(users: usize, servers: usize, slots: usize) -> Option<usize> {
     let Some(per_slot) = users.checked_mul(USER_VALUES) else {
+        return None;
+    };
+    let Some(per_slot) = per_slot.checked_add(servers) else {
         return None;
     };
     let Some(all_slots) = per_slot.checked_mul(slots) else {
@@ -145,9 +161,6 @@ pub const fn payload_len(users: usize, servers: usize, slots: usize) -> Option<u
         return None;
     };
     let Some(values) = all_slots.checked_add(server_values) else {
-        return None;
-    };
-    let Some(values) = values.checked_add(users) else {
         return None;
     };
     let Some(values) = values.checked_add(PARAM_VALUES) else {
@@ -277,32 +290,38 @@ fn params_from(values: &[f64; PARAM_VALUES]) -> Result<Params, Error> {
 
 /// Writes a trace into `out` and returns its length ([`encoded_len`]).
 ///
-/// `first_prev_data_bits` holds each user's data of the slot before the first
-/// (its length is U); `slots` holds T·U records, slot-major (a length that is not
-/// a multiple of U is [`Error::TraceDims`]). `out` shorter than the trace is
-/// [`Error::TraceBuffer`]. Values are written as given; [`Trace::parse`] checks
-/// the parameters and [`Replay::status`] each slot's values.
+/// `users` is the population U; `available` holds T·S flags and `records` T·U
+/// records, both slot-major (lengths that do not give the same T ≥ 1 are
+/// [`Error::TraceDims`]). `out` shorter than the trace is [`Error::TraceBuffer`].
+/// Values are written as given; [`Trace::parse`] checks the parameters and
+/// [`Replay::status`] each slot's values.
 pub fn encode(
     params: &Params,
     servers: &[Server],
-    first_prev_data_bits: &[f64],
-    slots: &[TraceUser],
+    users: usize,
+    available: &[bool],
+    records: &[TraceUser],
     out: &mut [u8],
 ) -> Result<usize, Error> {
-    let users = first_prev_data_bits.len();
     if users == 0 {
         return Err(Error::TraceDims {
             field: "users",
             value: 0,
         });
     }
-    if !slots.len().is_multiple_of(users) {
+    if servers.is_empty() {
         return Err(Error::TraceDims {
-            field: "slots",
-            value: slots.len(),
+            field: "servers",
+            value: 0,
         });
     }
-    let n_slots = slots.len() / users;
+    let n_slots = records.len() / users;
+    if !records.len().is_multiple_of(users) || available.len() != n_slots * servers.len() {
+        return Err(Error::TraceDims {
+            field: "slots",
+            value: records.len(),
+        });
+    }
     let len = encoded_len(users, servers.len(), n_slots)?;
     let got = out.len();
     let out = out
@@ -312,14 +331,29 @@ pub fn encode(
         .split_at_mut_checked(TRACE_HEADER_LEN)
         .ok_or(Error::TraceBuffer { expected: len, got })?;
 
+    let flag = |b: bool| f64::from(u8::from(b));
     let values = param_values(params)
         .into_iter()
         .chain(servers.iter().flat_map(|s| [s.x, s.y, s.p, s.q, s.eps]))
-        .chain(first_prev_data_bits.iter().copied())
         .chain(
-            slots
-                .iter()
-                .flat_map(|u| [u.x, u.y, u.emd, u.twin_bits, u.data_bits]),
+            available
+                .chunks_exact(servers.len())
+                .zip(records.chunks_exact(users))
+                .flat_map(|(up, slot)| {
+                    up.iter()
+                        .map(move |&a| flag(a))
+                        .chain(slot.iter().flat_map(move |u| {
+                            [
+                                u.x,
+                                u.y,
+                                u.emd,
+                                u.twin_bits,
+                                u.data_bits,
+                                u.prev_data_bits,
+                                flag(u.present),
+                            ]
+                        }))
+                }),
         );
     let mut written = 0;
     for (chunk, v) in payload.chunks_exact_mut(8).zip(values) {
@@ -512,20 +546,8 @@ impl<'a> Trace<'a> {
         })
     }
 
-    /// User `u`'s training data of the slot before the first, bits.
-    pub fn first_prev_data_bits(&self, u: usize) -> Result<f64, Error> {
-        if u >= self.users {
-            return Err(Error::TraceRange {
-                field: "users",
-                index: u,
-                count: self.users,
-            });
-        }
-        self.value(PARAM_VALUES + self.servers * SERVER_VALUES + u)
-    }
-
-    /// User `u`'s record in slot `t`.
-    pub fn user(&self, t: usize, u: usize) -> Result<TraceUser, Error> {
+    /// Checks slot `t` and returns the index of its first payload value.
+    fn slot_base(&self, t: usize) -> Result<usize, Error> {
         if t >= self.slots {
             return Err(Error::TraceRange {
                 field: "slots",
@@ -533,6 +555,50 @@ impl<'a> Trace<'a> {
                 count: self.slots,
             });
         }
+        // In range: parse checked that payload_len(U, S, T) does not overflow.
+        Ok(PARAM_VALUES
+            + self.servers * SERVER_VALUES
+            + t * (self.servers + self.users * USER_VALUES))
+    }
+
+    /// A flag value: 1.0 is true, 0.0 false, anything else [`Error::TraceFlag`].
+    fn flag(
+        &self,
+        index: usize,
+        field: &'static str,
+        slot: usize,
+        at: usize,
+    ) -> Result<bool, Error> {
+        let v = self.value(index)?;
+        if v == 1.0 {
+            Ok(true)
+        } else if v == 0.0 {
+            Ok(false)
+        } else {
+            Err(Error::TraceFlag {
+                field,
+                slot,
+                index: at,
+            })
+        }
+    }
+
+    /// Whether server `s` is up in slot `t`.
+    pub fn available(&self, t: usize, s: usize) -> Result<bool, Error> {
+        let base = self.slot_base(t)?;
+        if s >= self.servers {
+            return Err(Error::TraceRange {
+                field: "servers",
+                index: s,
+                count: self.servers,
+            });
+        }
+        self.flag(base + s, "available", t, s)
+    }
+
+    /// User `u`'s record in slot `t`.
+    pub fn user(&self, t: usize, u: usize) -> Result<TraceUser, Error> {
+        let base = self.slot_base(t)?;
         if u >= self.users {
             return Err(Error::TraceRange {
                 field: "users",
@@ -540,17 +606,15 @@ impl<'a> Trace<'a> {
                 count: self.users,
             });
         }
-        // In range: parse checked that payload_len(U, S, T) does not overflow.
-        let base = PARAM_VALUES
-            + self.servers * SERVER_VALUES
-            + self.users
-            + (t * self.users + u) * USER_VALUES;
+        let base = base + self.servers + u * USER_VALUES;
         Ok(TraceUser {
             x: self.value(base)?,
             y: self.value(base + 1)?,
             emd: self.value(base + 2)?,
             twin_bits: self.value(base + 3)?,
             data_bits: self.value(base + 4)?,
+            prev_data_bits: self.value(base + 5)?,
+            present: self.flag(base + 6, "present", t, u)?,
         })
     }
 }
@@ -562,8 +626,9 @@ impl<'a> Trace<'a> {
 pub struct Replay<'a, const U: usize, const S: usize> {
     trace: Trace<'a>,
     servers: heapless::Vec<Server, S>,
-    /// The association committed for slot `t − 1` (empty at slot 0).
-    prev: heapless::Vec<usize, U>,
+    /// Each population member's server committed for slot `t − 1` (`None` when
+    /// it was absent then, and at slot 0).
+    prev: heapless::Vec<Option<usize>, U>,
     t: usize,
 }
 
@@ -588,10 +653,16 @@ impl<'a, const U: usize, const S: usize> Replay<'a, U, S> {
         for s in 0..trace.servers() {
             servers.push(trace.server(s)?).map_err(|_| too_many)?;
         }
+        let mut prev = heapless::Vec::new();
+        prev.resize(trace.users(), None)
+            .map_err(|_| Error::TooManyUsers {
+                count: trace.users(),
+                capacity: U,
+            })?;
         Ok(Replay {
             trace,
             servers,
-            prev: heapless::Vec::new(),
+            prev,
             t: 0,
         })
     }
@@ -609,22 +680,27 @@ impl<'a, const U: usize, const S: usize> Replay<'a, U, S> {
 
     /// The status of the current slot, or `None` once every slot is committed.
     /// Calling it again without [`commit`](Self::commit) gives the same status.
-    /// Invalid recorded values are the error of [`Slot::new`].
+    /// A flag other than 0.0 or 1.0 is [`Error::TraceFlag`]; other invalid
+    /// recorded values are the error of [`Slot::new`].
     pub fn status(&self) -> Result<Option<Slot<U, S>>, Error> {
-        if self.t >= self.trace.slots() {
+        let t = self.t;
+        if t >= self.trace.slots() {
             return Ok(None);
+        }
+        let mut servers = self.servers.clone();
+        for (s, server) in servers.iter_mut().enumerate() {
+            server.available = self.trace.available(t, s)?;
         }
         let capacity = Error::TooManyUsers {
             count: self.trace.users(),
             capacity: U,
         };
         let mut users: heapless::Vec<User, U> = heapless::Vec::new();
-        for u in 0..self.trace.users() {
-            let now = self.trace.user(self.t, u)?;
-            let prev_data_bits = match self.t.checked_sub(1) {
-                None => self.trace.first_prev_data_bits(u)?,
-                Some(before) => self.trace.user(before, u)?.data_bits,
-            };
+        for (u, &prev_server) in self.prev.iter().enumerate() {
+            let now = self.trace.user(t, u)?;
+            if !now.present {
+                continue;
+            }
             users
                 .push(User {
                     x: now.x,
@@ -632,24 +708,30 @@ impl<'a, const U: usize, const S: usize> Replay<'a, U, S> {
                     emd: now.emd,
                     twin_bits: now.twin_bits,
                     data_bits: now.data_bits,
-                    prev_data_bits,
-                    prev_server: self.prev.get(u).copied(),
+                    prev_data_bits: now.prev_data_bits,
+                    prev_server,
                 })
                 .map_err(|_| capacity)?;
         }
-        Slot::new(&self.servers, &users).map(Some)
+        Slot::new(&servers, &users).map(Some)
     }
 
     /// Records the association decided for the current slot and moves to the next.
-    /// It must have one in-range server per user ([`Error::AssociationLength`],
-    /// [`Error::AssociationIndex`]); after the last slot it is [`Error::TraceEnd`].
+    /// It must have one in-range server per present user, in population order
+    /// ([`Error::AssociationLength`], [`Error::AssociationIndex`]); after the last
+    /// slot it is [`Error::TraceEnd`].
     pub fn commit(&mut self, association: &[usize]) -> Result<(), Error> {
-        if self.t >= self.trace.slots() {
+        let t = self.t;
+        if t >= self.trace.slots() {
             return Err(Error::TraceEnd);
         }
-        if association.len() != self.trace.users() {
+        let mut present = 0;
+        for u in 0..self.trace.users() {
+            present += usize::from(self.trace.user(t, u)?.present);
+        }
+        if association.len() != present {
             return Err(Error::AssociationLength {
-                expected: self.trace.users(),
+                expected: present,
                 got: association.len(),
             });
         }
@@ -660,13 +742,14 @@ impl<'a, const U: usize, const S: usize> Replay<'a, U, S> {
         {
             return Err(Error::AssociationIndex { user, server });
         }
-        self.prev.clear();
-        self.prev
-            .extend_from_slice(association)
-            .map_err(|_| Error::TooManyUsers {
-                count: association.len(),
-                capacity: U,
-            })?;
+        let mut decided = association.iter();
+        for (u, prev) in self.prev.iter_mut().enumerate() {
+            *prev = if self.trace.user(t, u)?.present {
+                decided.next().copied()
+            } else {
+                None
+            };
+        }
         self.t += 1;
         Ok(())
     }
@@ -728,24 +811,37 @@ mod tests {
         }
     }
 
+    /// User `u`'s record of slot `t`: data 1000·(10t + u + 1) bits, and the
+    /// slot before the first 7 + u.
     fn user(t: usize, u: usize) -> TraceUser {
+        let data = |t: usize| 1000.0 * (10 * t + u + 1) as f64;
         TraceUser {
             x: t as f64,
             y: u as f64,
             emd: 0.2,
             twin_bits: 4500.0,
-            data_bits: 1000.0 * (10 * t + u + 1) as f64,
+            data_bits: data(t),
+            prev_data_bits: t.checked_sub(1).map_or(7.0 + u as f64, data),
+            present: true,
         }
     }
 
-    /// A trace of 2 users, 3 servers and 3 slots.
+    /// A trace of 2 users, 3 servers and 3 slots, no churn.
     fn sample() -> Vec<u8> {
         let servers = [server(0.0), server(50.0), server(100.0)];
         let slots: Vec<TraceUser> = (0..3)
             .flat_map(|t| (0..2).map(move |u| user(t, u)))
             .collect();
         let mut out = vec![0u8; encoded_len(2, 3, 3).unwrap()];
-        let len = encode(&Params::default(), &servers, &[7.0, 8.0], &slots, &mut out).unwrap();
+        let len = encode(
+            &Params::default(),
+            &servers,
+            2,
+            &[true; 9],
+            &slots,
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(len, out.len());
         out
     }
@@ -753,18 +849,28 @@ mod tests {
     #[test]
     fn layout_by_hand() {
         let bytes = sample();
-        // 22 + 8 · (23 params + 3·5 servers + 2 first data + 3·2·5 slots)
-        assert_eq!(bytes.len(), 22 + 8 * (23 + 15 + 2 + 30));
+        // 22 + 8 · (23 params + 3·5 servers + 3 slots · (3 flags + 2·7 values))
+        assert_eq!(bytes.len(), 22 + 8 * (23 + 15 + 3 * 17));
         assert_eq!(&bytes[..4], b"DTNT");
-        assert_eq!(bytes[4..6], [2, 0]);
+        assert_eq!(bytes[4..6], [3, 0]);
         assert_eq!(bytes[6..8], [2, 0]);
         assert_eq!(bytes[8..10], [3, 0]);
         assert_eq!(bytes[10..14], [3, 0, 0, 0]);
-        assert_eq!(bytes[14..18], (8u32 * 70).to_le_bytes());
+        assert_eq!(bytes[14..18], (8u32 * 89).to_le_bytes());
+        let value =
+            |i: usize| f64::from_le_bytes(bytes[22 + 8 * i..30 + 8 * i].try_into().unwrap());
         // The payload opens with alpha[0]; the second server's x follows the 23
         // params and the first server's 5 values.
-        assert_eq!(bytes[22..30], 0.8862f64.to_le_bytes());
-        assert_eq!(bytes[22 + 8 * 28..22 + 8 * 29], 50.0f64.to_le_bytes());
+        assert_eq!(value(0), 0.8862);
+        assert_eq!(value(28), 50.0);
+        // Slot 0: three flags from value 38, then user 0 (x, y, emd, twin, data,
+        // prev data, present) and user 1; slot 1 starts 17 values later.
+        assert_eq!([value(38), value(39), value(40)], [1.0; 3]);
+        assert_eq!(value(41 + 4), 1000.0);
+        assert_eq!(value(41 + 5), 7.0);
+        assert_eq!(value(41 + 6), 1.0);
+        assert_eq!(value(48 + 1), 1.0);
+        assert_eq!(value(55 + 3 + 4), 11000.0);
     }
 
     #[test]
@@ -775,7 +881,7 @@ mod tests {
             ..Params::default()
         };
         let mut out = vec![0u8; encoded_len(1, 1, 1).unwrap()];
-        encode(&linear, &servers, &[7.0], &[user(0, 0)], &mut out).unwrap();
+        encode(&linear, &servers, 1, &[true], &[user(0, 0)], &mut out).unwrap();
         // Value 23 of the payload (index 22) is the code: 1.0 for linear.
         let at = 22 + 8 * 22;
         assert_eq!(out[at..at + 8], 1.0f64.to_le_bytes());
@@ -832,6 +938,94 @@ mod tests {
         assert_eq!(replay.commit(&[1, 1]), Err(Error::TraceEnd));
     }
 
+    /// SPEC §2.2a in a replay: 3 users and 2 servers over 3 slots; in slot 1
+    /// user 1 is away and server 1 down, in slot 2 user 1 is back (joined: no
+    /// previous server) and server 1 up again.
+    #[test]
+    fn replay_follows_churn() {
+        let servers = [server(0.0), server(50.0)];
+        let mut records: Vec<TraceUser> = (0..3)
+            .flat_map(|t| (0..3).map(move |u| user(t, u)))
+            .collect();
+        records[3 + 1].present = false;
+        // An absent user's values are not read.
+        records[3 + 1].data_bits = f64::NAN;
+        let available = [true, true, true, false, true, true];
+        let mut out = vec![0u8; encoded_len(3, 2, 3).unwrap()];
+        encode(
+            &Params::default(),
+            &servers,
+            3,
+            &available,
+            &records,
+            &mut out,
+        )
+        .unwrap();
+        let trace = Trace::parse(&out).unwrap();
+        assert!(!trace.available(1, 1).unwrap());
+        let mut replay: Replay<'_, 4, 4> = Replay::new(trace).unwrap();
+        replay.commit(&[1, 1, 0]).unwrap();
+
+        let s1 = replay.status().unwrap().unwrap();
+        assert_eq!(s1.users().len(), 2);
+        assert!(s1.available(0) && !s1.available(1));
+        // Users 0 and 2, their previous servers as committed (server 1 is down
+        // now: user 0 must migrate).
+        assert_eq!(s1.users()[0].prev_server, Some(1));
+        assert_eq!(s1.users()[1].prev_server, Some(0));
+        assert_eq!(s1.users()[1].data_bits, user(1, 2).data_bits);
+        assert_eq!(
+            replay.commit(&[0, 0, 0]),
+            Err(Error::AssociationLength {
+                expected: 2,
+                got: 3
+            })
+        );
+        replay.commit(&[0, 0]).unwrap();
+
+        let s2 = replay.status().unwrap().unwrap();
+        assert_eq!(s2.users().len(), 3);
+        assert!(s2.available(1));
+        assert_eq!(s2.users()[0].prev_server, Some(0));
+        assert_eq!(s2.users()[1].prev_server, None);
+        assert_eq!(s2.users()[1].prev_data_bits, user(2, 1).prev_data_bits);
+        assert_eq!(s2.users()[2].prev_server, Some(0));
+        replay.commit(&[1, 1, 1]).unwrap();
+        assert!(replay.status().unwrap().is_none());
+    }
+
+    #[test]
+    fn flags_must_be_zero_or_one() {
+        let servers = [server(0.0)];
+        let mut out = vec![0u8; encoded_len(1, 1, 1).unwrap()];
+        encode(
+            &Params::default(),
+            &servers,
+            1,
+            &[true],
+            &[user(0, 0)],
+            &mut out,
+        )
+        .unwrap();
+        // Value 28 is slot 0's flag of server 0; 28 + 1 + 6 user 0's `present`.
+        for (value, field) in [(28, "available"), (35, "present")] {
+            let mut bad = out.clone();
+            bad[22 + 8 * value..30 + 8 * value].copy_from_slice(&0.5f64.to_le_bytes());
+            let crc = crc32(&bad[22..]);
+            bad[18..22].copy_from_slice(&crc.to_le_bytes());
+            let trace = Trace::parse(&bad).unwrap();
+            let replay: Replay<'_, 2, 2> = Replay::new(trace).unwrap();
+            assert_eq!(
+                replay.status().err(),
+                Some(Error::TraceFlag {
+                    field,
+                    slot: 0,
+                    index: 0
+                })
+            );
+        }
+    }
+
     #[test]
     fn capacity_is_checked() {
         let bytes = sample();
@@ -880,8 +1074,8 @@ mod tests {
         bad[0] = b'X';
         check(&bad, Error::TraceMagic);
         let mut bad = good.clone();
-        bad[4] = 1;
-        check(&bad, Error::TraceVersion { found: 1 });
+        bad[4] = 2;
+        check(&bad, Error::TraceVersion { found: 2 });
         let mut bad = good.clone();
         bad[6] = 0;
         check(
@@ -905,8 +1099,8 @@ mod tests {
         check(
             &bad,
             Error::TraceLength {
-                expected: 8 * 80,
-                got: 8 * 70,
+                expected: 8 * (38 + 4 * 17),
+                got: 8 * 89,
             },
         );
         check(
@@ -947,7 +1141,7 @@ mod tests {
         let mut u = user(0, 0);
         u.data_bits = -1.0;
         let mut out = vec![0u8; 512];
-        let len = encode(&Params::default(), &servers, &[1.0], &[u], &mut out).unwrap();
+        let len = encode(&Params::default(), &servers, 1, &[true], &[u], &mut out).unwrap();
         let trace = Trace::parse(&out[..len]).unwrap();
         let replay: Replay<'_, 2, 2> = Replay::new(trace).unwrap();
         assert!(matches!(
@@ -963,38 +1157,50 @@ mod tests {
     #[test]
     fn encode_checks_its_inputs() {
         let servers = [server(0.0)];
+        let params = Params::default();
         let mut small = [0u8; 10];
         assert_eq!(
-            encode(
-                &Params::default(),
-                &servers,
-                &[1.0],
-                &[user(0, 0)],
-                &mut small
-            ),
+            encode(&params, &servers, 1, &[true], &[user(0, 0)], &mut small),
             Err(Error::TraceBuffer {
-                expected: 22 + 8 * 34,
+                expected: 22 + 8 * (23 + 5 + 8),
                 got: 10
             })
         );
         let mut out = [0u8; 1024];
+        // One record for a population of 2.
         assert_eq!(
-            encode(
-                &Params::default(),
-                &servers,
-                &[1.0, 2.0],
-                &[user(0, 0)],
-                &mut out
-            ),
+            encode(&params, &servers, 2, &[true], &[user(0, 0)], &mut out),
             Err(Error::TraceDims {
                 field: "slots",
                 value: 1
             })
         );
+        // Two slots of records, one slot of flags.
         assert_eq!(
-            encode(&Params::default(), &[], &[1.0], &[user(0, 0)], &mut out),
+            encode(
+                &params,
+                &servers,
+                1,
+                &[true],
+                &[user(0, 0), user(1, 0)],
+                &mut out
+            ),
+            Err(Error::TraceDims {
+                field: "slots",
+                value: 2
+            })
+        );
+        assert_eq!(
+            encode(&params, &[], 1, &[], &[user(0, 0)], &mut out),
             Err(Error::TraceDims {
                 field: "servers",
+                value: 0
+            })
+        );
+        assert_eq!(
+            encode(&params, &servers, 0, &[], &[], &mut out),
+            Err(Error::TraceDims {
+                field: "users",
                 value: 0
             })
         );

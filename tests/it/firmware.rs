@@ -11,16 +11,18 @@ use std::process::Command;
 
 use crate::diten;
 
-/// The arguments `firmware-example/trace.bin` was recorded with.
+/// The arguments `firmware-example/trace.bin` was recorded with, from the
+/// repository's root: a churn trace (SPEC §2.2a; seed 2 has users leaving and
+/// returning and server 10 down for the last 8 slots).
 const TRACE_ARGS: [&str; 8] = [
+    "--scenario",
+    "examples/churn.toml",
     "--servers",
     "21",
     "--slots",
     "20",
     "--seed",
-    "1",
-    "--emd",
-    "0.2",
+    "2",
 ];
 /// The firmware's target.
 const THUMB: &str = "thumbv7em-none-eabihf";
@@ -97,6 +99,7 @@ fn firmware_matches_the_host_replay() {
     // The committed trace is what `diten trace` records today.
     let trace = dir.join("trace.bin");
     let out = diten()
+        .current_dir(&root)
         .arg("trace")
         .args(TRACE_ARGS)
         .arg("--out")

@@ -340,7 +340,23 @@ fn commands_check_policy_signatures_under_pubkey() {
     let dir = scratch_dir("sign", "commands");
     std::fs::create_dir_all(&dir).unwrap();
     let shipped = root().join("onnx-models/u20-s21/policy.bin");
-    let trace = root().join("firmware-example/trace.bin");
+    // A churn-free trace of 20 users (the firmware's has churn, which a flat
+    // 20-user policy cannot decide).
+    let trace = dir.join("trace.bin");
+    ok(diten()
+        .args([
+            "trace",
+            "--servers",
+            "21",
+            "--slots",
+            "5",
+            "--seed",
+            "1",
+            "--out",
+        ])
+        .arg(&trace)
+        .output()
+        .unwrap());
     let replay = |policy: &Path, pubkey: bool| {
         let mut cmd = diten();
         cmd.args(["replay", "--improve-budget", "0", "--policy"])
