@@ -174,13 +174,19 @@ fn firmware_matches_the_host_replay() {
         )),
         "{stdout}"
     );
-    // One `figures:` line per replay, budget 0 first; each replay's mean
-    // objective is the one the host's replay at that budget prints.
+    // One `figures:` line per replay: budget 0, the default budget, and the
+    // default budget under a deadline (which only QEMU's deterministic clock can
+    // reproduce). The first two's mean objectives are the ones the host's replay
+    // at that budget prints.
     let figures = figures_lines(&stdout);
     assert_eq!(
         figures.iter().map(|f| f.budget).collect::<Vec<_>>(),
-        vec![0, budget],
+        vec![0, budget, budget],
         "{stdout}"
+    );
+    assert!(
+        stdout.contains("\"deadline_instructions\": "),
+        "no deadline replay:\n{stdout}"
     );
     let (_, host_stderr_0) = host_replay(0);
     for (f, stderr) in figures.iter().zip([&host_stderr_0, &host_stderr]) {

@@ -82,6 +82,33 @@ enum Change {
 /// The users of one server, in user order.
 type Set<const U: usize> = heapless::Vec<usize, U>;
 
+/// A deadline for the improvement, from a caller's clock (the cycle counter or
+/// SysTick on a microcontroller, `Instant` on a host): asked before each server
+/// solve, and once it says expired the improvement stops and the decision is the
+/// best association found so far (an anytime search).
+/// [`Controller::decide_by`](super::Controller::decide_by) takes one; any
+/// `FnMut() -> bool` is one.
+pub trait Deadline {
+    /// Whether the time is up.
+    fn expired(&mut self) -> bool;
+}
+
+impl<F: FnMut() -> bool> Deadline for F {
+    fn expired(&mut self) -> bool {
+        self()
+    }
+}
+
+/// The deadline that never comes ([`Controller::decide`](super::Controller::decide)).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoDeadline;
+
+impl Deadline for NoDeadline {
+    fn expired(&mut self) -> bool {
+        false
+    }
+}
+
 /// What the improvement did in one slot.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Improvement {
@@ -91,6 +118,8 @@ pub(super) struct Improvement {
     pub start: SearchStart,
     /// Server solves spent.
     pub solves: usize,
+    /// Whether the deadline stopped it.
+    pub timed_out: bool,
 }
 
 /// A change with the changes of the shares of the two servers it touches
@@ -123,14 +152,16 @@ pub(super) fn run<const U: usize, const S: usize>(
     params: &Params,
     slot: &Slot<U, S>,
     budget: usize,
+    deadline: &mut dyn Deadline,
     assoc: &mut [usize],
 ) -> Improvement {
-    let mut search = Improve::new(params, slot, budget);
+    let mut search = Improve::new(params, slot, budget, deadline);
     let (changes, start) = search.run(assoc);
     Improvement {
         changes,
         start,
         solves: search.solves,
+        timed_out: search.timed_out,
     }
 }
 
@@ -143,6 +174,10 @@ pub(super) struct Improve<'a, const U: usize, const S: usize> {
     /// β1/n and β2/m: e = Σ_s (w·Σ_{k on s} ρ_k − c·Norm(C_s)).
     weights: Weights,
     budget: usize,
+    /// The caller's deadline, asked before each server solve.
+    deadline: &'a mut dyn Deadline,
+    /// Whether the deadline has come (no solve after it).
+    timed_out: bool,
     /// Server solves done so far.
     pub(super) solves: usize,
     /// γ of the server being scored (scratch of the solver).
@@ -161,7 +196,12 @@ pub(super) struct Improve<'a, const U: usize, const S: usize> {
 
 impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
     /// The search on `slot` with at most `budget` server solves.
-    pub(super) fn new(params: &'a Params, slot: &'a Slot<U, S>, budget: usize) -> Self {
+    pub(super) fn new(
+        params: &'a Params,
+        slot: &'a Slot<U, S>,
+        budget: usize,
+        deadline: &'a mut dyn Deadline,
+    ) -> Self {
         Improve {
             params,
             slot,
@@ -169,6 +209,8 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
             rate: params.rate_bps(),
             weights: Weights::new(params, slot),
             budget,
+            deadline,
+            timed_out: false,
             solves: 0,
             gamma: [0.0; U],
             bits: [0.0; U],
@@ -189,6 +231,13 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
             return None; // it hosts nobody (SPEC §2.2a)
         }
         if self.solves >= self.budget {
+            return None;
+        }
+        if self.timed_out || self.deadline.expired() {
+            // From here on the search can score nothing: it ends as when its
+            // budget is spent, with the best association so far.
+            self.timed_out = true;
+            self.budget = self.solves;
             return None;
         }
         self.solves += 1;

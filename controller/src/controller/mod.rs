@@ -147,7 +147,10 @@ use crate::policy::{max_scratch_len, Engine, Policy};
 use crate::slot::Slot;
 use crate::solver::{solve_gamma, SolveStats};
 
-pub use improve::{DEFAULT_IMPROVEMENT_BUDGET, MAX_IMPROVEMENTS, MAX_SPLIT_USERS, PAIR_CANDIDATES};
+pub use improve::{
+    Deadline, NoDeadline, DEFAULT_IMPROVEMENT_BUDGET, MAX_IMPROVEMENTS, MAX_SPLIT_USERS,
+    PAIR_CANDIDATES,
+};
 pub use repair::{MAX_CLIMB_PASSES, MAX_REPAIR_NODES};
 
 /// Where the improvement's winning climb started (see [`improve`]).
@@ -203,6 +206,9 @@ pub struct Decision<const U: usize, const S: usize> {
     pub improve_solves: usize,
     /// Where the improvement's winning climb started.
     pub improve_start: SearchStart,
+    /// Whether the deadline of [`Controller::decide_by`] stopped the improvement
+    /// (the decision is then the best association it had found).
+    pub timed_out: bool,
     /// Nodes the repair's search tried (0 when the greedy step sufficed).
     pub search_nodes: usize,
     /// Whether no user can move alone to a server it ranks higher (by its logits)
@@ -436,6 +442,26 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
     /// The tests check the counted parts of this bound on crowded slots
     /// (`work_per_slot_stays_within_the_documented_bound`).
     pub fn decide(&mut self, status: &Slot<U, S>) -> Result<Decision<U, S>, Error> {
+        self.decide_by(status, &mut NoDeadline)
+    }
+
+    /// [`decide`](Self::decide) with a deadline besides the improvement's budget:
+    /// `deadline` is asked before each of the improvement's server solves, and
+    /// once it has expired the improvement stops and the decision is the best
+    /// association found so far (never worse than the consolidated one; γ and
+    /// the evaluation are then computed as always, so give them their share of
+    /// the slot). [`Decision::timed_out`] says whether it came. On a
+    /// microcontroller the deadline reads a cycle counter:
+    ///
+    /// ```ignore
+    /// let start = read_cycles();
+    /// let decision = controller.decide_by(&status, &mut || read_cycles() - start > budget_cycles)?;
+    /// ```
+    pub fn decide_by(
+        &mut self,
+        status: &Slot<U, S>,
+        deadline: &mut dyn Deadline,
+    ) -> Result<Decision<U, S>, Error> {
         let (n_users, n_servers) = (status.users().len(), status.servers().len());
         let agnostic = self.policy.size_agnostic();
         for (field, expected, got) in [
@@ -479,7 +505,13 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
                 outcome.repair,
                 RepairOutcome::Clean | RepairOutcome::Repaired
             ) {
-            improve::run::<U, S>(&self.params, status, self.improve_budget, &mut association)
+            improve::run::<U, S>(
+                &self.params,
+                status,
+                self.improve_budget,
+                deadline,
+                &mut association,
+            )
         } else {
             improve::Improvement::default()
         };
@@ -505,6 +537,7 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
             improved: improvement.changes,
             improve_solves: improvement.solves,
             improve_start: improvement.start,
+            timed_out: improvement.timed_out,
             search_nodes: outcome.nodes,
             settled: outcome.settled,
             solve,

@@ -521,6 +521,70 @@ fn consolidation_pruning_changes_no_decision() {
     );
 }
 
+/// `decide_by`'s deadline, on random crowded slots: one that never comes
+/// changes nothing; one that has already come gives the decision at budget 0
+/// (no solve); one that comes after k questions stops the improvement within k
+/// solves with a feasible association no worse than budget 0's.
+#[test]
+fn a_deadline_stops_the_improvement_with_the_best_so_far() {
+    let params = Params::default();
+    let (mut improved, mut cut) = (0, 0);
+    for seed in 0..60u64 {
+        let mut rng = Rng::new(seed ^ 0x0DEA_D11E);
+        let (nu, ns) = (8, 8);
+        let servers: Vec<Server> = (0..ns)
+            .map(|_| Server {
+                x: 120.0 * rng.unit(),
+                y: 120.0 * rng.unit(),
+                p: 60.0 + 200.0 * rng.unit(),
+                q: 400.0 + 2000.0 * rng.unit(),
+                eps: 54.0 + 2.0 * rng.unit(),
+                available: true,
+            })
+            .collect();
+        let users = random_users(&mut rng, nu, ns);
+        let status = Sl::new(&servers, &users).unwrap();
+        let blob = random_blob(seed, nu, ns, 8);
+        let policy = Policy::parse(&blob).unwrap();
+        let mut ws = vec![0.0; workspace_len(&policy)];
+        let mut ctl = Ctl::new(policy, params, &mut ws).unwrap();
+        let full = ctl.decide(&status).unwrap();
+        if full.improve_solves == 0 {
+            continue; // the improvement did not run (an infeasible repair)
+        }
+        assert!(!full.timed_out);
+        let never = ctl.decide_by(&status, &mut NoDeadline).unwrap();
+        assert_eq!(never.association, full.association);
+        assert_eq!(never.improve_solves, full.improve_solves);
+
+        ctl.set_improvement_budget(0);
+        let base = ctl.decide(&status).unwrap();
+        ctl.set_improvement_budget(DEFAULT_IMPROVEMENT_BUDGET);
+        let now = ctl.decide_by(&status, &mut || true).unwrap();
+        assert!(now.timed_out, "seed {seed}");
+        assert_eq!(now.improve_solves, 0);
+        assert_eq!(now.association, base.association, "seed {seed}");
+        assert_eq!(now.evaluation.objective, base.evaluation.objective);
+
+        let k = full.improve_solves / 2;
+        let mut asked = 0;
+        let mut after_k = || {
+            asked += 1;
+            asked > k
+        };
+        let part = ctl.decide_by(&status, &mut after_k).unwrap();
+        assert!(part.timed_out && part.improve_solves <= k, "seed {seed}");
+        assert!(part.feasible == base.feasible);
+        assert!(part.evaluation.objective >= base.evaluation.objective - 1e-12);
+        improved += usize::from(full.evaluation.objective > base.evaluation.objective + 1e-9);
+        cut += 1;
+    }
+    assert!(
+        cut > 30 && improved > 10,
+        "{cut} slots cut, {improved} improved"
+    );
+}
+
 #[test]
 fn search_finds_what_the_greedy_misses() {
     // Loads 400, 300, 200, 100 on two servers of 510: only {400, 100} | {300, 200}
