@@ -114,6 +114,8 @@ struct Counts {
     evaluation: u64,
     /// Server γ solves the improvement spent, summed.
     improve_solves: usize,
+    /// Of those, scores found in the improvement's memo, summed.
+    memo_hits: usize,
     objective: f64,
     /// Stack used so far (bytes), measured after the replay.
     stack_peak: u32,
@@ -224,6 +226,7 @@ fn replay_at(
         gamma: 0,
         evaluation: 0,
         improve_solves: 0,
+        memo_hits: 0,
         objective: 0.0,
         stack_peak: 0,
         stack_size: 0,
@@ -271,6 +274,7 @@ fn replay_at(
         counts.sum += n;
         counts.objective += decision.evaluation.objective;
         counts.improve_solves += decision.improve_solves;
+        counts.memo_hits += decision.improve_memo_hits;
         counts.timed_out += usize::from(decision.timed_out);
         if budget == IMPROVE_BUDGET && deadline.is_none() {
             let line = SlotLine {
@@ -354,12 +358,13 @@ fn print_counts(counts: &Counts) {
     hprintln!(
         "  of which, mean: policy network and decoding {}, gamma solver {}, evaluation {}, \
          the rest (the association's repair, consolidation and improvement) {}; \
-         improvement: mean {} server solves per slot",
+         improvement: mean {} server solves per slot, {} of them found in its memo",
         counts.policy / slots,
         counts.gamma / slots,
         counts.evaluation / slots,
         mean.saturating_sub((counts.policy + counts.gamma + counts.evaluation) / slots),
-        counts.improve_solves as u64 / slots
+        counts.improve_solves as u64 / slots,
+        counts.memo_hits as u64 / slots
     );
 }
 

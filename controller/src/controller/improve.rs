@@ -82,6 +82,27 @@ enum Change {
 /// The users of one server, in user order.
 type Set<const U: usize> = heapless::Vec<usize, U>;
 
+/// Entries of the memo of server scores (direct-mapped; about 3 KiB of stack).
+pub const MEMO_ENTRIES: usize = 128;
+
+/// One remembered score: server `s` with the users of bit mask `users`.
+#[derive(Clone, Copy, Debug)]
+struct Memo {
+    /// `u64::MAX` marks an empty entry (no slot has 64 users on one server and
+    /// that mask with `server` at its default).
+    users: u64,
+    server: usize,
+    score: Option<f64>,
+}
+
+impl Memo {
+    const EMPTY: Memo = Memo {
+        users: u64::MAX,
+        server: usize::MAX,
+        score: None,
+    };
+}
+
 /// A deadline for the improvement, from a caller's clock (the cycle counter or
 /// SysTick on a microcontroller, `Instant` on a host): asked before each server
 /// solve, and once it says expired the improvement stops and the decision is the
@@ -116,8 +137,10 @@ pub(super) struct Improvement {
     pub changes: usize,
     /// Where the winning climb started.
     pub start: SearchStart,
-    /// Server solves spent.
+    /// Server solves spent (a score found in the memo counts as one).
     pub solves: usize,
+    /// Of those, scores found in the memo (no γ solved).
+    pub memo_hits: usize,
     /// Whether the deadline stopped it.
     pub timed_out: bool,
 }
@@ -161,6 +184,7 @@ pub(super) fn run<const U: usize, const S: usize>(
         changes,
         start,
         solves: search.solves,
+        memo_hits: search.memo_hits,
         timed_out: search.timed_out,
     }
 }
@@ -180,6 +204,13 @@ pub(super) struct Improve<'a, const U: usize, const S: usize> {
     timed_out: bool,
     /// Server solves done so far.
     pub(super) solves: usize,
+    /// Scores of (server, user set) computed in this slot, so that a set scored
+    /// again costs no γ solve; a hit still counts against the budget, so the
+    /// search and its decision are the same with or without it.
+    memo: [Memo; MEMO_ENTRIES],
+    /// Whether the memo is looked in (tests switch it off to compare).
+    pub(super) memo_on: bool,
+    pub(super) memo_hits: usize,
     /// γ of the server being scored (scratch of the solver).
     gamma: [f64; U],
     /// Each user's D̄ = D_t + γ·D_{t−1} at its current server's solved γ.
@@ -211,6 +242,9 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
             budget,
             deadline,
             timed_out: false,
+            memo: [Memo::EMPTY; MEMO_ENTRIES],
+            memo_on: true,
+            memo_hits: 0,
             solves: 0,
             gamma: [0.0; U],
             bits: [0.0; U],
@@ -224,6 +258,12 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
     /// solved, utilities and loads summed in user order; `None` when C2 or C3
     /// fails on it (at the optimal γ, hence at γ = 0) or the budget is spent.
     fn score(&mut self, s: usize, users: &[usize]) -> Option<f64> {
+        self.score_with(s, users, true)
+    }
+
+    /// [`score`](Self::score), looking in the memo first when `memo` is set;
+    /// without it the γ of `users` is left in `self.gamma`.
+    fn score_with(&mut self, s: usize, users: &[usize], memo: bool) -> Option<f64> {
         if users.is_empty() {
             return Some(0.0);
         }
@@ -241,6 +281,40 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
             return None;
         }
         self.solves += 1;
+        let key = users
+            .iter()
+            .try_fold(0u64, |mask, &k| (k < 63).then(|| mask | 1 << k));
+        let entry = key.map(|mask| {
+            let hash = (mask ^ (s as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+                .wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            (mask, (hash >> 57) as usize % MEMO_ENTRIES)
+        });
+        if let (true, Some((mask, i))) = (memo && self.memo_on, entry) {
+            if let Some(m) = self
+                .memo
+                .get(i)
+                .filter(|m| m.users == mask && m.server == s)
+            {
+                self.memo_hits += 1;
+                return m.score;
+            }
+        }
+        let score = self.solve_share(s, users);
+        if let Some((mask, i)) = entry {
+            if let Some(m) = self.memo.get_mut(i) {
+                *m = Memo {
+                    users: mask,
+                    server: s,
+                    score,
+                };
+            }
+        }
+        score
+    }
+
+    /// Solves γ of `users` on server `s` into `self.gamma` and returns the
+    /// server's share of e (`None` when C2 or C3 fails).
+    fn solve_share(&mut self, s: usize, users: &[usize]) -> Option<f64> {
         let (params, slot) = (self.params, self.slot);
         // The decision reports step 6's solver statistics, not these.
         let mut stats = SolveStats::default();
@@ -315,7 +389,8 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
     /// Records the D̄ of server `x`'s users at their solved γ (one solve).
     fn settle(&mut self, assoc: &[usize], x: usize) {
         let set = Self::set(assoc, x, None, None);
-        if self.score(x, &set).is_none() {
+        // Solved, not looked up: the γ it leaves in `self.gamma` are read below.
+        if self.score_with(x, &set, false).is_none() {
             return; // the budget is spent; the D̄ only rank the swaps and merges
         }
         for &k in &set {

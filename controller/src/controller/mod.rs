@@ -202,8 +202,12 @@ pub struct Decision<const U: usize, const S: usize> {
     /// Changes (moves and swaps) the improvement applied (0 when it is switched
     /// off or found nothing).
     pub improved: usize,
-    /// Server γ solves the improvement spent (at most its budget).
+    /// Server γ solves the improvement spent (at most its budget), counting the
+    /// scores it found in its memo.
     pub improve_solves: usize,
+    /// Of `improve_solves`, the scores found in the improvement's memo of
+    /// (server, user set) scores: repeats that cost no γ solve.
+    pub improve_memo_hits: usize,
     /// Where the improvement's winning climb started.
     pub improve_start: SearchStart,
     /// Whether the deadline of [`Controller::decide_by`] stopped the improvement
@@ -536,6 +540,7 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
             emptied,
             improved: improvement.changes,
             improve_solves: improvement.solves,
+            improve_memo_hits: improvement.memo_hits,
             improve_start: improvement.start,
             timed_out: improvement.timed_out,
             search_nodes: outcome.nodes,
