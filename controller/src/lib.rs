@@ -67,4 +67,4 @@ pub use error::{Error, Problem};
 pub use model::{evaluate, Evaluation, ServerCost, Violations};
 pub use params::{CostNorm, Params};
 pub use slot::{manhattan, Server, Slot, User, MAX_SERVERS, MAX_USERS};
-pub use solver::{solve_gamma, solve_gamma_f32, ServerSolverF32, SolveStats};
+pub use solver::{solve_gamma, solve_gamma_f32, GammaSolver, ServerSolverF32, SolveStats};

@@ -6,8 +6,8 @@
 //! fast; the two agree to within a few ulps, far inside every tolerance of the
 //! model (1e-6 on e). Bit-for-bit determinism holds per build, not across the two.
 //! The f32 versions (`expf`, …) serve the γ solver's single-precision path
-//! (`solver::solve_gamma_f32`) the same way: the `libm` crate's f32 functions, or
-//! `f32`'s methods with `host-math`.
+//! (`solver::solve_gamma_f32`), the firmware's: they are the `libm` crate's in
+//! every build, so a host replays the firmware's f32 decisions bit for bit.
 
 #[cfg(not(feature = "host-math"))]
 mod imp {
@@ -69,24 +69,9 @@ mod imp {
     pub fn tanh(x: f64) -> f64 {
         x.tanh()
     }
-    pub fn expf(x: f32) -> f32 {
-        x.exp()
-    }
-    pub fn lnf(x: f32) -> f32 {
-        x.ln()
-    }
-    pub fn ln_1pf(x: f32) -> f32 {
-        x.ln_1p()
-    }
-    pub fn powf(x: f32, y: f32) -> f32 {
-        x.powf(y)
-    }
-    pub fn tanhf(x: f32) -> f32 {
-        x.tanh()
-    }
-    pub fn log2f(x: f32) -> f32 {
-        x.log2()
-    }
+    // The f32 functions stay the `libm` crate's: the f32 path exists for the
+    // firmware, and the host checks it (`diten replay --solver f32`) bit for bit.
+    pub use libm::{expf, log1pf as ln_1pf, log2f, logf as lnf, powf, tanhf};
 }
 
 pub(crate) use imp::{exp, expf, ln, ln_1p, ln_1pf, lnf, log2, log2f, pow, powf, tanh, tanhf};

@@ -146,6 +146,13 @@ fn firmware_matches_the_host_replay() {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no improvement budget in the firmware's header:\n{stdout}"));
+    // And the γ solver it reports (f32 on the M4F).
+    let solver = stdout
+        .lines()
+        .find_map(|l| l.split("gamma solver ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no gamma solver in the firmware's header:\n{stdout}"))
+        .to_owned();
     let policy = root.join("onnx-models/general/policy.bin");
     let host_replay = |budget: usize| {
         let out = diten()
@@ -156,6 +163,8 @@ fn firmware_matches_the_host_replay() {
             .arg(&trace)
             .arg("--improve-budget")
             .arg(budget.to_string())
+            .arg("--solver")
+            .arg(&solver)
             .output()
             .expect("running diten replay");
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();

@@ -44,7 +44,7 @@ use super::SearchStart;
 use crate::model::{norm, total_bits, utility, Load, UserCost, Weights};
 use crate::params::Params;
 use crate::slot::Slot;
-use crate::solver::{ServerSolver, SolveStats};
+use crate::solver::{AnyServerSolver, SolveStats};
 
 /// A rise of e smaller than this is not an improvement: it guards the search
 /// against cycling on rounding (e is O(1); its sums round by less than 1e-14).
@@ -176,9 +176,10 @@ pub(super) fn run<const U: usize, const S: usize>(
     slot: &Slot<U, S>,
     budget: usize,
     deadline: &mut dyn Deadline,
+    solver: AnyServerSolver<U>,
     assoc: &mut [usize],
 ) -> Improvement {
-    let mut search = Improve::new(params, slot, budget, deadline);
+    let mut search = Improve::new(params, slot, budget, deadline, solver);
     let (changes, start) = search.run(assoc);
     Improvement {
         changes,
@@ -193,7 +194,7 @@ pub(super) fn run<const U: usize, const S: usize>(
 pub(super) struct Improve<'a, const U: usize, const S: usize> {
     params: &'a Params,
     slot: &'a Slot<U, S>,
-    solver: ServerSolver<U>,
+    solver: AnyServerSolver<U>,
     rate: f64,
     /// β1/n and β2/m: e = Σ_s (w·Σ_{k on s} ρ_k − c·Norm(C_s)).
     weights: Weights,
@@ -232,11 +233,12 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
         slot: &'a Slot<U, S>,
         budget: usize,
         deadline: &'a mut dyn Deadline,
+        solver: AnyServerSolver<U>,
     ) -> Self {
         Improve {
             params,
             slot,
-            solver: ServerSolver::new(params, slot),
+            solver,
             rate: params.rate_bps(),
             weights: Weights::new(params, slot),
             budget,

@@ -145,7 +145,7 @@ use crate::obs::obs_dim;
 use crate::params::Params;
 use crate::policy::{max_scratch_len, Engine, Policy};
 use crate::slot::Slot;
-use crate::solver::{solve_gamma, SolveStats};
+use crate::solver::{solve_gamma, solve_gamma_f32, AnyServerSolver, GammaSolver, SolveStats};
 
 pub use improve::{
     Deadline, NoDeadline, DEFAULT_IMPROVEMENT_BUDGET, MAX_IMPROVEMENTS, MAX_SPLIT_USERS,
@@ -269,6 +269,7 @@ pub struct Controller<'p, 'w, const U: usize, const S: usize, P: Engine = Policy
     params: Params,
     consolidate: bool,
     improve_budget: usize,
+    gamma_solver: GammaSolver,
     workspace: &'w mut [f32],
     /// Users and servers of the last slot decided (where its logits lie).
     last: (usize, usize),
@@ -343,10 +344,25 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
             params,
             consolidate: true,
             improve_budget: DEFAULT_IMPROVEMENT_BUDGET,
+            gamma_solver: GammaSolver::Exact,
             workspace,
             last,
             _blob: core::marker::PhantomData,
         })
+    }
+
+    /// Sets the γ solver of the improvement's server solves (step 5) and of the
+    /// final γ (step 6): [`GammaSolver::Exact`] (the default, the reference) or
+    /// [`GammaSolver::F32`] for a target without a double-precision FPU (no f64
+    /// arithmetic in the solver; e within 1e-5 of exact, measured). The
+    /// evaluation stays exact either way.
+    pub fn set_gamma_solver(&mut self, solver: GammaSolver) {
+        self.gamma_solver = solver;
+    }
+
+    /// The γ solver (see [`set_gamma_solver`](Self::set_gamma_solver)).
+    pub fn gamma_solver(&self) -> GammaSolver {
+        self.gamma_solver
     }
 
     /// Switches the consolidation (step 4 of the [module docs](self),
@@ -514,6 +530,7 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
                 status,
                 self.improve_budget,
                 deadline,
+                AnyServerSolver::new(self.gamma_solver, &self.params, status)?,
                 &mut association,
             )
         } else {
@@ -522,7 +539,10 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
 
         let mut gamma: heapless::Vec<f64, U> = heapless::Vec::new();
         gamma.resize(n_users, 0.0).map_err(|_| capacity)?;
-        let solve = solve_gamma(&self.params, status, &association, &mut gamma)?;
+        let solve = match self.gamma_solver {
+            GammaSolver::Exact => solve_gamma(&self.params, status, &association, &mut gamma)?,
+            GammaSolver::F32 => solve_gamma_f32(&self.params, status, &association, &mut gamma)?,
+        };
         let evaluation = evaluate(&self.params, status, &association, &gamma)?;
         let moved = association
             .iter()

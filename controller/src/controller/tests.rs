@@ -619,11 +619,14 @@ fn the_memo_changes_no_decision() {
         let mut runs = [(Vec::new(), 0, 0), (Vec::new(), 0, 0)];
         for (run, memo_on) in runs.iter_mut().zip([true, false]) {
             let mut never = NoDeadline;
+            let solver =
+                crate::solver::AnyServerSolver::new(GammaSolver::Exact, &params, &status).unwrap();
             let mut search = super::improve::Improve::<8, 8>::new(
                 &params,
                 &status,
                 DEFAULT_IMPROVEMENT_BUDGET,
                 &mut never,
+                solver,
             );
             search.memo_on = memo_on;
             let mut assoc = start.association.to_vec();
@@ -640,6 +643,53 @@ fn the_memo_changes_no_decision() {
         searched > 20 && hits > 0,
         "{searched} searches, {hits} hits"
     );
+}
+
+/// The f32 γ solver in the controller: at budget 0 the association is the exact
+/// run's (steps 1–4 solve no γ) and e is within 1e-5 of it; at the default
+/// budget the decision keeps C2 and C3 and is no worse than budget 0's by more
+/// than that tolerance.
+#[test]
+fn the_f32_solver_decides_within_1e5_of_the_exact_one() {
+    let params = Params::default();
+    let mut checked = 0;
+    for seed in 0..40u64 {
+        let mut rng = Rng::new(seed ^ 0x0F32_0F32);
+        let (nu, ns) = (8, 8);
+        let servers: Vec<Server> = (0..ns)
+            .map(|_| Server {
+                x: 120.0 * rng.unit(),
+                y: 120.0 * rng.unit(),
+                p: 60.0 + 200.0 * rng.unit(),
+                q: 400.0 + 2000.0 * rng.unit(),
+                eps: 54.0 + 2.0 * rng.unit(),
+                available: true,
+            })
+            .collect();
+        let users = random_users(&mut rng, nu, ns);
+        let status = Sl::new(&servers, &users).unwrap();
+        let blob = random_blob(seed, nu, ns, 8);
+        let policy = Policy::parse(&blob).unwrap();
+        let mut ws = vec![0.0; workspace_len(&policy)];
+        let mut ctl = Ctl::new(policy, params, &mut ws).unwrap();
+        assert_eq!(ctl.gamma_solver(), GammaSolver::Exact);
+        ctl.set_improvement_budget(0);
+        let exact = ctl.decide(&status).unwrap();
+        ctl.set_gamma_solver(GammaSolver::F32);
+        let single = ctl.decide(&status).unwrap();
+        assert_eq!(single.association, exact.association, "seed {seed}");
+        let (a, b) = (single.evaluation.objective, exact.evaluation.objective);
+        assert!((a - b).abs() <= 1e-5, "seed {seed}: {a} vs {b}");
+        assert_eq!(single.feasible, exact.feasible);
+        ctl.set_improvement_budget(DEFAULT_IMPROVEMENT_BUDGET);
+        let searched = ctl.decide(&status).unwrap();
+        if exact.feasible {
+            assert!(searched.feasible, "seed {seed}");
+            assert!(searched.evaluation.objective >= a - 1e-5, "seed {seed}");
+            checked += 1;
+        }
+    }
+    assert!(checked > 20, "{checked} feasible slots");
 }
 
 #[test]

@@ -77,6 +77,56 @@ use var::{Alpha, Server, UserTerms};
 
 pub use single_precision::{solve_gamma_f32, ServerSolverF32};
 
+/// Which γ solver a computation runs: the exact f64 one (the reference: host,
+/// `diten solve`, simulator, oracle) or the single-precision one for a target
+/// without a double-precision FPU ([`solve_gamma_f32`], e within 1e-5 of exact,
+/// measured).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GammaSolver {
+    /// [`solve_gamma`] and [`ServerSolver`].
+    #[default]
+    Exact,
+    /// [`solve_gamma_f32`] and [`ServerSolverF32`].
+    F32,
+}
+
+/// A server solver of either kind, for searches that re-solve server by server.
+pub(crate) enum AnyServerSolver<const U: usize> {
+    Exact(ServerSolver<U>),
+    F32(ServerSolverF32<U>),
+}
+
+impl<const U: usize> AnyServerSolver<U> {
+    /// The solver `kind` for the servers of `slot` (the f32 one checks the
+    /// parameters and the utility exponents in f32: its errors).
+    pub(crate) fn new<const S: usize>(
+        kind: GammaSolver,
+        params: &Params,
+        slot: &Slot<U, S>,
+    ) -> Result<Self, Error> {
+        Ok(match kind {
+            GammaSolver::Exact => AnyServerSolver::Exact(ServerSolver::new(params, slot)),
+            GammaSolver::F32 => AnyServerSolver::F32(ServerSolverF32::new(params, slot)?),
+        })
+    }
+
+    /// [`ServerSolver::solve`] or [`ServerSolverF32::solve`].
+    pub(crate) fn solve<const S: usize>(
+        &mut self,
+        params: &Params,
+        slot: &Slot<U, S>,
+        s: usize,
+        users: &[usize],
+        gamma: &mut [f64],
+        stats: &mut SolveStats,
+    ) -> bool {
+        match self {
+            AnyServerSolver::Exact(solver) => solver.solve(params, slot, s, users, gamma, stats),
+            AnyServerSolver::F32(solver) => solver.solve(slot, s, users, gamma, stats),
+        }
+    }
+}
+
 /// Maximum Newton, Halley or bisection steps for one scalar root or inverse.
 pub const MAX_NEWTON: usize = 64;
 /// Maximum branch-and-bound samples for one server with two or more free users.

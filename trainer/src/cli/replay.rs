@@ -30,6 +30,10 @@ pub struct ReplayArgs {
     /// the firmware prints the one it runs with.
     #[arg(long, value_name = "SOLVES", default_value_t = diten_controller::controller::DEFAULT_IMPROVEMENT_BUDGET)]
     pub improve_budget: usize,
+    /// The controller's γ solver (the improvement's server solves and the final
+    /// γ): exact (f64, the reference) or f32, as the firmware runs it.
+    #[arg(long, value_enum, default_value_t = super::solve::GammaSolver::Exact)]
+    pub solver: super::solve::GammaSolver,
     /// Signature checks of --policy.
     #[command(flatten)]
     pub trust: super::sign::TrustArgs,
@@ -64,6 +68,7 @@ fn replay<P: Engine>(policy: P, trace: Trace<'_>, args: &ReplayArgs) -> anyhow::
         Controller::new(policy, *trace.params(), &mut workspace)
             .map_err(|e| anyhow!("--policy {}: {e}", args.policy.display()))?;
     controller.set_improvement_budget(args.improve_budget);
+    controller.set_gamma_solver(args.solver.into());
     let mut replay: Replay<'_, MAX_USERS, MAX_SERVERS> =
         Replay::new(trace).map_err(|e| anyhow!("trace {path}: {e}"))?;
     let mut objective = 0.0;

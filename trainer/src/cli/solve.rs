@@ -26,6 +26,15 @@ pub enum GammaSolver {
     F32,
 }
 
+impl From<GammaSolver> for diten_controller::GammaSolver {
+    fn from(solver: GammaSolver) -> Self {
+        match solver {
+            GammaSolver::Exact => diten_controller::GammaSolver::Exact,
+            GammaSolver::F32 => diten_controller::GammaSolver::F32,
+        }
+    }
+}
+
 /// The input of `diten solve`, exactly SPEC §3.1's object.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
