@@ -161,6 +161,18 @@ pub struct Placed {
     pub count: usize,
     /// Their loads, summed in user order.
     pub load: Load,
+    /// `Norm(load.total)`, kept by [`add`](Self::add) so that each decoding
+    /// step computes one Norm per server, not two.
+    pub norm: f64,
+}
+
+impl Placed {
+    /// Places one more user, whose load at γ = 0 is `load`.
+    pub fn add(&mut self, params: &Params, load: Load) {
+        self.count += 1;
+        self.load = self.load + load;
+        self.norm = norm(params, self.load.total);
+    }
 }
 
 /// The decoder features of adding a user whose load on `srv` is `add` to a
@@ -180,7 +192,7 @@ pub fn dyn_features(
     add: &Load,
 ) -> [f32; DYN_FEATURES] {
     let after = placed.load + *add;
-    let rise = norm(params, after.total) - norm(params, placed.load.total);
+    let rise = norm(params, after.total) - placed.norm;
     [
         f64::from(u8::from(placed.count > 0)),
         placed.count.min(8) as f64 / 4.0,
@@ -650,8 +662,7 @@ impl<'a> GeneralPolicy<'a> {
             }
             if let Some((_, s)) = best {
                 if let (Some(state), Some(&load)) = (placed.get_mut(s), loads.get(s)) {
-                    state.count += 1;
-                    state.load = state.load + load;
+                    state.add(params, load);
                 }
             }
         }

@@ -256,8 +256,7 @@ pub fn sample(
         }
         decoder.extend(features.iter().flatten());
         penalty.extend(pen.iter().map(|&p| p.max(DOWN)));
-        placed[t].count += 1;
-        placed[t].load = placed[t].load + loads[t];
+        placed[t].add(params, loads[t]);
     }
     Some(Sample {
         users: n,

@@ -348,8 +348,9 @@ fn the_forward_pass_matches_the_formulas() {
                     _ => Some(s),
                 })
                 .unwrap();
-            placed[best].count += 1;
-            placed[best].load = placed[best].load + loads[best];
+            placed[best].add(&params, loads[best]);
+            // The kept Norm is the one the module docs' formula gives.
+            assert_eq!(placed[best].norm, norm(&params, placed[best].load.total));
         }
     }
 }
