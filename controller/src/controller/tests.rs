@@ -422,6 +422,23 @@ fn consolidation_never_breaks_a_capacity() {
     assert!(on.feasible);
 }
 
+/// A random slot of `n` users on `m` servers with random capacities, crowded
+/// enough that the repair, the consolidation and the improvement all have work.
+fn crowded_slot(rng: &mut Rng, n: usize, m: usize) -> Sl {
+    let servers: Vec<Server> = (0..m)
+        .map(|_| Server {
+            x: 120.0 * rng.unit(),
+            y: 120.0 * rng.unit(),
+            p: 60.0 + 200.0 * rng.unit(),
+            q: 400.0 + 2000.0 * rng.unit(),
+            eps: 54.0 + 2.0 * rng.unit(),
+            available: true,
+        })
+        .collect();
+    let users = random_users(rng, n, m);
+    Sl::new(&servers, &users).unwrap()
+}
+
 /// `n` users in the 120 m square, φ = 0.2, 200–2000 images now and up to 2000
 /// before, user u last on server u mod `servers` (draws in that order).
 fn random_users(rng: &mut Rng, n: usize, servers: usize) -> Vec<User> {
@@ -482,18 +499,7 @@ fn consolidation_pruning_changes_no_decision() {
     for seed in 0..300u64 {
         let mut rng = Rng::new(seed ^ 0xC0_501D);
         let (nu, ns) = (8, 8);
-        let servers: Vec<Server> = (0..ns)
-            .map(|_| Server {
-                x: 120.0 * rng.unit(),
-                y: 120.0 * rng.unit(),
-                p: 60.0 + 200.0 * rng.unit(),
-                q: 400.0 + 2000.0 * rng.unit(),
-                eps: 54.0 + 2.0 * rng.unit(),
-                available: true,
-            })
-            .collect();
-        let users = random_users(&mut rng, nu, ns);
-        let status = Sl::new(&servers, &users).unwrap();
+        let status = crowded_slot(&mut rng, nu, ns);
         let blob = random_blob(seed, nu, ns, 8);
         let policy = Policy::parse(&blob).unwrap();
         let mut ws = vec![0.0; workspace_len(&policy)];
@@ -532,18 +538,7 @@ fn a_deadline_stops_the_improvement_with_the_best_so_far() {
     for seed in 0..60u64 {
         let mut rng = Rng::new(seed ^ 0x0DEA_D11E);
         let (nu, ns) = (8, 8);
-        let servers: Vec<Server> = (0..ns)
-            .map(|_| Server {
-                x: 120.0 * rng.unit(),
-                y: 120.0 * rng.unit(),
-                p: 60.0 + 200.0 * rng.unit(),
-                q: 400.0 + 2000.0 * rng.unit(),
-                eps: 54.0 + 2.0 * rng.unit(),
-                available: true,
-            })
-            .collect();
-        let users = random_users(&mut rng, nu, ns);
-        let status = Sl::new(&servers, &users).unwrap();
+        let status = crowded_slot(&mut rng, nu, ns);
         let blob = random_blob(seed, nu, ns, 8);
         let policy = Policy::parse(&blob).unwrap();
         let mut ws = vec![0.0; workspace_len(&policy)];
@@ -595,18 +590,7 @@ fn the_memo_changes_no_decision() {
     for seed in 0..40u64 {
         let mut rng = Rng::new(seed ^ 0x0BAD_CAFE);
         let (nu, ns) = (8, 8);
-        let servers: Vec<Server> = (0..ns)
-            .map(|_| Server {
-                x: 120.0 * rng.unit(),
-                y: 120.0 * rng.unit(),
-                p: 60.0 + 200.0 * rng.unit(),
-                q: 400.0 + 2000.0 * rng.unit(),
-                eps: 54.0 + 2.0 * rng.unit(),
-                available: true,
-            })
-            .collect();
-        let users = random_users(&mut rng, nu, ns);
-        let status = Sl::new(&servers, &users).unwrap();
+        let status = crowded_slot(&mut rng, nu, ns);
         let blob = random_blob(seed, nu, ns, 8);
         let policy = Policy::parse(&blob).unwrap();
         let mut ws = vec![0.0; workspace_len(&policy)];
@@ -656,18 +640,7 @@ fn the_f32_solver_decides_within_1e5_of_the_exact_one() {
     for seed in 0..40u64 {
         let mut rng = Rng::new(seed ^ 0x0F32_0F32);
         let (nu, ns) = (8, 8);
-        let servers: Vec<Server> = (0..ns)
-            .map(|_| Server {
-                x: 120.0 * rng.unit(),
-                y: 120.0 * rng.unit(),
-                p: 60.0 + 200.0 * rng.unit(),
-                q: 400.0 + 2000.0 * rng.unit(),
-                eps: 54.0 + 2.0 * rng.unit(),
-                available: true,
-            })
-            .collect();
-        let users = random_users(&mut rng, nu, ns);
-        let status = Sl::new(&servers, &users).unwrap();
+        let status = crowded_slot(&mut rng, nu, ns);
         let blob = random_blob(seed, nu, ns, 8);
         let policy = Policy::parse(&blob).unwrap();
         let mut ws = vec![0.0; workspace_len(&policy)];
