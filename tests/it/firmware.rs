@@ -26,6 +26,9 @@ const TRACE_ARGS: [&str; 8] = [
 ];
 /// The firmware's target.
 const THUMB: &str = "thumbv7em-none-eabihf";
+/// Seconds the firmware's build and run may take (about 30 s here, the build
+/// included when it is fresh: a few minutes).
+const FIRMWARE_TIMEOUT_S: u64 = 900;
 /// The agreement asked of γ and the objective.
 const TOL: f64 = 1e-5;
 
@@ -122,8 +125,13 @@ fn firmware_matches_the_host_replay() {
     );
 
     // The firmware, built in its own folder with its own config and lock file.
+    // Under `timeout`, which stops cargo and QEMU together (its own process
+    // group): a firmware whose stack outgrows its RAM runs into the statics and
+    // hangs rather than faulting, and must fail this test, not stall the suite.
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(cargo)
+    let out = Command::new("timeout")
+        .args(["--kill-after=10", &FIRMWARE_TIMEOUT_S.to_string()])
+        .arg(cargo)
         .args(["run", "--release", "--quiet"])
         .current_dir(root.join("firmware-example"))
         // The firmware's folder has its own target; a variable set for the host
@@ -134,6 +142,11 @@ fn firmware_matches_the_host_replay() {
         .expect("running cargo run in firmware-example");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() != Some(124),
+        "the firmware ran past {FIRMWARE_TIMEOUT_S} s (a hang: is its stack peak over the \
+         64 KiB of RAM? firmware-example/README.md):\n{stdout}\n{stderr}"
+    );
     assert!(
         out.status.success(),
         "the firmware failed ({}):\n{stdout}\n{stderr}",
