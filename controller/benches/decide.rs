@@ -5,10 +5,11 @@
 //! improvement budget; `decide/u20_s21_unimproved`, the same with the improvement
 //! off; `decide/u20_s21_unconsolidated`, with the consolidation off too (the
 //! policy alone); and `policy/u20_s21`, the policy's forward pass alone.
-//! `policy/general_u20_s21` and `decide/general_u20_s21_budget0` are the same
-//! for the shipped size-agnostic policy (`onnx-models/general/policy.bin`,
+//! `policy/general_u20_s21` and `decide/general_u20_s21{,_budget0}{,_f32}` are
+//! the same for the shipped size-agnostic policy (`onnx-models/general/policy.bin`,
 //! trained weights): its forward pass and sequential decoding, and the whole
-//! decision at improvement budget 0.
+//! decision at the default budget and at budget 0, with the exact and the f32 γ
+//! solver.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use diten_controller::controller::DEFAULT_IMPROVEMENT_BUDGET;
@@ -16,7 +17,7 @@ use diten_controller::obs::obs_dim;
 use diten_controller::policy::{
     encode, encoded_len, F32Le, GeneralPolicy, LayerRef, ModelRef, Policy,
 };
-use diten_controller::{Controller, Params, RepairOutcome, Slot};
+use diten_controller::{Controller, GammaSolver, Params, RepairOutcome, Slot};
 
 const USERS: usize = 20;
 const SERVERS: usize = 21;
@@ -167,15 +168,25 @@ fn bench(c: &mut Criterion) {
         vec![0.0f32; Controller::<USERS, SERVERS, GeneralPolicy<'_>>::workspace_len(&general)];
     let mut controller: Controller<'_, '_, USERS, SERVERS, GeneralPolicy<'_>> =
         Controller::new(general, params, &mut workspace).expect("controller");
-    controller.set_improvement_budget(0);
-    c.bench_function("decide/general_u20_s21_budget0", |b| {
-        let mut i = 0;
-        b.iter(|| {
-            let s = &statuses[i % statuses.len()];
-            i += 1;
-            controller.decide(black_box(s)).expect("decides")
-        })
-    });
+    // Budget 0, then the default budget, each with the exact and the f32 γ
+    // solver (the firmware's).
+    for (name, budget, solver) in [
+        ("decide/general_u20_s21_budget0", 0, GammaSolver::Exact),
+        ("decide/general_u20_s21_budget0_f32", 0, GammaSolver::F32),
+        ("decide/general_u20_s21", DEFAULT_IMPROVEMENT_BUDGET, GammaSolver::Exact),
+        ("decide/general_u20_s21_f32", DEFAULT_IMPROVEMENT_BUDGET, GammaSolver::F32),
+    ] {
+        controller.set_improvement_budget(budget);
+        controller.set_gamma_solver(solver);
+        c.bench_function(name, |b| {
+            let mut i = 0;
+            b.iter(|| {
+                let s = &statuses[i % statuses.len()];
+                i += 1;
+                controller.decide(black_box(s)).expect("decides")
+            })
+        });
+    }
 }
 
 criterion_group!(benches, bench);
