@@ -173,8 +173,16 @@ fn bench(c: &mut Criterion) {
     for (name, budget, solver) in [
         ("decide/general_u20_s21_budget0", 0, GammaSolver::Exact),
         ("decide/general_u20_s21_budget0_f32", 0, GammaSolver::F32),
-        ("decide/general_u20_s21", DEFAULT_IMPROVEMENT_BUDGET, GammaSolver::Exact),
-        ("decide/general_u20_s21_f32", DEFAULT_IMPROVEMENT_BUDGET, GammaSolver::F32),
+        (
+            "decide/general_u20_s21",
+            DEFAULT_IMPROVEMENT_BUDGET,
+            GammaSolver::Exact,
+        ),
+        (
+            "decide/general_u20_s21_f32",
+            DEFAULT_IMPROVEMENT_BUDGET,
+            GammaSolver::F32,
+        ),
     ] {
         controller.set_improvement_budget(budget);
         controller.set_gamma_solver(solver);

@@ -81,6 +81,7 @@ impl<const U: usize, const S: usize> Repair<'_, U, S> {
                     .position(|&v| norm_of(s).total_cmp(&norm_of(v)).is_gt())
                     .unwrap_or(order.len());
                 if order.insert(at, s).is_err() {
+                    debug_assert!(false, "more than S servers to order");
                     return emptied; // never: at most m ≤ S servers
                 }
             }
@@ -96,6 +97,7 @@ impl<const U: usize, const S: usize> Repair<'_, U, S> {
                 }
                 let mut trial = [0usize; U];
                 let Some(slice) = trial.get_mut(..n) else {
+                    debug_assert!(false, "an association of more than U users");
                     return emptied; // never: assoc holds n ≤ U users
                 };
                 slice.copy_from_slice(assoc);

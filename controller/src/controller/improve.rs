@@ -447,6 +447,7 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
         for (i, &start) in starts.iter().enumerate() {
             let mut trial = [0usize; U];
             let Some(trial) = trial.get_mut(..n) else {
+                debug_assert!(false, "an association of more than U users");
                 break; // never: n ≤ U
             };
             if !self.start(start, assoc, trial) {
@@ -657,6 +658,7 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
     /// and C3 parts at γ = 0 (the least computation).
     fn load(&self, u: usize, s: usize) -> Load {
         let (Some(user), Some(&bits)) = (self.slot.users().get(u), self.bits.get(u)) else {
+            debug_assert!(false, "user {u} out of range");
             return Load::default(); // never: u < n
         };
         let uc = UserCost::new(self.params, self.slot, user, s, self.rate);
@@ -756,7 +758,10 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
                     }
                     (s, t, Set::new(), set_t)
                 }
-                Change::Move(..) | Change::Split(..) => continue, // never kept above
+                Change::Move(..) | Change::Split(..) => {
+                    debug_assert!(false, "only swaps and merges are candidates here");
+                    continue; // never kept above
+                }
             };
             let (Some(vs), Some(vt)) = (self.score(s, &set_s), self.score(t, &set_t)) else {
                 continue;

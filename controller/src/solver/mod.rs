@@ -240,6 +240,7 @@ impl<const U: usize> ServerSolver<U> {
             }
         }
         let Some(srv) = slot.servers().get(s) else {
+            debug_assert!(false, "server {s} out of range");
             return false; // never: callers pass valid servers
         };
         let prob = &mut self.prob;
@@ -248,6 +249,7 @@ impl<const U: usize> ServerSolver<U> {
         let mut cmp_per_bit = [0.0; U];
         for (&k, per_bit) in users.iter().zip(cmp_per_bit.iter_mut()) {
             let Some(u) = slot.users().get(k) else {
+                debug_assert!(false, "user {k} out of range");
                 continue; // never: the association was checked
             };
             let uc = UserCost::new(params, slot, u, s, self.rate);
