@@ -393,8 +393,14 @@ impl Decoded<'_> {
     }
 }
 
-/// Checks and takes apart a blob (see the module docs for the checks and their order).
-pub(super) fn decode(blob: &[u8]) -> Result<Decoded<'_>, Error> {
+/// The framing checks every blob format shares, in the module docs' order:
+/// magic, header length, a version of `versions`, the `layout`, the stated
+/// length and the payload's CRC. Returns the header and the payload.
+pub(super) fn frame<'b>(
+    blob: &'b [u8],
+    versions: &[u16],
+    layout: [u8; 16],
+) -> Result<(&'b [u8; HEADER_LEN], &'b [u8]), Error> {
     if !MAGIC.starts_with(blob.get(..MAGIC.len()).unwrap_or(blob)) {
         return Err(Error::BlobMagic);
     }
@@ -405,10 +411,10 @@ pub(super) fn decode(blob: &[u8]) -> Result<Decoded<'_>, Error> {
         });
     };
     let version = u16::from_le_bytes(field(header, OFF_VERSION));
-    if version != FORMAT_VERSION && version != FORMAT_VERSION_2 {
+    if !versions.contains(&version) {
         return Err(Error::BlobVersion { found: version });
     }
-    if field::<16>(header, OFF_LAYOUT) != LAYOUT_ID {
+    if field::<16>(header, OFF_LAYOUT) != layout {
         return Err(Error::BlobLayout);
     }
     let expected =
@@ -425,6 +431,13 @@ pub(super) fn decode(blob: &[u8]) -> Result<Decoded<'_>, Error> {
     if stored != computed {
         return Err(Error::BlobCrc { stored, computed });
     }
+    Ok((header, payload))
+}
+
+/// Checks and takes apart a blob (see the module docs for the checks and their order).
+pub(super) fn decode(blob: &[u8]) -> Result<Decoded<'_>, Error> {
+    let (header, payload) = frame(blob, &[FORMAT_VERSION, FORMAT_VERSION_2], LAYOUT_ID)?;
+    let version = u16::from_le_bytes(field(header, OFF_VERSION));
     let users = usize::from(u16::from_le_bytes(field(header, OFF_USERS)));
     let servers = usize::from(u16::from_le_bytes(field(header, OFF_SERVERS)));
     check_counts(users, servers)?;

@@ -65,9 +65,9 @@
 use serde::Serialize;
 
 use super::blob::{
-    check_dense, check_dim, check_values, crc32, field, put, to_usize, BlobField, Cursor, F32Le,
-    LayerRef, HEADER_LEN, MAGIC, OFF_CRC, OFF_LAYOUT, OFF_OBS_DIM, OFF_PAYLOAD_LEN, OFF_SERVERS,
-    OFF_USERS, OFF_VERSION,
+    check_dense, check_dim, check_values, crc32, field, frame, put, to_usize, BlobField, Cursor,
+    F32Le, LayerRef, HEADER_LEN, MAGIC, OFF_CRC, OFF_LAYOUT, OFF_OBS_DIM, OFF_PAYLOAD_LEN,
+    OFF_SERVERS, OFF_USERS, OFF_VERSION,
 };
 use super::CLIP;
 use crate::model::{norm, Load};
@@ -398,36 +398,7 @@ impl<'a> GeneralPolicy<'a> {
     /// Checks and parses a `policy-v2` blob, borrowing its weights (errors as
     /// [`Policy::parse`](super::Policy::parse)'s, each naming its field).
     pub fn parse(blob: &'a [u8]) -> Result<Self, Error> {
-        if !MAGIC.starts_with(blob.get(..MAGIC.len()).unwrap_or(blob)) {
-            return Err(Error::BlobMagic);
-        }
-        let Some((header, payload)) = blob.split_first_chunk::<HEADER_LEN>() else {
-            return Err(Error::BlobTruncated {
-                expected: HEADER_LEN,
-                got: blob.len(),
-            });
-        };
-        let version = u16::from_le_bytes(field(header, OFF_VERSION));
-        if version != GENERAL_FORMAT_VERSION {
-            return Err(Error::BlobVersion { found: version });
-        }
-        if field::<16>(header, OFF_LAYOUT) != LAYOUT_V2 {
-            return Err(Error::BlobLayout);
-        }
-        let expected =
-            HEADER_LEN.saturating_add(to_usize(u32::from_le_bytes(field(header, OFF_PAYLOAD_LEN))));
-        let got = blob.len();
-        if got < expected {
-            return Err(Error::BlobTruncated { expected, got });
-        }
-        if got > expected {
-            return Err(Error::BlobTrailing { expected, got });
-        }
-        let stored = u32::from_le_bytes(field(header, OFF_CRC));
-        let computed = crc32(payload);
-        if stored != computed {
-            return Err(Error::BlobCrc { stored, computed });
-        }
+        let (header, payload) = frame(blob, &[GENERAL_FORMAT_VERSION], LAYOUT_V2)?;
         let dims = [
             ("users", OFF_USERS, MAX_GENERAL_USERS),
             ("servers", OFF_SERVERS, MAX_GENERAL_SERVERS),
