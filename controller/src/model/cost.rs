@@ -53,6 +53,18 @@ pub fn norm(params: &Params, cost: f64) -> f64 {
     }
 }
 
+/// [`norm`] in single precision, for the size-agnostic policy's decoder
+/// (`policy::general`), which runs in f32 on a target without a double-precision
+/// FPU: the same formula with `libm`'s `tanhf`.
+#[inline]
+pub fn norm_f32(params: &Params, cost: f32) -> f32 {
+    let y = cost / (4.0 * params.f0) as f32;
+    match params.cost_norm {
+        CostNorm::Paper => crate::math::tanhf(y),
+        CostNorm::Linear => y,
+    }
+}
+
 /// The cost coefficients of one user placed on one server. Costs are affine in the
 /// user's total data D̄ = D_t + γ·D_{t−1}; the solver and [`crate::evaluate`] both
 /// build costs from this, so the model exists once.

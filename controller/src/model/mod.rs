@@ -5,7 +5,7 @@ mod cost;
 mod load;
 mod utility;
 
-pub use cost::{norm, ServerCost, UserCost};
+pub use cost::{norm, norm_f32, ServerCost, UserCost};
 pub use load::{total_bits, Load, Weights};
 pub use utility::{exponent, utility};
 

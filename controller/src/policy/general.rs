@@ -7,7 +7,10 @@
 //!
 //! Every (user, server) pair gets [`PAIR_FEATURES`] features ([`pair_features`],
 //! layout [`OBS_LAYOUT_V2`]: distances, the previous-server flag, the user's loads
-//! on that server relative to its capacities, …), normalised as in `policy-v1`
+//! on that server relative to its capacities, …), computed in f32 from each
+//! user's and server's values rounded to f32 once per slot (the network's
+//! precision; a Cortex-M4F has no f64 FPU, and f64 arithmetic per pair cost it
+//! more than the network itself), normalised as in `policy-v1`
 //! (`x' = clamp((x − mean)·inv_std, ±CLIP)`). With H hidden units (at most
 //! [`MAX_HIDDEN`]) and weights shared over all pairs:
 //!
@@ -70,10 +73,12 @@ use super::blob::{
     OFF_SERVERS, OFF_USERS, OFF_VERSION,
 };
 use super::CLIP;
-use crate::model::{norm, Load};
+use crate::model::norm_f32;
+#[cfg(doc)]
+use crate::model::Load;
 use crate::params::CostNorm;
-use crate::slot::Server;
-use crate::{manhattan, Error, Params, Slot};
+use crate::slot::{Server, User};
+use crate::{Error, Params, Slot};
 
 /// The pair-feature layout [`pair_features`] writes.
 pub const OBS_LAYOUT_V2: &str = "diten-obs-v2";
@@ -95,11 +100,213 @@ pub const MAX_GENERAL_SERVERS: usize = 32;
 /// while another server still takes it.
 pub const NO_FIT_PENALTY: f32 = 1.0e4;
 
-const DIST_SCALE: f64 = 100.0;
-const DATA_SCALE: f64 = 1e6;
+const DIST_SCALE: f32 = 100.0;
+const DATA_SCALE: f32 = 1e6;
+
+/// What the pair features and the decoder read of one user, in f32: computed once
+/// per slot, so that a pair costs a few single-precision operations (on a
+/// Cortex-M4F, whose FPU has no f64, the f64 model arithmetic per pair would cost
+/// thousands of instructions).
+#[derive(Clone, Copy, Debug, Default)]
+struct UserIn {
+    x: f32,
+    y: f32,
+    /// The previous server and its position; `None` for a user that joined.
+    prev: Option<(usize, f32, f32)>,
+    /// D_t (bits): the data trained at γ = 0.
+    data: f32,
+    /// D_t−1 (bits).
+    prev_data: f32,
+    /// n_mig · (D_t + D_twin): the migration cost per metre at γ = 0.
+    mig_per_m: f32,
+    /// n_syn · D_t / rate: the synchronisation cost per metre.
+    syn_per_m: f32,
+    emd: f32,
+}
+
+impl UserIn {
+    fn new<const U: usize, const S: usize>(
+        params: &Params,
+        slot: &Slot<U, S>,
+        user: &User,
+        rate: f64,
+    ) -> UserIn {
+        let prev = user
+            .prev_server
+            .and_then(|p| slot.servers().get(p).map(|v| (p, v.x as f32, v.y as f32)));
+        UserIn {
+            x: user.x as f32,
+            y: user.y as f32,
+            prev,
+            data: user.data_bits as f32,
+            prev_data: user.prev_data_bits as f32,
+            mig_per_m: (params.n_mig * (user.data_bits + user.twin_bits)) as f32,
+            syn_per_m: (params.n_syn * user.data_bits / rate) as f32,
+            emd: user.emd as f32,
+        }
+    }
+}
+
+/// What the pair features and the decoder read of one server, in f32.
+#[derive(Clone, Copy, Debug, Default)]
+struct ServerIn {
+    x: f32,
+    y: f32,
+    /// C2's bound q_s.
+    q: f32,
+    /// C3's bound p_s.
+    p: f32,
+    /// n_cmp · ε_s · (E_s + E_u,s): the computation cost per bit.
+    cmp_per_bit: f32,
+    available: bool,
+}
+
+impl ServerIn {
+    fn new(params: &Params, srv: &Server) -> ServerIn {
+        ServerIn {
+            x: srv.x as f32,
+            y: srv.y as f32,
+            q: srv.q as f32,
+            p: srv.p as f32,
+            cmp_per_bit: (params.n_cmp * srv.eps * params.epochs()) as f32,
+            available: srv.available,
+        }
+    }
+}
+
+/// What one user puts on one server at γ = 0, in f32: the model's [`Load`]
+/// (`Load::at_zero`, the same formula) at the precision the network's inputs and
+/// the decoder need. The decoder sums these in user order; its C2/C3 test is a
+/// hint for the network, the repair's f64 [`Load`] decides feasibility.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LoadF32 {
+    /// Computation cost (bound q_s, C2).
+    pub cmp: f32,
+    /// Synchronisation cost (bound p_s, C3).
+    pub syn: f32,
+    /// Total cost C_s: migration, synchronisation and computation.
+    pub total: f32,
+}
+
+impl core::ops::Add for LoadF32 {
+    type Output = LoadF32;
+    fn add(self, o: LoadF32) -> LoadF32 {
+        LoadF32 {
+            cmp: self.cmp + o.cmp,
+            syn: self.syn + o.syn,
+            total: self.total + o.total,
+        }
+    }
+}
+
+impl LoadF32 {
+    /// Whether C2 and C3 hold on `srv` (a NaN sum fits, as [`Load::fits`] decides).
+    fn fits(&self, srv: &ServerIn) -> bool {
+        !(self.cmp > srv.q) && !(self.syn > srv.p)
+    }
+}
+
+/// Manhattan distance in f32.
+fn manhattan_f32(ax: f32, ay: f32, bx: f32, by: f32) -> f32 {
+    (ax - bx).abs() + (ay - by).abs()
+}
+
+/// The slot as the network reads it: every user's and server's [`UserIn`] and
+/// [`ServerIn`], computed once, and the objective's constants.
+struct SlotIn<const U: usize, const S: usize> {
+    users: [UserIn; U],
+    servers: [ServerIn; S],
+    n: usize,
+    m: usize,
+    /// 1 / (2 f0).
+    inv_2f0: f32,
+    /// 1 under the linear objective.
+    linear: f32,
+}
+
+impl<const U: usize, const S: usize> SlotIn<U, S> {
+    fn new(params: &Params, slot: &Slot<U, S>) -> Self {
+        let rate = params.rate_bps();
+        let mut users = [UserIn::default(); U];
+        for (o, user) in users.iter_mut().zip(slot.users()) {
+            *o = UserIn::new(params, slot, user, rate);
+        }
+        let mut servers = [ServerIn::default(); S];
+        for (o, srv) in servers.iter_mut().zip(slot.servers()) {
+            *o = ServerIn::new(params, srv);
+        }
+        SlotIn {
+            users,
+            servers,
+            n: slot.users().len(),
+            m: slot.servers().len(),
+            inv_2f0: (1.0 / (2.0 * params.f0)) as f32,
+            linear: f32::from(u8::from(params.cost_norm == CostNorm::Linear)),
+        }
+    }
+
+    fn users(&self) -> &[UserIn] {
+        self.users.get(..self.n).unwrap_or(&[])
+    }
+
+    fn servers(&self) -> &[ServerIn] {
+        self.servers.get(..self.m).unwrap_or(&[])
+    }
+}
+
+/// User `u`'s load on server `s` at γ = 0 and the two distances (to the user,
+/// and from its previous server; 0 without one).
+fn pair_load(u: &UserIn, s: usize, srv: &ServerIn) -> (LoadF32, f32, f32) {
+    let dist = manhattan_f32(u.x, u.y, srv.x, srv.y);
+    let mig_dist = match u.prev {
+        Some((p, px, py)) if p != s => manhattan_f32(px, py, srv.x, srv.y),
+        _ => 0.0,
+    };
+    let (mig, syn, cmp) = (
+        u.mig_per_m * mig_dist,
+        u.syn_per_m * dist,
+        srv.cmp_per_bit * u.data,
+    );
+    let load = LoadF32 {
+        cmp,
+        syn,
+        total: mig + syn + cmp,
+    };
+    (load, dist, mig_dist)
+}
+
+/// The features of pair (`u`, `s`) (table at [`pair_features`]).
+fn features(
+    inv_2f0: f32,
+    linear: f32,
+    u: &UserIn,
+    s: usize,
+    srv: &ServerIn,
+) -> [f32; PAIR_FEATURES] {
+    let (load, dist, mig_dist) = pair_load(u, s, srv);
+    let (prev, joined) = match u.prev {
+        Some((p, _, _)) => (f32::from(u8::from(p == s)), 0.0),
+        None => (0.0, 1.0),
+    };
+    [
+        dist / DIST_SCALE,
+        mig_dist / DIST_SCALE,
+        prev,
+        joined,
+        load.cmp / srv.q,
+        load.syn / srv.p,
+        crate::math::ln_1pf(load.total * inv_2f0),
+        f32::from(u8::from(srv.available)),
+        u.emd,
+        u.data / DATA_SCALE,
+        u.prev_data / DATA_SCALE,
+        linear,
+    ]
+}
 
 /// The features of pair (`u`, `s`) of `slot` (`rate` = [`Params::rate_bps`]),
-/// `None` for an index out of range:
+/// `None` for an index out of range. Computed in f32 from the slot's values
+/// rounded to f32 (the network's precision; the firmware has no f64 FPU):
 ///
 /// | # | feature |
 /// |--:|---|
@@ -122,35 +329,11 @@ pub fn pair_features<const U: usize, const S: usize>(
     u: usize,
     s: usize,
 ) -> Option<[f32; PAIR_FEATURES]> {
-    let user = slot.users().get(u)?;
-    let srv = slot.servers().get(s)?;
-    let load = Load::at_zero(params, slot, user, s, rate);
-    let (mig, prev, joined) = match user
-        .prev_server
-        .and_then(|p| slot.servers().get(p).map(|v| (p, v)))
-    {
-        Some((p, from)) => (
-            manhattan(from.x, from.y, srv.x, srv.y),
-            f64::from(u8::from(p == s)),
-            0.0,
-        ),
-        None => (0.0, 0.0, 1.0),
-    };
-    let values = [
-        manhattan(user.x, user.y, srv.x, srv.y) / DIST_SCALE,
-        mig / DIST_SCALE,
-        prev,
-        joined,
-        load.cmp / srv.q,
-        load.syn / srv.p,
-        crate::math::ln_1p(load.total / (2.0 * params.f0)),
-        f64::from(u8::from(srv.available)),
-        user.emd,
-        user.data_bits / DATA_SCALE,
-        user.prev_data_bits / DATA_SCALE,
-        f64::from(u8::from(params.cost_norm == CostNorm::Linear)),
-    ];
-    Some(values.map(|v| v as f32))
+    let user = UserIn::new(params, slot, slot.users().get(u)?, rate);
+    let srv = ServerIn::new(params, slot.servers().get(s)?);
+    let inv_2f0 = (1.0 / (2.0 * params.f0)) as f32;
+    let linear = f32::from(u8::from(params.cost_norm == CostNorm::Linear));
+    Some(features(inv_2f0, linear, &user, s, &srv))
 }
 
 /// A server's state while the decoder places users: how many and what they load
@@ -160,18 +343,18 @@ pub struct Placed {
     /// Users placed on it so far.
     pub count: usize,
     /// Their loads, summed in user order.
-    pub load: Load,
-    /// `Norm(load.total)`, kept by [`add`](Self::add) so that each decoding
-    /// step computes one Norm per server, not two.
-    pub norm: f64,
+    pub load: LoadF32,
+    /// `Norm(load.total)` ([`norm_f32`]), kept by [`add`](Self::add) so that
+    /// each decoding step computes one Norm per server, not two.
+    pub norm: f32,
 }
 
 impl Placed {
     /// Places one more user, whose load at γ = 0 is `load`.
-    pub fn add(&mut self, params: &Params, load: Load) {
+    pub fn add(&mut self, params: &Params, load: LoadF32) {
         self.count += 1;
         self.load = self.load + load;
-        self.norm = norm(params, self.load.total);
+        self.norm = norm_f32(params, self.load.total);
     }
 }
 
@@ -185,22 +368,21 @@ impl Placed {
 /// | 2 | 1 if C2 and C3 still hold with the user added |
 /// | 3 | `min(Norm(C + c) − Norm(C), 4)`: the rise of the server's Norm at γ = 0 |
 /// | 4 | `min((C_cmp + c_cmp) / q_s, 4)`: C2's fill with the user added |
-pub fn dyn_features(
+fn dyn_features(
     params: &Params,
-    srv: &Server,
+    srv: &ServerIn,
     placed: &Placed,
-    add: &Load,
+    add: &LoadF32,
 ) -> [f32; DYN_FEATURES] {
     let after = placed.load + *add;
-    let rise = norm(params, after.total) - placed.norm;
+    let rise = norm_f32(params, after.total) - placed.norm;
     [
-        f64::from(u8::from(placed.count > 0)),
-        placed.count.min(8) as f64 / 4.0,
-        f64::from(u8::from(after.fits(srv))),
+        f32::from(u8::from(placed.count > 0)),
+        placed.count.min(8) as f32 / 4.0,
+        f32::from(u8::from(after.fits(srv))),
         rise.clamp(0.0, 4.0),
         (after.cmp / srv.q).clamp(0.0, 4.0),
     ]
-    .map(|v| v as f32)
 }
 
 /// One decoding step for user `u` of `slot` given the servers' `placed` states: writes
@@ -209,7 +391,7 @@ pub fn dyn_features(
 /// or C3 there while some available server still takes it), and writes u's
 /// load on each server through `loads`. Entries beyond the slot's servers are
 /// untouched. Training calls it with the oracle's placement, the decoder with its
-/// own.
+/// own (through the same arithmetic, on values computed once per slot).
 pub fn user_step<const U: usize, const S: usize>(
     params: &Params,
     slot: &Slot<U, S>,
@@ -217,24 +399,37 @@ pub fn user_step<const U: usize, const S: usize>(
     placed: &[Placed],
     features: &mut [[f32; DYN_FEATURES]],
     penalty: &mut [f32],
-    loads: &mut [Load],
+    loads: &mut [LoadF32],
 ) {
-    let Some(user) = slot.users().get(u) else {
+    let inputs = SlotIn::new(params, slot);
+    step(params, &inputs, u, placed, features, penalty, loads);
+}
+
+/// [`user_step`] on the slot's [`SlotIn`].
+fn step<const U: usize, const S: usize>(
+    params: &Params,
+    inputs: &SlotIn<U, S>,
+    u: usize,
+    placed: &[Placed],
+    features: &mut [[f32; DYN_FEATURES]],
+    penalty: &mut [f32],
+    loads: &mut [LoadF32],
+) {
+    let Some(user) = inputs.users().get(u) else {
         return;
     };
-    let rate = params.rate_bps();
     let mut any_fit = false;
-    for (s, ((srv, state), load)) in slot
+    for (s, ((srv, state), load)) in inputs
         .servers()
         .iter()
         .zip(placed)
         .zip(loads.iter_mut())
         .enumerate()
     {
-        *load = Load::at_zero(params, slot, user, s, rate);
+        *load = pair_load(user, s, srv).0;
         any_fit |= srv.available && (state.load + *load).fits(srv);
     }
-    for ((((srv, state), load), f), p) in slot
+    for ((((srv, state), load), f), p) in inputs
         .servers()
         .iter()
         .zip(placed)
@@ -506,12 +701,12 @@ impl<'a> GeneralPolicy<'a> {
         let (mix_g, mix_k) = mix_rest.split_at(h * h);
         server_ctx.iter_mut().for_each(|v| *v = 0.0);
         user_ctx.iter_mut().for_each(|v| *v = 0.0);
-        let rate = params.rate_bps();
+        let inputs = SlotIn::new(params, slot);
 
         // Pass 1: the embeddings' sums per server and per user.
         for (u, uc) in user_ctx.chunks_exact_mut(h).enumerate() {
             for (s, sc) in server_ctx.chunks_exact_mut(h).enumerate() {
-                self.embed(params, slot, rate, u, s, embed_t, hid)?;
+                self.embed(&inputs, u, s, embed_t, hid)?;
                 for ((a, b), &x) in sc.iter_mut().zip(uc.iter_mut()).zip(hid.iter()) {
                     *a += x;
                     *b += x;
@@ -542,7 +737,7 @@ impl<'a> GeneralPolicy<'a> {
             .zip(user_ctx.chunks_exact(h))
         {
             for ((s, o), sc) in row.iter_mut().enumerate().zip(server_ctx.chunks_exact(h)) {
-                self.embed(params, slot, rate, u, s, embed_t, hid)?;
+                self.embed(&inputs, u, s, embed_t, hid)?;
                 for ((t, &a), &b) in tmp.iter_mut().zip(sc).zip(uc) {
                     *t = a + b;
                 }
@@ -554,25 +749,24 @@ impl<'a> GeneralPolicy<'a> {
                 *o = acc;
             }
         }
-        self.decode(params, slot, out);
+        self.decode(params, &inputs, out);
         Ok(())
     }
 
     /// `hid = relu(W_e·x' + b_e)` for pair (u, s), `embed_t` the embed layer's
     /// weights transposed.
-    #[allow(clippy::too_many_arguments)]
     fn embed<const U: usize, const S: usize>(
         &self,
-        params: &Params,
-        slot: &Slot<U, S>,
-        rate: f64,
+        inputs: &SlotIn<U, S>,
         u: usize,
         s: usize,
         embed_t: &[f32],
         hid: &mut [f32],
     ) -> Result<(), Error> {
-        let x = pair_features(params, slot, rate, u, s)
-            .ok_or(Error::AssociationIndex { user: u, server: s })?;
+        let (Some(user), Some(srv)) = (inputs.users().get(u), inputs.servers().get(s)) else {
+            return Err(Error::AssociationIndex { user: u, server: s });
+        };
+        let x = features(inputs.inv_2f0, inputs.linear, user, s, srv);
         let mut xn = [0.0f32; PAIR_FEATURES];
         for (((o, &v), m), k) in xn
             .iter_mut()
@@ -598,18 +792,18 @@ impl<'a> GeneralPolicy<'a> {
     fn decode<const U: usize, const S: usize>(
         &self,
         params: &Params,
-        slot: &Slot<U, S>,
+        inputs: &SlotIn<U, S>,
         out: &mut [f32],
     ) {
-        let m = slot.servers().len();
+        let m = inputs.m;
         let mut placed = [Placed::default(); S];
         let mut features = [[0.0f32; DYN_FEATURES]; S];
         let mut penalty = [0.0f32; S];
-        let mut loads = [Load::default(); S];
+        let mut loads = [LoadF32::default(); S];
         for (u, row) in out.chunks_exact_mut(m).enumerate() {
-            user_step(
+            step(
                 params,
-                slot,
+                inputs,
                 u,
                 &placed,
                 &mut features,
@@ -627,7 +821,8 @@ impl<'a> GeneralPolicy<'a> {
                 if o.is_nan() {
                     *o = f32::NEG_INFINITY;
                 }
-                if slot.available(s) && best.is_none_or(|(b, _)| *o > b) {
+                let available = inputs.servers().get(s).is_some_and(|v| v.available);
+                if available && best.is_none_or(|(b, _)| *o > b) {
                     best = Some((*o, s));
                 }
             }

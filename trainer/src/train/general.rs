@@ -34,10 +34,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use anyhow::Context;
-use diten_controller::model::Load;
 use diten_controller::policy::blob::{F32Le, LayerRef};
 use diten_controller::policy::general::{
-    encode_general, general_encoded_len, pair_features, user_step, GeneralRef, Placed,
+    encode_general, general_encoded_len, pair_features, user_step, GeneralRef, LoadF32, Placed,
     DYN_FEATURES, MAX_HIDDEN, PAIR_FEATURES,
 };
 use diten_controller::CostNorm;
@@ -238,7 +237,7 @@ pub fn sample(
     }
     let mut placed = vec![Placed::default(); m];
     let mut features = vec![[0.0f32; DYN_FEATURES]; m];
-    let (mut pen, mut loads) = (vec![0.0f32; m], vec![Load::default(); m]);
+    let (mut pen, mut loads) = (vec![0.0f32; m], vec![LoadF32::default(); m]);
     let mut decoder = Vec::with_capacity(n * m * DYN_FEATURES);
     let mut penalty = Vec::with_capacity(n * m);
     for (u, &t) in association.iter().enumerate() {

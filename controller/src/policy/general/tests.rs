@@ -8,6 +8,7 @@ use std::vec;
 use std::vec::Vec;
 
 use super::*;
+use crate::model::Load;
 use crate::test_rng::Rng;
 use crate::{Controller, Server, User};
 
@@ -314,7 +315,7 @@ fn the_forward_pass_matches_the_formulas() {
         // Replay the decoder (its own placement, from the argmax of each row).
         let mut placed = vec![Placed::default(); m];
         let mut features = vec![[0.0f32; DYN_FEATURES]; m];
-        let (mut penalty, mut loads) = (vec![0.0f32; m], vec![Load::default(); m]);
+        let (mut penalty, mut loads) = (vec![0.0f32; m], vec![LoadF32::default(); m]);
         for u in 0..n {
             user_step(
                 &params,
@@ -350,7 +351,8 @@ fn the_forward_pass_matches_the_formulas() {
                 .unwrap();
             placed[best].add(&params, loads[best]);
             // The kept Norm is the one the module docs' formula gives.
-            assert_eq!(placed[best].norm, norm(&params, placed[best].load.total));
+            let want = (f64::from(placed[best].load.total) / (4.0 * params.f0)).tanh();
+            assert!((f64::from(placed[best].norm) - want).abs() < 1e-6);
         }
     }
 }
