@@ -744,7 +744,7 @@ impl<'a> GeneralPolicy<'a> {
                 axpys(mix_h, hid, tmp);
                 let mut acc = b_out;
                 for (&t, w) in tmp.iter().zip(model.out.weight.iter()) {
-                    acc += w * t.max(0.0);
+                    acc += w * relu(t);
                 }
                 *o = acc;
             }
@@ -783,7 +783,7 @@ impl<'a> GeneralPolicy<'a> {
             *o = b;
         }
         axpys(embed_t, &xn, hid);
-        hid.iter_mut().for_each(|v| *v = v.max(0.0));
+        hid.iter_mut().for_each(|v| *v = relu(*v));
         Ok(())
     }
 
@@ -832,6 +832,18 @@ impl<'a> GeneralPolicy<'a> {
                 }
             }
         }
+    }
+}
+
+/// max(x, 0), NaN to 0, as `f32::max` gives it; written as a comparison because
+/// on a Cortex-M4F `f32::max` is a call to `fmaxf` (its FPU has no VMAXNM), which
+/// cost the network about a sixth of its instructions.
+#[inline]
+fn relu(x: f32) -> f32 {
+    if x > 0.0 {
+        x
+    } else {
+        0.0
     }
 }
 
