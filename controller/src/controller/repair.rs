@@ -101,13 +101,8 @@ pub(super) struct Repair<'a, const U: usize, const S: usize> {
 impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
     pub(super) fn new(params: &'a Params, slot: &'a Slot<U, S>, logits: &'a [f32]) -> Self {
         let n_users = slot.users().len();
-        let rate = params.rate_bps();
         let mut loads = [[Load::default(); S]; U];
-        for (user, row) in slot.users().iter().zip(loads.iter_mut()) {
-            for (s, load) in row.iter_mut().enumerate().take(slot.servers().len()) {
-                *load = Load::at_zero(params, slot, user, s, rate);
-            }
-        }
+        Load::at_zero_table(params, slot, &mut loads);
         Repair {
             params,
             slot,

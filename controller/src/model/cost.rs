@@ -2,7 +2,7 @@
 
 use super::load::Load;
 use crate::params::{CostNorm, Params};
-use crate::slot::{manhattan, Slot, User};
+use crate::slot::{manhattan, Server, Slot, User};
 
 /// Costs of one server in one slot.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -95,6 +95,41 @@ impl UserCost {
                 syn: 0.0,
             };
         };
+        UserCost::with_factors(
+            params,
+            slot,
+            user,
+            srv,
+            UserCost::cmp_per_bit(params, srv),
+            UserCost::syn_per_metre(params, user, rate),
+        )
+    }
+
+    /// n_cmp · ε_s · (E_s + E_{u,s}) of server `srv`: the same for every user, so
+    /// a table over all users computes it once per server.
+    #[inline]
+    pub fn cmp_per_bit(params: &Params, srv: &Server) -> f64 {
+        params.n_cmp * srv.eps * params.epochs()
+    }
+
+    /// n_syn · D_t / rate of `user`: its synchronisation cost per metre.
+    #[inline]
+    pub fn syn_per_metre(params: &Params, user: &User, rate: f64) -> f64 {
+        params.n_syn * user.data_bits / rate
+    }
+
+    /// [`new`](Self::new) for a server `srv` of `slot` with the per-server and
+    /// per-user factors given ([`cmp_per_bit`](Self::cmp_per_bit),
+    /// [`syn_per_metre`](Self::syn_per_metre)): the same numbers to the last bit.
+    #[inline]
+    pub fn with_factors<const U: usize, const S: usize>(
+        params: &Params,
+        slot: &Slot<U, S>,
+        user: &User,
+        srv: &Server,
+        cmp_per_bit: f64,
+        syn_per_metre: f64,
+    ) -> Self {
         let mig_dist = match user.prev_server.and_then(|p| slot.servers().get(p)) {
             Some(prev) => manhattan(srv.x, srv.y, prev.x, prev.y),
             None => 0.0,
@@ -102,8 +137,8 @@ impl UserCost {
         let sync_dist = manhattan(user.x, user.y, srv.x, srv.y);
         UserCost {
             mig_per_bit: params.n_mig * mig_dist,
-            cmp_per_bit: params.n_cmp * srv.eps * params.epochs(),
-            syn: params.n_syn * user.data_bits / rate * sync_dist,
+            cmp_per_bit,
+            syn: syn_per_metre * sync_dist,
         }
     }
 

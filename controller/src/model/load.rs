@@ -41,6 +41,31 @@ impl Load {
         UserCost::new(params, slot, user, server, rate).load(user, total_bits(user, 0.0))
     }
 
+    /// [`at_zero`](Self::at_zero) of every user of `slot` on every server, into
+    /// `table[u][s]` (rows and columns beyond the slot's untouched): the same
+    /// numbers to the last bit, with the factors that depend on the server alone
+    /// or the user alone computed once each instead of once per pair (on a target
+    /// without an f64 FPU every one of them is a library call).
+    pub fn at_zero_table<const U: usize, const S: usize>(
+        params: &Params,
+        slot: &Slot<U, S>,
+        table: &mut [[Load; S]; U],
+    ) {
+        let rate = params.rate_bps();
+        let mut cmp_per_bit = [0.0f64; S];
+        for (c, srv) in cmp_per_bit.iter_mut().zip(slot.servers()) {
+            *c = UserCost::cmp_per_bit(params, srv);
+        }
+        for (user, row) in slot.users().iter().zip(table.iter_mut()) {
+            let syn_per_metre = UserCost::syn_per_metre(params, user, rate);
+            let bits = total_bits(user, 0.0);
+            for ((load, srv), &c) in row.iter_mut().zip(slot.servers()).zip(&cmp_per_bit) {
+                *load = UserCost::with_factors(params, slot, user, srv, c, syn_per_metre)
+                    .load(user, bits);
+            }
+        }
+    }
+
     /// Whether the load breaks C2 on `server` (C_cmp,s > q_s; a NaN sum does not).
     #[inline]
     pub fn breaks_c2(&self, server: &Server) -> bool {
@@ -166,5 +191,61 @@ impl Weights {
     #[inline]
     pub fn share(&self, params: &Params, utility_sum: f64, load: &Load) -> f64 {
         self.objective(utility_sum, norm(params, load.total))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use std::vec::Vec;
+
+    use super::*;
+    use crate::test_rng::Rng;
+
+    /// The table's hoisted factors give `at_zero`'s numbers to the last bit.
+    #[test]
+    fn the_table_is_at_zero_bit_for_bit() {
+        let mut rng = Rng::new(29);
+        let params = Params::default();
+        let rate = params.rate_bps();
+        for case in 0..50 {
+            let (n, m) = (1 + case % 12, 1 + case % 7);
+            let servers: Vec<Server> = (0..m)
+                .map(|_| Server {
+                    x: 150.0 * rng.unit(),
+                    y: 150.0 * rng.unit(),
+                    p: 20.0 + 110.0 * rng.unit(),
+                    q: 600.0 + 900.0 * rng.unit(),
+                    eps: 20.0 + 60.0 * rng.unit(),
+                    available: true,
+                })
+                .collect();
+            let users: Vec<User> = (0..n)
+                .map(|_| User {
+                    x: 150.0 * rng.unit(),
+                    y: 150.0 * rng.unit(),
+                    emd: 0.2,
+                    twin_bits: 4500.0 * rng.unit(),
+                    data_bits: 1e6 * rng.unit(),
+                    prev_data_bits: 1e6 * rng.unit(),
+                    prev_server: (rng.unit() > 0.2).then(|| ((m as f64) * rng.unit()) as usize),
+                })
+                .collect();
+            let slot: Slot<12, 7> = Slot::new(&servers, &users).unwrap();
+            let mut table = [[Load::default(); 7]; 12];
+            Load::at_zero_table(&params, &slot, &mut table);
+            for (u, user) in slot.users().iter().enumerate() {
+                for s in 0..m {
+                    let want = Load::at_zero(&params, &slot, user, s, rate);
+                    let got = table[u][s];
+                    assert_eq!(
+                        [got.cmp, got.syn, got.total].map(f64::to_bits),
+                        [want.cmp, want.syn, want.total].map(f64::to_bits),
+                        "case {case} u {u} s {s}"
+                    );
+                }
+            }
+        }
     }
 }
