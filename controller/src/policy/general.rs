@@ -153,6 +153,82 @@ pub fn pair_features<const U: usize, const S: usize>(
     Some(values.map(|v| v as f32))
 }
 
+/// The columns of [`pair_features`] that depend on the user alone (and on the
+/// objective, the same for every user): joined, φ, `D_t`, `D_{t−1}`, linear. The
+/// `users` input of the ONNX graph (SPEC §3.2a), `F_u` = 5.
+pub const USER_COLUMNS: [usize; 5] = [3, 8, 9, 10, 11];
+/// The column of [`pair_features`] that depends on the server alone: available.
+/// The `servers` input of the ONNX graph, `F_s` = 1.
+pub const SERVER_COLUMNS: [usize; 1] = [7];
+/// The columns of [`pair_features`] that depend on the pair: distance, migration
+/// distance, previous-server flag, the C2 and C3 fills and the cost term. The
+/// `pairs` input of the ONNX graph, `F_p` = 6.
+pub const PAIR_COLUMNS: [usize; 6] = [0, 1, 2, 4, 5, 6];
+
+/// The three inputs of a `policy-v2` ONNX graph (SPEC §3.2a) for `slot`, each
+/// row-major for the slot's U users and S servers: `users` `[U, 5]`
+/// ([`USER_COLUMNS`]), `servers` `[S, 1]` ([`SERVER_COLUMNS`]) and `pairs`
+/// `[U, S, 6]` ([`PAIR_COLUMNS`]): the [`pair_features`] of every pair, each
+/// column given once at the level it varies on. The blob engine, the ONNX
+/// engine, `diten infer --instance` and the tests all build them here.
+///
+/// Errors: a buffer of another length ([`Error::PolicyBuffer`], named
+/// `policy.users`, `policy.servers` or `policy.pairs`) or a feature that is not
+/// finite in f32 ([`Error::ObservationValue`], index `u·S + s`). Never allocates.
+pub fn general_inputs<const U: usize, const S: usize>(
+    params: &Params,
+    slot: &Slot<U, S>,
+    users: &mut [f32],
+    servers: &mut [f32],
+    pairs: &mut [f32],
+) -> Result<(), Error> {
+    let (n, m) = (slot.users().len(), slot.servers().len());
+    for (buffer, expected, got) in [
+        ("policy.users", n * USER_COLUMNS.len(), users.len()),
+        ("policy.servers", m * SERVER_COLUMNS.len(), servers.len()),
+        ("policy.pairs", n * m * PAIR_COLUMNS.len(), pairs.len()),
+    ] {
+        if expected != got {
+            return Err(Error::PolicyBuffer {
+                buffer,
+                expected,
+                got,
+            });
+        }
+    }
+    let rate = params.rate_bps();
+    let gather = |x: &[f32; PAIR_FEATURES], columns: &[usize], out: &mut [f32]| {
+        for (o, &c) in out.iter_mut().zip(columns) {
+            debug_assert!(c < PAIR_FEATURES);
+            *o = x.get(c).copied().unwrap_or(f32::NAN);
+        }
+    };
+    let mut user_rows = users.chunks_exact_mut(USER_COLUMNS.len());
+    let mut pair_rows = pairs.chunks_exact_mut(PAIR_COLUMNS.len());
+    for u in 0..n {
+        let mut user_row = user_rows.next();
+        let mut server_rows = servers.chunks_exact_mut(SERVER_COLUMNS.len());
+        for s in 0..m {
+            let x = pair_features(params, slot, rate, u, s)
+                .ok_or(Error::AssociationIndex { user: u, server: s })?;
+            if x.iter().any(|v| !v.is_finite()) {
+                return Err(Error::ObservationValue { index: u * m + s });
+            }
+            if let Some(row) = pair_rows.next() {
+                gather(&x, &PAIR_COLUMNS, row);
+            }
+            let server_row = server_rows.next();
+            if let (0, Some(row)) = (u, server_row) {
+                gather(&x, &SERVER_COLUMNS, row);
+            }
+            if let (0, Some(row)) = (s, user_row.as_deref_mut()) {
+                gather(&x, &USER_COLUMNS, row);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A server's state while the decoder places users: how many and what they load
 /// at γ = 0.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -288,6 +364,16 @@ impl<'a> GeneralRef<'a> {
     /// Hidden width H.
     pub fn hidden(&self) -> usize {
         to_usize(self.embed.outputs)
+    }
+
+    /// The [`DYN_FEATURES`] decoder weights as values (what [`decode`] takes).
+    pub fn decoder_weights(&self) -> [f32; DYN_FEATURES] {
+        let mut v = [0.0; DYN_FEATURES];
+        debug_assert_eq!(self.decoder.len(), DYN_FEATURES);
+        for (o, w) in v.iter_mut().zip(self.decoder.iter()) {
+            *o = w;
+        }
+        v
     }
 
     fn payload(&self) -> GeneralPayload<'_, 'a> {
@@ -457,11 +543,30 @@ impl<'a> GeneralPolicy<'a> {
     /// The decoded logits of `slot` (module docs), user-major into
     /// `out[..U·S]` for the slot's U users and S servers: each user's row is the
     /// one its decoding step saw, so the row's argmax is the server the decoder
-    /// gave it. Errors: more users or servers than the policy serves
+    /// gave it. [`base_logits`](Self::base_logits), then [`decode`] with the
+    /// blob's decoder weights. Errors: more users or servers than the policy serves
     /// ([`Error::PolicyCapacity`]), `scratch` shorter than
     /// [`scratch_len`](Self::scratch_len) or `out` than U·S
     /// ([`Error::WorkspaceLength`]).
     pub fn logits<const U: usize, const S: usize>(
+        &self,
+        params: &Params,
+        slot: &Slot<U, S>,
+        scratch: &mut [f32],
+        out: &mut [f32],
+    ) -> Result<(), Error> {
+        self.base_logits(params, slot, scratch, out)?;
+        let n = slot.users().len() * slot.servers().len();
+        if let Some(out) = out.get_mut(..n) {
+            decode(params, slot, &self.model.decoder_weights(), out);
+        }
+        Ok(())
+    }
+
+    /// The network's scores `base_us` of `slot` before decoding (steps 1–4 of the
+    /// module docs), user-major into `out[..U·S]`: what the `policy-v2` ONNX graph
+    /// computes from [`general_inputs`]. Errors as [`logits`](Self::logits).
+    pub fn base_logits<const U: usize, const S: usize>(
         &self,
         params: &Params,
         slot: &Slot<U, S>,
@@ -554,7 +659,6 @@ impl<'a> GeneralPolicy<'a> {
                 *o = acc;
             }
         }
-        self.decode(params, slot, out);
         Ok(())
     }
 
@@ -592,54 +696,52 @@ impl<'a> GeneralPolicy<'a> {
         hid.iter_mut().for_each(|v| *v = v.max(0.0));
         Ok(())
     }
+}
 
-    /// Sequential decoding (module docs): adds each server's decoder term and
-    /// penalty to the user's base logits, in user order.
-    fn decode<const U: usize, const S: usize>(
-        &self,
-        params: &Params,
-        slot: &Slot<U, S>,
-        out: &mut [f32],
-    ) {
-        let m = slot.servers().len();
-        let mut placed = [Placed::default(); S];
-        let mut features = [[0.0f32; DYN_FEATURES]; S];
-        let mut penalty = [0.0f32; S];
-        let mut loads = [Load::default(); S];
-        for (u, row) in out.chunks_exact_mut(m).enumerate() {
-            user_step(
-                params,
-                slot,
-                u,
-                &placed,
-                &mut features,
-                &mut penalty,
-                &mut loads,
-            );
-            let mut best: Option<(f32, usize)> = None;
-            for (s, ((o, f), &p)) in row.iter_mut().zip(&features).zip(&penalty).enumerate() {
-                let term: f32 = f
-                    .iter()
-                    .zip(self.model.decoder.iter())
-                    .map(|(a, b)| a * b)
-                    .sum();
-                *o += term + p;
-                if o.is_nan() {
-                    *o = f32::NEG_INFINITY;
-                }
-                if slot.available(s) && best.is_none_or(|(b, _)| *o > b) {
-                    best = Some((*o, s));
-                }
+/// Sequential decoding (module docs): adds each server's decoder term (the
+/// [`DYN_FEATURES`] weights `decoder`) and penalty to the user's base logits in
+/// `out` (user-major, the slot's U·S), in user order. Controller code whatever
+/// computed the base logits: the blob engine ([`GeneralPolicy::logits`]) and the
+/// ONNX engine (`OnnxGeneralPolicy`, feature `onnx`) both end here.
+pub fn decode<const U: usize, const S: usize>(
+    params: &Params,
+    slot: &Slot<U, S>,
+    decoder: &[f32; DYN_FEATURES],
+    out: &mut [f32],
+) {
+    let m = slot.servers().len();
+    let mut placed = [Placed::default(); S];
+    let mut features = [[0.0f32; DYN_FEATURES]; S];
+    let mut penalty = [0.0f32; S];
+    let mut loads = [Load::default(); S];
+    for (u, row) in out.chunks_exact_mut(m).enumerate() {
+        user_step(
+            params,
+            slot,
+            u,
+            &placed,
+            &mut features,
+            &mut penalty,
+            &mut loads,
+        );
+        let mut best: Option<(f32, usize)> = None;
+        for (s, ((o, f), &p)) in row.iter_mut().zip(&features).zip(&penalty).enumerate() {
+            let term: f32 = f.iter().zip(decoder).map(|(a, b)| a * b).sum();
+            *o += term + p;
+            if o.is_nan() {
+                *o = f32::NEG_INFINITY;
             }
-            if let Some((_, s)) = best {
-                if let (Some(state), Some(&load)) = (placed.get_mut(s), loads.get(s)) {
-                    state.add(params, load);
-                }
+            if slot.available(s) && best.is_none_or(|(b, _)| *o > b) {
+                best = Some((*o, s));
+            }
+        }
+        if let Some((_, s)) = best {
+            if let (Some(state), Some(&load)) = (placed.get_mut(s), loads.get(s)) {
+                state.add(params, load);
             }
         }
     }
 }
-
 /// Writes `layer`'s row-major `outputs × inputs` weights input-major into `out`
 /// (`out[i·outputs + o] = W[o, i]`).
 fn transpose(layer: &LayerRef<'_>, out: &mut [f32]) {

@@ -35,8 +35,14 @@ pub fn onnx_to_blob(bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
     model_to_blob(&model)
 }
 
-/// Converts a decoded ONNX policy into a firmware blob.
+/// Converts a decoded ONNX policy into a firmware blob: a `policy-v2` model
+/// (`diten.format`) through [`general_to_blob`](super::general::general_to_blob),
+/// any other as below.
 pub fn model_to_blob(model: &pb::ModelProto) -> anyhow::Result<Vec<u8>> {
+    let format = model.metadata_props.iter().find(|p| p.key == keys::FORMAT);
+    if format.is_some_and(|p| p.value == super::FORMAT_V2) {
+        return super::general::general_to_blob(model);
+    }
     let parsed = Parsed::read(model)?;
     let layers: Vec<LayerRef<'_>> = parsed.layers.iter().map(Layer::as_ref).collect();
     let net = ModelRef {
@@ -243,7 +249,7 @@ impl Parsed {
 }
 
 /// The default-domain opset must be [`MIN_OPSET`] or later (Clip's bounds as inputs).
-fn check_opset(model: &pb::ModelProto) -> anyhow::Result<()> {
+pub(super) fn check_opset(model: &pb::ModelProto) -> anyhow::Result<()> {
     let version = model
         .opset_import
         .iter()
@@ -688,7 +694,7 @@ impl<'a> Graph<'a> {
 }
 
 /// The name of an ONNX element type.
-fn type_name(t: i32) -> String {
+pub(super) fn type_name(t: i32) -> String {
     DataType::try_from(t)
         .map(|d| d.as_str_name().to_owned())
         .unwrap_or_else(|_| format!("#{t}"))
@@ -831,8 +837,8 @@ mod tests {
             "diten.obs_layout is `diten-obs-v0`",
         );
         rejects(
-            &set(keys::FORMAT, "policy-v2"),
-            "diten.format is `policy-v2`",
+            &set(keys::FORMAT, "policy-v3"),
+            "diten.format is `policy-v3`",
         );
         rejects(&set(keys::USERS, "2"), "diten.users = 2");
         rejects(
