@@ -19,6 +19,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
 use super::general::{
@@ -89,13 +90,14 @@ impl OnnxGeneralPolicy {
         let cost_norm = meta.cost_norm()?;
         let decoder = read_decoder(meta.get(keys::DECODER)?)
             .map_err(|problem| meta.fail(keys::DECODER, problem))?;
+        check_io(&proto).map_err(|message| OnnxError::Model {
+            path: path.to_owned(),
+            message,
+        })?;
         let plan = onnx
             .model_for_proto_model(&proto)
             .and_then(|m| m.into_optimized())
-            .and_then(|m| {
-                check_io(&m)?;
-                m.into_runnable()
-            })
+            .and_then(|m| m.into_runnable())
             .map_err(model_error)?;
         Ok(OnnxGeneralPolicy {
             plan,
@@ -183,57 +185,79 @@ fn read_decoder(text: &str) -> Result<[f32; DYN_FEATURES], String> {
     }
 }
 
-/// The inputs are [`GENERAL_INPUTS`] (names, ranks, widths) and the one output
-/// is [`GENERAL_OUTPUT`] of rank 2: anything else is named.
-fn check_io(model: &TypedModel) -> TractResult<()> {
-    let inputs = model.input_outlets()?;
+/// The graph's declared inputs are [`GENERAL_INPUTS`] (names, order, float32,
+/// ranks, widths) and its one output is [`GENERAL_OUTPUT`] of rank 2, checked on
+/// the file before tract analyses it, so a wrong shape is named as such.
+fn check_io(proto: &pb::ModelProto) -> Result<(), String> {
+    let graph = proto.graph.as_ref().ok_or("the model has no graph")?;
+    let inputs: Vec<&pb::ValueInfoProto> = graph
+        .input
+        .iter()
+        .filter(|v| !graph.initializer.iter().any(|t| t.name == v.name))
+        .collect();
     if inputs.len() != GENERAL_INPUTS.len() {
-        return Err(TractError::msg(format!(
+        return Err(format!(
             "the graph has {} inputs, expected 3 (`users`, `servers`, `pairs`)",
             inputs.len()
-        )));
+        ));
     }
-    for (i, (&outlet, (name, dims, width))) in inputs.iter().zip(GENERAL_INPUTS).enumerate() {
-        let node = model.node(outlet.node);
-        let fact = model.outlet_fact(outlet)?;
-        let shape = fact.shape.to_tvec();
-        let expected = || {
-            let mut d: Vec<String> = dims.iter().map(|d| (*d).to_owned()).collect();
-            d.push(width.to_string());
-            format!("[{}]", d.join(", "))
-        };
-        if node.name != name {
-            return Err(TractError::msg(format!(
+    for (i, (v, (name, dims, width))) in inputs.iter().zip(GENERAL_INPUTS).enumerate() {
+        if v.name != name {
+            return Err(format!(
                 "graph input {i} is `{}`, expected `{name}`",
-                node.name
-            )));
+                v.name
+            ));
         }
-        let width_ok = shape.last() == Some(&TDim::from(width));
-        if fact.datum_type != f32::datum_type() || shape.len() != dims.len() + 1 || !width_ok {
-            return Err(TractError::msg(format!(
-                "graph input `{name}`: {:?} of shape [{}], expected float32 {}",
-                fact.datum_type,
-                shape
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                expected()
-            )));
+        let (float, shape) = tensor_type(v);
+        let width_ok = shape.last().map(String::as_str) == Some(width.to_string().as_str());
+        if !float || shape.len() != dims.len() + 1 || !width_ok {
+            return Err(format!(
+                "graph input `{name}`: {} of shape [{}], expected float32 [{}, {width}]",
+                if float { "float32" } else { "not float32" },
+                shape.join(", "),
+                dims.join(", ")
+            ));
         }
     }
-    let outputs = model.output_outlets()?;
-    let rank = match outputs {
-        [o] => Some(model.outlet_fact(*o)?.rank()),
-        _ => None,
+    match &graph.output[..] {
+        [o] if o.name == GENERAL_OUTPUT && tensor_type(o).1.len() == 2 => Ok(()),
+        outputs => Err(format!(
+            "the graph's outputs are {}; expected one, `{GENERAL_OUTPUT}` [U, S]",
+            outputs
+                .iter()
+                .map(|o| format!("`{}` [{}]", o.name, tensor_type(o).1.join(", ")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+/// Whether a value is a float32 tensor, and its dimensions as text (`U`, `6`, `?`).
+fn tensor_type(v: &pb::ValueInfoProto) -> (bool, Vec<String>) {
+    use tract_onnx::pb::tensor_shape_proto::dimension::Value;
+    let Some(pb::type_proto::Value::TensorType(t)) =
+        v.r#type.as_ref().and_then(|t| t.value.as_ref())
+    else {
+        return (false, Vec::new());
     };
-    if rank != Some(2) {
-        return Err(TractError::msg(format!(
-            "the graph has {} outputs (the first of rank {rank:?}); expected one, `{GENERAL_OUTPUT}` [U, S]",
-            outputs.len()
-        )));
-    }
-    Ok(())
+    let dims = t
+        .shape
+        .as_ref()
+        .map(|s| {
+            s.dim
+                .iter()
+                .map(|d| match &d.value {
+                    Some(Value::DimValue(n)) => n.to_string(),
+                    Some(Value::DimParam(p)) => p.clone(),
+                    None => "?".to_owned(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    (
+        t.elem_type == pb::tensor_proto::DataType::Float as i32,
+        dims,
+    )
 }
 
 /// A `policy-v2` ONNX model serves any slot up to [`MAX_GENERAL_USERS`] ×
