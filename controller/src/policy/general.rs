@@ -329,6 +329,24 @@ pub fn user_step<const U: usize, const S: usize>(
     }
 }
 
+/// [`Error::PolicyCapacity`] unless `users` ≤ [`MAX_GENERAL_USERS`] and
+/// `servers` ≤ [`MAX_GENERAL_SERVERS`]: what every `policy-v2` engine serves.
+pub fn check_capacity(users: usize, servers: usize) -> Result<(), Error> {
+    for (field, count, capacity) in [
+        ("users", users, MAX_GENERAL_USERS),
+        ("servers", servers, MAX_GENERAL_SERVERS),
+    ] {
+        if count > capacity {
+            return Err(Error::PolicyCapacity {
+                field,
+                count,
+                capacity,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// A `policy-v2` network, borrowed: what [`encode_general`] writes and
 /// [`GeneralPolicy::model`] returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -574,18 +592,7 @@ impl<'a> GeneralPolicy<'a> {
         out: &mut [f32],
     ) -> Result<(), Error> {
         let (n, m) = (slot.users().len(), slot.servers().len());
-        for (field, count, capacity) in [
-            ("users", n, MAX_GENERAL_USERS),
-            ("servers", m, MAX_GENERAL_SERVERS),
-        ] {
-            if count > capacity {
-                return Err(Error::PolicyCapacity {
-                    field,
-                    count,
-                    capacity,
-                });
-            }
-        }
+        check_capacity(n, m)?;
         let h = self.model.hidden();
         let short = |expected, got| Error::WorkspaceLength { expected, got };
         let need = self.scratch_len(n, m);

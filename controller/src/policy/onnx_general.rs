@@ -23,8 +23,8 @@ use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
 use super::general::{
-    decode, general_inputs, DYN_FEATURES, MAX_GENERAL_SERVERS, MAX_GENERAL_USERS, OBS_LAYOUT_V2,
-    PAIR_COLUMNS, SERVER_COLUMNS, USER_COLUMNS,
+    check_capacity, decode, general_inputs, DYN_FEATURES, MAX_GENERAL_SERVERS, MAX_GENERAL_USERS,
+    OBS_LAYOUT_V2, PAIR_COLUMNS, SERVER_COLUMNS, USER_COLUMNS,
 };
 use super::onnx::{keys, model_error, read_file, read_signed, Meta, OnnxError};
 use super::Engine;
@@ -123,18 +123,7 @@ impl OnnxGeneralPolicy {
         out: &mut [f32],
     ) -> Result<(), Error> {
         let (n, m) = (slot.users().len(), slot.servers().len());
-        for (field, count, capacity) in [
-            ("users", n, MAX_GENERAL_USERS),
-            ("servers", m, MAX_GENERAL_SERVERS),
-        ] {
-            if count > capacity {
-                return Err(Error::PolicyCapacity {
-                    field,
-                    count,
-                    capacity,
-                });
-            }
-        }
+        check_capacity(n, m)?;
         let got = out.len();
         let out = out.get_mut(..n * m).ok_or(Error::WorkspaceLength {
             expected: n * m,

@@ -485,20 +485,7 @@ impl<'a> Graph<'a> {
             "graph {what} `{name}`: element type {}, expected FLOAT",
             type_name(t.elem_type)
         );
-        let dims: Vec<String> = t
-            .shape
-            .as_ref()
-            .map(|s| {
-                s.dim
-                    .iter()
-                    .map(|d| match &d.value {
-                        Some(dimension::Value::DimValue(n)) => n.to_string(),
-                        Some(dimension::Value::DimParam(p)) => p.clone(),
-                        None => "?".to_owned(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let dims = dims_text(t);
         let width_ok = match t.shape.as_ref().map(|s| &s.dim[..]) {
             Some([_, last]) => last.value == Some(dimension::Value::DimValue(width as i64)),
             _ => false,
@@ -691,6 +678,23 @@ impl<'a> Graph<'a> {
             bias,
         })
     }
+}
+
+/// A tensor type's dimensions as text: `batch`, `11`, `?` where unknown.
+pub(super) fn dims_text(t: &pb::type_proto::Tensor) -> Vec<String> {
+    t.shape
+        .as_ref()
+        .map(|s| {
+            s.dim
+                .iter()
+                .map(|d| match &d.value {
+                    Some(dimension::Value::DimValue(n)) => n.to_string(),
+                    Some(dimension::Value::DimParam(p)) => p.clone(),
+                    None => "?".to_owned(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The name of an ONNX element type.

@@ -56,7 +56,7 @@ use tract_onnx::pb::attribute_proto::AttributeType;
 use tract_onnx::pb::tensor_proto::{DataLocation, DataType};
 use tract_onnx::pb::tensor_shape_proto::{dimension, Dimension};
 
-use super::convert::{check_opset, type_name};
+use super::convert::{check_opset, dims_text, type_name};
 use super::export::{entry, float_tensor, plain};
 use super::{keys, FORMAT_V2, IR_VERSION, OPSET, OUTPUT};
 
@@ -342,24 +342,10 @@ fn value_info(name: &str, dims: &[&str], width: Option<usize>) -> pb::ValueInfoP
 
 /// A value info's shape as text: `[U, S, 6]`.
 fn shape_text(v: &pb::ValueInfoProto) -> String {
-    let dims: Vec<String> = match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
-        Some(pb::type_proto::Value::TensorType(t)) => t
-            .shape
-            .as_ref()
-            .map(|s| {
-                s.dim
-                    .iter()
-                    .map(|d| match &d.value {
-                        Some(dimension::Value::DimValue(n)) => n.to_string(),
-                        Some(dimension::Value::DimParam(p)) => p.clone(),
-                        None => "?".to_owned(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
-        _ => return "(not a tensor)".to_owned(),
-    };
-    format!("[{}]", dims.join(", "))
+    match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+        Some(pb::type_proto::Value::TensorType(t)) => format!("[{}]", dims_text(t).join(", ")),
+        _ => "(not a tensor)".to_owned(),
+    }
 }
 
 /// Converts a decoded `policy-v2` ONNX model into a blob: the metadata, the
