@@ -71,13 +71,14 @@ test: setup fmt lint firmware unit thumb pytest
 # just built instead of compiling them all again in release (`pip install ./python`
 # alone builds release); the tests check the module against the debug `diten`
 # binary `unit` built. Ray is installed for the sweep test
-# (python/tests/test_ray.py, skipped where ray is missing).
+# (python/tests/test_ray.py, skipped where ray is missing); onnx and onnxruntime
+# for the size-agnostic ONNX models (python/tests/test_onnx_general.py).
 PY_VENV ?= $(HOME)/.cache/diten/py
-PY_PACKAGES := maturin pytest gymnasium numpy pandas ray
+PY_PACKAGES := maturin pytest gymnasium numpy pandas ray onnx onnxruntime
 .PHONY: pytest
 pytest:
 	@test -x "$(PY_VENV)/bin/python" || python3 -m venv "$(PY_VENV)"
-	@"$(PY_VENV)/bin/python" -c 'import maturin, pytest, gymnasium, numpy, pandas, ray' 2>/dev/null || { \
+	@"$(PY_VENV)/bin/python" -c 'import maturin, pytest, gymnasium, numpy, pandas, ray, onnx, onnxruntime' 2>/dev/null || { \
 	  echo "== installing $(PY_PACKAGES) into $(PY_VENV)" >&2; \
 	  "$(PY_VENV)/bin/pip" install --quiet --disable-pip-version-check $(PY_PACKAGES); }
 	$(CARGO) build -p diten-trainer --bin diten

@@ -16,6 +16,7 @@ mod kill;
 mod models;
 #[cfg(feature = "torch")]
 mod onnx;
+mod onnx_general;
 mod sign;
 mod solve;
 #[cfg(feature = "torch")]

@@ -41,7 +41,7 @@ fn shipped() -> Vec<PathBuf> {
     for entry in std::fs::read_dir(root().join("onnx-models")).unwrap() {
         let dir = entry.unwrap().path();
         if dir.is_dir() {
-            // Every folder ships a blob; the size-agnostic policy has no ONNX yet.
+            // Every folder ships a blob, and each an ONNX model too.
             files.push(dir.join("policy.bin"));
             let onnx = dir.join("policy.onnx");
             if onnx.is_file() {

@@ -336,6 +336,84 @@ pub fn pair_features<const U: usize, const S: usize>(
     Some(features(inv_2f0, linear, &user, s, &srv))
 }
 
+/// The columns of [`pair_features`] that depend on the user alone (and on the
+/// objective, the same for every user): joined, φ, `D_t`, `D_{t−1}`, linear. The
+/// `users` input of the ONNX graph (SPEC §3.2a), `F_u` = 5.
+pub const USER_COLUMNS: [usize; 5] = [3, 8, 9, 10, 11];
+/// The column of [`pair_features`] that depends on the server alone: available.
+/// The `servers` input of the ONNX graph, `F_s` = 1.
+pub const SERVER_COLUMNS: [usize; 1] = [7];
+/// The columns of [`pair_features`] that depend on the pair: distance, migration
+/// distance, previous-server flag, the C2 and C3 fills and the cost term. The
+/// `pairs` input of the ONNX graph, `F_p` = 6.
+pub const PAIR_COLUMNS: [usize; 6] = [0, 1, 2, 4, 5, 6];
+
+/// The three inputs of a `policy-v2` ONNX graph (SPEC §3.2a) for `slot`, each
+/// row-major for the slot's U users and S servers: `users` `[U, 5]`
+/// ([`USER_COLUMNS`]), `servers` `[S, 1]` ([`SERVER_COLUMNS`]) and `pairs`
+/// `[U, S, 6]` ([`PAIR_COLUMNS`]): the [`pair_features`] of every pair, each
+/// column given once at the level it varies on. The blob engine, the ONNX
+/// engine, `diten infer --instance` and the tests all build them here.
+///
+/// Errors: a buffer of another length ([`Error::PolicyBuffer`], named
+/// `policy.users`, `policy.servers` or `policy.pairs`) or a feature that is not
+/// finite in f32 ([`Error::ObservationValue`], index `u·S + s`). Never allocates.
+pub fn general_inputs<const U: usize, const S: usize>(
+    params: &Params,
+    slot: &Slot<U, S>,
+    users: &mut [f32],
+    servers: &mut [f32],
+    pairs: &mut [f32],
+) -> Result<(), Error> {
+    let (n, m) = (slot.users().len(), slot.servers().len());
+    for (buffer, expected, got) in [
+        ("policy.users", n * USER_COLUMNS.len(), users.len()),
+        ("policy.servers", m * SERVER_COLUMNS.len(), servers.len()),
+        ("policy.pairs", n * m * PAIR_COLUMNS.len(), pairs.len()),
+    ] {
+        if expected != got {
+            return Err(Error::PolicyBuffer {
+                buffer,
+                expected,
+                got,
+            });
+        }
+    }
+    let inputs = SlotIn::new(params, slot);
+    let gather = |x: &[f32; PAIR_FEATURES], columns: &[usize], out: &mut [f32]| {
+        for (o, &c) in out.iter_mut().zip(columns) {
+            debug_assert!(c < PAIR_FEATURES);
+            *o = x.get(c).copied().unwrap_or(f32::NAN);
+        }
+    };
+    let mut user_rows = users.chunks_exact_mut(USER_COLUMNS.len());
+    let mut pair_rows = pairs.chunks_exact_mut(PAIR_COLUMNS.len());
+    for u in 0..n {
+        let mut user_row = user_rows.next();
+        let mut server_rows = servers.chunks_exact_mut(SERVER_COLUMNS.len());
+        for s in 0..m {
+            let (Some(user), Some(srv)) = (inputs.users().get(u), inputs.servers().get(s)) else {
+                return Err(Error::AssociationIndex { user: u, server: s });
+            };
+            let x = features(inputs.inv_2f0, inputs.linear, user, s, srv);
+            if x.iter().any(|v| !v.is_finite()) {
+                return Err(Error::ObservationValue { index: u * m + s });
+            }
+            if let Some(row) = pair_rows.next() {
+                gather(&x, &PAIR_COLUMNS, row);
+            }
+            let server_row = server_rows.next();
+            if let (0, Some(row)) = (u, server_row) {
+                gather(&x, &SERVER_COLUMNS, row);
+            }
+            if let (0, Some(row)) = (s, user_row.as_deref_mut()) {
+                gather(&x, &USER_COLUMNS, row);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A server's state while the decoder places users: how many and what they load
 /// at γ = 0.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -448,6 +526,24 @@ fn step<const U: usize, const S: usize>(
     }
 }
 
+/// [`Error::PolicyCapacity`] unless `users` ≤ [`MAX_GENERAL_USERS`] and
+/// `servers` ≤ [`MAX_GENERAL_SERVERS`]: what every `policy-v2` engine serves.
+pub fn check_capacity(users: usize, servers: usize) -> Result<(), Error> {
+    for (field, count, capacity) in [
+        ("users", users, MAX_GENERAL_USERS),
+        ("servers", servers, MAX_GENERAL_SERVERS),
+    ] {
+        if count > capacity {
+            return Err(Error::PolicyCapacity {
+                field,
+                count,
+                capacity,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// A `policy-v2` network, borrowed: what [`encode_general`] writes and
 /// [`GeneralPolicy::model`] returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -483,6 +579,16 @@ impl<'a> GeneralRef<'a> {
     /// Hidden width H.
     pub fn hidden(&self) -> usize {
         to_usize(self.embed.outputs)
+    }
+
+    /// The [`DYN_FEATURES`] decoder weights as values (what [`decode`] takes).
+    pub fn decoder_weights(&self) -> [f32; DYN_FEATURES] {
+        let mut v = [0.0; DYN_FEATURES];
+        debug_assert_eq!(self.decoder.len(), DYN_FEATURES);
+        for (o, w) in v.iter_mut().zip(self.decoder.iter()) {
+            *o = w;
+        }
+        v
     }
 
     fn payload(&self) -> GeneralPayload<'_, 'a> {
@@ -652,7 +758,8 @@ impl<'a> GeneralPolicy<'a> {
     /// The decoded logits of `slot` (module docs), user-major into
     /// `out[..U·S]` for the slot's U users and S servers: each user's row is the
     /// one its decoding step saw, so the row's argmax is the server the decoder
-    /// gave it. Errors: more users or servers than the policy serves
+    /// gave it. [`base_logits`](Self::base_logits), then [`decode`] with the
+    /// blob's decoder weights. Errors: more users or servers than the policy serves
     /// ([`Error::PolicyCapacity`]), `scratch` shorter than
     /// [`scratch_len`](Self::scratch_len) or `out` than U·S
     /// ([`Error::WorkspaceLength`]).
@@ -663,19 +770,37 @@ impl<'a> GeneralPolicy<'a> {
         scratch: &mut [f32],
         out: &mut [f32],
     ) -> Result<(), Error> {
-        let (n, m) = (slot.users().len(), slot.servers().len());
-        for (field, count, capacity) in [
-            ("users", n, MAX_GENERAL_USERS),
-            ("servers", m, MAX_GENERAL_SERVERS),
-        ] {
-            if count > capacity {
-                return Err(Error::PolicyCapacity {
-                    field,
-                    count,
-                    capacity,
-                });
-            }
+        let inputs = SlotIn::new(params, slot);
+        self.base_in(&inputs, scratch, out)?;
+        let n = slot.users().len() * slot.servers().len();
+        if let Some(out) = out.get_mut(..n) {
+            decode_in(params, &inputs, &self.model.decoder_weights(), out);
         }
+        Ok(())
+    }
+
+    /// The network's scores `base_us` of `slot` before decoding (steps 1–4 of the
+    /// module docs), user-major into `out[..U·S]`: what the `policy-v2` ONNX graph
+    /// computes from [`general_inputs`]. Errors as [`logits`](Self::logits).
+    pub fn base_logits<const U: usize, const S: usize>(
+        &self,
+        params: &Params,
+        slot: &Slot<U, S>,
+        scratch: &mut [f32],
+        out: &mut [f32],
+    ) -> Result<(), Error> {
+        self.base_in(&SlotIn::new(params, slot), scratch, out)
+    }
+
+    /// [`base_logits`](Self::base_logits) on the slot's [`SlotIn`].
+    fn base_in<const U: usize, const S: usize>(
+        &self,
+        inputs: &SlotIn<U, S>,
+        scratch: &mut [f32],
+        out: &mut [f32],
+    ) -> Result<(), Error> {
+        let (n, m) = (inputs.n, inputs.m);
+        check_capacity(n, m)?;
         let h = self.model.hidden();
         let short = |expected, got| Error::WorkspaceLength { expected, got };
         let need = self.scratch_len(n, m);
@@ -701,12 +826,11 @@ impl<'a> GeneralPolicy<'a> {
         let (mix_g, mix_k) = mix_rest.split_at(h * h);
         server_ctx.iter_mut().for_each(|v| *v = 0.0);
         user_ctx.iter_mut().for_each(|v| *v = 0.0);
-        let inputs = SlotIn::new(params, slot);
 
         // Pass 1: the embeddings' sums per server and per user.
         for (u, uc) in user_ctx.chunks_exact_mut(h).enumerate() {
             for (s, sc) in server_ctx.chunks_exact_mut(h).enumerate() {
-                self.embed(&inputs, u, s, embed_t, hid)?;
+                self.embed(inputs, u, s, embed_t, hid)?;
                 for ((a, b), &x) in sc.iter_mut().zip(uc.iter_mut()).zip(hid.iter()) {
                     *a += x;
                     *b += x;
@@ -737,7 +861,7 @@ impl<'a> GeneralPolicy<'a> {
             .zip(user_ctx.chunks_exact(h))
         {
             for ((s, o), sc) in row.iter_mut().enumerate().zip(server_ctx.chunks_exact(h)) {
-                self.embed(&inputs, u, s, embed_t, hid)?;
+                self.embed(inputs, u, s, embed_t, hid)?;
                 for ((t, &a), &b) in tmp.iter_mut().zip(sc).zip(uc) {
                     *t = a + b;
                 }
@@ -749,7 +873,6 @@ impl<'a> GeneralPolicy<'a> {
                 *o = acc;
             }
         }
-        self.decode(params, &inputs, out);
         Ok(())
     }
 
@@ -786,50 +909,59 @@ impl<'a> GeneralPolicy<'a> {
         hid.iter_mut().for_each(|v| *v = relu(*v));
         Ok(())
     }
+}
 
-    /// Sequential decoding (module docs): adds each server's decoder term and
-    /// penalty to the user's base logits, in user order.
-    fn decode<const U: usize, const S: usize>(
-        &self,
-        params: &Params,
-        inputs: &SlotIn<U, S>,
-        out: &mut [f32],
-    ) {
-        let m = inputs.m;
-        let mut placed = [Placed::default(); S];
-        let mut features = [[0.0f32; DYN_FEATURES]; S];
-        let mut penalty = [0.0f32; S];
-        let mut loads = [LoadF32::default(); S];
-        for (u, row) in out.chunks_exact_mut(m).enumerate() {
-            step(
-                params,
-                inputs,
-                u,
-                &placed,
-                &mut features,
-                &mut penalty,
-                &mut loads,
-            );
-            let mut best: Option<(f32, usize)> = None;
-            for (s, ((o, f), &p)) in row.iter_mut().zip(&features).zip(&penalty).enumerate() {
-                let term: f32 = f
-                    .iter()
-                    .zip(self.model.decoder.iter())
-                    .map(|(a, b)| a * b)
-                    .sum();
-                *o += term + p;
-                if o.is_nan() {
-                    *o = f32::NEG_INFINITY;
-                }
-                let available = inputs.servers().get(s).is_some_and(|v| v.available);
-                if available && best.is_none_or(|(b, _)| *o > b) {
-                    best = Some((*o, s));
-                }
+/// Sequential decoding (module docs): adds each server's decoder term (the
+/// [`DYN_FEATURES`] weights `decoder`) and penalty to the user's base logits in
+/// `out` (user-major, the slot's U·S), in user order. Controller code whatever
+/// computed the base logits: the blob engine ([`GeneralPolicy::logits`]) and the
+/// ONNX engine (`OnnxGeneralPolicy`, feature `onnx`) both end here.
+pub fn decode<const U: usize, const S: usize>(
+    params: &Params,
+    slot: &Slot<U, S>,
+    decoder: &[f32; DYN_FEATURES],
+    out: &mut [f32],
+) {
+    decode_in(params, &SlotIn::new(params, slot), decoder, out);
+}
+
+/// [`decode`] on the slot's [`SlotIn`].
+fn decode_in<const U: usize, const S: usize>(
+    params: &Params,
+    inputs: &SlotIn<U, S>,
+    decoder: &[f32; DYN_FEATURES],
+    out: &mut [f32],
+) {
+    let m = inputs.m;
+    let mut placed = [Placed::default(); S];
+    let mut features = [[0.0f32; DYN_FEATURES]; S];
+    let mut penalty = [0.0f32; S];
+    let mut loads = [LoadF32::default(); S];
+    for (u, row) in out.chunks_exact_mut(m).enumerate() {
+        step(
+            params,
+            inputs,
+            u,
+            &placed,
+            &mut features,
+            &mut penalty,
+            &mut loads,
+        );
+        let mut best: Option<(f32, usize)> = None;
+        for (s, ((o, f), &p)) in row.iter_mut().zip(&features).zip(&penalty).enumerate() {
+            let term: f32 = f.iter().zip(decoder).map(|(a, b)| a * b).sum();
+            *o += term + p;
+            if o.is_nan() {
+                *o = f32::NEG_INFINITY;
             }
-            if let Some((_, s)) = best {
-                if let (Some(state), Some(&load)) = (placed.get_mut(s), loads.get(s)) {
-                    state.add(params, load);
-                }
+            let available = inputs.servers().get(s).is_some_and(|v| v.available);
+            if available && best.is_none_or(|(b, _)| *o > b) {
+                best = Some((*o, s));
+            }
+        }
+        if let Some((_, s)) = best {
+            if let (Some(state), Some(&load)) = (placed.get_mut(s), loads.get(s)) {
+                state.add(params, load);
             }
         }
     }

@@ -72,13 +72,18 @@ pub use engine::{max_scratch_len, Policy};
 pub use general::{GeneralPolicy, GeneralRef};
 #[cfg(feature = "onnx")]
 pub use onnx::{OnnxError, OnnxPolicy};
+#[cfg(feature = "onnx")]
+pub use onnx_general::OnnxGeneralPolicy;
 
 #[cfg(feature = "onnx")]
 mod onnx;
+#[cfg(feature = "onnx")]
+pub mod onnx_general;
 
 /// What the [`Controller`](crate::Controller) needs of a policy: its shape and a
-/// way to compute its logits. [`Policy`] (the blob engine, `no_std`) implements it,
-/// and with the `onnx` feature [`OnnxPolicy`] (an ONNX file run by tract-onnx).
+/// way to compute its logits. [`Policy`] and [`GeneralPolicy`] (the blob engines,
+/// `no_std`) implement it, and with the `onnx` feature [`OnnxPolicy`] and
+/// [`OnnxGeneralPolicy`] (ONNX files run by tract-onnx).
 pub trait Engine {
     /// Users U the policy decides for.
     fn users(&self) -> usize;

@@ -36,6 +36,11 @@ pub mod keys {
     /// The objective the policy was trained for, [`CostNorm::name`](crate::CostNorm::name)
     /// (`paper` or `linear`); absent in files exported before it existed: `paper`.
     pub const COST_NORM: &str = "diten.cost_norm";
+    /// `policy-v2` only: the [`DYN_FEATURES`](crate::policy::general::DYN_FEATURES)
+    /// decoder weights, comma-separated f32 in Rust's shortest round-trip decimal
+    /// (so they read back bit for bit); the graph gives the base logits, the
+    /// controller decodes with these.
+    pub const DECODER: &str = "diten.decoder";
 }
 
 /// Why an ONNX policy could not be loaded.
@@ -122,11 +127,7 @@ pub struct OnnxPolicy {
 impl OnnxPolicy {
     /// Reads and checks the ONNX file `path` (see the [module docs](self)).
     pub fn load(path: &Path) -> Result<OnnxPolicy, OnnxError> {
-        let bytes = std::fs::read(path).map_err(|source| OnnxError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::load_bytes(&bytes, path)
+        Self::load_bytes(&read_file(path)?, path)
     }
 
     /// [`load`](Self::load), but only after checking that `sig_path` (the `.sig`
@@ -141,30 +142,12 @@ impl OnnxPolicy {
         public_key: &PublicKey,
         min_version: u32,
     ) -> Result<OnnxPolicy, OnnxError> {
-        let read = |file: &Path| {
-            std::fs::read(file).map_err(|source| OnnxError::Read {
-                path: file.to_owned(),
-                source,
-            })
-        };
-        let bytes = read(path)?;
-        let sig = read(sig_path)?;
-        signature::verify(&bytes, &sig, public_key, min_version).map_err(|error| {
-            OnnxError::Signature {
-                path: path.to_owned(),
-                signature: sig_path.to_owned(),
-                error,
-            }
-        })?;
-        Self::load_bytes(&bytes, path)
+        Self::load_bytes(&read_signed(path, sig_path, public_key, min_version)?, path)
     }
 
     /// [`load`](Self::load) from the bytes of a model; `path` names it in errors.
     pub fn load_bytes(bytes: &[u8], path: &Path) -> Result<OnnxPolicy, OnnxError> {
-        let model_error = |e: TractError| OnnxError::Model {
-            path: path.to_owned(),
-            message: format!("{e:#}").replace('\n', " "),
-        };
+        let model_error = |e| model_error(path, e);
         let onnx = tract_onnx::onnx();
         let proto = onnx
             .proto_model_for_read(&mut &bytes[..])
@@ -203,56 +186,121 @@ fn read_metadata(
     proto: &pb::ModelProto,
     path: &Path,
 ) -> Result<(usize, usize, CostNorm), OnnxError> {
-    let fail = |key, problem: String| OnnxError::Metadata {
-        path: path.to_owned(),
-        key,
-        problem,
-    };
-    let find = |key: &'static str| {
-        proto
-            .metadata_props
-            .iter()
-            .find(|p| p.key == key)
-            .map(|p| p.value.as_str())
-    };
-    let get = |key: &'static str| {
-        find(key).ok_or_else(|| fail(key, "missing (not a policy exported by diten)".to_owned()))
-    };
-    let format = get(keys::FORMAT)?;
-    if format != FORMAT {
-        return Err(fail(
-            keys::FORMAT,
-            format!("`{format}`, this controller reads `{FORMAT}`"),
-        ));
-    }
-    let layout = get(keys::OBS_LAYOUT)?;
-    if layout != OBS_LAYOUT {
-        return Err(fail(
-            keys::OBS_LAYOUT,
-            format!("`{layout}`, this controller builds observations `{OBS_LAYOUT}`"),
-        ));
-    }
+    let meta = Meta { proto, path };
+    meta.expect(keys::FORMAT, FORMAT, "this controller reads")?;
+    meta.expect(
+        keys::OBS_LAYOUT,
+        OBS_LAYOUT,
+        "this controller builds observations",
+    )?;
     let count = |key: &'static str, max: usize| {
-        let text = get(key)?;
+        let text = meta.get(key)?;
         match text.parse::<usize>() {
             Ok(n) if (1..=max).contains(&n) => Ok(n),
-            _ => Err(fail(key, format!("`{text}` is not a count in 1..={max}"))),
+            _ => Err(meta.fail(key, format!("`{text}` is not a count in 1..={max}"))),
         }
-    };
-    let cost_norm = match find(keys::COST_NORM) {
-        None => CostNorm::Paper,
-        Some(name) => CostNorm::from_name(name).ok_or_else(|| {
-            fail(
-                keys::COST_NORM,
-                format!("`{name}` is no objective (expected `paper` or `linear`)"),
-            )
-        })?,
     };
     Ok((
         count(keys::USERS, MAX_USERS)?,
         count(keys::SERVERS, MAX_SERVERS)?,
-        cost_norm,
+        meta.cost_norm()?,
     ))
+}
+
+/// The `diten.*` metadata of a model, read for the engines of both formats.
+pub(super) struct Meta<'a> {
+    pub(super) proto: &'a pb::ModelProto,
+    pub(super) path: &'a Path,
+}
+
+impl<'a> Meta<'a> {
+    /// [`OnnxError::Metadata`] for `key`.
+    pub(super) fn fail(&self, key: &'static str, problem: String) -> OnnxError {
+        OnnxError::Metadata {
+            path: self.path.to_owned(),
+            key,
+            problem,
+        }
+    }
+
+    /// The value of `key`, if present.
+    pub(super) fn find(&self, key: &str) -> Option<&'a str> {
+        self.proto
+            .metadata_props
+            .iter()
+            .find(|p| p.key == key)
+            .map(|p| p.value.as_str())
+    }
+
+    /// The value of `key`; missing is an error.
+    pub(super) fn get(&self, key: &'static str) -> Result<&'a str, OnnxError> {
+        self.find(key)
+            .ok_or_else(|| self.fail(key, "missing (not a policy exported by diten)".to_owned()))
+    }
+
+    /// `key` must be `want`; `reads` says what this controller does with it.
+    pub(super) fn expect(
+        &self,
+        key: &'static str,
+        want: &str,
+        reads: &str,
+    ) -> Result<(), OnnxError> {
+        let got = self.get(key)?;
+        if got == want {
+            Ok(())
+        } else {
+            Err(self.fail(key, format!("`{got}`, {reads} `{want}`")))
+        }
+    }
+
+    /// `diten.cost_norm`; `paper` when absent (files exported before it existed).
+    pub(super) fn cost_norm(&self) -> Result<CostNorm, OnnxError> {
+        match self.find(keys::COST_NORM) {
+            None => Ok(CostNorm::Paper),
+            Some(name) => CostNorm::from_name(name).ok_or_else(|| {
+                self.fail(
+                    keys::COST_NORM,
+                    format!("`{name}` is no objective (expected `paper` or `linear`)"),
+                )
+            }),
+        }
+    }
+}
+
+/// tract's error as [`OnnxError::Model`]: its whole cause chain, on one line.
+pub(super) fn model_error(path: &Path, e: TractError) -> OnnxError {
+    OnnxError::Model {
+        path: path.to_owned(),
+        message: format!("{e:#}").replace('\n', " "),
+    }
+}
+
+/// The bytes of `path`.
+pub(super) fn read_file(path: &Path) -> Result<Vec<u8>, OnnxError> {
+    std::fs::read(path).map_err(|source| OnnxError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The bytes of `path`, once `sig_path` is `public_key`'s signature of them at
+/// a `policy_version` of at least `min_version` ([`OnnxError::Signature`] if not).
+pub(super) fn read_signed(
+    path: &Path,
+    sig_path: &Path,
+    public_key: &PublicKey,
+    min_version: u32,
+) -> Result<Vec<u8>, OnnxError> {
+    let bytes = read_file(path)?;
+    let sig = read_file(sig_path)?;
+    signature::verify(&bytes, &sig, public_key, min_version).map_err(|error| {
+        OnnxError::Signature {
+            path: path.to_owned(),
+            signature: sig_path.to_owned(),
+            error,
+        }
+    })?;
+    Ok(bytes)
 }
 
 impl Engine for OnnxPolicy {

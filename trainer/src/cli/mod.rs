@@ -77,10 +77,12 @@ pub enum Command {
     /// Export a trained policy (a checkpoint or its run folder) as an ONNX model
     /// with the observation normalisation folded in (SPEC §3.2).
     Export(ExportArgs),
-    /// Convert an exported ONNX policy into the controller's firmware blob (SPEC §3.3).
+    /// Convert an exported ONNX policy into the controller's firmware blob (SPEC §3.3),
+    /// or a size-agnostic (policy-v2) blob into ONNX (SPEC §3.2a).
     Convert(ConvertArgs),
-    /// Run a policy (ONNX or firmware blob) on one observation with the controller's
-    /// engine; prints `{"logits": [...]}`.
+    /// Run a policy (ONNX or firmware blob) with the controller's engine: on one
+    /// observation (`--obs`, prints `{"logits": [...]}`), or a size-agnostic policy
+    /// on one slot (`--instance`, prints the graph's inputs and logits).
     Infer(InferArgs),
     /// Record a simulated episode as a gateway trace (servers, parameters, and per
     /// slot each user's position and data) for `diten replay` and the firmware.
@@ -130,10 +132,11 @@ pub struct ExportArgs {
 /// Arguments of `diten convert`.
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
-    /// The ONNX policy, as `diten export` writes it.
-    #[arg(value_name = "FILE.onnx")]
+    /// The policy: an ONNX model (`diten export`'s, or a policy-v2 one) becomes a
+    /// blob; a policy-v2 blob (told apart by its magic bytes) becomes ONNX.
+    #[arg(value_name = "FILE")]
     pub model: PathBuf,
-    /// The blob file to write (its folder is created if missing).
+    /// The file to write, blob or ONNX (its folder is created if missing).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
 }
@@ -146,8 +149,19 @@ pub struct InferArgs {
     #[arg(long, value_name = "FILE")]
     pub model: PathBuf,
     /// JSON `{"obs": [f32, ...]}` with the model's obs_dim values; `-` reads stdin.
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "instance",
+        conflicts_with = "instance"
+    )]
+    pub obs: Option<PathBuf>,
+    /// A slot (SPEC §3.1's instance JSON; an `association` is ignored) for a
+    /// size-agnostic (policy-v2) model; `-` reads stdin. Prints the graph's inputs
+    /// `users`, `servers`, `pairs`, its base `logits` [U][S] and the controller's
+    /// `decoded` logits (null where a server is masked).
     #[arg(long, value_name = "FILE")]
-    pub obs: PathBuf,
+    pub instance: Option<PathBuf>,
 }
 
 /// One scenario: a TOML file and overrides of its main values (`train`, `trace`).

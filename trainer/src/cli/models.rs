@@ -231,7 +231,9 @@ fn policy_line(
 }
 
 /// Every model folder of `dir` (subfolders with a policy.onnx), sorted by name with
-/// digit runs compared as numbers (`u20-s9` before `u20-s11`).
+/// digit runs compared as numbers (`u20-s9` before `u20-s11`). The size-agnostic
+/// policies (`diten.format` = `policy-v2`, SPEC §3.2a) are left out: they serve
+/// every U and S, have their own cards and no per-S evaluation to list or merge.
 pub fn model_dirs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let entries =
         std::fs::read_dir(dir).with_context(|| format!("--dir {}: reading", dir.display()))?;
@@ -239,12 +241,21 @@ pub fn model_dirs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     for entry in entries {
         let entry = entry.with_context(|| format!("--dir {}: reading", dir.display()))?;
         let path = entry.path();
-        if path.is_dir() && path.join(crate::onnx::FILE).is_file() {
+        if path.is_dir() && path.join(crate::onnx::FILE).is_file() && !is_general(&path) {
             dirs.push(path);
         }
     }
     dirs.sort_by_cached_key(|p| natural_key(&p.to_string_lossy()));
     Ok(dirs)
+}
+
+/// Whether the policy.onnx of `dir` is a size-agnostic `policy-v2` model; a file
+/// that cannot be read is not (its error is `read_model`'s to report).
+fn is_general(dir: &Path) -> bool {
+    std::fs::read(dir.join(crate::onnx::FILE))
+        .ok()
+        .and_then(|bytes| Metadata::read(&bytes).ok())
+        .is_some_and(|m| m.get(keys::FORMAT) == Some(crate::onnx::FORMAT_V2))
 }
 
 /// `name` split into text and numbers, so numbers sort by value.

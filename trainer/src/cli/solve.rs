@@ -152,17 +152,14 @@ pub fn solve_text_with(
     policy: Option<&[u8]>,
     solver: GammaSolver,
 ) -> anyhow::Result<String> {
-    check_no_positional_structs(text)?;
-    let instance: Instance = parse_json(text)?;
-    let slot: Slot = Slot::new(&instance.servers, &instance.users)?;
-    diten_controller::model::check_params(&instance.params, &slot)?;
-    let association = match (instance.association, policy) {
+    let (params, slot, given) = read_instance(text)?;
+    let association = match (given, policy) {
         (Some(_), Some(_)) => bail!(
             "association: given, and --policy too (give one: the association to solve γ \
              for, or a policy to decide it)"
         ),
         (Some(a), None) => a,
-        (None, Some(blob)) => decide(blob, &instance.params, &slot)?,
+        (None, Some(blob)) => decide(blob, &params, &slot)?,
         (None, None) => bail!(
             "association: missing (give one server index per user, or --policy FILE to \
              let an exported policy decide)"
@@ -170,10 +167,10 @@ pub fn solve_text_with(
     };
     let mut gamma = vec![0.0; slot.users().len()];
     match solver {
-        GammaSolver::Exact => solve_gamma(&instance.params, &slot, &association, &mut gamma)?,
-        GammaSolver::F32 => solve_gamma_f32(&instance.params, &slot, &association, &mut gamma)?,
+        GammaSolver::Exact => solve_gamma(&params, &slot, &association, &mut gamma)?,
+        GammaSolver::F32 => solve_gamma_f32(&params, &slot, &association, &mut gamma)?,
     };
-    let eval = evaluate(&instance.params, &slot, &association, &gamma)?;
+    let eval = evaluate(&params, &slot, &association, &gamma)?;
     let solution = Solution {
         association: &association,
         gamma: &gamma,
@@ -185,6 +182,17 @@ pub fn solve_text_with(
     };
     check_finite(&solution)?;
     Ok(serde_json::to_string(&solution)?)
+}
+
+/// The parameters, slot and (if given) association of the instance `text`
+/// (SPEC §3.1), parsed and checked as `diten solve` checks them; `diten infer
+/// --instance` reads its slot here too.
+pub(crate) fn read_instance(text: &str) -> anyhow::Result<(Params, Slot, Option<Vec<usize>>)> {
+    check_no_positional_structs(text)?;
+    let instance: Instance = parse_json(text)?;
+    let slot: Slot = Slot::new(&instance.servers, &instance.users)?;
+    diten_controller::model::check_params(&instance.params, &slot)?;
+    Ok((instance.params, slot, instance.association))
 }
 
 /// serde's derived structs also accept a JSON array of the field values in order

@@ -35,8 +35,14 @@ pub fn onnx_to_blob(bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
     model_to_blob(&model)
 }
 
-/// Converts a decoded ONNX policy into a firmware blob.
+/// Converts a decoded ONNX policy into a firmware blob: a `policy-v2` model
+/// (`diten.format`) through [`general_to_blob`](super::general::general_to_blob),
+/// any other as below.
 pub fn model_to_blob(model: &pb::ModelProto) -> anyhow::Result<Vec<u8>> {
+    let format = model.metadata_props.iter().find(|p| p.key == keys::FORMAT);
+    if format.is_some_and(|p| p.value == super::FORMAT_V2) {
+        return super::general::general_to_blob(model);
+    }
     let parsed = Parsed::read(model)?;
     let layers: Vec<LayerRef<'_>> = parsed.layers.iter().map(Layer::as_ref).collect();
     let net = ModelRef {
@@ -243,7 +249,7 @@ impl Parsed {
 }
 
 /// The default-domain opset must be [`MIN_OPSET`] or later (Clip's bounds as inputs).
-fn check_opset(model: &pb::ModelProto) -> anyhow::Result<()> {
+pub(super) fn check_opset(model: &pb::ModelProto) -> anyhow::Result<()> {
     let version = model
         .opset_import
         .iter()
@@ -479,20 +485,7 @@ impl<'a> Graph<'a> {
             "graph {what} `{name}`: element type {}, expected FLOAT",
             type_name(t.elem_type)
         );
-        let dims: Vec<String> = t
-            .shape
-            .as_ref()
-            .map(|s| {
-                s.dim
-                    .iter()
-                    .map(|d| match &d.value {
-                        Some(dimension::Value::DimValue(n)) => n.to_string(),
-                        Some(dimension::Value::DimParam(p)) => p.clone(),
-                        None => "?".to_owned(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let dims = dims_text(t);
         let width_ok = match t.shape.as_ref().map(|s| &s.dim[..]) {
             Some([_, last]) => last.value == Some(dimension::Value::DimValue(width as i64)),
             _ => false,
@@ -687,8 +680,25 @@ impl<'a> Graph<'a> {
     }
 }
 
+/// A tensor type's dimensions as text: `batch`, `11`, `?` where unknown.
+pub(super) fn dims_text(t: &pb::type_proto::Tensor) -> Vec<String> {
+    t.shape
+        .as_ref()
+        .map(|s| {
+            s.dim
+                .iter()
+                .map(|d| match &d.value {
+                    Some(dimension::Value::DimValue(n)) => n.to_string(),
+                    Some(dimension::Value::DimParam(p)) => p.clone(),
+                    None => "?".to_owned(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The name of an ONNX element type.
-fn type_name(t: i32) -> String {
+pub(super) fn type_name(t: i32) -> String {
     DataType::try_from(t)
         .map(|d| d.as_str_name().to_owned())
         .unwrap_or_else(|_| format!("#{t}"))
@@ -831,8 +841,8 @@ mod tests {
             "diten.obs_layout is `diten-obs-v0`",
         );
         rejects(
-            &set(keys::FORMAT, "policy-v2"),
-            "diten.format is `policy-v2`",
+            &set(keys::FORMAT, "policy-v3"),
+            "diten.format is `policy-v3`",
         );
         rejects(&set(keys::USERS, "2"), "diten.users = 2");
         rejects(

@@ -143,7 +143,7 @@ pub fn model_proto(net: &Network, metadata: &[(String, String)]) -> anyhow::Resu
     })
 }
 
-fn entry(key: &str, value: String) -> pb::StringStringEntryProto {
+pub(super) fn entry(key: &str, value: String) -> pb::StringStringEntryProto {
     pb::StringStringEntryProto {
         key: key.to_owned(),
         value,
@@ -274,7 +274,7 @@ fn graph(net: &Network) -> pb::GraphProto {
 }
 
 /// A node without attributes.
-fn plain(name: &str, op: &str, inputs: &[&str], output: &str) -> pb::NodeProto {
+pub(super) fn plain(name: &str, op: &str, inputs: &[&str], output: &str) -> pb::NodeProto {
     pb::NodeProto {
         input: inputs.iter().map(|&s| s.to_owned()).collect(),
         output: vec![output.to_owned()],
@@ -311,7 +311,7 @@ fn gemm(
 }
 
 /// A float32 initializer, values little-endian in `raw_data`.
-fn float_tensor(name: &str, dims: &[usize], values: &[f32]) -> pb::TensorProto {
+pub(super) fn float_tensor(name: &str, dims: &[usize], values: &[f32]) -> pb::TensorProto {
     pb::TensorProto {
         dims: dims.iter().map(|&d| d as i64).collect(),
         data_type: DataType::Float as i32,

@@ -3,7 +3,10 @@
 //!
 //! `export` writes a policy as an ONNX `ModelProto` (IR version [`IR_VERSION`],
 //! opset [`OPSET`]); `convert` reads such a model back, accepting exactly the graph
-//! the exporter writes, and encodes it as the controller's blob. Both are built on
+//! the exporter writes, and encodes it as the controller's blob. `general` does
+//! both for the size-agnostic `policy-v2` (SPEC §3.2a: inputs `users`, `servers`,
+//! `pairs` with symbolic U and S, output `logits [U, S]`), and turns a `policy-v2`
+//! blob back into ONNX; [`onnx_to_blob`] takes either format, by `diten.format`. Both are built on
 //! tract-onnx's protobuf types and exist only with the `onnx` feature (default;
 //! `make demo` builds without it): without it [`onnx_to_blob`] is an error saying
 //! so, and every command that reads or writes an ONNX graph fails with it. The
@@ -60,6 +63,8 @@
 pub mod convert;
 #[cfg(feature = "onnx")]
 pub mod export;
+#[cfg(feature = "onnx")]
+pub mod general;
 pub mod metadata;
 
 #[cfg(feature = "onnx")]
@@ -96,6 +101,9 @@ pub const MIN_OPSET: i64 = 11;
 /// Value of [`keys::FORMAT`].
 pub const FORMAT: &str = "policy-v1";
 
+/// Value of [`keys::FORMAT`] for the size-agnostic policy (SPEC §3.2a, [`general`]).
+pub const FORMAT_V2: &str = "policy-v2";
+
 /// Name of the graph input.
 pub const INPUT: &str = "obs";
 
@@ -126,4 +134,6 @@ pub mod keys {
     /// The objective the policy was trained for (`paper` or `linear`, SPEC §2.1b);
     /// read as `paper` when absent.
     pub const COST_NORM: &str = "diten.cost_norm";
+    /// `policy-v2` only: the decoder weights, comma-separated f32 (see [`general`](super::general)).
+    pub const DECODER: &str = "diten.decoder";
 }
