@@ -23,5 +23,6 @@ pub mod scenario;
 pub mod signing;
 pub mod sim;
 pub mod train;
+pub mod util;
 
 pub use cli::run;

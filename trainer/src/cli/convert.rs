@@ -4,7 +4,7 @@
 use anyhow::Context;
 
 use super::ConvertArgs;
-use crate::eval::report::write_atomic;
+use crate::util::fs::write_atomic;
 
 /// Runs `diten convert`: in a build without the `onnx` feature, the one-line
 /// error [`NO_ONNX`](crate::onnx::NO_ONNX) before anything is read.

@@ -20,9 +20,9 @@ use super::demo_plot;
 use super::evaluate::{self, Seeds};
 use super::models::{self, ModelInfo};
 use super::ship;
-use crate::eval::report::write_atomic;
 use crate::eval::{self, plot, report, PolicySpec, Sweep};
 use crate::scenario::{Emd, Scenario};
+use crate::util::fs::write_atomic;
 
 /// The model `diten demo` runs without `--model`, when present.
 pub const DEFAULT_MODEL: &str = "u20-s15";

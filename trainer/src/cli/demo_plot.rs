@@ -13,10 +13,10 @@ use std::path::Path;
 use anyhow::Context;
 use plotters::prelude::*;
 
-use crate::eval::plot::{ensure_font, finite_bounds, frame, plot_err, COLOURS};
-use crate::eval::report::write_atomic_with;
 use crate::eval::{PolicySpec, SlotMetrics, Sweep};
 use crate::sim::Env;
+use crate::util::fs::write_atomic_with;
+use crate::util::plot::{ensure_font, finite_bounds, frame, plot_err, COLOURS};
 
 /// Slots in the moving average (centred; shorter at the episode's ends).
 const WINDOW: usize = 25;

@@ -25,6 +25,7 @@ use crate::eval::progress::Progress;
 use crate::eval::{self, plot, report, PolicySpec, RunOptions, Sweep};
 use crate::policy;
 use crate::scenario::{Emd, InvalidScenario, Scenario};
+use crate::util::fs::write_atomic;
 
 /// Exit code after Ctrl-C (128 + SIGINT, the shell convention).
 pub const INTERRUPTED_EXIT_CODE: i32 = 130;
@@ -344,7 +345,7 @@ pub(super) fn run_sweep(
 ) -> anyhow::Result<()> {
     let sweep = build_sweep(args, policies)?;
     let out = output_dir(command, args.out.as_deref())?;
-    report::write_atomic(
+    write_atomic(
         &out.join("scenario.toml"),
         scenario_toml(command, &sweep).as_bytes(),
     )?;

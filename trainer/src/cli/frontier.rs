@@ -26,6 +26,7 @@ use super::evaluate::{build_sweep, output_dir, run_with_progress, scenario_toml}
 use super::{FrontierArgs, INTERRUPTED_EXIT_CODE};
 use crate::eval::metrics::Metric;
 use crate::eval::{self, emd_label, plot, report, PolicySpec, SummaryRow, Sweep};
+use crate::util::fs::write_atomic;
 
 /// The label of the frontier's points in tables, the CSV and the plots.
 pub const FRONTIER_LABEL: &str = "oracle, linear e";
@@ -127,7 +128,7 @@ pub fn run(args: &FrontierArgs) -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<_>>()?;
     let out = output_dir("frontier", args.sweep.out.as_deref())?;
-    report::write_atomic(
+    write_atomic(
         &out.join("scenario.toml"),
         scenario_toml("frontier", &reference).as_bytes(),
     )?;
@@ -164,7 +165,7 @@ pub fn run(args: &FrontierArgs) -> anyhow::Result<()> {
             .cmp(&(b.servers, &b.emd))
             .then_with(|| a.price.is_none().cmp(&b.price.is_none()))
     });
-    report::write_atomic(&out.join("frontier.csv"), csv(&points).as_bytes())?;
+    write_atomic(&out.join("frontier.csv"), csv(&points).as_bytes())?;
     let mut written = Vec::new();
     for &servers in &reference.servers {
         for emd in &reference.emds {

@@ -14,9 +14,10 @@ use serde_json::Value;
 
 use super::ship::{POLICY_LABEL, UNCONSOLIDATED_LABEL, UNIMPROVED_LABEL};
 use crate::eval::metrics::{Metric, Stats};
-use crate::eval::report::{summary_csv, write_atomic};
+use crate::eval::report::summary_csv;
 use crate::eval::{emd_label, plot, ratio_text, SummaryRow};
 use crate::scenario::Emd;
+use crate::util::fs::write_atomic;
 
 /// The shipped policy's name in the merged tables and plots.
 pub const SHIPPED_LABEL: &str = "shipped policy";

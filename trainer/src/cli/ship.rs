@@ -36,10 +36,10 @@ use sha2::{Digest, Sha256};
 use tract_onnx::pb;
 
 use super::evaluate::{self, Seeds};
-use crate::eval::report::write_atomic;
 use crate::eval::{self, emd_label, plot, report, Metric, PolicySpec, SummaryRow, Sweep};
 use crate::onnx::keys;
 use crate::scenario::Scenario;
+use crate::util::fs::write_atomic;
 
 /// Arguments of `diten ship`.
 #[derive(Debug, Args)]

@@ -358,9 +358,9 @@ mod with_torch {
     use prost::Message;
 
     use super::{model_proto, Network};
-    use crate::eval::report::write_atomic;
     use crate::onnx::keys;
     use crate::train::checkpoint::{load_norm, Loaded};
+    use crate::util::fs::write_atomic;
 
     /// Exports the policy of a training checkpoint (`checkpoint.ot` or its run
     /// folder) to the ONNX file `out`, written atomically. The metadata names the

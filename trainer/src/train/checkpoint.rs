@@ -11,8 +11,8 @@ use tch::nn::VarStore;
 use tch::{Kind, Tensor};
 
 use super::norm::RunningNorm;
-use crate::eval::report::write_atomic_with;
 use crate::policy::trained::{Dense, Mlp, Prior, TrainedPolicy};
+use crate::util::fs::write_atomic_with;
 
 /// File name of the checkpoint in a run folder.
 pub const FILE: &str = "checkpoint.ot";

@@ -46,10 +46,10 @@ use rand_core::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
-use crate::eval::report::write_atomic;
 use crate::policy::{DecisionMaker, Oracle};
 use crate::scenario::{Churn, Emd, Scenario};
 use crate::sim::{Env, Status};
+use crate::util::fs::write_atomic;
 
 /// Stand-in for −∞ in the loss (an unavailable server): far below any logit,
 /// finite so the softmax stays a number.

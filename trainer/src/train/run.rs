@@ -13,9 +13,9 @@ use tch::{Device, Tensor};
 
 use super::checkpoint::{self, Counters, Loaded, Meta};
 use super::{Algo, TrainConfig, METRICS_COLUMNS};
-use crate::eval::report::write_atomic;
 use crate::eval::EpisodeMetrics;
 use crate::sim::VecEnv;
+use crate::util::fs::write_atomic;
 
 /// The plain progress line printed at a checkpoint when stderr is not a terminal:
 /// `iteration` of `total`, the minutes this process has trained (`elapsed_s`, over
@@ -110,7 +110,7 @@ fn fmt(v: f64) -> String {
     }
 }
 
-/// Temporary files of [`write_atomic`](crate::eval::report::write_atomic_with)
+/// Temporary files of [`write_atomic`](crate::util::fs::write_atomic_with)
 /// start with this; one left in a run folder is from a writer that was killed.
 const TMP_PREFIX: &str = ".tmp-";
 
