@@ -257,7 +257,7 @@ fn load_trained(path: &std::path::Path, label: String) -> anyhow::Result<Box<dyn
     }
     #[cfg(feature = "torch")]
     {
-        Ok(Box::new(crate::train::checkpoint::load_policy(
+        Ok(Box::new(crate::policy::checkpoint::load_policy(
             path, label,
         )?))
     }

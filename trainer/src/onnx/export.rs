@@ -13,8 +13,8 @@ use tract_onnx::pb::tensor_proto::DataType;
 use tract_onnx::pb::tensor_shape_proto::{dimension, Dimension};
 
 use super::{keys, FORMAT, INPUT, IR_VERSION, OPSET, OUTPUT};
+use crate::policy::norm::{RunningNorm, CLIP, EPS};
 use crate::policy::trained::{Dense, Mlp};
-use crate::train::norm::{RunningNorm, CLIP, EPS};
 
 /// A policy as the exporter sees it: the observation normaliser and the actor for
 /// `users` × `servers`.
@@ -359,7 +359,7 @@ mod with_torch {
 
     use super::{model_proto, Network};
     use crate::onnx::keys;
-    use crate::train::checkpoint::{load_norm, Loaded};
+    use crate::policy::checkpoint::{load_norm, Loaded};
     use crate::util::fs::write_atomic;
 
     /// Exports the policy of a training checkpoint (`checkpoint.ot` or its run

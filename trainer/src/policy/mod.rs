@@ -27,10 +27,13 @@ pub trait DecisionMaker: Send {
     fn decide(&mut self, env: &Env) -> anyhow::Result<Decision>;
 }
 
+#[cfg(feature = "torch")]
+pub mod checkpoint;
 pub mod controller;
 mod feasible;
 pub mod lookahead;
 mod nearest;
+pub mod norm;
 mod oracle;
 mod sticky;
 pub mod trained;

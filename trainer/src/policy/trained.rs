@@ -7,9 +7,9 @@
 use anyhow::{bail, ensure};
 use diten_controller::obs::{obs_dim, observe};
 
+use super::norm::RunningNorm;
 use super::DecisionMaker;
 use crate::sim::{Decision, Env};
-use crate::train::norm::RunningNorm;
 
 /// A dense layer: `weight` is `outputs × inputs`, row-major (torch's layout).
 #[derive(Clone, Debug, PartialEq)]

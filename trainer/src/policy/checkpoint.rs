@@ -1,6 +1,8 @@
-//! `checkpoint.ot`: every tensor of a run (networks, Adam moments, normalisers) and
-//! its counters, as libtorch named tensors, written to a temporary file and renamed.
-//! [`load_policy`] turns a checkpoint into a [`TrainedPolicy`] for evaluation.
+//! `checkpoint.ot`: every tensor of a training run (networks, Adam moments,
+//! normalisers) and its counters, as libtorch named tensors, written to a temporary
+//! file and renamed. Training writes it ([`save`]; what a learner puts in is
+//! `train`'s business); [`load_policy`] turns one into a [`TrainedPolicy`] for
+//! evaluation, which is why the format lives with the policies.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -64,46 +66,6 @@ pub fn load_norm(
         var,
         count: count[0],
     })
-}
-
-/// What every learner checkpoints: its networks' variables, the actor's and the
-/// critic's Adam state, and the observation and return normalisers.
-pub(crate) fn learner_tensors(
-    nets: &[&VarStore],
-    actor_opt: &super::nets::Adam,
-    critic_opt: &super::nets::Adam,
-    obs_norm: &RunningNorm,
-    ret_norm: &RunningNorm,
-) -> Vec<(String, Tensor)> {
-    let mut out: Vec<(String, Tensor)> = Vec::new();
-    for vs in nets {
-        out.extend(vs.variables());
-    }
-    out.extend(actor_opt.state("adam_actor"));
-    out.extend(critic_opt.state("adam_critic"));
-    out.extend(norm_tensors("obs_norm", obs_norm));
-    out.extend(norm_tensors("ret_norm", ret_norm));
-    out
-}
-
-/// Restores what [`learner_tensors`] saved; returns the observation normaliser (of
-/// `dim` features) and the return normaliser.
-pub(crate) fn load_learner(
-    get: &dyn Fn(&str) -> anyhow::Result<Tensor>,
-    nets: &mut [&mut VarStore],
-    actor_opt: &mut super::nets::Adam,
-    critic_opt: &mut super::nets::Adam,
-    dim: usize,
-) -> anyhow::Result<(RunningNorm, RunningNorm)> {
-    for vs in nets.iter_mut() {
-        load_vars(vs, get)?;
-    }
-    actor_opt.load_state("adam_actor", get)?;
-    critic_opt.load_state("adam_critic", get)?;
-    Ok((
-        load_norm("obs_norm", dim, get)?,
-        load_norm("ret_norm", 1, get)?,
-    ))
 }
 
 /// Copies the checkpoint's values into every variable of `vs` (shapes must match).
