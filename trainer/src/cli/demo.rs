@@ -20,7 +20,8 @@ use super::demo_plot;
 use super::evaluate::{self, Seeds};
 use super::models::{self, ModelInfo};
 use super::ship;
-use crate::eval::{self, plot, report, PolicySpec, Sweep};
+use crate::eval::{self, plot, report, Sweep};
+use crate::policy::{Builtin, PolicySpec};
 use crate::scenario::{Emd, Scenario};
 use crate::util::fs::write_atomic;
 
@@ -28,7 +29,6 @@ use crate::util::fs::write_atomic;
 pub const DEFAULT_MODEL: &str = "u20-s15";
 
 /// The baselines the demo compares with, in table order after the policy.
-const BASELINES: &[&str] = &["nearest", "nearest-random", "sticky", "oracle"];
 
 /// Arguments of `diten demo`.
 #[derive(Debug, Args)]
@@ -107,7 +107,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         ..Scenario::default()
     };
     let mut policies = vec![PolicySpec::File(blob)];
-    policies.extend(BASELINES.iter().map(|n| PolicySpec::Builtin(n)));
+    policies.extend(Builtin::BASELINES.map(PolicySpec::Builtin));
     let mut sweep = Sweep {
         servers: vec![base.servers],
         emds: vec![base.emd.clone()],
@@ -126,7 +126,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         model.servers,
         model.emd_label(),
         model.algo,
-        BASELINES.join(", ")
+        Builtin::BASELINES.map(Builtin::name).join(", ")
     );
     write_atomic(
         &out.join("scenario.toml"),

@@ -13,7 +13,8 @@ use std::path::Path;
 use anyhow::Context;
 use plotters::prelude::*;
 
-use crate::eval::{PolicySpec, SlotMetrics, Sweep};
+use crate::eval::{SlotMetrics, Sweep};
+use crate::policy::PolicySpec;
 use crate::sim::Env;
 use crate::util::fs::write_atomic_with;
 use crate::util::plot::{ensure_font, finite_bounds, frame, plot_err, COLOURS};

@@ -22,8 +22,8 @@ use anyhow::{bail, Context};
 
 use super::{EvaluateArgs, SweepArgs};
 use crate::eval::progress::Progress;
-use crate::eval::{self, plot, report, PolicySpec, RunOptions, Sweep};
-use crate::policy;
+use crate::eval::{self, plot, report, RunOptions, Sweep};
+use crate::policy::{Builtin, PolicySpec};
 use crate::scenario::{Emd, InvalidScenario, Scenario};
 use crate::util::fs::write_atomic;
 
@@ -120,10 +120,7 @@ pub(crate) fn check_unique<T: PartialEq + std::fmt::Display>(
 /// flags applied; every (servers, emd) variant validated.
 pub fn build_sweep(args: &SweepArgs, policies: &[String]) -> anyhow::Result<Sweep> {
     let policies: Vec<PolicySpec> = if policies.is_empty() {
-        policy::NAMES
-            .iter()
-            .map(|n| PolicySpec::Builtin(n))
-            .collect()
+        Builtin::BASELINES.map(PolicySpec::Builtin).to_vec()
     } else {
         policies
             .iter()
@@ -461,7 +458,7 @@ mod tests {
     #[test]
     fn flags_override_the_defaults() {
         let s = build_sweep(&args(), &[]).unwrap();
-        assert_eq!(s.policies.len(), policy::NAMES.len());
+        assert_eq!(s.policies.len(), Builtin::BASELINES.len());
         assert_eq!(
             (s.servers.clone(), s.seeds.clone(), s.base.slots),
             (vec![15], vec![1], 750)

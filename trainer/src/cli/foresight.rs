@@ -18,11 +18,12 @@ use diten_controller::CostNorm;
 
 use super::evaluate::{build_sweep, output_dir, run_with_progress, scenario_toml};
 use super::{ForesightArgs, INTERRUPTED_EXIT_CODE};
-use crate::eval::{emd_label, EpisodeMetrics, PolicySpec, Stats, Sweep, SweepResult};
+use crate::eval::{emd_label, EpisodeMetrics, Stats, Sweep, SweepResult};
+use crate::policy::{Builtin, PolicySpec};
 use crate::util::fs::write_atomic;
 
 /// The two decision makers compared, in sweep order: myopic, then lookahead.
-const POLICIES: [&str; 2] = ["oracle", "lookahead"];
+const POLICIES: [Builtin; 2] = [Builtin::Oracle, Builtin::Lookahead];
 
 /// One episode pair: the same (objective, S, φ, seed) run by both.
 #[derive(Clone, Debug, serde::Serialize)]

@@ -25,7 +25,8 @@ use diten_controller::CostNorm;
 use super::evaluate::{build_sweep, output_dir, run_with_progress, scenario_toml};
 use super::{FrontierArgs, INTERRUPTED_EXIT_CODE};
 use crate::eval::metrics::Metric;
-use crate::eval::{self, emd_label, plot, report, PolicySpec, SummaryRow, Sweep};
+use crate::eval::{self, emd_label, plot, report, SummaryRow, Sweep};
+use crate::policy::{Builtin, PolicySpec};
 use crate::util::fs::write_atomic;
 
 /// The label of the frontier's points in tables, the CSV and the plots.
@@ -120,7 +121,7 @@ pub fn run(args: &FrontierArgs) -> anyhow::Result<()> {
             let mut sweep = reference.clone();
             sweep.base.params.cost_norm = CostNorm::Linear;
             sweep.base.params.f0 = price;
-            sweep.policies = vec![PolicySpec::Builtin("oracle")];
+            sweep.policies = vec![PolicySpec::Builtin(Builtin::Oracle)];
             sweep
                 .validate()
                 .map_err(|e| anyhow::anyhow!("--prices {price}: {e}"))?;

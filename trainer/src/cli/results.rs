@@ -16,6 +16,7 @@ use super::ship::{POLICY_LABEL, UNCONSOLIDATED_LABEL, UNIMPROVED_LABEL};
 use crate::eval::metrics::{Metric, Stats};
 use crate::eval::report::summary_csv;
 use crate::eval::{emd_label, plot, ratio_text, SummaryRow};
+use crate::policy::Builtin;
 use crate::scenario::Emd;
 use crate::util::fs::write_atomic;
 
@@ -200,7 +201,7 @@ fn markdown(rows: &[SummaryRow], labels: &[String], emds: &[Emd], dirs: &[PathBu
                 match here(label, s) {
                     Some(st) => {
                         md += &format!(" {:+.4} ± {:.4} |", st.mean, st.std);
-                        if let Some(o) = here("oracle", s) {
+                        if let Some(o) = here(Builtin::Oracle.name(), s) {
                             gaps.push(st.mean - o.mean);
                         }
                     }

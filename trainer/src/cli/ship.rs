@@ -36,8 +36,9 @@ use sha2::{Digest, Sha256};
 use tract_onnx::pb;
 
 use super::evaluate::{self, Seeds};
-use crate::eval::{self, emd_label, plot, report, Metric, PolicySpec, SummaryRow, Sweep};
+use crate::eval::{self, emd_label, plot, report, Metric, SummaryRow, Sweep};
 use crate::onnx::keys;
+use crate::policy::{spec, Builtin, PolicySpec};
 use crate::scenario::Scenario;
 use crate::util::fs::write_atomic;
 
@@ -79,7 +80,13 @@ pub struct ShipArgs {
 const DEFAULT_SEEDS: u64 = 5;
 
 /// Every decision maker the policy is compared with, in table order after it.
-pub(crate) const OTHERS: &[&str] = &["nearest", "nearest-random", "sticky", "oracle", "random"];
+pub(crate) const OTHERS: [Builtin; 5] = [
+    Builtin::Nearest,
+    Builtin::NearestRandom,
+    Builtin::Sticky,
+    Builtin::Oracle,
+    Builtin::Random,
+];
 
 /// The policy's label in the evaluation files: its file name in the model folder.
 pub(crate) const POLICY_LABEL: &str = "policy.bin";
@@ -412,7 +419,7 @@ fn build_sweep(args: &ShipArgs, run: &Run, blob: &Path) -> anyhow::Result<Sweep>
         PolicySpec::Unimproved(blob.to_owned()),
         PolicySpec::Unconsolidated(blob.to_owned()),
     ];
-    policies.extend(OTHERS.iter().map(|n| PolicySpec::Builtin(n)));
+    policies.extend(OTHERS.map(PolicySpec::Builtin));
     let sweep = Sweep {
         base,
         policies,
@@ -506,7 +513,7 @@ impl Table {
 
 /// The oracle's row at the same (servers, emd) as `row`.
 pub(crate) fn oracle_of<'a>(rows: &'a [SummaryRow], row: &SummaryRow) -> Option<&'a SummaryRow> {
-    row.peer(rows, "oracle")
+    row.peer(rows, Builtin::Oracle.name())
 }
 
 /// `value / |reference|` in percent, or `None` when the reference is 0.
@@ -637,21 +644,21 @@ pub(crate) fn verdicts(sweep: &Sweep, result: &eval::SweepResult, subject: usize
                 let wins = pairs.iter().filter(|(a, b)| a > b).count();
                 let losses = pairs.iter().filter(|(a, b)| a < b).count();
                 let name = label(p);
-                if name.starts_with(crate::eval::UNIMPROVED_PREFIX) {
+                if name.starts_with(spec::UNIMPROVED_PREFIX) {
                     unimproved_sentence = format!(
                         " Without the improvement ({name}) it has {t:.5}: the improvement \
                          adds {} (ahead on {wins} of {} seeds).",
                         signed(diff, 5),
                         pairs.len()
                     );
-                } else if name.starts_with(crate::eval::UNCONSOLIDATED_PREFIX) {
+                } else if name.starts_with(spec::UNCONSOLIDATED_PREFIX) {
                     ablation_sentence = format!(
                         " Without the consolidation and the improvement ({name}) the policy \
                          has {t:.5}: the two add {} (ahead on {wins} of {} seeds).",
                         signed(diff, 5),
                         pairs.len()
                     );
-                } else if name == "oracle" {
+                } else if name == Builtin::Oracle.name() {
                     let rel = relative_percent(diff, t)
                         .map_or_else(String::new, |r| format!(" ({} %)", signed(r, 2)));
                     let within = relative_percent(-diff, t).is_some_and(|r| r <= 2.0);
@@ -771,7 +778,7 @@ fn energy_sentence(
         .filter_map(|p| energy(p).map(|x| format!("{} {x:.0}", label(p))))
         .collect();
     let sticky = (0..sweep.policies.len())
-        .find(|&p| label(p) == eval::STICKY)
+        .find(|&p| label(p) == Builtin::Sticky.name())
         .and_then(energy)
         .filter(|&x| x > 0.0)
         .map_or_else(String::new, |x| format!(" ({:.2}× sticky's)", mine / x));
@@ -978,7 +985,7 @@ impl Card<'_> {
             "The same comparison without shipping, run in this folder (`--out` a folder of \
              your choice): `diten compare --scenario evaluation/scenario.toml --policy \
              {POLICY_LABEL},{UNIMPROVED_LABEL},{UNCONSOLIDATED_LABEL},{} --seeds {} --out DIR`.",
-            OTHERS.join(","),
+            OTHERS.map(Builtin::name).join(","),
             seeds_text(&self.sweep.seeds)
         );
         md
