@@ -19,7 +19,8 @@ use diten_controller::policy::Policy;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::ship::{relative_percent, Table, POLICY_LABEL};
+use crate::eval::card::POLICY_LABEL;
+use crate::eval::compare::{relative_percent, Table};
 use crate::onnx::{keys, Metadata, FORMAT};
 use crate::policy::Builtin;
 use crate::scenario::{Emd, Scenario};

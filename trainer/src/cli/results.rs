@@ -12,7 +12,7 @@ use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use serde_json::Value;
 
-use super::ship::{POLICY_LABEL, UNCONSOLIDATED_LABEL, UNIMPROVED_LABEL};
+use crate::eval::card::{POLICY_LABEL, UNCONSOLIDATED_LABEL, UNIMPROVED_LABEL};
 use crate::eval::metrics::{Metric, Stats};
 use crate::eval::report::summary_csv;
 use crate::eval::{emd_label, plot, ratio_text, SummaryRow};

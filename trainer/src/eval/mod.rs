@@ -29,6 +29,8 @@
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 
+pub mod card;
+pub mod compare;
 pub mod metrics;
 pub mod plot;
 pub mod progress;
