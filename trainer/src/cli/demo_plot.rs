@@ -42,7 +42,8 @@ pub(crate) fn record(sweep: &Sweep, labels: &[String]) -> anyhow::Result<Vec<Ser
     let scenario = sweep.scenario(servers, &sweep.emds[0]);
     let seed = sweep.seeds[0];
     let episode = |spec: &PolicySpec, label: &String| -> anyhow::Result<Series> {
-        let mut dm = spec.instantiate(servers)?;
+        let policy = spec.load(servers)?;
+        let mut dm = policy.decision_maker()?;
         let mut env = Env::new(&scenario, seed)?;
         dm.reset(seed);
         let mut series = Series {

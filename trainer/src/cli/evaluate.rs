@@ -171,7 +171,7 @@ pub fn build_sweep(args: &SweepArgs, policies: &[String]) -> anyhow::Result<Swee
     }
     for p in &sweep.policies {
         for &servers in &sweep.servers {
-            p.instantiate(servers).context("--policy")?;
+            p.load(servers).context("--policy")?;
         }
     }
     Ok(sweep)

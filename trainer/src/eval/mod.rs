@@ -42,7 +42,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::policy::{Builtin, DecisionMaker, PolicySpec};
+use crate::policy::{Builtin, DecisionMaker, LoadedPolicy, PolicySpec};
 use crate::scenario::{Emd, InvalidScenario, Scenario};
 use crate::sim::Env;
 
@@ -239,13 +239,20 @@ pub fn run_episode(
 /// early (`stop`) is not a failure.
 pub fn run(sweep: &Sweep, options: &RunOptions<'_>) -> anyhow::Result<SweepResult> {
     let jobs = sweep.jobs();
-    // Every decision maker and scenario once up front, so that a bad name or value
-    // fails before hours of episodes.
-    for p in &sweep.policies {
-        for &servers in &sweep.servers {
-            p.instantiate(servers)?;
-        }
-    }
+    // Every policy loaded once, and every scenario checked, up front, so that a
+    // bad name or value fails before hours of episodes; each episode's decision
+    // maker borrows its policy from here.
+    let loaded = sweep
+        .policies
+        .iter()
+        .map(|p| {
+            sweep
+                .servers
+                .iter()
+                .map(|&servers| Ok((servers, p.load(servers)?)))
+                .collect::<anyhow::Result<Vec<_>>>()
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     sweep.validate()?;
     let results: Mutex<Vec<Option<anyhow::Result<EpisodeMetrics>>>> =
         Mutex::new(jobs.iter().map(|_| None).collect());
@@ -261,8 +268,12 @@ pub fn run(sweep: &Sweep, options: &RunOptions<'_>) -> anyhow::Result<SweepResul
         };
         let job = &jobs[i];
         let scenario = sweep.scenario(job.servers, &sweep.emds[job.emd]);
-        let result = sweep.policies[job.policy]
-            .instantiate(job.servers)
+        let result = loaded[job.policy]
+            .iter()
+            .find(|(servers, _)| *servers == job.servers)
+            .map(|(_, p)| p)
+            .context("every job's server count is the sweep's")
+            .and_then(LoadedPolicy::decision_maker)
             .and_then(|mut dm| run_episode(&scenario, dm.as_mut(), job.seed, options.on_slot))
             .with_context(|| sweep.describe(job));
         if result.is_err() {

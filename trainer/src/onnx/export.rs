@@ -13,7 +13,7 @@ use tract_onnx::pb::tensor_proto::DataType;
 use tract_onnx::pb::tensor_shape_proto::{dimension, Dimension};
 
 use super::{keys, FORMAT, INPUT, IR_VERSION, OPSET, OUTPUT};
-use crate::policy::norm::{RunningNorm, CLIP, EPS};
+use crate::policy::norm::{RunningNorm, CLIP};
 use crate::policy::trained::{Dense, Mlp};
 
 /// A policy as the exporter sees it: the observation normaliser and the actor for
@@ -86,14 +86,7 @@ impl Network {
     /// The normaliser folded into `f32` `(mean, inv_std)` with
     /// `inv_std = 1/sqrt(var + ε)`, as the graph and the blob apply it.
     pub fn folded_norm(&self) -> (Vec<f32>, Vec<f32>) {
-        let mean = self.norm.mean.iter().map(|&m| m as f32).collect();
-        let inv_std = self
-            .norm
-            .var
-            .iter()
-            .map(|&v| (1.0 / (v + EPS).sqrt()) as f32)
-            .collect();
-        (mean, inv_std)
+        self.norm.folded()
     }
 }
 

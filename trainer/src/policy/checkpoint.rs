@@ -1,8 +1,8 @@
 //! `checkpoint.ot`: every tensor of a training run (networks, Adam moments,
 //! normalisers) and its counters, as libtorch named tensors, written to a temporary
 //! file and renamed. Training writes it ([`save`]; what a learner puts in is
-//! `train`'s business); [`load_policy`] turns one into a [`TrainedPolicy`] for
-//! evaluation, which is why the format lives with the policies.
+//! `train`'s business); [`load_blob`] turns its actor into the blob a
+//! [`TrainedPolicy`] runs, which is why the format lives with the policies.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -13,7 +13,9 @@ use tch::nn::VarStore;
 use tch::{Kind, Tensor};
 
 use super::norm::RunningNorm;
-use crate::policy::trained::{Dense, Mlp, Prior, TrainedPolicy};
+#[cfg(doc)]
+use super::trained::TrainedPolicy;
+use super::trained::{actor_blob, Dense, Mlp, Prior};
 use crate::util::fs::write_atomic_with;
 
 /// File name of the checkpoint in a run folder.
@@ -278,13 +280,22 @@ impl Loaded {
     }
 }
 
-/// The policy of a checkpoint (file or run folder) as a decision maker named `name`.
-pub fn load_policy(path: &Path, name: String) -> anyhow::Result<TrainedPolicy> {
+/// The actor of a checkpoint (file or run folder) as a firmware blob
+/// ([`actor_blob`]), which a [`TrainedPolicy`] runs. The checkpoint does not say
+/// which objective its run priced energy with; the blob says the default, which
+/// the network's logits do not read.
+pub fn load_blob(path: &Path) -> anyhow::Result<Vec<u8>> {
     let loaded = Loaded::read(path)?;
     let meta = loaded.meta()?;
     let dim = diten_controller::obs::obs_dim(meta.users, meta.servers);
     let get = |n: &str| loaded.get(n);
     let norm = load_norm("obs_norm", dim, &get)?;
-    TrainedPolicy::new(name, meta.users, meta.servers, norm, loaded.actor()?)
-        .with_context(|| format!("{}", loaded.path().display()))
+    actor_blob(
+        meta.users,
+        meta.servers,
+        &norm,
+        &loaded.actor()?,
+        diten_controller::CostNorm::default(),
+    )
+    .with_context(|| format!("{}", loaded.path().display()))
 }

@@ -45,7 +45,7 @@ pub use controller::ControllerPolicy;
 pub use lookahead::Lookahead;
 pub use nearest::{Nearest, NearestRandom};
 pub use oracle::{Oracle, OracleConfig, Score, Scored};
-pub use spec::{Builtin, PolicyError, PolicySpec};
+pub use spec::{Builtin, LoadedPolicy, PolicyError, PolicySpec};
 pub use sticky::Sticky;
 
 /// A test scenario: `users` × `servers`, `slots` per episode, φ = 0.2, seed `seed`.

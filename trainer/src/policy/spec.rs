@@ -3,7 +3,12 @@
 //! each becomes a fresh [`DecisionMaker`] per episode.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use anyhow::Context;
+
+use super::controller::read_blob;
+use super::trained::TrainedPolicy;
 use super::{
     ControllerPolicy, DecisionMaker, Lookahead, Nearest, NearestRandom, Oracle, Random, Sticky,
 };
@@ -216,7 +221,7 @@ impl PolicySpec {
     /// Checks the signature of the policy file this spec runs with `servers`
     /// servers (built-in decision makers have none to check). Only firmware blobs
     /// are run under a signature check: the bytes checked are the ones every
-    /// later [`instantiate`](Self::instantiate) runs
+    /// later [`load`](Self::load) runs
     /// ([`super::controller::check_signed_blob`]).
     pub fn check_signature(&self, servers: usize, trust: &Trust) -> anyhow::Result<()> {
         let path = match self {
@@ -240,32 +245,101 @@ impl PolicySpec {
         super::controller::check_signed_blob(&path, trust)
     }
 
-    /// A fresh decision maker for episodes with `servers` servers. Each episode
-    /// gets its own, so episodes are independent of each other and of the thread
-    /// that runs them. A file path may hold [`SERVERS_PLACEHOLDER`]: it is replaced
-    /// by `servers`, so one `--policy` names a trained policy per server count
-    /// (`onnx-models/u20-s{S}/policy.bin`); the label keeps the placeholder.
-    pub fn instantiate(&self, servers: usize) -> anyhow::Result<Box<dyn DecisionMaker>> {
-        match self {
-            PolicySpec::Builtin(builtin) => Ok(builtin.decision_maker()),
-            PolicySpec::File(path) => load_trained(&for_servers(path, servers), self.label()),
+    /// The policy for episodes with `servers` servers, loaded and checked: a bad
+    /// file fails here, with the file named, before any episode runs. Its
+    /// [`decision_maker`](LoadedPolicy::decision_maker) makes a fresh decision
+    /// maker per episode, so episodes are independent of each other and of the
+    /// thread that runs them. A file path may hold [`SERVERS_PLACEHOLDER`]: it is
+    /// replaced by `servers`, so one `--policy` names a trained policy per server
+    /// count (`onnx-models/u20-s{S}/policy.bin`); the label keeps the placeholder.
+    pub fn load(&self, servers: usize) -> anyhow::Result<LoadedPolicy> {
+        let label = self.label();
+        let loaded = match self {
+            PolicySpec::Builtin(builtin) => LoadedPolicy::Builtin(*builtin),
+            PolicySpec::File(path) => load_file(&for_servers(path, servers), label)?,
             PolicySpec::Unconsolidated(path)
             | PolicySpec::Unimproved(path)
             | PolicySpec::Budget(path, _) => {
-                let mut dm = ControllerPolicy::load(&for_servers(path, servers), self.label())?;
-                match self {
+                let path = for_servers(path, servers);
+                let blob = read_blob(&path)?;
+                let (consolidate, improve_budget) = match self {
                     // The policy alone: neither the consolidation nor the improvement.
-                    PolicySpec::Unconsolidated(_) => {
-                        dm.set_consolidation(false);
-                        dm.set_improvement_budget(0);
-                    }
-                    PolicySpec::Unimproved(_) => dm.set_improvement_budget(0),
-                    PolicySpec::Budget(_, n) => dm.set_improvement_budget(*n),
-                    PolicySpec::Builtin(_) | PolicySpec::File(_) => {}
+                    PolicySpec::Unconsolidated(_) => (false, Some(0)),
+                    PolicySpec::Unimproved(_) => (true, Some(0)),
+                    PolicySpec::Budget(_, n) => (true, Some(*n)),
+                    PolicySpec::Builtin(_) | PolicySpec::File(_) => (true, None),
+                };
+                LoadedPolicy::Controller {
+                    path,
+                    label,
+                    blob,
+                    consolidate,
+                    improve_budget,
                 }
-                Ok(Box::new(dm))
             }
-        }
+        };
+        loaded.decision_maker()?;
+        Ok(loaded)
+    }
+}
+
+/// A policy loaded for a sweep: a built-in decision maker, or the bytes of a blob
+/// that each episode's decision maker borrows (the controller's engine reads its
+/// weights from them).
+#[derive(Clone, Debug)]
+pub enum LoadedPolicy {
+    /// A built-in decision maker.
+    Builtin(Builtin),
+    /// A firmware blob run through the controller's decision loop.
+    Controller {
+        /// The file it came from.
+        path: PathBuf,
+        /// Its label in tables.
+        label: String,
+        /// Its bytes.
+        blob: Arc<[u8]>,
+        /// Whether the controller consolidates.
+        consolidate: bool,
+        /// The controller's improvement budget (`None`: its default).
+        improve_budget: Option<usize>,
+    },
+    /// A training checkpoint's actor, encoded as a blob, run by the controller's
+    /// engine alone ([`TrainedPolicy`]).
+    Trained {
+        /// The checkpoint or run folder it came from.
+        path: PathBuf,
+        /// Its label in tables.
+        label: String,
+        /// The actor's blob.
+        blob: Arc<[u8]>,
+    },
+}
+
+impl LoadedPolicy {
+    /// A fresh decision maker, borrowing the policy's bytes.
+    pub fn decision_maker(&self) -> anyhow::Result<Box<dyn DecisionMaker + '_>> {
+        Ok(match self {
+            LoadedPolicy::Builtin(builtin) => builtin.decision_maker(),
+            LoadedPolicy::Controller {
+                path,
+                label,
+                blob,
+                consolidate,
+                improve_budget,
+            } => {
+                let mut dm = ControllerPolicy::from_blob(blob, label.clone())
+                    .with_context(|| format!("{}", path.display()))?;
+                dm.set_consolidation(*consolidate);
+                if let Some(n) = improve_budget {
+                    dm.set_improvement_budget(*n);
+                }
+                Box::new(dm)
+            }
+            LoadedPolicy::Trained { path, label, blob } => Box::new(
+                TrainedPolicy::new(label.clone(), blob)
+                    .with_context(|| format!("{}", path.display()))?,
+            ),
+        })
     }
 }
 
@@ -281,12 +355,18 @@ fn for_servers(path: &std::path::Path, servers: usize) -> PathBuf {
 
 /// Loads a trained policy: a firmware blob (`.bin`, run through the controller's
 /// decision loop), a checkpoint (`.ot`) or a training run folder.
-fn load_trained(path: &std::path::Path, label: String) -> anyhow::Result<Box<dyn DecisionMaker>> {
+fn load_file(path: &std::path::Path, label: String) -> anyhow::Result<LoadedPolicy> {
     if path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("bin"))
     {
-        return Ok(Box::new(ControllerPolicy::load(path, label)?));
+        return Ok(LoadedPolicy::Controller {
+            path: path.to_path_buf(),
+            label,
+            blob: read_blob(path)?,
+            consolidate: true,
+            improve_budget: None,
+        });
     }
     if path
         .extension()
@@ -300,7 +380,11 @@ fn load_trained(path: &std::path::Path, label: String) -> anyhow::Result<Box<dyn
     }
     #[cfg(feature = "torch")]
     {
-        Ok(Box::new(super::checkpoint::load_policy(path, label)?))
+        Ok(LoadedPolicy::Trained {
+            path: path.to_path_buf(),
+            label,
+            blob: super::checkpoint::load_blob(path)?.into(),
+        })
     }
     #[cfg(not(feature = "torch"))]
     {
@@ -341,7 +425,7 @@ mod tests {
         for file in ["models/ppo.onnx", "ppo.onnx", "./ppo", "ckpt.pt"] {
             let spec = PolicySpec::parse(file).unwrap();
             assert_eq!(spec, PolicySpec::File(file.into()), "{file}");
-            let err = format!("{:#}", spec.instantiate(3).err().unwrap());
+            let err = format!("{:#}", spec.load(3).err().unwrap());
             if file.ends_with(".onnx") {
                 assert!(err.contains("not supported yet"), "{err}");
             } else {
@@ -358,7 +442,7 @@ mod tests {
             spec.label(),
             "unconsolidated:onnx-models/u20-s{S}/policy.bin"
         );
-        let err = format!("{:#}", spec.instantiate(7).err().unwrap());
+        let err = format!("{:#}", spec.load(7).err().unwrap());
         assert!(err.contains("onnx-models/u20-s7/policy.bin"), "{err}");
         let err = PolicySpec::parse("unconsolidated:ckpt.ot")
             .unwrap_err()
@@ -400,5 +484,16 @@ mod tests {
             err.contains("nearest, nearest-random, sticky, oracle"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_bad_blob_file_is_named() {
+        let dir = std::env::temp_dir().join(format!("diten-spec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.bin");
+        std::fs::write(&path, b"not a blob").unwrap();
+        let err = format!("{:#}", PolicySpec::File(path).load(1).unwrap_err());
+        assert!(err.contains("bad.bin"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
