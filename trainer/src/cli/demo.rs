@@ -29,8 +29,6 @@ use crate::util::fs::write_atomic;
 /// The model `diten demo` runs without `--model`, when present.
 pub const DEFAULT_MODEL: &str = "u20-s15";
 
-/// The baselines the demo compares with, in table order after the policy.
-
 /// Arguments of `diten demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
