@@ -210,8 +210,13 @@ pub fn actor_blob(
     cost_norm: CostNorm,
 ) -> anyhow::Result<Vec<u8>> {
     let le = |values: &[f32]| -> Vec<u8> { values.iter().flat_map(|v| v.to_le_bytes()).collect() };
-    let bytes = |l: &Dense| (l.inputs, l.outputs, le(&l.weight), le(&l.bias));
-    let layers: Vec<_> = actor.layers().iter().map(bytes).collect();
+    let bytes = |l: &Dense| LayerBytes {
+        inputs: l.inputs,
+        outputs: l.outputs,
+        weight: le(&l.weight),
+        bias: le(&l.bias),
+    };
+    let layers: Vec<LayerBytes> = actor.layers().iter().map(bytes).collect();
     let skip = actor.skip().map(bytes);
     let prior = actor.prior().map(|p| {
         let index: Vec<u8> = p
@@ -221,18 +226,7 @@ pub fn actor_blob(
             .collect();
         (index, le(&p.weight))
     });
-    fn layer_ref(
-        (inputs, outputs, weight, bias): &(usize, usize, Vec<u8>, Vec<u8>),
-    ) -> LayerRef<'_> {
-        LayerRef {
-            // Widths beyond u32 fail the blob's own checks in `encode`.
-            inputs: u32::try_from(*inputs).unwrap_or(u32::MAX),
-            outputs: u32::try_from(*outputs).unwrap_or(u32::MAX),
-            weight: F32Le::new(weight),
-            bias: F32Le::new(bias),
-        }
-    }
-    let layer_refs: Vec<LayerRef<'_>> = layers.iter().map(layer_ref).collect();
+    let layer_refs: Vec<LayerRef<'_>> = layers.iter().map(LayerBytes::as_ref).collect();
     let (mean, inv_std) = norm.folded();
     let (mean, inv_std) = (le(&mean), le(&inv_std));
     let model = ModelRef {
@@ -241,16 +235,48 @@ pub fn actor_blob(
         norm_mean: F32Le::new(&mean),
         norm_inv_std: F32Le::new(&inv_std),
         layers: &layer_refs,
-        skip: skip.as_ref().map(layer_ref),
+        skip: skip.as_ref().map(LayerBytes::as_ref),
         prior: prior.as_ref().map(|(index, weight)| PriorRef {
             index: U32Le::new(index),
             weight: F32Le::new(weight),
         }),
         cost_norm,
     };
-    let fit = |e: diten_controller::Error| anyhow!("the actor does not fit a policy blob: {e}");
-    let mut blob = vec![0; encoded_len(&model).map_err(fit)?];
-    let len = encode(&model, &mut blob).map_err(fit)?;
+    encode_blob(&model)
+}
+
+/// A dense layer's values as little-endian bytes, what a blob's [`LayerRef`]
+/// borrows.
+#[derive(Clone, Debug)]
+pub struct LayerBytes {
+    /// Input width.
+    pub inputs: usize,
+    /// Output width.
+    pub outputs: usize,
+    /// `outputs × inputs` weights, row-major, as `f32` little-endian.
+    pub weight: Vec<u8>,
+    /// `outputs` biases, as `f32` little-endian.
+    pub bias: Vec<u8>,
+}
+
+impl LayerBytes {
+    /// The layer as the blob encoder takes it.
+    pub fn as_ref(&self) -> LayerRef<'_> {
+        LayerRef {
+            // Bounded by the model checks in `encode` (widths ≤ 12 800).
+            inputs: u32::try_from(self.inputs).unwrap_or(u32::MAX),
+            outputs: u32::try_from(self.outputs).unwrap_or(u32::MAX),
+            weight: F32Le::new(&self.weight),
+            bias: F32Le::new(&self.bias),
+        }
+    }
+}
+
+/// The `policy-v1` blob of `model`, or an error saying why it does not fit one.
+pub fn encode_blob(model: &ModelRef<'_>) -> anyhow::Result<Vec<u8>> {
+    let fit = |e: diten_controller::Error| anyhow!("the model does not fit a policy blob: {e}");
+    let mut blob = vec![0; encoded_len(model).map_err(fit)?];
+    let len = encode(model, &mut blob).map_err(fit)?;
     blob.truncate(len);
     Ok(blob)
 }
