@@ -23,7 +23,7 @@ use anyhow::{bail, Context};
 use super::{EvaluateArgs, SweepArgs};
 use crate::eval::progress::Progress;
 use crate::eval::{self, plot, report, RunOptions, Sweep};
-use crate::policy::{Builtin, PolicySpec};
+use crate::policy::{Builtin, LoadedPolicy, PolicySpec};
 use crate::scenario::{Emd, InvalidScenario, Scenario};
 use crate::util::fs::write_atomic;
 
@@ -302,6 +302,16 @@ pub(crate) fn run_with_progress(
     sweep: &Sweep,
     jobs: Option<NonZeroUsize>,
 ) -> anyhow::Result<eval::SweepResult> {
+    run_loading_with_progress(command, sweep, jobs, &PolicySpec::load)
+}
+
+/// [`run_with_progress`] with the policies loaded by `load` ([`eval::run_with`]).
+pub(crate) fn run_loading_with_progress(
+    command: &str,
+    sweep: &Sweep,
+    jobs: Option<NonZeroUsize>,
+    load: &dyn Fn(&PolicySpec, usize) -> anyhow::Result<LoadedPolicy>,
+) -> anyhow::Result<eval::SweepResult> {
     let threads = jobs.map_or_else(
         || std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
         NonZeroUsize::get,
@@ -321,8 +331,9 @@ pub(crate) fn run_with_progress(
         threads.min(planned),
     ));
     let on_slot = || progress.slot_done();
-    let result = eval::run(
+    let result = eval::run_with(
         sweep,
+        load,
         &RunOptions {
             threads,
             stop,

@@ -24,6 +24,7 @@
 
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
@@ -215,8 +216,10 @@ fn export_model(run: &Run, _out: &Path) -> anyhow::Result<pb::ModelProto> {
 }
 
 /// Removes a temporary file when dropped (best effort; errors are irrelevant then).
+#[cfg(feature = "torch")]
 struct RemoveOnDrop(PathBuf);
 
+#[cfg(feature = "torch")]
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
@@ -273,17 +276,15 @@ pub fn run(args: &ShipArgs) -> anyhow::Result<()> {
         run.scenario.servers
     );
 
-    // The evaluation runs the blob from a temporary file; policy.bin is written
-    // with the rest once the evaluation has finished.
-    let tmp_blob = out.join(format!(".tmp-ship-{}-policy.bin", std::process::id()));
-    let cleanup = RemoveOnDrop(tmp_blob.clone());
-    write_atomic(&tmp_blob, &blob)?;
-    let mut sweep = build_sweep(args, &run, &tmp_blob)?;
-    let result = evaluate::run_with_progress("ship", &sweep, args.jobs)?;
-    // From here on the policy is named by its file in the model folder.
-    sweep.policies[0] = PolicySpec::File(PathBuf::from(POLICY_LABEL));
-    sweep.policies[1] = PolicySpec::Unimproved(PathBuf::from(POLICY_LABEL));
-    sweep.policies[2] = PolicySpec::Unconsolidated(PathBuf::from(POLICY_LABEL));
+    // The evaluation runs the blob from memory, named by its file in the model
+    // folder; policy.bin is written with the rest once the evaluation has finished.
+    let sweep = build_sweep(args, &run)?;
+    let shipped: Arc<[u8]> = blob.as_slice().into();
+    let load = |spec: &PolicySpec, servers: usize| match spec {
+        PolicySpec::Builtin(_) => spec.load(servers),
+        _ => spec.load_blob(Arc::clone(&shipped)),
+    };
+    let result = evaluate::run_loading_with_progress("ship", &sweep, args.jobs, &load)?;
     let eval_dir = out.join("evaluation");
     std::fs::create_dir_all(&eval_dir)
         .with_context(|| format!("creating {}", eval_dir.display()))?;
@@ -295,7 +296,6 @@ pub fn run(args: &ShipArgs) -> anyhow::Result<()> {
     let summary = report::summary_json("ship", &sweep, &result, &rows);
     report::write_tables(&eval_dir, &sweep, &result, &summary, &rows)?;
     if !result.complete() {
-        drop(cleanup);
         eprintln!(
             "interrupted: {} of {} episodes finished; partial evaluation in {}; the model \
              was not written",
@@ -328,7 +328,6 @@ pub fn run(args: &ShipArgs) -> anyhow::Result<()> {
     );
     write_atomic(&out.join(POLICY_LABEL), &blob)?;
     write_atomic(&out.join(crate::onnx::FILE), &onnx)?;
-    drop(cleanup);
 
     let card = Card {
         name: &name,
@@ -361,9 +360,9 @@ pub fn run(args: &ShipArgs) -> anyhow::Result<()> {
 }
 
 /// The evaluation sweep: the run's scenario with the flags applied; the policy
-/// (the blob at `blob`) first, the same blob without the consolidation second,
-/// then [`COMPARED`].
-fn build_sweep(args: &ShipArgs, run: &Run, blob: &Path) -> anyhow::Result<Sweep> {
+/// ([`POLICY_LABEL`]) first, then the same blob without the improvement and
+/// without the consolidation, then [`COMPARED`].
+fn build_sweep(args: &ShipArgs, run: &Run) -> anyhow::Result<Sweep> {
     evaluate::check_unique("--servers", &args.servers)?;
     evaluate::check_unique("--emd", &args.emd)?;
     let mut base = run.scenario.clone();
@@ -388,10 +387,11 @@ fn build_sweep(args: &ShipArgs, run: &Run, blob: &Path) -> anyhow::Result<Sweep>
         .map_or_else(|| (1..=DEFAULT_SEEDS).collect(), |s| s.0.clone());
     base.emd = emds[0].clone();
     base.seed = seeds[0];
+    let blob = PathBuf::from(POLICY_LABEL);
     let mut policies = vec![
-        PolicySpec::File(blob.to_owned()),
-        PolicySpec::Unimproved(blob.to_owned()),
-        PolicySpec::Unconsolidated(blob.to_owned()),
+        PolicySpec::File(blob.clone()),
+        PolicySpec::Unimproved(blob.clone()),
+        PolicySpec::Unconsolidated(blob),
     ];
     policies.extend(COMPARED.map(PolicySpec::Builtin));
     let sweep = Sweep {

@@ -238,6 +238,16 @@ pub fn run_episode(
 /// episode in job order, after the episodes in progress have finished; stopping
 /// early (`stop`) is not a failure.
 pub fn run(sweep: &Sweep, options: &RunOptions<'_>) -> anyhow::Result<SweepResult> {
+    run_with(sweep, &PolicySpec::load, options)
+}
+
+/// [`run`] with every policy of the sweep loaded by `load` (for each of its
+/// server counts) instead of [`PolicySpec::load`].
+pub fn run_with(
+    sweep: &Sweep,
+    load: &dyn Fn(&PolicySpec, usize) -> anyhow::Result<LoadedPolicy>,
+    options: &RunOptions<'_>,
+) -> anyhow::Result<SweepResult> {
     let jobs = sweep.jobs();
     // Every policy loaded once, and every scenario checked, up front, so that a
     // bad name or value fails before hours of episodes; each episode's decision
@@ -249,7 +259,7 @@ pub fn run(sweep: &Sweep, options: &RunOptions<'_>) -> anyhow::Result<SweepResul
             sweep
                 .servers
                 .iter()
-                .map(|&servers| Ok((servers, p.load(servers)?)))
+                .map(|&servers| Ok((servers, load(p, servers)?)))
                 .collect::<anyhow::Result<Vec<_>>>()
         })
         .collect::<anyhow::Result<Vec<_>>>()?;

@@ -262,24 +262,44 @@ impl PolicySpec {
             | PolicySpec::Budget(path, _) => {
                 let path = for_servers(path, servers);
                 let blob = read_blob(&path)?;
-                let (consolidate, improve_budget) = match self {
-                    // The policy alone: neither the consolidation nor the improvement.
-                    PolicySpec::Unconsolidated(_) => (false, Some(0)),
-                    PolicySpec::Unimproved(_) => (true, Some(0)),
-                    PolicySpec::Budget(_, n) => (true, Some(*n)),
-                    PolicySpec::Builtin(_) | PolicySpec::File(_) => (true, None),
-                };
-                LoadedPolicy::Controller {
-                    path,
-                    label,
-                    blob,
-                    consolidate,
-                    improve_budget,
-                }
+                self.controller(path, blob)
             }
         };
         loaded.decision_maker()?;
         Ok(loaded)
+    }
+
+    /// The policy a file spec names, run from `blob` instead of the file's bytes
+    /// (the blob `diten ship` has just converted and evaluates before writing it);
+    /// a built-in is loaded as [`load`](Self::load) does.
+    pub fn load_blob(&self, blob: Arc<[u8]>) -> anyhow::Result<LoadedPolicy> {
+        let loaded = match self {
+            PolicySpec::Builtin(builtin) => LoadedPolicy::Builtin(*builtin),
+            PolicySpec::File(path)
+            | PolicySpec::Unconsolidated(path)
+            | PolicySpec::Unimproved(path)
+            | PolicySpec::Budget(path, _) => self.controller(path.clone(), blob),
+        };
+        loaded.decision_maker()?;
+        Ok(loaded)
+    }
+
+    /// The blob `blob` from `path` run by the controller as this spec asks.
+    fn controller(&self, path: PathBuf, blob: Arc<[u8]>) -> LoadedPolicy {
+        let (consolidate, improve_budget) = match self {
+            // The policy alone: neither the consolidation nor the improvement.
+            PolicySpec::Unconsolidated(_) => (false, Some(0)),
+            PolicySpec::Unimproved(_) => (true, Some(0)),
+            PolicySpec::Budget(_, n) => (true, Some(*n)),
+            PolicySpec::Builtin(_) | PolicySpec::File(_) => (true, None),
+        };
+        LoadedPolicy::Controller {
+            path,
+            label: self.label(),
+            blob,
+            consolidate,
+            improve_budget,
+        }
     }
 }
 
