@@ -410,7 +410,9 @@ fn without_out_a_fresh_runs_folder_is_used() {
 /// (slots with a violation, violations, mean objective).
 fn replay(scenario: &Scenario, name: &str, seed: u64) -> (usize, usize, f64) {
     let mut env = Env::new(scenario, seed).expect("valid scenario");
-    let mut dm = policy::by_name(name).expect("a built-in policy");
+    let mut dm = policy::Builtin::parse(name)
+        .expect("a built-in policy")
+        .decision_maker();
     dm.reset(seed);
     let (mut slots, mut total, mut objective, mut n) = (0, 0, 0.0, 0);
     while !env.done() {

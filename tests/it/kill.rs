@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use diten_trainer::train::checkpoint::Loaded;
+use diten_trainer::policy::checkpoint::Loaded;
 use diten_trainer::train::{TrainConfig, METRICS_COLUMNS};
 
 use crate::diten;

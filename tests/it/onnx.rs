@@ -14,7 +14,7 @@ use diten_controller::controller::workspace_len;
 use diten_controller::obs::{obs_dim, OBS_LAYOUT};
 use diten_controller::policy::{Engine, OnnxPolicy, Policy};
 use diten_controller::{Controller, Params, Server, Slot, User};
-use diten_trainer::train::checkpoint::{load_norm, Loaded};
+use diten_trainer::policy::checkpoint::{load_norm, Loaded};
 use prost::Message;
 use serde_json::Value;
 use tract_onnx::pb;

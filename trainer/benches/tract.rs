@@ -6,8 +6,8 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use diten_controller::obs::obs_dim;
 use diten_trainer::onnx::export::{model_proto, Network};
+use diten_trainer::policy::norm::RunningNorm;
 use diten_trainer::policy::trained::{Dense, Mlp};
-use diten_trainer::train::norm::RunningNorm;
 use prost::Message;
 use tract_onnx::prelude::*;
 

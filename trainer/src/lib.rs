@@ -1,7 +1,8 @@
 //! # diten-trainer
 //!
 //! Everything of diten that runs on a PC, behind the `diten` command line ([`cli`]):
-//! the scenario configuration ([`scenario`]), the edge-network simulator ([`sim`]),
+//! atomic file writes and the plot frame ([`util`]), the scenario configuration
+//! ([`scenario`]), the edge-network simulator ([`sim`]),
 //! the decision makers that need no learning and trained policies as decision
 //! makers ([`policy`]), evaluation and comparison with tables and plots ([`eval`]),
 //! training on libtorch ([`train`], feature `torch`, on by default), and ONNX
@@ -13,6 +14,10 @@
 //! write an ONNX graph fails with one line saying so. The system
 //! model itself lives once, in `diten-controller`; this crate calls it and computes
 //! none of its numbers.
+//!
+//! The modules are layers, each importing only those below it: [`util`] (with
+//! [`scenario`] and [`signing`]) → [`sim`] → [`policy`] → [`eval`] → [`train`] →
+//! [`onnx`] → [`cli`].
 #![deny(missing_docs)]
 
 pub mod cli;
@@ -23,5 +28,6 @@ pub mod scenario;
 pub mod signing;
 pub mod sim;
 pub mod train;
+pub mod util;
 
 pub use cli::run;

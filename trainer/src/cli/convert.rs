@@ -7,7 +7,7 @@ use diten_controller::policy::general::is_general_blob;
 use diten_controller::policy::MAGIC;
 
 use super::ConvertArgs;
-use crate::eval::report::write_atomic;
+use crate::util::fs::write_atomic;
 
 /// Runs `diten convert`: in a build without the `onnx` feature, the one-line
 /// error [`NO_ONNX`](crate::onnx::NO_ONNX) before anything is read. A file that

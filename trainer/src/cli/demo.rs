@@ -19,16 +19,15 @@ use clap::Args;
 use super::demo_plot;
 use super::evaluate::{self, Seeds};
 use super::models::{self, ModelInfo};
-use super::ship;
-use crate::eval::report::write_atomic;
-use crate::eval::{self, plot, report, PolicySpec, Sweep};
+use crate::eval::card::POLICY_LABEL;
+use crate::eval::compare::{comparison_table, verdicts};
+use crate::eval::{self, plot, report, Sweep};
+use crate::policy::{Builtin, PolicySpec};
 use crate::scenario::{Emd, Scenario};
+use crate::util::fs::write_atomic;
 
 /// The model `diten demo` runs without `--model`, when present.
 pub const DEFAULT_MODEL: &str = "u20-s15";
-
-/// The baselines the demo compares with, in table order after the policy.
-const BASELINES: &[&str] = &["nearest", "nearest-random", "sticky", "oracle"];
 
 /// Arguments of `diten demo`.
 #[derive(Debug, Args)]
@@ -85,7 +84,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let model = pick_model(args)?;
     let out = evaluate::output_dir("demo", args.out.as_deref())?;
-    let blob = model.path.join(ship::POLICY_LABEL);
+    let blob = model.path.join(POLICY_LABEL);
     let blob = if blob.is_file() {
         blob
     } else {
@@ -94,7 +93,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         let bytes = std::fs::read(&onnx).with_context(|| format!("reading {}", onnx.display()))?;
         let converted = crate::onnx::onnx_to_blob(&bytes)
             .with_context(|| format!("converting {}", onnx.display()))?;
-        let path = out.join(ship::POLICY_LABEL);
+        let path = out.join(POLICY_LABEL);
         write_atomic(&path, &converted)?;
         path
     };
@@ -107,7 +106,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         ..Scenario::default()
     };
     let mut policies = vec![PolicySpec::File(blob)];
-    policies.extend(BASELINES.iter().map(|n| PolicySpec::Builtin(n)));
+    policies.extend(Builtin::BASELINES.map(PolicySpec::Builtin));
     let mut sweep = Sweep {
         servers: vec![base.servers],
         emds: vec![base.emd.clone()],
@@ -126,7 +125,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         model.servers,
         model.emd_label(),
         model.algo,
-        BASELINES.join(", ")
+        Builtin::BASELINES.map(Builtin::name).join(", ")
     );
     write_atomic(
         &out.join("scenario.toml"),
@@ -134,7 +133,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     )?;
     let result = evaluate::run_with_progress("demo", &sweep, args.jobs)?;
     // Tables and plots name the policy by its model (`u20-s15/policy.bin`).
-    let model_label = PolicySpec::File(Path::new(&model.name).join(ship::POLICY_LABEL));
+    let model_label = PolicySpec::File(Path::new(&model.name).join(POLICY_LABEL));
     let mut labels = sweep.labels();
     labels[0] = model_label.label();
     let series = if result.complete() {
@@ -159,8 +158,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         );
         demo_plot::draw(&plot_path, &title, &series)?;
     }
-    super::print_line(ship::comparison_table(&rows).render_text().trim_end())?;
-    for paragraph in ship::verdicts(&sweep, &result, 0) {
+    super::print_line(comparison_table(&rows).render_text().trim_end())?;
+    for paragraph in verdicts(&sweep, &result, 0) {
         super::print_line("")?;
         super::print_line(&paragraph)?;
     }

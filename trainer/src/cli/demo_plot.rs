@@ -13,10 +13,11 @@ use std::path::Path;
 use anyhow::Context;
 use plotters::prelude::*;
 
-use crate::eval::plot::{ensure_font, finite_bounds, frame, plot_err, COLOURS};
-use crate::eval::report::write_atomic_with;
-use crate::eval::{PolicySpec, SlotMetrics, Sweep};
+use crate::eval::{SlotMetrics, Sweep};
+use crate::policy::PolicySpec;
 use crate::sim::Env;
+use crate::util::fs::write_atomic_with;
+use crate::util::plot::{ensure_font, finite_bounds, frame, plot_err, COLOURS};
 
 /// Slots in the moving average (centred; shorter at the episode's ends).
 const WINDOW: usize = 25;
@@ -41,7 +42,8 @@ pub(crate) fn record(sweep: &Sweep, labels: &[String]) -> anyhow::Result<Vec<Ser
     let scenario = sweep.scenario(servers, &sweep.emds[0]);
     let seed = sweep.seeds[0];
     let episode = |spec: &PolicySpec, label: &String| -> anyhow::Result<Series> {
-        let mut dm = spec.instantiate(servers)?;
+        let policy = spec.load(servers)?;
+        let mut dm = policy.decision_maker()?;
         let mut env = Env::new(&scenario, seed)?;
         dm.reset(seed);
         let mut series = Series {

@@ -22,9 +22,10 @@ use anyhow::{bail, Context};
 
 use super::{EvaluateArgs, SweepArgs};
 use crate::eval::progress::Progress;
-use crate::eval::{self, plot, report, PolicySpec, RunOptions, Sweep};
-use crate::policy;
+use crate::eval::{self, plot, report, RunOptions, Sweep};
+use crate::policy::{Builtin, LoadedPolicy, PolicySpec};
 use crate::scenario::{Emd, InvalidScenario, Scenario};
+use crate::util::fs::write_atomic;
 
 /// Exit code after Ctrl-C (128 + SIGINT, the shell convention).
 pub const INTERRUPTED_EXIT_CODE: i32 = 130;
@@ -119,10 +120,7 @@ pub(crate) fn check_unique<T: PartialEq + std::fmt::Display>(
 /// flags applied; every (servers, emd) variant validated.
 pub fn build_sweep(args: &SweepArgs, policies: &[String]) -> anyhow::Result<Sweep> {
     let policies: Vec<PolicySpec> = if policies.is_empty() {
-        policy::NAMES
-            .iter()
-            .map(|n| PolicySpec::Builtin(n))
-            .collect()
+        Builtin::BASELINES.map(PolicySpec::Builtin).to_vec()
     } else {
         policies
             .iter()
@@ -173,7 +171,7 @@ pub fn build_sweep(args: &SweepArgs, policies: &[String]) -> anyhow::Result<Swee
     }
     for p in &sweep.policies {
         for &servers in &sweep.servers {
-            p.instantiate(servers).context("--policy")?;
+            p.load(servers).context("--policy")?;
         }
     }
     Ok(sweep)
@@ -304,6 +302,16 @@ pub(crate) fn run_with_progress(
     sweep: &Sweep,
     jobs: Option<NonZeroUsize>,
 ) -> anyhow::Result<eval::SweepResult> {
+    run_loading_with_progress(command, sweep, jobs, &PolicySpec::load)
+}
+
+/// [`run_with_progress`] with the policies loaded by `load` ([`eval::run_with`]).
+pub(crate) fn run_loading_with_progress(
+    command: &str,
+    sweep: &Sweep,
+    jobs: Option<NonZeroUsize>,
+    load: &dyn Fn(&PolicySpec, usize) -> anyhow::Result<LoadedPolicy>,
+) -> anyhow::Result<eval::SweepResult> {
     let threads = jobs.map_or_else(
         || std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
         NonZeroUsize::get,
@@ -323,8 +331,9 @@ pub(crate) fn run_with_progress(
         threads.min(planned),
     ));
     let on_slot = || progress.slot_done();
-    let result = eval::run(
+    let result = eval::run_with(
         sweep,
+        load,
         &RunOptions {
             threads,
             stop,
@@ -344,7 +353,7 @@ pub(super) fn run_sweep(
 ) -> anyhow::Result<()> {
     let sweep = build_sweep(args, policies)?;
     let out = output_dir(command, args.out.as_deref())?;
-    report::write_atomic(
+    write_atomic(
         &out.join("scenario.toml"),
         scenario_toml(command, &sweep).as_bytes(),
     )?;
@@ -460,7 +469,7 @@ mod tests {
     #[test]
     fn flags_override_the_defaults() {
         let s = build_sweep(&args(), &[]).unwrap();
-        assert_eq!(s.policies.len(), policy::NAMES.len());
+        assert_eq!(s.policies.len(), Builtin::BASELINES.len());
         assert_eq!(
             (s.servers.clone(), s.seeds.clone(), s.base.slots),
             (vec![15], vec![1], 750)

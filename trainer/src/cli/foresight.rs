@@ -18,10 +18,12 @@ use diten_controller::CostNorm;
 
 use super::evaluate::{build_sweep, output_dir, run_with_progress, scenario_toml};
 use super::{ForesightArgs, INTERRUPTED_EXIT_CODE};
-use crate::eval::{emd_label, report, EpisodeMetrics, PolicySpec, Stats, Sweep, SweepResult};
+use crate::eval::{emd_label, EpisodeMetrics, Stats, Sweep, SweepResult};
+use crate::policy::{Builtin, PolicySpec};
+use crate::util::fs::write_atomic;
 
 /// The two decision makers compared, in sweep order: myopic, then lookahead.
-const POLICIES: [&str; 2] = ["oracle", "lookahead"];
+const POLICIES: [Builtin; 2] = [Builtin::Oracle, Builtin::Lookahead];
 
 /// One episode pair: the same (objective, S, φ, seed) run by both.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -81,7 +83,7 @@ pub fn run(args: &ForesightArgs) -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<_>>()?;
     let out = output_dir("foresight", args.sweep.out.as_deref())?;
-    report::write_atomic(
+    write_atomic(
         &out.join("scenario.toml"),
         scenario_toml("foresight", &reference).as_bytes(),
     )?;
@@ -104,8 +106,8 @@ pub fn run(args: &ForesightArgs) -> anyhow::Result<()> {
             break;
         }
     }
-    report::write_atomic(&out.join("foresight.csv"), csv(&rows).as_bytes())?;
-    report::write_atomic(&out.join("foresight.md"), markdown(&rows).as_bytes())?;
+    write_atomic(&out.join("foresight.csv"), csv(&rows).as_bytes())?;
+    write_atomic(&out.join("foresight.md"), markdown(&rows).as_bytes())?;
     if args.sweep.json {
         super::print_line(&serde_json::to_string_pretty(&rows).context("serialising")?)?;
     } else {

@@ -25,7 +25,9 @@ use diten_controller::CostNorm;
 use super::evaluate::{build_sweep, output_dir, run_with_progress, scenario_toml};
 use super::{FrontierArgs, INTERRUPTED_EXIT_CODE};
 use crate::eval::metrics::Metric;
-use crate::eval::{self, emd_label, plot, report, PolicySpec, SummaryRow, Sweep};
+use crate::eval::{self, emd_label, plot, report, SummaryRow, Sweep};
+use crate::policy::{Builtin, PolicySpec};
+use crate::util::fs::write_atomic;
 
 /// The label of the frontier's points in tables, the CSV and the plots.
 pub const FRONTIER_LABEL: &str = "oracle, linear e";
@@ -119,7 +121,7 @@ pub fn run(args: &FrontierArgs) -> anyhow::Result<()> {
             let mut sweep = reference.clone();
             sweep.base.params.cost_norm = CostNorm::Linear;
             sweep.base.params.f0 = price;
-            sweep.policies = vec![PolicySpec::Builtin("oracle")];
+            sweep.policies = vec![PolicySpec::Builtin(Builtin::Oracle)];
             sweep
                 .validate()
                 .map_err(|e| anyhow::anyhow!("--prices {price}: {e}"))?;
@@ -127,7 +129,7 @@ pub fn run(args: &FrontierArgs) -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<_>>()?;
     let out = output_dir("frontier", args.sweep.out.as_deref())?;
-    report::write_atomic(
+    write_atomic(
         &out.join("scenario.toml"),
         scenario_toml("frontier", &reference).as_bytes(),
     )?;
@@ -164,7 +166,7 @@ pub fn run(args: &FrontierArgs) -> anyhow::Result<()> {
             .cmp(&(b.servers, &b.emd))
             .then_with(|| a.price.is_none().cmp(&b.price.is_none()))
     });
-    report::write_atomic(&out.join("frontier.csv"), csv(&points).as_bytes())?;
+    write_atomic(&out.join("frontier.csv"), csv(&points).as_bytes())?;
     let mut written = Vec::new();
     for &servers in &reference.servers {
         for emd in &reference.emds {

@@ -19,8 +19,10 @@ use diten_controller::policy::Policy;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::ship::{relative_percent, Table, POLICY_LABEL};
+use crate::eval::card::POLICY_LABEL;
+use crate::eval::compare::{relative_percent, Table};
 use crate::onnx::{keys, Metadata, FORMAT};
+use crate::policy::Builtin;
 use crate::scenario::{Emd, Scenario};
 
 /// The folder `diten models` and `diten demo` look in by default.
@@ -179,7 +181,7 @@ fn policy_line(
     emd: Option<&Emd>,
 ) -> anyhow::Result<Option<Evaluation>> {
     let rows = summary["rows"].as_array().context("rows: missing")?;
-    let builtin = |p: &str| crate::policy::ALL_NAMES.contains(&p);
+    let builtin = |p: &str| Builtin::parse(p).is_some();
     let policy_of = |r: &Value| r["policy"].as_str().unwrap_or("").to_owned();
     let label = rows
         .iter()
@@ -212,7 +214,7 @@ fn policy_line(
     let objective = number(row, "objective.mean")?;
     let oracle = rows
         .iter()
-        .filter(|r| policy_of(r) == "oracle")
+        .filter(|r| policy_of(r) == Builtin::Oracle.name())
         .filter(at_servers)
         .find(|r| r["emd"] == row["emd"])
         .map(|r| number(r, "objective.mean"))

@@ -12,11 +12,13 @@ use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use serde_json::Value;
 
-use super::ship::{POLICY_LABEL, UNCONSOLIDATED_LABEL, UNIMPROVED_LABEL};
+use crate::eval::card::{POLICY_LABEL, UNCONSOLIDATED_LABEL, UNIMPROVED_LABEL};
 use crate::eval::metrics::{Metric, Stats};
-use crate::eval::report::{summary_csv, write_atomic};
+use crate::eval::report::summary_csv;
 use crate::eval::{emd_label, plot, ratio_text, SummaryRow};
+use crate::policy::Builtin;
 use crate::scenario::Emd;
+use crate::util::fs::write_atomic;
 
 /// The shipped policy's name in the merged tables and plots.
 pub const SHIPPED_LABEL: &str = "shipped policy";
@@ -199,7 +201,7 @@ fn markdown(rows: &[SummaryRow], labels: &[String], emds: &[Emd], dirs: &[PathBu
                 match here(label, s) {
                     Some(st) => {
                         md += &format!(" {:+.4} ± {:.4} |", st.mean, st.std);
-                        if let Some(o) = here("oracle", s) {
+                        if let Some(o) = here(Builtin::Oracle.name(), s) {
                             gaps.push(st.mean - o.mean);
                         }
                     }

@@ -13,33 +13,34 @@
 //! file is written atomically, `MODEL.md` last; the run folder is only read. On
 //! Ctrl-C nothing but `evaluation/` is written (exit code 130).
 //!
-//! The comparison table and the verdict are shared with `diten demo`
-//! ([`comparison_table`], [`verdicts`]).
+//! The comparison table, the verdict and the card are [`crate::eval`]'s
+//! ([`compare`](crate::eval::compare), [`card`](crate::eval::card)).
 //!
 //! Exporting and converting need the `onnx` feature: without it [`run`] is the
-//! one-line error [`NO_ONNX`](crate::onnx::NO_ONNX), and only the pieces `demo`,
-//! `models` and `results` share are used.
+//! one-line error [`NO_ONNX`](crate::onnx::NO_ONNX).
 // Without `onnx`, the run's own helpers are compiled (they are plain Rust) but
 // unused; gating each of them would spread cfg attributes over the whole file.
 #![cfg_attr(not(feature = "onnx"), allow(dead_code, unused_imports))]
 
-use std::fmt::Write as _;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
 #[cfg(feature = "onnx")]
 use prost::Message;
-use sha2::{Digest, Sha256};
 #[cfg(feature = "onnx")]
 use tract_onnx::pb;
 
 use super::evaluate::{self, Seeds};
-use crate::eval::report::write_atomic;
-use crate::eval::{self, emd_label, plot, report, Metric, PolicySpec, SummaryRow, Sweep};
+use crate::eval::card::{Card, Trained, COMPARED, POLICY_LABEL};
+use crate::eval::compare::{comparison_table, verdicts, write_compare_plot};
+use crate::eval::{self, plot, report, Sweep};
 use crate::onnx::keys;
+use crate::policy::PolicySpec;
 use crate::scenario::Scenario;
+use crate::util::fs::write_atomic;
 
 /// Arguments of `diten ship`.
 #[derive(Debug, Args)]
@@ -78,20 +79,6 @@ pub struct ShipArgs {
 /// The default number of evaluation seeds.
 const DEFAULT_SEEDS: u64 = 5;
 
-/// Every decision maker the policy is compared with, in table order after it.
-pub(crate) const OTHERS: &[&str] = &["nearest", "nearest-random", "sticky", "oracle", "random"];
-
-/// The policy's label in the evaluation files: its file name in the model folder.
-pub(crate) const POLICY_LABEL: &str = "policy.bin";
-
-/// The label of the same blob run without the controller's improvement, the
-/// first ablation row of every card.
-pub(crate) const UNIMPROVED_LABEL: &str = "unimproved:policy.bin";
-
-/// The label of the same blob run without the controller's consolidation and
-/// improvement (the policy alone), the second ablation row of every card.
-pub(crate) const UNCONSOLIDATED_LABEL: &str = "unconsolidated:policy.bin";
-
 /// What `ship` reads from a training run folder.
 #[derive(Debug)]
 struct Run {
@@ -105,15 +92,6 @@ struct Run {
     algo: String,
     /// Training progress from metrics.csv.
     trained: Trained,
-}
-
-/// The last line of metrics.csv.
-#[derive(Debug)]
-struct Trained {
-    iterations: u64,
-    slots: u64,
-    episodes: f64,
-    wall_s: f64,
 }
 
 impl Run {
@@ -238,8 +216,10 @@ fn export_model(run: &Run, _out: &Path) -> anyhow::Result<pb::ModelProto> {
 }
 
 /// Removes a temporary file when dropped (best effort; errors are irrelevant then).
+#[cfg(feature = "torch")]
 struct RemoveOnDrop(PathBuf);
 
+#[cfg(feature = "torch")]
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
@@ -296,17 +276,15 @@ pub fn run(args: &ShipArgs) -> anyhow::Result<()> {
         run.scenario.servers
     );
 
-    // The evaluation runs the blob from a temporary file; policy.bin is written
-    // with the rest once the evaluation has finished.
-    let tmp_blob = out.join(format!(".tmp-ship-{}-policy.bin", std::process::id()));
-    let cleanup = RemoveOnDrop(tmp_blob.clone());
-    write_atomic(&tmp_blob, &blob)?;
-    let mut sweep = build_sweep(args, &run, &tmp_blob)?;
-    let result = evaluate::run_with_progress("ship", &sweep, args.jobs)?;
-    // From here on the policy is named by its file in the model folder.
-    sweep.policies[0] = PolicySpec::File(PathBuf::from(POLICY_LABEL));
-    sweep.policies[1] = PolicySpec::Unimproved(PathBuf::from(POLICY_LABEL));
-    sweep.policies[2] = PolicySpec::Unconsolidated(PathBuf::from(POLICY_LABEL));
+    // The evaluation runs the blob from memory, named by its file in the model
+    // folder; policy.bin is written with the rest once the evaluation has finished.
+    let sweep = build_sweep(args, &run)?;
+    let shipped: Arc<[u8]> = blob.as_slice().into();
+    let load = |spec: &PolicySpec, servers: usize| match spec {
+        PolicySpec::Builtin(_) => spec.load(servers),
+        _ => spec.load_blob(Arc::clone(&shipped)),
+    };
+    let result = evaluate::run_loading_with_progress("ship", &sweep, args.jobs, &load)?;
     let eval_dir = out.join("evaluation");
     std::fs::create_dir_all(&eval_dir)
         .with_context(|| format!("creating {}", eval_dir.display()))?;
@@ -318,7 +296,6 @@ pub fn run(args: &ShipArgs) -> anyhow::Result<()> {
     let summary = report::summary_json("ship", &sweep, &result, &rows);
     report::write_tables(&eval_dir, &sweep, &result, &summary, &rows)?;
     if !result.complete() {
-        drop(cleanup);
         eprintln!(
             "interrupted: {} of {} episodes finished; partial evaluation in {}; the model \
              was not written",
@@ -351,12 +328,15 @@ pub fn run(args: &ShipArgs) -> anyhow::Result<()> {
     );
     write_atomic(&out.join(POLICY_LABEL), &blob)?;
     write_atomic(&out.join(crate::onnx::FILE), &onnx)?;
-    drop(cleanup);
 
     let card = Card {
         name: &name,
-        run: &run,
-        model: &model,
+        run_dir: &run.dir,
+        scenario: &run.scenario,
+        algo: &run.algo,
+        seed: metadata(&model, keys::SEED).unwrap_or("unknown"),
+        options: &run.options(),
+        trained: &run.trained,
         sweep: &sweep,
         result: &result,
         rows: &rows,
@@ -380,9 +360,9 @@ pub fn run(args: &ShipArgs) -> anyhow::Result<()> {
 }
 
 /// The evaluation sweep: the run's scenario with the flags applied; the policy
-/// (the blob at `blob`) first, the same blob without the consolidation second,
-/// then [`OTHERS`].
-fn build_sweep(args: &ShipArgs, run: &Run, blob: &Path) -> anyhow::Result<Sweep> {
+/// ([`POLICY_LABEL`]) first, then the same blob without the improvement and
+/// without the consolidation, then [`COMPARED`].
+fn build_sweep(args: &ShipArgs, run: &Run) -> anyhow::Result<Sweep> {
     evaluate::check_unique("--servers", &args.servers)?;
     evaluate::check_unique("--emd", &args.emd)?;
     let mut base = run.scenario.clone();
@@ -407,12 +387,13 @@ fn build_sweep(args: &ShipArgs, run: &Run, blob: &Path) -> anyhow::Result<Sweep>
         .map_or_else(|| (1..=DEFAULT_SEEDS).collect(), |s| s.0.clone());
     base.emd = emds[0].clone();
     base.seed = seeds[0];
+    let blob = PathBuf::from(POLICY_LABEL);
     let mut policies = vec![
-        PolicySpec::File(blob.to_owned()),
-        PolicySpec::Unimproved(blob.to_owned()),
-        PolicySpec::Unconsolidated(blob.to_owned()),
+        PolicySpec::File(blob.clone()),
+        PolicySpec::Unimproved(blob.clone()),
+        PolicySpec::Unconsolidated(blob),
     ];
-    policies.extend(OTHERS.iter().map(|n| PolicySpec::Builtin(n)));
+    policies.extend(COMPARED.map(PolicySpec::Builtin));
     let sweep = Sweep {
         base,
         policies,
@@ -447,585 +428,9 @@ fn command_line() -> String {
     words.join(" ")
 }
 
-/// A table of text cells: rendered aligned for a terminal or as Markdown.
-#[derive(Clone, Debug)]
-pub(crate) struct Table {
-    /// Column titles.
-    pub header: Vec<String>,
-    /// Rows of cells, one per column.
-    pub rows: Vec<Vec<String>>,
-}
-
-impl Table {
-    /// Aligned columns, two spaces apart, the first to the left, the others to the
-    /// right, with a rule under the header.
-    pub fn render_text(&self) -> String {
-        let widths: Vec<usize> = (0..self.header.len())
-            .map(|c| {
-                std::iter::once(&self.header)
-                    .chain(&self.rows)
-                    .map(|r| r[c].chars().count())
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        let line = |cells: &[String]| {
-            let mut text = String::new();
-            for (c, cell) in cells.iter().enumerate() {
-                let pad = " ".repeat(widths[c] - cell.chars().count());
-                match c {
-                    0 => text.push_str(&format!("{cell}{pad}")),
-                    _ => text.push_str(&format!("  {pad}{cell}")),
-                }
-            }
-            text.trim_end().to_owned() + "\n"
-        };
-        let mut out = line(&self.header);
-        out.push_str(&"-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1)));
-        out.push('\n');
-        for r in &self.rows {
-            out.push_str(&line(r));
-        }
-        out
-    }
-
-    /// A GitHub-flavoured Markdown table, numbers right-aligned.
-    pub fn render_markdown(&self) -> String {
-        let row = |cells: &[String]| format!("| {} |\n", cells.join(" | "));
-        let mut out = row(&self.header);
-        let rule: Vec<String> = (0..self.header.len())
-            .map(|c| if c == 0 { "---" } else { "---:" }.to_owned())
-            .collect();
-        out.push_str(&row(&rule));
-        for r in &self.rows {
-            out.push_str(&row(r));
-        }
-        out
-    }
-}
-
-/// The oracle's row at the same (servers, emd) as `row`.
-pub(crate) fn oracle_of<'a>(rows: &'a [SummaryRow], row: &SummaryRow) -> Option<&'a SummaryRow> {
-    row.peer(rows, "oracle")
-}
-
-/// `value / |reference|` in percent, or `None` when the reference is 0.
-pub(crate) fn relative_percent(value: f64, reference: f64) -> Option<f64> {
-    (reference != 0.0).then(|| 100.0 * value / reference.abs())
-}
-
-/// A signed number with `digits` decimals (`+0.00123`, `-0.00123`, `0.00000`).
-fn signed(value: f64, digits: usize) -> String {
-    let text = format!("{value:+.digits$}");
-    if text[1..].chars().all(|c| c == '0' || c == '.') {
-        text[1..].to_owned()
-    } else {
-        text
-    }
-}
-
-/// The comparison: per (decision maker, servers, emd), mean ± standard deviation
-/// over seeds, and each decision maker's objective gap to the oracle (absolute and
-/// relative to the oracle's objective; negative = below the oracle), and its energy
-/// per slot with the ratio to sticky's (SPEC §2.1b).
-pub(crate) fn comparison_table(rows: &[SummaryRow]) -> Table {
-    let pm = |s: eval::Stats, digits: usize| format!("{:.digits$} ± {:.digits$}", s.mean, s.std);
-    let header = [
-        "decision maker",
-        "S",
-        "φ",
-        "seeds",
-        "objective",
-        "gap to oracle",
-        "rel. gap",
-        "utility",
-        "energy",
-        "vs sticky",
-        "migr/slot",
-        "viol. slots",
-        "µs/decision",
-    ];
-    let rows = rows
-        .iter()
-        .map(|r| {
-            let objective = r.get(Metric::Objective).mean;
-            let (gap, rel) = match oracle_of(rows, r) {
-                Some(o) => {
-                    let oracle = o.get(Metric::Objective).mean;
-                    let gap = objective - oracle;
-                    let rel = relative_percent(gap, oracle)
-                        .map_or_else(|| "–".to_owned(), |p| format!("{} %", signed(p, 2)));
-                    (signed(gap, 5), rel)
-                }
-                None => ("–".to_owned(), "–".to_owned()),
-            };
-            vec![
-                r.policy.clone(),
-                r.servers.to_string(),
-                emd_label(&r.emd),
-                r.seeds.len().to_string(),
-                pm(r.get(Metric::Objective), 5),
-                gap,
-                rel,
-                pm(r.get(Metric::Utility), 4),
-                pm(r.get(Metric::CostTotal), 1),
-                eval::ratio_text(r.energy_vs_sticky(rows)),
-                format!("{:.3}", r.get(Metric::Migrations).mean),
-                format!("{:.1}", r.get(Metric::ViolatingSlots).mean),
-                format!("{:.0}", r.get(Metric::DecideUs).mean),
-            ]
-        })
-        .collect();
-    Table {
-        header: header.iter().map(|h| (*h).to_owned()).collect(),
-        rows,
-    }
-}
-
-/// The objective of every finished episode of `policy` at (servers, emd), by seed.
-fn objectives(
-    result: &eval::SweepResult,
-    policy: usize,
-    servers: usize,
-    emd: usize,
-) -> Vec<(u64, f64)> {
-    result
-        .episodes
-        .iter()
-        .filter(|e| e.job.policy == policy && e.job.servers == servers && e.job.emd == emd)
-        .map(|e| (e.job.seed, e.metrics.objective))
-        .collect()
-}
-
-/// One paragraph per (servers, emd) of the sweep: how the decision maker at index
-/// `subject` compares with each other one (mean objective difference, relative to
-/// the other's, and on how many of the shared seeds it is ahead) and with the
-/// oracle, and its constraint violations. Computed from the episodes alone.
-pub(crate) fn verdicts(sweep: &Sweep, result: &eval::SweepResult, subject: usize) -> Vec<String> {
-    let mut paragraphs = Vec::new();
-    let label = |p: usize| sweep.policies[p].label();
-    let mean = |v: &[(u64, f64)]| v.iter().map(|x| x.1).sum::<f64>() / v.len().max(1) as f64;
-    for &servers in &sweep.servers {
-        for (e, emd) in sweep.emds.iter().enumerate() {
-            let mine = objectives(result, subject, servers, e);
-            if mine.is_empty() {
-                continue;
-            }
-            let m = mean(&mine);
-            let mut ahead = Vec::new();
-            let mut behind = Vec::new();
-            let mut ties = Vec::new();
-            let mut oracle_sentence = String::new();
-            let mut unimproved_sentence = String::new();
-            let mut ablation_sentence = String::new();
-            for p in (0..sweep.policies.len()).filter(|&p| p != subject) {
-                let theirs = objectives(result, p, servers, e);
-                if theirs.is_empty() {
-                    continue;
-                }
-                let t = mean(&theirs);
-                let diff = m - t;
-                // The size of the difference relative to the other's objective.
-                let rel = relative_percent(diff.abs(), t)
-                    .map_or_else(String::new, |r| format!("{r:.2} %; "));
-                let pairs: Vec<(f64, f64)> = mine
-                    .iter()
-                    .filter_map(|&(seed, a)| {
-                        theirs.iter().find(|x| x.0 == seed).map(|&(_, b)| (a, b))
-                    })
-                    .collect();
-                let wins = pairs.iter().filter(|(a, b)| a > b).count();
-                let losses = pairs.iter().filter(|(a, b)| a < b).count();
-                let name = label(p);
-                if name.starts_with(crate::eval::UNIMPROVED_PREFIX) {
-                    unimproved_sentence = format!(
-                        " Without the improvement ({name}) it has {t:.5}: the improvement \
-                         adds {} (ahead on {wins} of {} seeds).",
-                        signed(diff, 5),
-                        pairs.len()
-                    );
-                } else if name.starts_with(crate::eval::UNCONSOLIDATED_PREFIX) {
-                    ablation_sentence = format!(
-                        " Without the consolidation and the improvement ({name}) the policy \
-                         has {t:.5}: the two add {} (ahead on {wins} of {} seeds).",
-                        signed(diff, 5),
-                        pairs.len()
-                    );
-                } else if name == "oracle" {
-                    let rel = relative_percent(diff, t)
-                        .map_or_else(String::new, |r| format!(" ({} %)", signed(r, 2)));
-                    let within = relative_percent(-diff, t).is_some_and(|r| r <= 2.0);
-                    oracle_sentence = format!(
-                        " Its gap to the oracle is {}{rel}: {}.",
-                        signed(diff, 5),
-                        if diff >= 0.0 {
-                            "at or above the oracle's search"
-                        } else if within {
-                            "within 2 % of it"
-                        } else {
-                            "more than 2 % below it"
-                        }
-                    );
-                } else if diff > 0.0 {
-                    ahead.push(format!(
-                        "{name} by {:.5} ({rel}ahead on {wins} of {} seeds)",
-                        diff,
-                        pairs.len()
-                    ));
-                } else if diff < 0.0 {
-                    behind.push(format!(
-                        "{name} by {:.5} ({rel}behind on {losses} of {} seeds)",
-                        -diff,
-                        pairs.len()
-                    ));
-                } else {
-                    ties.push(name);
-                }
-            }
-            let violations: Vec<String> = (0..sweep.policies.len())
-                .filter_map(|p| {
-                    let v: Vec<f64> = result
-                        .episodes
-                        .iter()
-                        .filter(|ep| {
-                            ep.job.policy == p && ep.job.servers == servers && ep.job.emd == e
-                        })
-                        .map(|ep| ep.metrics.violating_slots as f64)
-                        .collect();
-                    (!v.is_empty()).then(|| {
-                        format!("{} {:.1}", label(p), v.iter().sum::<f64>() / v.len() as f64)
-                    })
-                })
-                .collect();
-            let mut text = format!(
-                "At S = {servers}, φ = {} ({} seed{} of {} slots) {} has a mean objective of {m:.5}.",
-                emd_label(emd),
-                mine.len(),
-                if mine.len() == 1 { "" } else { "s" },
-                sweep.base.slots,
-                label(subject)
-            );
-            match (ahead.is_empty(), behind.is_empty()) {
-                (false, false) => {
-                    let _ = write!(
-                        text,
-                        " It beats {}; it trails {}.",
-                        join_and(&ahead),
-                        join_and(&behind)
-                    );
-                }
-                (false, true) => {
-                    let _ = write!(text, " It beats every baseline: {}.", join_and(&ahead));
-                }
-                (true, false) => {
-                    let _ = write!(
-                        text,
-                        " It beats no baseline: it trails {}.",
-                        join_and(&behind)
-                    );
-                }
-                (true, true) => {}
-            }
-            if !ties.is_empty() {
-                let _ = write!(text, " It ties with {}.", join_and(&ties));
-            }
-            text.push_str(&unimproved_sentence);
-            text.push_str(&ablation_sentence);
-            text.push_str(&oracle_sentence);
-            let _ = write!(
-                text,
-                " Violating slots per episode: {}.",
-                violations.join(", ")
-            );
-            text.push_str(&energy_sentence(sweep, result, subject, servers, e));
-            paragraphs.push(text);
-        }
-    }
-    paragraphs
-}
-
-/// What each decision maker spends in energy at (servers, emd): Σ_s C_s per slot,
-/// mean over the finished episodes, and the subject's ratio to sticky's.
-fn energy_sentence(
-    sweep: &Sweep,
-    result: &eval::SweepResult,
-    subject: usize,
-    servers: usize,
-    emd: usize,
-) -> String {
-    let energy = |p: usize| {
-        let v: Vec<f64> = result
-            .episodes
-            .iter()
-            .filter(|ep| ep.job.policy == p && ep.job.servers == servers && ep.job.emd == emd)
-            .map(|ep| ep.metrics.cost_total)
-            .collect();
-        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-    };
-    let Some(mine) = energy(subject) else {
-        return String::new();
-    };
-    let label = |p: usize| sweep.policies[p].label();
-    let others: Vec<String> = (0..sweep.policies.len())
-        .filter(|&p| p != subject)
-        .filter_map(|p| energy(p).map(|x| format!("{} {x:.0}", label(p))))
-        .collect();
-    let sticky = (0..sweep.policies.len())
-        .find(|&p| label(p) == eval::STICKY)
-        .and_then(energy)
-        .filter(|&x| x > 0.0)
-        .map_or_else(String::new, |x| format!(" ({:.2}× sticky's)", mine / x));
-    let mut text = format!(" Energy per slot (Σ C_s): {mine:.0}{sticky}");
-    if !others.is_empty() {
-        let _ = write!(text, "; {}", others.join(", "));
-    }
-    text.push('.');
-    text
-}
-
-/// `a`, `a and b`, `a, b and c`.
-fn join_and(items: &[String]) -> String {
-    match items {
-        [] => String::new(),
-        [one] => one.clone(),
-        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
-    }
-}
-
-/// `compare.png`: the mean objective ± one standard deviation of every decision
-/// maker against the number of servers, at the first φ of the sweep.
-pub(crate) fn write_compare_plot(
-    path: &Path,
-    name: &str,
-    sweep: &Sweep,
-    rows: &[SummaryRow],
-) -> anyhow::Result<()> {
-    let emd = emd_label(&sweep.emds[0]);
-    let lines: Vec<plot::Line> = sweep
-        .policies
-        .iter()
-        .map(PolicySpec::label)
-        .filter_map(|policy| {
-            let points: Vec<(f64, f64, f64)> = rows
-                .iter()
-                .filter(|r| r.policy == policy && emd_label(&r.emd) == emd)
-                .map(|r| {
-                    let s = r.get(Metric::Objective);
-                    (r.servers as f64, s.mean, s.std)
-                })
-                .collect();
-            (!points.is_empty()).then_some(plot::Line {
-                label: policy,
-                points,
-            })
-        })
-        .collect();
-    let title = format!(
-        "{name}: objective per slot, {} users, φ = {emd}",
-        sweep.base.users
-    );
-    plot::draw(path, &title, Metric::Objective.title(), &lines)
-        .with_context(|| format!("plotting {}", path.display()))
-}
-
-/// Size and SHA-256 of a file's bytes, for the card.
-fn fingerprint(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{} bytes, SHA-256 `{hex}`", bytes.len())
-}
-
-/// Seconds as `382 s (6.4 min)` or `5.2 h`.
-fn duration(seconds: f64) -> String {
-    if seconds < 120.0 {
-        format!("{seconds:.0} s")
-    } else if seconds < 7200.0 {
-        format!("{seconds:.0} s ({:.1} min)", seconds / 60.0)
-    } else {
-        format!("{seconds:.0} s ({:.1} h)", seconds / 3600.0)
-    }
-}
-
-/// Seeds as a short text: `1..=5` for a run of consecutive seeds, else a list.
-fn seeds_text(seeds: &[u64]) -> String {
-    let consecutive = seeds.windows(2).all(|w| w[1] == w[0] + 1);
-    match seeds {
-        [first, .., last] if consecutive => format!("{first}..={last}"),
-        _ => seeds
-            .iter()
-            .map(u64::to_string)
-            .collect::<Vec<_>>()
-            .join(","),
-    }
-}
-
-/// Everything the model card shows.
-#[cfg(feature = "onnx")]
-struct Card<'a> {
-    name: &'a str,
-    run: &'a Run,
-    model: &'a pb::ModelProto,
-    sweep: &'a Sweep,
-    result: &'a eval::SweepResult,
-    rows: &'a [SummaryRow],
-    onnx: &'a [u8],
-    blob: &'a [u8],
-    command: &'a str,
-    seconds: f64,
-}
-
-#[cfg(feature = "onnx")]
-impl Card<'_> {
-    fn render(&self) -> String {
-        let sc = &self.run.scenario;
-        let emd = emd_label(&sc.emd);
-        let seed = metadata(self.model, keys::SEED).unwrap_or("unknown");
-        let t = &self.run.trained;
-        let mut md = String::new();
-        let _ = writeln!(
-            md,
-            "# {} — {} policy for {} users and {} edge servers, φ = {emd}\n",
-            self.name,
-            self.run.algo.to_uppercase(),
-            sc.users,
-            sc.servers
-        );
-        let _ = writeln!(
-            md,
-            "Written by `diten ship` (diten {}) from the training run `{}`. The policy \
-             decides, every slot, the edge server of each user's digital twin; the \
-             controller repairs the association where it would break C2/C3 and solves \
-             the data reuse γ exactly.\n",
-            env!("CARGO_PKG_VERSION"),
-            self.run.dir.display()
-        );
-        let facts = [
-            ("users U", sc.users.to_string()),
-            ("edge servers S", sc.servers.to_string()),
-            ("EMD φ", emd.clone()),
-            ("slots per episode T", sc.slots.to_string()),
-            ("training scenario seed", sc.seed.to_string()),
-            ("algorithm", self.run.algo.clone()),
-            ("training seed", seed.to_owned()),
-            (
-                "options",
-                self.run
-                    .options()
-                    .iter()
-                    .map(|o| format!("`{o}`"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            ),
-            (
-                "training",
-                format!(
-                    "{} iterations, {} slots ({:.1} episodes) in {}",
-                    t.iterations,
-                    t.slots,
-                    t.episodes,
-                    duration(t.wall_s)
-                ),
-            ),
-            ("policy.onnx", fingerprint(self.onnx)),
-            ("policy.bin", fingerprint(self.blob)),
-        ];
-        md.push_str("| | |\n|---|---|\n");
-        for (k, v) in facts {
-            let _ = writeln!(md, "| {k} | {v} |");
-        }
-        let _ = writeln!(
-            md,
-            "\n`policy.onnx` follows SPEC §3.2 (metadata: format, observation layout, U, S, \
-             algorithm, training scenario and seed, and this evaluation as \
-             `diten.evaluation`); `policy.bin` is its firmware blob (SPEC §3.3), the file \
-             the controller runs.\n"
-        );
-
-        let _ = writeln!(md, "## Evaluation\n");
-        let _ = writeln!(
-            md,
-            "Every decision maker ran the same episodes: the training scenario, seeds {} \
-             ({} per point), {} slots each. Mean ± sample standard deviation over the \
-             seeds. `policy.bin` is the shipped blob run through the controller's decision \
-             loop (observation, network, best server per user, repair, γ); the others are \
-             the built-in decision makers: `nearest` (Baseline 2), `nearest-random` \
-             (Baseline 3), `sticky`, `oracle` (a per-slot search with full knowledge, the \
-             upper reference) and `random`. The gap to the oracle is the objective \
-             difference (negative = below the oracle) and its size relative to the \
-             oracle's objective. µs/decision is the wall time of one decision on the \
-             machine that shipped the model; for `policy.bin` it includes the γ solve, \
-             which the simulator does outside the timing for the others.\n",
-            seeds_text(&self.sweep.seeds),
-            self.sweep.seeds.len(),
-            self.sweep.base.slots,
-        );
-        md.push_str(&comparison_table(self.rows).render_markdown());
-        md.push_str("\n![objective of every decision maker](compare.png)\n\n");
-        let _ = writeln!(md, "## Verdict\n");
-        for paragraph in verdicts(self.sweep, self.result, 0) {
-            let _ = writeln!(md, "{paragraph}\n");
-        }
-        let _ = writeln!(md, "## Reproduce\n");
-        let _ = writeln!(
-            md,
-            "This card, the files beside it and `evaluation/` (episodes.csv, summary.csv, \
-             summary.json, scenario.toml and a plot per metric) came from (in {}):\n",
-            duration(self.seconds)
-        );
-        let _ = writeln!(md, "```sh\n{}\n```\n", self.command);
-        let _ = writeln!(
-            md,
-            "The same comparison without shipping, run in this folder (`--out` a folder of \
-             your choice): `diten compare --scenario evaluation/scenario.toml --policy \
-             {POLICY_LABEL},{UNIMPROVED_LABEL},{UNCONSOLIDATED_LABEL},{} --seeds {} --out DIR`.",
-            OTHERS.join(","),
-            seeds_text(&self.sweep.seeds)
-        );
-        md
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn signed_numbers_have_no_negative_zero() {
-        assert_eq!(signed(0.001234, 5), "+0.00123");
-        assert_eq!(signed(-0.001234, 5), "-0.00123");
-        assert_eq!(signed(-0.000001, 5), "0.00000");
-        assert_eq!(signed(0.0, 2), "0.00");
-    }
-
-    #[test]
-    fn lists_and_seeds_read_naturally() {
-        let s = |v: &[&str]| join_and(&v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>());
-        assert_eq!(s(&["a"]), "a");
-        assert_eq!(s(&["a", "b"]), "a and b");
-        assert_eq!(s(&["a", "b", "c"]), "a, b and c");
-        assert_eq!(seeds_text(&[1, 2, 3]), "1..=3");
-        assert_eq!(seeds_text(&[3, 1]), "3,1");
-        assert_eq!(seeds_text(&[7]), "7");
-    }
-
-    #[test]
-    fn tables_render_aligned_and_as_markdown() {
-        let t = Table {
-            header: vec!["name".into(), "x".into()],
-            rows: vec![
-                vec!["a".into(), "1.5".into()],
-                vec!["bbb".into(), "-2".into()],
-            ],
-        };
-        assert_eq!(
-            t.render_text(),
-            "name    x\n---------\na     1.5\nbbb    -2\n"
-        );
-        assert_eq!(
-            t.render_markdown(),
-            "| name | x |\n| --- | ---: |\n| a | 1.5 |\n| bbb | -2 |\n"
-        );
-    }
 
     #[test]
     fn metrics_csv_gives_the_last_row() {

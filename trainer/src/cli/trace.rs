@@ -19,9 +19,9 @@ use clap::Args;
 use diten_controller::trace::{encode, encoded_len, TraceUser};
 
 use super::ScenarioArgs;
-use crate::eval::report::write_atomic;
 use crate::scenario::Scenario;
 use crate::sim::{nearest_available, Decision, Env};
+use crate::util::fs::write_atomic;
 
 /// Arguments of `diten trace`.
 #[derive(Debug, Args)]

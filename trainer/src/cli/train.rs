@@ -36,8 +36,8 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         }
         // Fail before saying anything when the checkpoint is unusable. A run killed
         // before its first checkpoint has none: it starts over in the same folder.
-        if dir.join(crate::train::checkpoint::FILE).exists() {
-            crate::train::checkpoint::Loaded::read(dir)?;
+        if dir.join(crate::policy::checkpoint::FILE).exists() {
+            crate::policy::checkpoint::Loaded::read(dir)?;
         }
         (config, dir.clone(), true)
     } else {
@@ -86,7 +86,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         done.wall_s,
         done.final_objective,
         done.final_reward,
-        out.join(crate::train::checkpoint::FILE).display()
+        out.join(crate::policy::checkpoint::FILE).display()
     );
     if done.interrupted {
         eprintln!(

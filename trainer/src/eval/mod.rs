@@ -10,7 +10,8 @@
 //!
 //! ```
 //! use std::sync::atomic::AtomicBool;
-//! use diten_trainer::eval::{self, PolicySpec, RunOptions, Sweep};
+//! use diten_trainer::eval::{self, RunOptions, Sweep};
+//! use diten_trainer::policy::PolicySpec;
 //! use diten_trainer::scenario::{Emd, Scenario};
 //!
 //! let base = Scenario { users: 4, slots: 5, ..Scenario::default() };
@@ -28,249 +29,24 @@
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 
+pub mod card;
+pub mod compare;
 pub mod metrics;
 pub mod plot;
 pub mod progress;
 pub mod report;
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::policy::{self, DecisionMaker};
+use crate::policy::{Builtin, DecisionMaker, LoadedPolicy, PolicySpec};
 use crate::scenario::{Emd, InvalidScenario, Scenario};
-use crate::signing::Trust;
 use crate::sim::Env;
 
 pub use metrics::{EpisodeAccumulator, EpisodeMetrics, Metric, SlotMetrics, Stats};
-
-/// A decision maker as named on the command line.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PolicySpec {
-    /// One of [`policy::ALL_NAMES`].
-    Builtin(&'static str),
-    /// A trained policy file: a training checkpoint or its run folder, or a
-    /// firmware blob (`.bin`, run by the controller); ONNX files are not loadable
-    /// yet (convert them with `diten convert`).
-    File(PathBuf),
-    /// `unconsolidated:PATH`: a firmware blob run by the controller with its
-    /// consolidation (and so its improvement) switched off: the policy alone, for
-    /// ablations.
-    Unconsolidated(PathBuf),
-    /// `unimproved:PATH`: a firmware blob run by the controller with its
-    /// improvement switched off (the consolidation on), for ablations.
-    Unimproved(PathBuf),
-    /// `budget=N:PATH`: a firmware blob run by the controller with an improvement
-    /// budget of N server solves per slot (what a slower gateway would set).
-    Budget(PathBuf, usize),
-}
-
-/// The `--policy` prefix `budget=N:` before a blob sets the controller's
-/// improvement budget to N server solves per slot.
-pub const BUDGET_PREFIX: &str = "budget=";
-
-/// The `--policy` prefix that runs a blob without the controller's consolidation
-/// and improvement.
-pub const UNCONSOLIDATED_PREFIX: &str = "unconsolidated:";
-
-/// The `--policy` prefix that runs a blob without the controller's improvement.
-pub const UNIMPROVED_PREFIX: &str = "unimproved:";
-
-/// A `--policy` value that names no decision maker.
-#[derive(Debug, thiserror::Error)]
-pub enum PolicyError {
-    /// Neither a built-in name nor something that looks like a file.
-    #[error(
-        "unknown policy `{0}` (known: {known}; a trained policy is given as a file path)",
-        known = policy::ALL_NAMES.join(", ")
-    )]
-    Unknown(String),
-    /// A policy file this build cannot load.
-    #[error("{0}: {1}")]
-    TrainedNotSupported(PathBuf, &'static str),
-    /// `unconsolidated:`, `unimproved:` or `budget=N:` before something that is
-    /// not a firmware blob.
-    #[error("`{0}`: `{1}` takes a firmware blob (.bin), run by the controller")]
-    AblationNotBlob(String, &'static str),
-    /// `budget=N:` without a whole number N and a colon.
-    #[error("`{0}`: write `budget=N:PATH.bin` with N a whole number of server solves")]
-    BadBudget(String),
-}
-
-/// In a `--policy` file path, stands for the episode's number of servers.
-pub const SERVERS_PLACEHOLDER: &str = "{S}";
-
-/// File extensions that mark a `--policy` value as a trained-policy file.
-const POLICY_FILE_EXTENSIONS: &[&str] = &["onnx", "pt", "ot", "safetensors", "bin", "blob"];
-
-impl PolicySpec {
-    /// Reads a `--policy` value: a built-in name, else a file when it looks like a
-    /// path (has a `/`, a known extension or names an existing file).
-    pub fn parse(text: &str) -> Result<PolicySpec, PolicyError> {
-        // What follows a controller prefix must be a firmware blob.
-        let blob = |path: &str, prefix: &'static str| {
-            let path = PathBuf::from(path);
-            if path
-                .extension()
-                .is_some_and(|e| e.eq_ignore_ascii_case("bin"))
-            {
-                Ok(path)
-            } else {
-                Err(PolicyError::AblationNotBlob(text.to_owned(), prefix))
-            }
-        };
-        if let Some(rest) = text.strip_prefix(BUDGET_PREFIX) {
-            let bad = || PolicyError::BadBudget(text.to_owned());
-            let (n, path) = rest.split_once(':').ok_or_else(bad)?;
-            let n: usize = n.parse().map_err(|_| bad())?;
-            return Ok(PolicySpec::Budget(blob(path, "budget=N:")?, n));
-        }
-        if let Some(path) = text.strip_prefix(UNCONSOLIDATED_PREFIX) {
-            return Ok(PolicySpec::Unconsolidated(blob(
-                path,
-                UNCONSOLIDATED_PREFIX,
-            )?));
-        }
-        if let Some(path) = text.strip_prefix(UNIMPROVED_PREFIX) {
-            return Ok(PolicySpec::Unimproved(blob(path, UNIMPROVED_PREFIX)?));
-        }
-        if let Some(name) = policy::ALL_NAMES.iter().find(|n| **n == text) {
-            return Ok(PolicySpec::Builtin(name));
-        }
-        let path = PathBuf::from(text);
-        let has_extension = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| POLICY_FILE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
-        if text.contains(std::path::MAIN_SEPARATOR)
-            || text.contains('/')
-            || has_extension
-            || path.is_file()
-        {
-            Ok(PolicySpec::File(path))
-        } else {
-            Err(PolicyError::Unknown(text.to_owned()))
-        }
-    }
-
-    /// The name in tables, files and plot legends: the built-in name or the path as given.
-    pub fn label(&self) -> String {
-        match self {
-            PolicySpec::Builtin(name) => (*name).to_owned(),
-            PolicySpec::File(path) => path.display().to_string(),
-            PolicySpec::Unconsolidated(path) => {
-                format!("{UNCONSOLIDATED_PREFIX}{}", path.display())
-            }
-            PolicySpec::Unimproved(path) => format!("{UNIMPROVED_PREFIX}{}", path.display()),
-            PolicySpec::Budget(path, n) => format!("{BUDGET_PREFIX}{n}:{}", path.display()),
-        }
-    }
-
-    /// Checks the signature of the policy file this spec runs with `servers`
-    /// servers (built-in decision makers have none to check). Only firmware blobs
-    /// are run under a signature check: the bytes checked are the ones every
-    /// later [`instantiate`](Self::instantiate) runs
-    /// ([`policy::controller::check_signed_blob`]).
-    pub fn check_signature(&self, servers: usize, trust: &Trust) -> anyhow::Result<()> {
-        let path = match self {
-            PolicySpec::Builtin(_) => return Ok(()),
-            PolicySpec::File(path)
-            | PolicySpec::Unconsolidated(path)
-            | PolicySpec::Unimproved(path)
-            | PolicySpec::Budget(path, _) => for_servers(path, servers),
-        };
-        if !path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("bin"))
-        {
-            return Err(PolicyError::TrainedNotSupported(
-                path,
-                "--pubkey runs only signed firmware blobs (.bin); a checkpoint is not a \
-                 signed policy (export, convert and sign it)",
-            )
-            .into());
-        }
-        policy::controller::check_signed_blob(&path, trust)
-    }
-
-    /// A fresh decision maker for episodes with `servers` servers. Each episode
-    /// gets its own, so episodes are independent of each other and of the thread
-    /// that runs them. A file path may hold [`SERVERS_PLACEHOLDER`]: it is replaced
-    /// by `servers`, so one `--policy` names a trained policy per server count
-    /// (`onnx-models/u20-s{S}/policy.bin`); the label keeps the placeholder.
-    pub fn instantiate(&self, servers: usize) -> anyhow::Result<Box<dyn DecisionMaker>> {
-        match self {
-            PolicySpec::Builtin(name) => policy::by_name(name),
-            PolicySpec::File(path) => load_trained(&for_servers(path, servers), self.label()),
-            PolicySpec::Unconsolidated(path)
-            | PolicySpec::Unimproved(path)
-            | PolicySpec::Budget(path, _) => {
-                let mut dm =
-                    policy::ControllerPolicy::load(&for_servers(path, servers), self.label())?;
-                match self {
-                    // The policy alone: neither the consolidation nor the improvement.
-                    PolicySpec::Unconsolidated(_) => {
-                        dm.set_consolidation(false);
-                        dm.set_improvement_budget(0);
-                    }
-                    PolicySpec::Unimproved(_) => dm.set_improvement_budget(0),
-                    PolicySpec::Budget(_, n) => dm.set_improvement_budget(*n),
-                    PolicySpec::Builtin(_) | PolicySpec::File(_) => {}
-                }
-                Ok(Box::new(dm))
-            }
-        }
-    }
-}
-
-/// `path` with [`SERVERS_PLACEHOLDER`] replaced by `servers`.
-fn for_servers(path: &std::path::Path, servers: usize) -> PathBuf {
-    let text = path.to_string_lossy();
-    if text.contains(SERVERS_PLACEHOLDER) {
-        PathBuf::from(text.replace(SERVERS_PLACEHOLDER, &servers.to_string()))
-    } else {
-        path.to_path_buf()
-    }
-}
-
-/// Loads a trained policy: a firmware blob (`.bin`, run through the controller's
-/// decision loop), a checkpoint (`.ot`) or a training run folder.
-fn load_trained(path: &std::path::Path, label: String) -> anyhow::Result<Box<dyn DecisionMaker>> {
-    if path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("bin"))
-    {
-        return Ok(Box::new(policy::ControllerPolicy::load(path, label)?));
-    }
-    if path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
-    {
-        return Err(PolicyError::TrainedNotSupported(
-            path.to_path_buf(),
-            "ONNX policies are not supported yet; give a training checkpoint (.ot) or run folder",
-        )
-        .into());
-    }
-    #[cfg(feature = "torch")]
-    {
-        Ok(Box::new(crate::train::checkpoint::load_policy(
-            path, label,
-        )?))
-    }
-    #[cfg(not(feature = "torch"))]
-    {
-        let _ = label;
-        Err(PolicyError::TrainedNotSupported(
-            path.to_path_buf(),
-            "this diten was built without the `torch` feature, which reading checkpoints needs",
-        )
-        .into())
-    }
-}
 
 /// What to evaluate: every policy on every (servers, emd) variant of `base`, one
 /// episode per seed.
@@ -462,14 +238,31 @@ pub fn run_episode(
 /// episode in job order, after the episodes in progress have finished; stopping
 /// early (`stop`) is not a failure.
 pub fn run(sweep: &Sweep, options: &RunOptions<'_>) -> anyhow::Result<SweepResult> {
+    run_with(sweep, &PolicySpec::load, options)
+}
+
+/// [`run`] with every policy of the sweep loaded by `load` (for each of its
+/// server counts) instead of [`PolicySpec::load`].
+pub fn run_with(
+    sweep: &Sweep,
+    load: &dyn Fn(&PolicySpec, usize) -> anyhow::Result<LoadedPolicy>,
+    options: &RunOptions<'_>,
+) -> anyhow::Result<SweepResult> {
     let jobs = sweep.jobs();
-    // Every decision maker and scenario once up front, so that a bad name or value
-    // fails before hours of episodes.
-    for p in &sweep.policies {
-        for &servers in &sweep.servers {
-            p.instantiate(servers)?;
-        }
-    }
+    // Every policy loaded once, and every scenario checked, up front, so that a
+    // bad name or value fails before hours of episodes; each episode's decision
+    // maker borrows its policy from here.
+    let loaded = sweep
+        .policies
+        .iter()
+        .map(|p| {
+            sweep
+                .servers
+                .iter()
+                .map(|&servers| Ok((servers, load(p, servers)?)))
+                .collect::<anyhow::Result<Vec<_>>>()
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     sweep.validate()?;
     let results: Mutex<Vec<Option<anyhow::Result<EpisodeMetrics>>>> =
         Mutex::new(jobs.iter().map(|_| None).collect());
@@ -485,8 +278,12 @@ pub fn run(sweep: &Sweep, options: &RunOptions<'_>) -> anyhow::Result<SweepResul
         };
         let job = &jobs[i];
         let scenario = sweep.scenario(job.servers, &sweep.emds[job.emd]);
-        let result = sweep.policies[job.policy]
-            .instantiate(job.servers)
+        let result = loaded[job.policy]
+            .iter()
+            .find(|(servers, _)| *servers == job.servers)
+            .map(|(_, p)| p)
+            .context("every job's server count is the sweep's")
+            .and_then(LoadedPolicy::decision_maker)
             .and_then(|mut dm| run_episode(&scenario, dm.as_mut(), job.seed, options.on_slot))
             .with_context(|| sweep.describe(job));
         if result.is_err() {
@@ -558,13 +355,13 @@ impl SummaryRow {
     /// (servers, emd), when sticky is among `rows` and used any (SPEC §2.1b: keeping
     /// every twin where it is is the energy floor a gateway operator knows).
     pub fn energy_vs_sticky(&self, rows: &[SummaryRow]) -> Option<f64> {
-        let sticky = self.peer(rows, STICKY)?.get(Metric::CostTotal).mean;
+        let sticky = self
+            .peer(rows, Builtin::Sticky.name())?
+            .get(Metric::CostTotal)
+            .mean;
         (sticky > 0.0).then(|| self.get(Metric::CostTotal).mean / sticky)
     }
 }
-
-/// The label of the sticky decision maker, the energy reference of every table.
-pub const STICKY: &str = "sticky";
 
 /// `7.70×`, or `–` without a reference.
 pub fn ratio_text(ratio: Option<f64>) -> String {
@@ -663,80 +460,6 @@ mod tests {
         };
         assert_eq!(strip(a), strip(b));
         assert_ne!(strip(a), strip(c));
-    }
-
-    #[test]
-    fn policy_values_are_classified() {
-        assert_eq!(
-            PolicySpec::parse("sticky").unwrap(),
-            PolicySpec::Builtin("sticky")
-        );
-        assert!(matches!(
-            PolicySpec::parse("nope"),
-            Err(PolicyError::Unknown(_))
-        ));
-        for file in ["models/ppo.onnx", "ppo.onnx", "./ppo", "ckpt.pt"] {
-            let spec = PolicySpec::parse(file).unwrap();
-            assert_eq!(spec, PolicySpec::File(file.into()), "{file}");
-            let err = format!("{:#}", spec.instantiate(3).err().unwrap());
-            if file.ends_with(".onnx") {
-                assert!(err.contains("not supported yet"), "{err}");
-            } else {
-                // No such checkpoint: the error names the file.
-                assert!(err.contains(file.trim_start_matches("./")), "{err}");
-            }
-        }
-        let spec = PolicySpec::parse("unconsolidated:onnx-models/u20-s{S}/policy.bin").unwrap();
-        assert_eq!(
-            spec,
-            PolicySpec::Unconsolidated("onnx-models/u20-s{S}/policy.bin".into())
-        );
-        assert_eq!(
-            spec.label(),
-            "unconsolidated:onnx-models/u20-s{S}/policy.bin"
-        );
-        let err = format!("{:#}", spec.instantiate(7).err().unwrap());
-        assert!(err.contains("onnx-models/u20-s7/policy.bin"), "{err}");
-        let err = PolicySpec::parse("unconsolidated:ckpt.ot")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("`unconsolidated:` takes a firmware blob (.bin)"),
-            "{err}"
-        );
-        let spec = PolicySpec::parse("unimproved:m/policy.bin").unwrap();
-        assert_eq!(spec, PolicySpec::Unimproved("m/policy.bin".into()));
-        assert_eq!(spec.label(), "unimproved:m/policy.bin");
-        let spec = PolicySpec::parse("budget=400:m/policy.bin").unwrap();
-        assert_eq!(spec, PolicySpec::Budget("m/policy.bin".into(), 400));
-        assert_eq!(spec.label(), "budget=400:m/policy.bin");
-        for bad in [
-            "budget=x:m/policy.bin",
-            "budget=400",
-            "budget=-1:m/policy.bin",
-        ] {
-            let err = PolicySpec::parse(bad).unwrap_err().to_string();
-            assert!(
-                err.contains("whole number of server solves"),
-                "{bad}: {err}"
-            );
-        }
-        let err = PolicySpec::parse("budget=4:m.onnx")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("`budget=N:` takes a firmware blob"), "{err}");
-        let err = PolicySpec::parse("unimproved:m.onnx")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("`unimproved:` takes a firmware blob (.bin)"),
-            "{err}"
-        );
-        let err = PolicySpec::parse("nope").unwrap_err().to_string();
-        assert!(
-            err.contains("nearest, nearest-random, sticky, oracle"),
-            "{err}"
-        );
     }
 
     fn sweep(policies: &[&str]) -> Sweep {

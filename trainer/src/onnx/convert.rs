@@ -14,9 +14,7 @@ use std::collections::{HashMap, HashSet};
 
 use anyhow::{anyhow, bail, ensure, Context};
 use diten_controller::obs::{obs_dim, OBS_LAYOUT};
-use diten_controller::policy::{
-    encode, encoded_len, F32Le, LayerRef, ModelRef, PriorRef, U32Le, CLIP,
-};
+use diten_controller::policy::{F32Le, LayerRef, ModelRef, PriorRef, U32Le, CLIP};
 use diten_controller::{CostNorm, MAX_SERVERS, MAX_USERS};
 use prost::Message;
 use tract_onnx::pb;
@@ -25,6 +23,7 @@ use tract_onnx::pb::tensor_proto::{DataLocation, DataType};
 use tract_onnx::pb::tensor_shape_proto::dimension;
 
 use super::{keys, FORMAT, MIN_OPSET};
+use crate::policy::trained::{encode_blob, LayerBytes};
 
 /// The operators the converter reads.
 const SUPPORTED: [&str; 7] = ["Sub", "Mul", "Clip", "Gemm", "Tanh", "Add", "Gather"];
@@ -44,45 +43,21 @@ pub fn model_to_blob(model: &pb::ModelProto) -> anyhow::Result<Vec<u8>> {
         return super::general::general_to_blob(model);
     }
     let parsed = Parsed::read(model)?;
-    let layers: Vec<LayerRef<'_>> = parsed.layers.iter().map(Layer::as_ref).collect();
+    let layers: Vec<LayerRef<'_>> = parsed.layers.iter().map(LayerBytes::as_ref).collect();
     let net = ModelRef {
         users: parsed.users,
         servers: parsed.servers,
         norm_mean: F32Le::new(&parsed.mean),
         norm_inv_std: F32Le::new(&parsed.inv_std),
         layers: &layers,
-        skip: parsed.skip.as_ref().map(Layer::as_ref),
+        skip: parsed.skip.as_ref().map(LayerBytes::as_ref),
         prior: parsed.prior.as_ref().map(|(index, weight)| PriorRef {
             index: U32Le::new(index),
             weight: F32Le::new(weight),
         }),
         cost_norm: parsed.cost_norm,
     };
-    let fit = |e: diten_controller::Error| anyhow!("the model does not fit a policy blob: {e}");
-    let mut blob = vec![0; encoded_len(&net).map_err(fit)?];
-    let len = encode(&net, &mut blob).map_err(fit)?;
-    blob.truncate(len);
-    Ok(blob)
-}
-
-/// A dense layer read from a Gemm node, its values as little-endian bytes.
-struct Layer {
-    inputs: usize,
-    outputs: usize,
-    weight: Vec<u8>,
-    bias: Vec<u8>,
-}
-
-impl Layer {
-    fn as_ref(&self) -> LayerRef<'_> {
-        LayerRef {
-            // Bounded by the model checks in `encode` (widths ≤ 12 800).
-            inputs: u32::try_from(self.inputs).unwrap_or(u32::MAX),
-            outputs: u32::try_from(self.outputs).unwrap_or(u32::MAX),
-            weight: F32Le::new(&self.weight),
-            bias: F32Le::new(&self.bias),
-        }
-    }
+    encode_blob(&net)
 }
 
 /// The model taken apart.
@@ -91,8 +66,8 @@ struct Parsed {
     servers: usize,
     mean: Vec<u8>,
     inv_std: Vec<u8>,
-    layers: Vec<Layer>,
-    skip: Option<Layer>,
+    layers: Vec<LayerBytes>,
+    skip: Option<LayerBytes>,
     /// The prior's indices (u32) and weights (f32), little-endian bytes.
     prior: Option<(Vec<u8>, Vec<u8>)>,
     /// The objective the policy was trained for.
@@ -634,7 +609,7 @@ impl<'a> Graph<'a> {
     }
 
     /// A Gemm `y = x·Wᵀ + b` of the value `x` (`width` wide).
-    fn gemm(&self, ctx: &Ctx<'_>, x: &str, width: usize) -> anyhow::Result<Layer> {
+    fn gemm(&self, ctx: &Ctx<'_>, x: &str, width: usize) -> anyhow::Result<LayerBytes> {
         ctx.arity(3)?;
         ctx.input_is(0, x)?;
         let mut trans_b = false;
@@ -671,7 +646,7 @@ impl<'a> Graph<'a> {
         let outputs = dims[0];
         let accept = |d: &[usize]| d == [outputs] || d == [1, outputs];
         let (_, bias) = self.floats(ctx, 2, &accept, &format!("[{outputs}]"))?;
-        Ok(Layer {
+        Ok(LayerBytes {
             inputs: width,
             outputs,
             weight,

@@ -13,8 +13,8 @@ use tract_onnx::pb::tensor_proto::DataType;
 use tract_onnx::pb::tensor_shape_proto::{dimension, Dimension};
 
 use super::{keys, FORMAT, INPUT, IR_VERSION, OPSET, OUTPUT};
+use crate::policy::norm::{RunningNorm, CLIP};
 use crate::policy::trained::{Dense, Mlp};
-use crate::train::norm::{RunningNorm, CLIP, EPS};
 
 /// A policy as the exporter sees it: the observation normaliser and the actor for
 /// `users` × `servers`.
@@ -86,14 +86,7 @@ impl Network {
     /// The normaliser folded into `f32` `(mean, inv_std)` with
     /// `inv_std = 1/sqrt(var + ε)`, as the graph and the blob apply it.
     pub fn folded_norm(&self) -> (Vec<f32>, Vec<f32>) {
-        let mean = self.norm.mean.iter().map(|&m| m as f32).collect();
-        let inv_std = self
-            .norm
-            .var
-            .iter()
-            .map(|&v| (1.0 / (v + EPS).sqrt()) as f32)
-            .collect();
-        (mean, inv_std)
+        self.norm.folded()
     }
 }
 
@@ -358,9 +351,9 @@ mod with_torch {
     use prost::Message;
 
     use super::{model_proto, Network};
-    use crate::eval::report::write_atomic;
     use crate::onnx::keys;
-    use crate::train::checkpoint::{load_norm, Loaded};
+    use crate::policy::checkpoint::{load_norm, Loaded};
+    use crate::util::fs::write_atomic;
 
     /// Exports the policy of a training checkpoint (`checkpoint.ot` or its run
     /// folder) to the ONNX file `out`, written atomically. The metadata names the

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::{anyhow, bail, Context};
 use diten_controller::controller::workspace_len;
@@ -26,60 +26,55 @@ use crate::sim::{Decision, Env, Gamma};
 
 /// The two kinds of blob: `policy-v1` (one size) and `policy-v2` (any size).
 #[derive(Clone, Debug)]
-enum Blob {
-    Flat(Box<Policy<'static>>),
-    General(GeneralPolicy<'static>),
+enum Blob<'a> {
+    Flat(Box<Policy<'a>>),
+    General(GeneralPolicy<'a>),
 }
 
-/// A blob policy run by the controller.
+/// A blob policy run by the controller, borrowing its weights from the blob's
+/// bytes (the controller's `Policy<'a>` does): whoever makes one owns the bytes
+/// for at least as long ([`read_blob`] shares a file's).
 #[derive(Debug)]
-pub struct ControllerPolicy {
+pub struct ControllerPolicy<'a> {
     name: String,
-    policy: Blob,
+    policy: Blob<'a>,
     workspace: Vec<f32>,
     consolidate: bool,
     improve_budget: usize,
 }
 
-/// The bytes of the blob file `path`, read once per process and kept for its
-/// lifetime: the controller borrows its policy's weights from the blob
-/// (`Policy<'a>`), and a sweep makes a fresh decision maker per episode, so the
-/// blob must outlive them all. Keyed by the path as given; a process reads a few
-/// blobs at most.
-fn interned_blob(path: &Path) -> anyhow::Result<&'static [u8]> {
-    static BLOBS: OnceLock<Mutex<HashMap<PathBuf, &'static [u8]>>> = OnceLock::new();
+/// The bytes of the blob file `path`, read once per process and shared: a sweep
+/// makes a fresh decision maker per episode, and every one of them, and the
+/// signature check before them ([`check_signed_blob`]), must see the same bytes.
+/// Keyed by the path as given; a process reads a few blobs at most.
+pub fn read_blob(path: &Path) -> anyhow::Result<Arc<[u8]>> {
+    static BLOBS: OnceLock<Mutex<HashMap<PathBuf, Arc<[u8]>>>> = OnceLock::new();
     let blobs = BLOBS.get_or_init(|| Mutex::new(HashMap::new()));
     // The map holds plain data; a panic elsewhere cannot leave it half-updated.
     let mut blobs = blobs.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(blob) = blobs.get(path) {
-        return Ok(blob);
+        return Ok(Arc::clone(blob));
     }
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let blob: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-    blobs.insert(path.to_owned(), blob);
-    Ok(blob)
+    let bytes: Arc<[u8]> = std::fs::read(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .into();
+    blobs.insert(path.to_owned(), Arc::clone(&bytes));
+    Ok(bytes)
 }
 
 /// Checks the signature of the blob file `path` with `trust`, on the bytes
-/// [`ControllerPolicy::load`] runs: the process's one read of the file, kept for
-/// its lifetime. Called before any decision maker loads the file, it makes every
-/// later load of `path` run exactly the bytes that were verified.
+/// [`read_blob`] gives every later reader of `path` in this process. Called before
+/// any decision maker loads the file, it makes every later load of `path` run
+/// exactly the bytes that were verified.
 pub fn check_signed_blob(path: &Path, trust: &Trust) -> anyhow::Result<()> {
-    trust.check(path, interned_blob(path)?)?;
+    trust.check(path, &read_blob(path)?)?;
     Ok(())
 }
 
-impl ControllerPolicy {
-    /// Loads the firmware blob `path` (as `diten convert` writes it); `name` is the
-    /// label in tables. The blob is checked here, so a bad file fails before any
-    /// episode runs, with the file named.
-    pub fn load(path: &Path, name: String) -> anyhow::Result<ControllerPolicy> {
-        let blob = interned_blob(path)?;
-        ControllerPolicy::from_blob(blob, name).with_context(|| format!("{}", path.display()))
-    }
-
-    /// A decision maker for a blob that lives for the whole process.
-    pub fn from_blob(blob: &'static [u8], name: String) -> anyhow::Result<ControllerPolicy> {
+impl<'a> ControllerPolicy<'a> {
+    /// A decision maker for the firmware blob `blob` (as `diten convert` writes
+    /// it); `name` is the label in tables. The blob is checked here.
+    pub fn from_blob(blob: &'a [u8], name: String) -> anyhow::Result<ControllerPolicy<'a>> {
         if is_general_blob(blob) {
             let policy = GeneralPolicy::parse(blob).map_err(|e| anyhow!("{e}"))?;
             return Ok(ControllerPolicy {
@@ -108,7 +103,6 @@ impl ControllerPolicy {
             improve_budget: diten_controller::controller::DEFAULT_IMPROVEMENT_BUDGET,
         })
     }
-
     /// Switches the controller's consolidation on (the default, as a gateway runs
     /// it) or off; off with the improvement's budget 0 is the policy alone.
     pub fn set_consolidation(&mut self, on: bool) {
@@ -146,7 +140,7 @@ impl ControllerPolicy {
 /// Runs `policy` through a fresh controller on the slot of `env`.
 fn run_controller<P: Engine>(
     policy: P,
-    dm: &mut ControllerPolicy,
+    dm: &mut ControllerPolicy<'_>,
     env: &Env,
 ) -> anyhow::Result<Decision> {
     // Assembling the controller checks the parameters and the workspace: a few
@@ -165,7 +159,7 @@ fn run_controller<P: Engine>(
     })
 }
 
-impl DecisionMaker for ControllerPolicy {
+impl DecisionMaker for ControllerPolicy<'_> {
     fn name(&self) -> &str {
         &self.name
     }
@@ -193,57 +187,65 @@ impl DecisionMaker for ControllerPolicy {
     }
 }
 
-// The test blob is made by the ONNX exporter and converter (feature `onnx`).
-#[cfg(all(test, feature = "onnx"))]
+#[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::onnx::export::tests::tiny;
-    use crate::onnx::{model_proto, onnx_to_blob};
-    use prost::Message;
+    use diten_controller::obs::obs_dim;
 
-    fn blob() -> &'static [u8] {
-        let bytes = model_proto(&tiny(true), &[]).unwrap().encode_to_vec();
-        Box::leak(onnx_to_blob(&bytes).unwrap().into_boxed_slice())
+    use super::*;
+    use crate::policy::norm::RunningNorm;
+    use crate::policy::trained::{actor_blob, Dense, Mlp};
+    use crate::policy::{test_scenario, Nearest};
+    use crate::scenario::Scenario;
+
+    /// The blob of a one-layer actor for one user and one server.
+    fn blob() -> Vec<u8> {
+        let dim = obs_dim(1, 1);
+        let actor = Mlp::new(vec![Dense {
+            inputs: dim,
+            outputs: 1,
+            weight: vec![0.5; dim],
+            bias: vec![0.0],
+        }])
+        .unwrap();
+        actor_blob(1, 1, &RunningNorm::new(dim), &actor, Default::default()).unwrap()
+    }
+
+    /// The objective of every slot of an episode of `dm`.
+    fn episode(sc: &Scenario, dm: &mut dyn DecisionMaker, seed: u64) -> anyhow::Result<Vec<f64>> {
+        let mut env = Env::new(sc, seed)?;
+        dm.reset(seed);
+        let mut objectives = Vec::new();
+        while !env.done() {
+            let d = dm.decide(&env)?;
+            objectives.push(env.step(&d)?.evaluation.objective);
+        }
+        Ok(objectives)
     }
 
     #[test]
     fn decides_a_whole_episode_with_feasible_optimal_gamma() {
-        let scenario = crate::policy::test_scenario(1, 1, 6, 3);
-        let mut dm = ControllerPolicy::from_blob(blob(), "tiny".into()).unwrap();
-        let m = crate::eval::run_episode(&scenario, &mut dm, 3, &|| {}).unwrap();
+        let scenario = test_scenario(1, 1, 6, 3);
+        let blob = blob();
+        let mut dm = ControllerPolicy::from_blob(&blob, "tiny".into()).unwrap();
+        let m = episode(&scenario, &mut dm, 3).unwrap();
         // One user, one server: the association is forced; γ is the solver's, so the
         // controller matches the simulator's own optimum slot by slot.
-        let mut nearest = crate::policy::Nearest::new();
-        let n = crate::eval::run_episode(&scenario, &mut nearest, 3, &|| {}).unwrap();
-        assert_eq!(m.slots, 6);
-        assert!((m.objective - n.objective).abs() < 1e-9, "{m:?} {n:?}");
+        let n = episode(&scenario, &mut Nearest::new(), 3).unwrap();
+        assert_eq!(m.len(), 6);
+        for (m, n) in m.iter().zip(&n) {
+            assert!((m - n).abs() < 1e-9, "{m} {n}");
+        }
     }
 
     #[test]
     fn a_scenario_of_another_shape_is_an_error_naming_both() {
-        let scenario = crate::policy::test_scenario(2, 1, 3, 1);
-        let mut dm = ControllerPolicy::from_blob(blob(), "tiny".into()).unwrap();
-        let err = format!(
-            "{:#}",
-            crate::eval::run_episode(&scenario, &mut dm, 1, &|| {}).unwrap_err()
-        );
+        let scenario = test_scenario(2, 1, 3, 1);
+        let blob = blob();
+        let mut dm = ControllerPolicy::from_blob(&blob, "tiny".into()).unwrap();
+        let err = format!("{:#}", episode(&scenario, &mut dm, 1).unwrap_err());
         assert!(
             err.contains("1 users and 1 servers, the scenario has 2 and 1"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn a_bad_blob_file_is_named() {
-        let dir = std::env::temp_dir().join(format!("diten-ctl-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("bad.bin");
-        std::fs::write(&path, b"not a blob").unwrap();
-        let err = format!(
-            "{:#}",
-            ControllerPolicy::load(&path, "x".into()).unwrap_err()
-        );
-        assert!(err.contains("bad.bin"), "{err}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

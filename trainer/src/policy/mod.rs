@@ -11,8 +11,10 @@
 //! | `random` | a uniformly random server per user, optimal γ (a floor, not in the default set) |
 //! | `lookahead` | clairvoyant two-slot planner around the oracle (a yardstick of foresight, not in the default set) |
 //!
-//! Trained policies are files: a training checkpoint ([`trained`]) or an exported
-//! firmware blob run through the gateway's controller ([`ControllerPolicy`]).
+//! These are the [`Builtin`] decision makers. Trained policies are files: a
+//! training checkpoint ([`trained`]) or an exported firmware blob run through the
+//! gateway's controller ([`ControllerPolicy`]); [`PolicySpec`] is what `--policy`
+//! names.
 
 use crate::sim::{Decision, Env};
 
@@ -27,11 +29,15 @@ pub trait DecisionMaker: Send {
     fn decide(&mut self, env: &Env) -> anyhow::Result<Decision>;
 }
 
+#[cfg(feature = "torch")]
+pub mod checkpoint;
 pub mod controller;
 mod feasible;
 pub mod lookahead;
 mod nearest;
+pub mod norm;
 mod oracle;
+pub mod spec;
 mod sticky;
 pub mod trained;
 
@@ -39,6 +45,7 @@ pub use controller::ControllerPolicy;
 pub use lookahead::Lookahead;
 pub use nearest::{Nearest, NearestRandom};
 pub use oracle::{Oracle, OracleConfig, Score, Scored};
+pub use spec::{Builtin, LoadedPolicy, PolicyError, PolicySpec};
 pub use sticky::Sticky;
 
 /// A test scenario: `users` × `servers`, `slots` per episode, φ = 0.2, seed `seed`.
@@ -58,23 +65,6 @@ pub(crate) fn test_scenario(
         ..crate::scenario::Scenario::default()
     }
 }
-
-/// Names of the decision makers that need no learning, in table order (the default
-/// set of `diten compare`).
-pub const NAMES: &[&str] = &["nearest", "nearest-random", "sticky", "oracle"];
-
-/// Every built-in name: [`NAMES`], the `random` yardstick (a uniformly random
-/// server per user, optimal γ), the floor a learner must clear, and the
-/// `lookahead` yardstick ([`Lookahead`]: it reads the next slot from the simulator,
-/// about 7 oracle calls per slot), what foresight adds to the oracle.
-pub const ALL_NAMES: &[&str] = &[
-    "nearest",
-    "nearest-random",
-    "sticky",
-    "oracle",
-    "random",
-    "lookahead",
-];
 
 /// A uniformly random available server for every user, with the optimal γ.
 #[derive(Debug)]
@@ -122,22 +112,6 @@ impl DecisionMaker for Random {
     }
 }
 
-/// The decision maker called `name` (see [`NAMES`]).
-pub fn by_name(name: &str) -> anyhow::Result<Box<dyn DecisionMaker>> {
-    Ok(match name {
-        "nearest" => Box::new(Nearest::new()),
-        "nearest-random" => Box::new(NearestRandom::new()),
-        "sticky" => Box::new(Sticky::new()),
-        "oracle" => Box::new(Oracle::new()),
-        "random" => Box::new(Random::new()),
-        "lookahead" => Box::new(Lookahead::new()),
-        other => anyhow::bail!(
-            "unknown policy `{other}` (known: {}; trained policies are files)",
-            ALL_NAMES.join(", ")
-        ),
-    })
-}
-
 #[cfg(test)]
 mod churn_tests {
     use super::*;
@@ -155,8 +129,9 @@ mod churn_tests {
             }),
             ..test_scenario(10, 5, 60, 3)
         };
-        for name in ALL_NAMES {
-            let mut dm = by_name(name).unwrap();
+        for builtin in Builtin::ALL {
+            let name = builtin.name();
+            let mut dm = builtin.decision_maker();
             dm.reset(3);
             let mut env = Env::new(&sc, 3).unwrap();
             let (mut down_seen, mut infeasible) = (0, 0);
@@ -174,7 +149,7 @@ mod churn_tests {
                 infeasible += usize::from(!o.evaluation.feasible());
             }
             assert!(down_seen > 0, "the scenario takes servers down");
-            if *name != "random" {
+            if builtin != Builtin::Random {
                 assert_eq!(infeasible, 0, "{name}: infeasible slots");
             }
         }

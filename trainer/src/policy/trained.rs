@@ -1,15 +1,21 @@
-//! A trained policy (PPO, A2C or DDPG actor) as a decision maker: the observation
-//! of `diten_controller::obs`, the learnt normalisation, an MLP with tanh hidden
-//! layers in plain Rust, and the best-scoring server per user; γ from the solver.
-//! The MLP is evaluated in f32 here without torch, so evaluation threads never
-//! contend for libtorch's thread pool.
+//! A trained policy (PPO, A2C or DDPG actor) as a decision maker: the actor's
+//! weights ([`Mlp`], the container training, checkpoints and the ONNX exporter
+//! share) encoded with its normaliser as a firmware blob ([`actor_blob`]) and run
+//! by the controller's engine, the one forward pass of diten, so evaluation
+//! threads never contend for libtorch's thread pool and measure what a gateway
+//! would compute. [`Mlp::forward`] is a plain-Rust reference of that forward pass
+//! (f32, `tanh` from std) for tests that need an independent evaluation.
 
-use anyhow::{bail, ensure};
-use diten_controller::obs::{obs_dim, observe};
+use anyhow::{anyhow, bail, ensure};
+use diten_controller::obs::observe;
+use diten_controller::policy::{
+    encode, encoded_len, F32Le, LayerRef, ModelRef, Policy, PriorRef, U32Le,
+};
+use diten_controller::CostNorm;
 
+use super::norm::RunningNorm;
 use super::DecisionMaker;
 use crate::sim::{Decision, Env};
-use crate::train::norm::RunningNorm;
 
 /// A dense layer: `weight` is `outputs × inputs`, row-major (torch's layout).
 #[derive(Clone, Debug, PartialEq)]
@@ -154,7 +160,8 @@ impl Mlp {
     }
 
     /// Evaluates the MLP on `x` (length [`inputs`](Self::inputs)); the output is
-    /// left in `out`.
+    /// left in `out`. A reference for tests: decisions run the controller's engine
+    /// on [`actor_blob`].
     pub fn forward(&self, x: &[f32], out: &mut Vec<f32>) {
         self.forward_with(x, &mut Vec::new(), out);
     }
@@ -191,82 +198,144 @@ impl Mlp {
     }
 }
 
-/// A trained actor as a decision maker.
-#[derive(Clone, Debug)]
-pub struct TrainedPolicy {
-    name: String,
+/// The firmware blob (SPEC §3.3) of a trained actor for `users` × `servers`: the
+/// normaliser folded into `f32` as [`RunningNorm::folded`] does, the layers, the
+/// skip layer and the prior as they are, and `cost_norm` in the header. It is the
+/// blob `diten export` then `diten convert` make of the same checkpoint.
+pub fn actor_blob(
     users: usize,
     servers: usize,
-    norm: RunningNorm,
-    actor: Mlp,
-    obs: Vec<f32>,
-    out: Vec<f32>,
-    hidden: Vec<f32>,
+    norm: &RunningNorm,
+    actor: &Mlp,
+    cost_norm: CostNorm,
+) -> anyhow::Result<Vec<u8>> {
+    let le = |values: &[f32]| -> Vec<u8> { values.iter().flat_map(|v| v.to_le_bytes()).collect() };
+    let bytes = |l: &Dense| LayerBytes {
+        inputs: l.inputs,
+        outputs: l.outputs,
+        weight: le(&l.weight),
+        bias: le(&l.bias),
+    };
+    let layers: Vec<LayerBytes> = actor.layers().iter().map(bytes).collect();
+    let skip = actor.skip().map(bytes);
+    let prior = actor.prior().map(|p| {
+        let index: Vec<u8> = p
+            .index
+            .iter()
+            .flat_map(|&i| u32::try_from(i).unwrap_or(u32::MAX).to_le_bytes())
+            .collect();
+        (index, le(&p.weight))
+    });
+    let layer_refs: Vec<LayerRef<'_>> = layers.iter().map(LayerBytes::as_ref).collect();
+    let (mean, inv_std) = norm.folded();
+    let (mean, inv_std) = (le(&mean), le(&inv_std));
+    let model = ModelRef {
+        users,
+        servers,
+        norm_mean: F32Le::new(&mean),
+        norm_inv_std: F32Le::new(&inv_std),
+        layers: &layer_refs,
+        skip: skip.as_ref().map(LayerBytes::as_ref),
+        prior: prior.as_ref().map(|(index, weight)| PriorRef {
+            index: U32Le::new(index),
+            weight: F32Le::new(weight),
+        }),
+        cost_norm,
+    };
+    encode_blob(&model)
 }
 
-impl TrainedPolicy {
-    /// A policy for `users` × `servers` from its observation normalisation and actor
-    /// (input `obs_dim(users, servers)`, output `users·servers` scores, user-major).
-    pub fn new(
-        name: String,
-        users: usize,
-        servers: usize,
-        norm: RunningNorm,
-        actor: Mlp,
-    ) -> anyhow::Result<TrainedPolicy> {
-        let dim = obs_dim(users, servers);
-        ensure!(
-            actor.inputs() == dim && norm.dim() == dim,
-            "the actor takes {} inputs and the normalisation has {}, but {users} users and \
-             {servers} servers give observations of {dim}",
-            actor.inputs(),
-            norm.dim()
-        );
-        ensure!(
-            actor.outputs() == users * servers,
-            "the actor gives {} scores, not users x servers = {}",
-            actor.outputs(),
-            users * servers
-        );
+/// A dense layer's values as little-endian bytes, what a blob's [`LayerRef`]
+/// borrows.
+#[derive(Clone, Debug)]
+pub struct LayerBytes {
+    /// Input width.
+    pub inputs: usize,
+    /// Output width.
+    pub outputs: usize,
+    /// `outputs × inputs` weights, row-major, as `f32` little-endian.
+    pub weight: Vec<u8>,
+    /// `outputs` biases, as `f32` little-endian.
+    pub bias: Vec<u8>,
+}
+
+impl LayerBytes {
+    /// The layer as the blob encoder takes it.
+    pub fn as_ref(&self) -> LayerRef<'_> {
+        LayerRef {
+            // Bounded by the model checks in `encode` (widths ≤ 12 800).
+            inputs: u32::try_from(self.inputs).unwrap_or(u32::MAX),
+            outputs: u32::try_from(self.outputs).unwrap_or(u32::MAX),
+            weight: F32Le::new(&self.weight),
+            bias: F32Le::new(&self.bias),
+        }
+    }
+}
+
+/// The `policy-v1` blob of `model`, or an error saying why it does not fit one.
+pub fn encode_blob(model: &ModelRef<'_>) -> anyhow::Result<Vec<u8>> {
+    let fit = |e: diten_controller::Error| anyhow!("the model does not fit a policy blob: {e}");
+    let mut blob = vec![0; encoded_len(model).map_err(fit)?];
+    let len = encode(model, &mut blob).map_err(fit)?;
+    blob.truncate(len);
+    Ok(blob)
+}
+
+/// A trained actor as a decision maker: the controller's engine
+/// ([`diten_controller::policy::Policy`]) on a blob it borrows, then the
+/// best-scoring server per user; γ from the simulator's solver. Unlike
+/// [`ControllerPolicy`](super::ControllerPolicy) no repair, consolidation or
+/// improvement follows: this is the network's own decision.
+#[derive(Clone, Debug)]
+pub struct TrainedPolicy<'a> {
+    name: String,
+    policy: Policy<'a>,
+    obs: Vec<f32>,
+    scratch: Vec<f32>,
+    logits: Vec<f32>,
+}
+
+impl<'a> TrainedPolicy<'a> {
+    /// A policy running the `policy-v1` blob `blob` (as [`actor_blob`] makes it);
+    /// `name` is its label in tables.
+    pub fn new(name: String, blob: &'a [u8]) -> anyhow::Result<TrainedPolicy<'a>> {
+        let policy = Policy::parse(blob).map_err(|e| anyhow!("{e}"))?;
         Ok(TrainedPolicy {
             name,
-            users,
-            servers,
-            norm,
-            actor,
-            obs: vec![0.0; dim],
-            out: Vec::new(),
-            hidden: Vec::new(),
+            obs: vec![0.0; policy.obs_dim()],
+            scratch: vec![0.0; policy.scratch_len()],
+            logits: vec![0.0; policy.logits_len()],
+            policy,
         })
     }
 
     /// Users the policy was trained for.
     pub fn users(&self) -> usize {
-        self.users
+        self.policy.users()
     }
 
     /// Servers the policy was trained for.
     pub fn servers(&self) -> usize {
-        self.servers
+        self.policy.servers()
     }
 
     /// Scores (logits) of every (user, server), user-major, for `env`'s slot.
     pub fn scores(&mut self, env: &Env) -> anyhow::Result<&[f32]> {
         let status = env.status();
         let (u, s) = (status.users().len(), status.servers().len());
-        if (u, s) != (self.users, self.servers) {
+        if (u, s) != (self.users(), self.servers()) {
             bail!(
                 "policy `{}` was trained for {} users and {} servers, the scenario has {u} and {s}",
                 self.name,
-                self.users,
-                self.servers
+                self.users(),
+                self.servers()
             );
         }
-        observe(status, &mut self.obs).map_err(|e| anyhow::anyhow!("observation: {e}"))?;
-        self.norm.apply(&mut self.obs);
-        self.actor
-            .forward_with(&self.obs, &mut self.hidden, &mut self.out);
-        Ok(&self.out)
+        observe(status, &mut self.obs).map_err(|e| anyhow!("observation: {e}"))?;
+        self.policy
+            .logits(&self.obs, &mut self.scratch, &mut self.logits)
+            .map_err(|e| anyhow!("policy `{}`: {e}", self.name))?;
+        Ok(&self.logits)
     }
 }
 
@@ -289,13 +358,13 @@ pub fn argmax_rows(scores: &[f32], servers: usize) -> Vec<usize> {
         .collect()
 }
 
-impl DecisionMaker for TrainedPolicy {
+impl DecisionMaker for TrainedPolicy<'_> {
     fn name(&self) -> &str {
         &self.name
     }
 
     fn decide(&mut self, env: &Env) -> anyhow::Result<Decision> {
-        let servers = self.servers;
+        let servers = self.servers();
         let scores = self.scores(env)?;
         Ok(Decision::optimal(argmax_rows(scores, servers)))
     }

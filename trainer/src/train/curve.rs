@@ -6,8 +6,8 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::eval::plot::{ensure_font, COLOURS};
-use crate::eval::report::write_atomic_with;
+use crate::util::fs::write_atomic_with;
+use crate::util::plot::{ensure_font, COLOURS};
 
 /// One point per iteration: (episodes so far, reward per slot, objective per slot).
 pub type Point = (f64, f64, f64);

@@ -11,12 +11,11 @@ use diten_controller::obs::obs_dim;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
+use super::learner::{self, observe_all, signal, IterStats, Learner};
 use super::nets::{Adam, Net};
-use super::norm::RunningNorm;
-use super::ppo::{observe_all, signal};
-use super::run::{IterStats, Learner};
 use super::TrainConfig;
 use crate::eval::{EpisodeAccumulator, SlotMetrics};
+use crate::policy::norm::RunningNorm;
 use crate::policy::trained::argmax_rows;
 use crate::sim::{Decision, VecEnv};
 
@@ -265,7 +264,7 @@ impl Learner for Ddpg {
     }
 
     fn tensors(&self) -> Vec<(String, Tensor)> {
-        let mut out = super::checkpoint::learner_tensors(
+        let mut out = learner::learner_tensors(
             &[&self.actor_vs, &self.critic_vs],
             &self.actor_opt,
             &self.critic_opt,
@@ -283,7 +282,7 @@ impl Learner for Ddpg {
     }
 
     fn load(&mut self, get: &dyn Fn(&str) -> anyhow::Result<Tensor>) -> anyhow::Result<()> {
-        (self.obs_norm, self.ret_norm) = super::checkpoint::load_learner(
+        (self.obs_norm, self.ret_norm) = learner::load_learner(
             get,
             &mut [&mut self.actor_vs, &mut self.critic_vs],
             &mut self.actor_opt,
@@ -291,8 +290,8 @@ impl Learner for Ddpg {
             self.dim,
         )?;
         let target = |n: &str| get(&format!("target.{n}"));
-        super::checkpoint::load_vars(&mut self.actor_t_vs, &target)?;
-        super::checkpoint::load_vars(&mut self.critic_t_vs, &target)?;
+        crate::policy::checkpoint::load_vars(&mut self.actor_t_vs, &target)?;
+        crate::policy::checkpoint::load_vars(&mut self.critic_t_vs, &target)?;
         Ok(())
     }
 }

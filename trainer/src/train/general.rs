@@ -45,10 +45,10 @@ use rand_core::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
-use crate::eval::report::write_atomic;
 use crate::policy::{DecisionMaker, Oracle};
 use crate::scenario::{Churn, Emd, Scenario};
 use crate::sim::{Env, Status};
+use crate::util::fs::write_atomic;
 
 /// Stand-in for −∞ in the loss (an unavailable server): far below any logit,
 /// finite so the softmax stays a number.
@@ -274,13 +274,18 @@ fn label(config: &GeneralConfig, k: usize) -> anyhow::Result<Vec<Sample>> {
     let mut env = Env::new(&sc, sc.seed)?;
     let mut oracle = Oracle::new();
     oracle.reset(sc.seed);
-    let mut driver = match (&config.drive, k >= config.episodes) {
-        (Some(path), true) => {
-            let mut p = crate::policy::ControllerPolicy::load(path, "drive".into())?;
+    let drive = match (&config.drive, k >= config.episodes) {
+        (Some(path), true) => Some((path, crate::policy::controller::read_blob(path)?)),
+        _ => None,
+    };
+    let mut driver = match &drive {
+        Some((path, blob)) => {
+            let mut p = crate::policy::ControllerPolicy::from_blob(blob, "drive".into())
+                .with_context(|| format!("{}", path.display()))?;
             p.set_improvement_budget(0);
             Some(p)
         }
-        _ => None,
+        None => None,
     };
     let mut out = Vec::with_capacity(sc.slots);
     while !env.done() {

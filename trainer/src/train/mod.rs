@@ -12,16 +12,14 @@
 //! uninterrupted one. An uninterrupted run is: the same config and seed give the
 //! same `metrics.csv` on the CPU (one libtorch thread).
 
-pub mod norm;
-
-#[cfg(feature = "torch")]
-pub mod checkpoint;
 #[cfg(feature = "torch")]
 pub mod curve;
 #[cfg(feature = "torch")]
 mod ddpg;
 #[cfg(feature = "torch")]
 pub mod general;
+#[cfg(feature = "torch")]
+mod learner;
 #[cfg(feature = "torch")]
 pub mod nets;
 #[cfg(feature = "torch")]

@@ -5,15 +5,15 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use diten_controller::obs::{obs_dim, observe};
+use diten_controller::obs::obs_dim;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
+use super::learner::{self, observe_all, signal, IterStats, Learner};
 use super::nets::{Adam, Net};
-use super::norm::RunningNorm;
-use super::run::{IterStats, Learner};
-use super::{Algo, RewardSignal, TrainConfig};
+use super::{Algo, TrainConfig};
 use crate::eval::{EpisodeAccumulator, SlotMetrics};
+use crate::policy::norm::RunningNorm;
 use crate::policy::trained::Prior;
 use crate::sim::{Decision, VecEnv};
 
@@ -41,24 +41,6 @@ pub(crate) struct Ppo {
     returns: Vec<f64>,
     /// The oracle's demonstrations while imitating (not checkpointed).
     demos: imitate::Demos,
-}
-
-/// Slot reward for learning.
-pub(crate) fn signal(kind: RewardSignal, outcome: &crate::sim::Outcome, penalty: f64) -> f64 {
-    let e = &outcome.evaluation;
-    match kind {
-        RewardSignal::Reward => e.reward,
-        RewardSignal::Objective => e.objective - penalty * e.violations.total() as f64,
-    }
-}
-
-/// Raw observations of every environment, row by row.
-pub(crate) fn observe_all(venv: &VecEnv, dim: usize, out: &mut Vec<f32>) -> anyhow::Result<()> {
-    out.resize(venv.len() * dim, 0.0);
-    for (env, row) in venv.envs().iter().zip(out.chunks_exact_mut(dim)) {
-        observe(env.status(), row).map_err(|e| anyhow::anyhow!("observation: {e}"))?;
-    }
-    Ok(())
 }
 
 impl Ppo {
@@ -335,7 +317,7 @@ impl Learner for Ppo {
     }
 
     fn tensors(&self) -> Vec<(String, Tensor)> {
-        super::checkpoint::learner_tensors(
+        learner::learner_tensors(
             &[&self.actor_vs, &self.critic_vs],
             &self.actor_opt,
             &self.critic_opt,
@@ -345,7 +327,7 @@ impl Learner for Ppo {
     }
 
     fn load(&mut self, get: &dyn Fn(&str) -> anyhow::Result<Tensor>) -> anyhow::Result<()> {
-        (self.obs_norm, self.ret_norm) = super::checkpoint::load_learner(
+        (self.obs_norm, self.ret_norm) = learner::load_learner(
             get,
             &mut [&mut self.actor_vs, &mut self.critic_vs],
             &mut self.actor_opt,

@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use tch::{Device, Tensor};
+use tch::Device;
 
-use super::checkpoint::{self, Counters, Loaded, Meta};
+use super::learner::Learner;
 use super::{Algo, TrainConfig, METRICS_COLUMNS};
-use crate::eval::report::write_atomic;
-use crate::eval::EpisodeMetrics;
+use crate::policy::checkpoint::{self, Counters, Loaded, Meta};
 use crate::sim::VecEnv;
+use crate::util::fs::write_atomic;
 
 /// The plain progress line printed at a checkpoint when stderr is not a terminal:
 /// `iteration` of `total`, the minutes this process has trained (`elapsed_s`, over
@@ -28,39 +28,6 @@ fn progress_line(iteration: usize, total: usize, elapsed_s: f64, done: usize, ms
         elapsed_s / 60.0,
         left / 60.0
     )
-}
-
-/// What one iteration (rollout and update) measured.
-#[derive(Clone, Debug)]
-pub struct IterStats {
-    /// Means per slot over the rollout's slots.
-    pub slots: EpisodeMetrics,
-    /// Policy (actor) loss.
-    pub policy_loss: f64,
-    /// Value (critic) loss.
-    pub value_loss: f64,
-    /// Entropy per user (NaN for DDPG).
-    pub entropy: f64,
-    /// Approximate KL between the rollout policy and the updated one (NaN for DDPG).
-    pub approx_kl: f64,
-    /// Share of samples whose ratio was clipped (PPO only).
-    pub clip_frac: f64,
-    /// Explained variance of the value function (NaN for DDPG).
-    pub explained_var: f64,
-    /// While imitating the oracle: the share of users whose greedy server is the
-    /// oracle's, over the demonstrations trained on (NaN otherwise).
-    pub agreement: f64,
-}
-
-/// A learning algorithm as the loop drives it.
-pub(crate) trait Learner {
-    /// One rollout through `venv` and one update; `iteration` counts the
-    /// iterations done before this one (it survives `--resume`).
-    fn iterate(&mut self, venv: &mut VecEnv, iteration: usize) -> anyhow::Result<IterStats>;
-    /// Everything to checkpoint.
-    fn tensors(&self) -> Vec<(String, Tensor)>;
-    /// Restores what [`tensors`](Learner::tensors) saved.
-    fn load(&mut self, get: &dyn Fn(&str) -> anyhow::Result<Tensor>) -> anyhow::Result<()>;
 }
 
 /// How a training run ended.
@@ -110,7 +77,7 @@ fn fmt(v: f64) -> String {
     }
 }
 
-/// Temporary files of [`write_atomic`](crate::eval::report::write_atomic_with)
+/// Temporary files of [`write_atomic`](crate::util::fs::write_atomic_with)
 /// start with this; one left in a run folder is from a writer that was killed.
 const TMP_PREFIX: &str = ".tmp-";
 

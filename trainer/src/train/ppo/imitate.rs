@@ -31,7 +31,7 @@ use super::{observe_all, Ppo, Rollout, UpdateStats};
 use crate::eval::EpisodeAccumulator;
 use crate::policy::{DecisionMaker, Oracle};
 use crate::sim::{Decision, Env, VecEnv};
-use crate::train::run::IterStats;
+use crate::train::learner::IterStats;
 
 /// One demonstration: a raw observation and the oracle's server for each user.
 type Demo = (Box<[f32]>, Box<[i64]>);

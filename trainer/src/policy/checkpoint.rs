@@ -1,6 +1,8 @@
-//! `checkpoint.ot`: every tensor of a run (networks, Adam moments, normalisers) and
-//! its counters, as libtorch named tensors, written to a temporary file and renamed.
-//! [`load_policy`] turns a checkpoint into a [`TrainedPolicy`] for evaluation.
+//! `checkpoint.ot`: every tensor of a training run (networks, Adam moments,
+//! normalisers) and its counters, as libtorch named tensors, written to a temporary
+//! file and renamed. Training writes it ([`save`]; what a learner puts in is
+//! `train`'s business); [`load_blob`] turns its actor into the blob a
+//! [`TrainedPolicy`] runs, which is why the format lives with the policies.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,8 +13,10 @@ use tch::nn::VarStore;
 use tch::{Kind, Tensor};
 
 use super::norm::RunningNorm;
-use crate::eval::report::write_atomic_with;
-use crate::policy::trained::{Dense, Mlp, Prior, TrainedPolicy};
+#[cfg(doc)]
+use super::trained::TrainedPolicy;
+use super::trained::{actor_blob, Dense, Mlp, Prior};
+use crate::util::fs::write_atomic_with;
 
 /// File name of the checkpoint in a run folder.
 pub const FILE: &str = "checkpoint.ot";
@@ -64,46 +68,6 @@ pub fn load_norm(
         var,
         count: count[0],
     })
-}
-
-/// What every learner checkpoints: its networks' variables, the actor's and the
-/// critic's Adam state, and the observation and return normalisers.
-pub(crate) fn learner_tensors(
-    nets: &[&VarStore],
-    actor_opt: &super::nets::Adam,
-    critic_opt: &super::nets::Adam,
-    obs_norm: &RunningNorm,
-    ret_norm: &RunningNorm,
-) -> Vec<(String, Tensor)> {
-    let mut out: Vec<(String, Tensor)> = Vec::new();
-    for vs in nets {
-        out.extend(vs.variables());
-    }
-    out.extend(actor_opt.state("adam_actor"));
-    out.extend(critic_opt.state("adam_critic"));
-    out.extend(norm_tensors("obs_norm", obs_norm));
-    out.extend(norm_tensors("ret_norm", ret_norm));
-    out
-}
-
-/// Restores what [`learner_tensors`] saved; returns the observation normaliser (of
-/// `dim` features) and the return normaliser.
-pub(crate) fn load_learner(
-    get: &dyn Fn(&str) -> anyhow::Result<Tensor>,
-    nets: &mut [&mut VarStore],
-    actor_opt: &mut super::nets::Adam,
-    critic_opt: &mut super::nets::Adam,
-    dim: usize,
-) -> anyhow::Result<(RunningNorm, RunningNorm)> {
-    for vs in nets.iter_mut() {
-        load_vars(vs, get)?;
-    }
-    actor_opt.load_state("adam_actor", get)?;
-    critic_opt.load_state("adam_critic", get)?;
-    Ok((
-        load_norm("obs_norm", dim, get)?,
-        load_norm("ret_norm", 1, get)?,
-    ))
 }
 
 /// Copies the checkpoint's values into every variable of `vs` (shapes must match).
@@ -316,13 +280,22 @@ impl Loaded {
     }
 }
 
-/// The policy of a checkpoint (file or run folder) as a decision maker named `name`.
-pub fn load_policy(path: &Path, name: String) -> anyhow::Result<TrainedPolicy> {
+/// The actor of a checkpoint (file or run folder) as a firmware blob
+/// ([`actor_blob`]), which a [`TrainedPolicy`] runs. The checkpoint does not say
+/// which objective its run priced energy with; the blob says the default, which
+/// the network's logits do not read.
+pub fn load_blob(path: &Path) -> anyhow::Result<Vec<u8>> {
     let loaded = Loaded::read(path)?;
     let meta = loaded.meta()?;
     let dim = diten_controller::obs::obs_dim(meta.users, meta.servers);
     let get = |n: &str| loaded.get(n);
     let norm = load_norm("obs_norm", dim, &get)?;
-    TrainedPolicy::new(name, meta.users, meta.servers, norm, loaded.actor()?)
-        .with_context(|| format!("{}", loaded.path().display()))
+    actor_blob(
+        meta.users,
+        meta.servers,
+        &norm,
+        &loaded.actor()?,
+        diten_controller::CostNorm::default(),
+    )
+    .with_context(|| format!("{}", loaded.path().display()))
 }

@@ -65,6 +65,18 @@ impl RunningNorm {
         self.count = total;
     }
 
+    /// The normaliser folded into `f32` `(mean, inv_std)` with
+    /// `inv_std = 1/sqrt(var + ε)`, as the ONNX graph and the blob apply it.
+    pub fn folded(&self) -> (Vec<f32>, Vec<f32>) {
+        let mean = self.mean.iter().map(|&m| m as f32).collect();
+        let inv_std = self
+            .var
+            .iter()
+            .map(|&v| (1.0 / (v + EPS).sqrt()) as f32)
+            .collect();
+        (mean, inv_std)
+    }
+
     /// Normalises `row` in place: (x − mean) / sqrt(var + ε), clipped to ±[`CLIP`].
     pub fn apply(&self, row: &mut [f32]) {
         for ((x, m), v) in row.iter_mut().zip(&self.mean).zip(&self.var) {
