@@ -45,6 +45,20 @@ pub struct TrainGeneralArgs {
     /// Episodes driven by --drive (beyond --episodes).
     #[arg(long, value_name = "N", requires = "drive")]
     pub driven: Option<usize>,
+    /// Reinforcement-learning fine-tuning on e of this `policy-v2` blob instead of
+    /// imitation: several decodings sampled per slot, their mean reward the
+    /// baseline (see `train::general_rl`). --episodes (default 24), --epochs
+    /// (default 4) and --lr (default 3e-4) then apply to it.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["drive", "driven"])]
+    pub fine_tune: Option<PathBuf>,
+    /// With --fine-tune: decodings sampled per slot (default 8).
+    #[arg(long, value_name = "K", requires = "fine_tune")]
+    pub rollouts: Option<usize>,
+    /// With --fine-tune: weight of the network's own association (no
+    /// consolidation, `unconsolidated:`) in the reward beside the budget-0
+    /// decision's (default 1).
+    #[arg(long, value_name = "W", requires = "fine_tune")]
+    pub alone_weight: Option<f64>,
     /// Run folder, created if missing (default: a fresh `runs/train-general-<UTC timestamp>`).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -73,6 +87,9 @@ pub fn run(args: &TrainGeneralArgs) -> anyhow::Result<()> {
         config.prices = prices.clone();
     }
     config.validate()?;
+    if let Some(start) = &args.fine_tune {
+        return fine_tune(args, &config, start);
+    }
     let out = super::evaluate::output_dir("train-general", args.out.as_deref())?;
     eprintln!(
         "train-general: {} episodes of {} slots labelled by the oracle, H = {}, {} epochs; run folder {}",
@@ -92,6 +109,49 @@ pub fn run(args: &TrainGeneralArgs) -> anyhow::Result<()> {
         done.wall_s.0,
         done.wall_s.1,
         100.0 * done.accuracy,
+        done.epoch,
+        out.join("policy.bin").display()
+    );
+    Ok(())
+}
+
+/// Runs `diten train-general --fine-tune`.
+#[cfg(feature = "torch")]
+fn fine_tune(
+    args: &TrainGeneralArgs,
+    config: &crate::train::general::GeneralConfig,
+    start: &std::path::Path,
+) -> anyhow::Result<()> {
+    use crate::train::general_rl::{fine_tune, FineTuneConfig};
+
+    let ft = FineTuneConfig {
+        rollouts: args.rollouts.unwrap_or(8),
+        episodes: args.episodes.unwrap_or(24),
+        epochs: args.epochs.unwrap_or(4),
+        batch: 16,
+        lr: args.lr.unwrap_or(3e-4),
+        alone: args.alone_weight.unwrap_or(1.0),
+    };
+    let out = super::evaluate::output_dir("train-general", args.out.as_deref())?;
+    eprintln!(
+        "train-general: fine-tuning {} on e, {} rollouts per slot, {} episodes of {} slots, {} \
+         epochs; run folder {}",
+        start.display(),
+        ft.rollouts,
+        ft.episodes,
+        config.slots,
+        ft.epochs,
+        out.display()
+    );
+    let stop = super::evaluate::interrupt_flag();
+    let done = fine_tune(config, &ft, start, &out, stop)?;
+    eprintln!(
+        "{} training and {} held-out slots; held-out greedy reward {:.5} -> {:.5} (epoch {}); \
+         policy {}",
+        done.slots.0,
+        done.slots.1,
+        done.held_out.0,
+        done.held_out.1,
         done.epoch,
         out.join("policy.bin").display()
     );

@@ -52,7 +52,7 @@ use crate::util::fs::write_atomic;
 
 /// Stand-in for −∞ in the loss (an unavailable server): far below any logit,
 /// finite so the softmax stays a number.
-const DOWN: f32 = -1.0e9;
+pub(super) const DOWN: f32 = -1.0e9;
 
 /// What `diten train-general` trains on and how.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -336,7 +336,7 @@ pub fn label_all(config: &GeneralConfig, stop: &AtomicBool) -> anyhow::Result<Ve
 }
 
 /// The network's weights in tch.
-struct Net {
+pub(super) struct Net {
     mean: Tensor,
     inv_std: Tensor,
     embed_w: Tensor,
@@ -345,7 +345,7 @@ struct Net {
     mix_b: Tensor,
     out_w: Tensor,
     out_b: Tensor,
-    decoder: Tensor,
+    pub(super) decoder: Tensor,
     hidden: i64,
 }
 
@@ -378,10 +378,34 @@ impl Net {
         }
     }
 
-    /// The decoded logits `[U, S]` of a sample (teacher-forced decoder state).
-    fn logits(&self, s: &Sample) -> Tensor {
-        let (n, m, h) = (s.users as i64, s.servers as i64, self.hidden);
-        let x = Tensor::from_slice(&s.pairs).view([n, m, PAIR_FEATURES as i64]);
+    /// The network of `model` (a parsed blob), to train further.
+    pub(super) fn from_model(vs: &nn::Path, model: &GeneralRef<'_>) -> Net {
+        let collect = |v: F32Le<'_>| v.iter().collect::<Vec<f32>>();
+        let mean = collect(model.pair_mean);
+        let inv_std = collect(model.pair_inv_std);
+        let net = Net::new(vs, model.hidden(), &mean, &inv_std);
+        tch::no_grad(|| {
+            for (t, v) in [
+                (&net.embed_w, model.embed.weight),
+                (&net.embed_b, model.embed.bias),
+                (&net.mix_w, model.mix.weight),
+                (&net.mix_b, model.mix.bias),
+                (&net.out_w, model.out.weight),
+                (&net.out_b, model.out.bias),
+                (&net.decoder, model.decoder),
+            ] {
+                let mut t = t.shallow_clone();
+                t.copy_(&Tensor::from_slice(&collect(v)).view_as(&t));
+            }
+        });
+        net
+    }
+
+    /// The base logits `[U, S]` (before decoding) of `users × servers` pairs'
+    /// features `pairs`.
+    pub(super) fn base(&self, pairs: &[f32], users: usize, servers: usize) -> Tensor {
+        let (n, m, h) = (users as i64, servers as i64, self.hidden);
+        let x = Tensor::from_slice(pairs).view([n, m, PAIR_FEATURES as i64]);
         let x = ((x - &self.mean) * &self.inv_std).clamp(-10.0, 10.0);
         let hid = (x.matmul(&self.embed_w.tr()) + &self.embed_b).relu();
         let g = hid.mean_dim(0, false, Kind::Float); // [m, h]
@@ -393,7 +417,13 @@ impl Net {
             + g.matmul(&wg.tr()).unsqueeze(0)
             + (k.matmul(&wk.tr()) + &self.mix_b).unsqueeze(1))
         .relu();
-        let base = z.matmul(&self.out_w.tr()).squeeze_dim(-1) + &self.out_b;
+        z.matmul(&self.out_w.tr()).squeeze_dim(-1) + &self.out_b
+    }
+
+    /// The decoded logits `[U, S]` of a sample (teacher-forced decoder state).
+    fn logits(&self, s: &Sample) -> Tensor {
+        let (n, m) = (s.users as i64, s.servers as i64);
+        let base = self.base(&s.pairs, s.users, s.servers);
         let d = Tensor::from_slice(&s.decoder).view([n, m, DYN_FEATURES as i64]);
         let pen = Tensor::from_slice(&s.penalty).view([n, m]);
         base + d.matmul(&self.decoder) + pen
@@ -410,13 +440,13 @@ impl Net {
         )
     }
 
-    fn values(t: &Tensor) -> Vec<f32> {
+    pub(super) fn values(t: &Tensor) -> Vec<f32> {
         let t = t.detach().to_device(Device::Cpu).contiguous().view(-1);
         Vec::<f32>::try_from(&t).unwrap_or_default()
     }
 
     /// The `policy-v2` blob of the current weights.
-    fn blob(&self, cost_norm: CostNorm) -> anyhow::Result<Vec<u8>> {
+    pub(super) fn blob(&self, cost_norm: CostNorm) -> anyhow::Result<Vec<u8>> {
         let le = |v: Vec<f32>| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
         let parts: Vec<Vec<u8>> = [
             &self.mean,

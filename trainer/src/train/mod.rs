@@ -19,6 +19,8 @@ mod ddpg;
 #[cfg(feature = "torch")]
 pub mod general;
 #[cfg(feature = "torch")]
+pub mod general_rl;
+#[cfg(feature = "torch")]
 mod learner;
 #[cfg(feature = "torch")]
 pub mod nets;
