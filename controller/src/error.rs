@@ -3,9 +3,9 @@
 use core::fmt;
 
 use crate::params::CostNorm;
-use crate::policy::{BlobField, FORMAT_VERSION};
+use crate::policy::BlobError;
 use crate::signature::SignatureError;
-use crate::trace::TRACE_VERSION;
+use crate::trace::TraceError;
 
 /// What is wrong with a number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,104 +123,8 @@ pub enum Error {
         /// The unavailable server.
         server: usize,
     },
-    /// A policy blob does not start with the magic `DTNB`.
-    BlobMagic,
-    /// A policy blob has a format version this build cannot read.
-    BlobVersion {
-        /// The version in the header.
-        found: u16,
-    },
-    /// A policy blob was made for another observation layout than
-    /// [`OBS_LAYOUT`](crate::obs::OBS_LAYOUT).
-    BlobLayout,
-    /// A policy blob is shorter than its header, or than the header plus the
-    /// payload length the header states.
-    BlobTruncated {
-        /// Bytes needed.
-        expected: usize,
-        /// Bytes given.
-        got: usize,
-    },
-    /// A policy blob is longer than its header plus the payload length the header
-    /// states.
-    BlobTrailing {
-        /// Bytes the header accounts for.
-        expected: usize,
-        /// Bytes given.
-        got: usize,
-    },
-    /// The CRC32 of a policy blob's payload is not the one in its header.
-    BlobCrc {
-        /// CRC32 in the header.
-        stored: u32,
-        /// CRC32 of the payload as given.
-        computed: u32,
-    },
-    /// A policy blob's payload is not valid postcard data at this field (a bad
-    /// varint or option tag, or a value running past the end of the payload).
-    BlobPayload {
-        /// The field being read.
-        field: BlobField,
-    },
-    /// A policy blob's payload has bytes left over after the model.
-    BlobPayloadTrailing {
-        /// Bytes left over.
-        unused: usize,
-    },
-    /// A count or width in a policy blob is outside its allowed range.
-    BlobLimit {
-        /// The field.
-        field: BlobField,
-        /// The value given.
-        value: usize,
-        /// Smallest allowed value.
-        min: usize,
-        /// Largest allowed value.
-        max: usize,
-    },
-    /// A dimension in a policy blob disagrees with what the rest of the blob fixes.
-    BlobDim {
-        /// The field.
-        field: BlobField,
-        /// The value the rest of the blob requires.
-        expected: usize,
-        /// The value given.
-        got: usize,
-    },
-    /// An array of `f32` values in a policy blob has the wrong length in bytes.
-    BlobLength {
-        /// The field.
-        field: BlobField,
-        /// Bytes required (4 per value).
-        expected: usize,
-        /// Bytes given.
-        got: usize,
-    },
-    /// An index in a policy blob (the prior's inputs) is out of range.
-    BlobIndex {
-        /// The array.
-        field: BlobField,
-        /// Position in the array.
-        index: usize,
-        /// The value found.
-        value: usize,
-        /// Values must be below this.
-        limit: usize,
-    },
-    /// A value in a policy blob is NaN or ±∞.
-    BlobValue {
-        /// The array.
-        field: BlobField,
-        /// Index of the value in the array.
-        index: usize,
-    },
-    /// The buffer given to the blob encoder is too small.
-    BlobBuffer {
-        /// Bytes needed.
-        expected: usize,
-        /// Bytes given.
-        got: usize,
-    },
+    /// A policy blob was refused or could not be written: see [`BlobError`].
+    Blob(BlobError),
     /// The ONNX engine (`onnx` feature, tract) failed to run a loaded model.
     PolicyRun,
     /// A buffer given to the policy engine has the wrong length: `policy.obs`,
@@ -274,75 +178,9 @@ pub enum Error {
         /// What the parameters say.
         params: CostNorm,
     },
-    /// A trace does not start with the magic `DTNT`.
-    TraceMagic,
-    /// A trace has a format version this build cannot read.
-    TraceVersion {
-        /// The version in the header.
-        found: u16,
-    },
-    /// A count in a trace (`users`, `servers`, `slots`) is zero or too large.
-    TraceDims {
-        /// The field.
-        field: &'static str,
-        /// The value given.
-        value: usize,
-    },
-    /// A trace's `payload_len` is not what its dimensions need.
-    TraceLength {
-        /// Bytes the dimensions need.
-        expected: usize,
-        /// Bytes the header states.
-        got: usize,
-    },
-    /// A trace is shorter than its header, or than header + payload.
-    TraceTruncated {
-        /// Bytes needed.
-        expected: usize,
-        /// Bytes given.
-        got: usize,
-    },
-    /// A trace is longer than its header + payload.
-    TraceTrailing {
-        /// Bytes the header accounts for.
-        expected: usize,
-        /// Bytes given.
-        got: usize,
-    },
-    /// The CRC32 of a trace's payload is not the one in its header.
-    TraceCrc {
-        /// CRC32 in the header.
-        stored: u32,
-        /// CRC32 of the payload as given.
-        computed: u32,
-    },
-    /// A slot, user or server index beyond a trace's counts.
-    TraceRange {
-        /// `slots`, `users` or `servers`.
-        field: &'static str,
-        /// The index given.
-        index: usize,
-        /// The trace's count.
-        count: usize,
-    },
-    /// A flag in a trace (`available`, `present`) is neither 0.0 nor 1.0.
-    TraceFlag {
-        /// `available` or `present`.
-        field: &'static str,
-        /// The slot.
-        slot: usize,
-        /// The server (`available`) or user (`present`).
-        index: usize,
-    },
-    /// A decision was committed after a trace's last slot.
-    TraceEnd,
-    /// The buffer given to the trace encoder is too small.
-    TraceBuffer {
-        /// Bytes needed.
-        expected: usize,
-        /// Bytes given.
-        got: usize,
-    },
+    /// A trace was refused, could not be written or was replayed past its end:
+    /// see [`TraceError`].
+    Trace(TraceError),
     /// A signed policy was refused: see [`SignatureError`].
     Signature(SignatureError),
 }
@@ -384,40 +222,7 @@ impl fmt::Display for Error {
             Error::AssociationUnavailable { user, server } => {
                 write!(f, "association[{user}]: server {server} is unavailable this slot")
             }
-            Error::BlobMagic => f.write_str("blob.magic: not a diten policy blob (expected \"DTNB\")"),
-            Error::BlobVersion { found } => write!(
-                f,
-                "blob.version: format version {found} is not supported (expected {FORMAT_VERSION})"
-            ),
-            Error::BlobLayout => f.write_str("blob.layout: the observation layout is not diten-obs-v1"),
-            Error::BlobTruncated { expected, got } => {
-                write!(f, "blob: truncated, {got} bytes of {expected}")
-            }
-            Error::BlobTrailing { expected, got } => {
-                write!(f, "blob: {got} bytes, but the header accounts for {expected}")
-            }
-            Error::BlobCrc { stored, computed } => write!(
-                f,
-                "blob.crc: the payload's CRC32 is {computed:#010x}, the header says {stored:#010x}"
-            ),
-            Error::BlobPayload { field } => write!(f, "{field}: malformed postcard data"),
-            Error::BlobPayloadTrailing { unused } => {
-                write!(f, "blob.payload: {unused} bytes left after the model")
-            }
-            Error::BlobLimit { field, value, min, max } => {
-                write!(f, "{field}: {value} is outside {min}..={max}")
-            }
-            Error::BlobDim { field, expected, got } => write!(f, "{field}: {got}, expected {expected}"),
-            Error::BlobLength { field, expected, got } => {
-                write!(f, "{field}: {got} bytes, expected {expected}")
-            }
-            Error::BlobIndex { field, index, value, limit } => {
-                write!(f, "{field}[{index}]: {value} is out of range (must be below {limit})")
-            }
-            Error::BlobValue { field, index } => write!(f, "{field}[{index}]: must be a finite number"),
-            Error::BlobBuffer { expected, got } => {
-                write!(f, "blob: output buffer of {got} bytes, {expected} needed")
-            }
+            Error::Blob(error) => error.fmt(f),
             Error::PolicyRun => write!(f, "policy: the ONNX engine failed to run the model"),
             Error::PolicyBuffer { buffer, expected, got } => {
                 write!(f, "{buffer}: {got} values, {expected} needed")
@@ -438,37 +243,7 @@ impl fmt::Display for Error {
                 "params.cost_norm: `{params}`, but the policy was trained for `{policy}` \
                  (run it anyway only on purpose)"
             ),
-            Error::TraceMagic => f.write_str("trace.magic: not a diten trace (expected \"DTNT\")"),
-            Error::TraceVersion { found } => write!(
-                f,
-                "trace.version: format version {found} is not supported (expected {TRACE_VERSION})"
-            ),
-            Error::TraceDims { field, value } => write!(f, "trace.{field}: {value} is out of range"),
-            Error::TraceLength { expected, got } => write!(
-                f,
-                "trace.payload_len: {got} bytes, the dimensions need {expected}"
-            ),
-            Error::TraceTruncated { expected, got } => {
-                write!(f, "trace: truncated, {got} bytes of {expected}")
-            }
-            Error::TraceTrailing { expected, got } => {
-                write!(f, "trace: {got} bytes, but the header accounts for {expected}")
-            }
-            Error::TraceCrc { stored, computed } => write!(
-                f,
-                "trace.crc: the payload's CRC32 is {computed:#010x}, the header says {stored:#010x}"
-            ),
-            Error::TraceRange { field, index, count } => {
-                write!(f, "trace.{field}: index {index}, the trace has {count}")
-            }
-            Error::TraceFlag { field, slot, index } => write!(
-                f,
-                "trace.slots[{slot}].{field}[{index}]: a flag must be 0.0 or 1.0"
-            ),
-            Error::TraceEnd => f.write_str("trace: every slot has been replayed"),
-            Error::TraceBuffer { expected, got } => {
-                write!(f, "trace: output buffer of {got} bytes, {expected} needed")
-            }
+            Error::Trace(error) => error.fmt(f),
             Error::Signature(error) => error.fmt(f),
         }
     }

@@ -50,6 +50,7 @@
 
 pub mod controller;
 mod error;
+mod frame;
 mod math;
 pub mod model;
 pub mod obs;

@@ -2,9 +2,9 @@
 //!
 //! By default they come from the `libm` crate (a port of musl's libm, the same
 //! on every target, firmware included). With the feature `host-math` they come
-//! from the platform's math library through `f64`'s methods, which on x86-64 glibc is about twice as
-//! fast; the two agree to within a few ulps, far inside every tolerance of the
-//! model (1e-6 on e). Bit-for-bit determinism holds per build, not across the two.
+//! from the platform's math library through `f64`'s methods, faster on the host
+//! (RESULTS.md has the measurement); the two agree to within a few ulps, far
+//! inside every tolerance of the model (1e-6 on e). Bit-for-bit determinism holds per build, not across the two.
 //! The f32 versions (`expf`, …) serve the γ solver's single-precision path
 //! (`solver::solve_gamma_f32`), the firmware's: they are the `libm` crate's in
 //! every build, so a host replays the firmware's f32 decisions bit for bit.

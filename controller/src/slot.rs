@@ -272,7 +272,7 @@ impl<const U: usize, const S: usize> Slot<U, S> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! Each invalid status is its own named error; `Display` names the field as
     //! `diten solve`'s JSON spells it.
 
@@ -281,10 +281,9 @@ mod tests {
     use std::string::ToString;
 
     use super::*;
-    use crate::model::check_params;
-    use crate::params::Params;
 
-    fn server() -> Server {
+    /// A valid server (also the model's tests' fixture).
+    pub(crate) fn server() -> Server {
         Server {
             x: 10.0,
             y: 20.0,
@@ -295,7 +294,8 @@ mod tests {
         }
     }
 
-    fn user() -> User {
+    /// A valid user of [`server`] (also the model's tests' fixture).
+    pub(crate) fn user() -> User {
         User {
             x: 3.0,
             y: 4.0,
@@ -594,24 +594,6 @@ mod tests {
             );
             assert!(e.to_string().starts_with("params.area: "));
         }
-    }
-
-    #[test]
-    fn utility_exponent_outside_zero_one() {
-        // v(φ) = α4·exp(−((α5 + φ)/α6)²) ≤ α4: α4 = 1.5 makes v(0.0231) = 1.5 > 1.
-        let params = Params {
-            alpha: [0.8862, 6.8382, 0.0006, 1.5, -0.0231, 0.8366],
-            ..Params::default()
-        };
-        let u = User {
-            emd: 0.0231,
-            ..user()
-        };
-        let slot = Slot::<2, 2>::new(&[server()], &[user(), u]).unwrap();
-        let e = check_params(&params, &slot).unwrap_err();
-        assert_eq!(e, Error::UtilityExponent { user: 0 });
-        assert!(e.to_string().starts_with("users[0].emd: "));
-        assert_eq!(check_params(&Params::default(), &slot), Ok(()));
     }
 
     #[test]

@@ -28,6 +28,8 @@
 //! | 18     | 4    | `crc`         | `u32`, CRC-32/ISO-HDLC of the payload ([`crc32`])  |
 //! | 22     | —    | payload       | exactly `payload_len` bytes, nothing after it      |
 //!
+//! [`crc32`]: crate::policy::crc32
+//!
 //! The payload is `f64` values only, 8 bytes each, in this order:
 //!
 //! 1. the model parameters, [`PARAM_VALUES`] = 23: `alpha[0..6]`, `beta1`,
@@ -58,13 +60,17 @@
 //! # Checks
 //!
 //! [`Trace::parse`] allocates nothing and never panics: a wrong magic
-//! ([`Error::TraceMagic`]) or version ([`Error::TraceVersion`]), a zero count or a
-//! size that overflows ([`Error::TraceDims`]), a `payload_len` other than the
-//! dimensions need ([`Error::TraceLength`]), a short or long trace
-//! ([`Error::TraceTruncated`], [`Error::TraceTrailing`]), a CRC mismatch
-//! ([`Error::TraceCrc`]) and invalid parameters ([`Params::validate`]) are
+//! ([`TraceError::Magic`]) or version ([`TraceError::Version`]), a zero count or a
+//! size that overflows ([`TraceError::Dims`]), a `payload_len` other than the
+//! dimensions need ([`TraceError::Length`]), a short or long trace
+//! ([`TraceError::Truncated`], [`TraceError::Trailing`]), a CRC mismatch
+//! ([`TraceError::Crc`]) and invalid parameters ([`Params::validate`]) are
 //! errors. The values of each slot are checked when its status is built: a flag
-//! other than 0.0 or 1.0 is [`Error::TraceFlag`], the rest is [`Slot::new`]'s.
+//! other than 0.0 or 1.0 is [`TraceError::Flag`], the rest is [`Slot::new`]'s.
+//! A [`TraceError`] reaches the caller as [`Error::Trace`].
+//!
+//! The magic, version, length and CRC are the framing every diten file shares
+//! (`frame.rs`); the dimensions are the trace's own.
 //!
 //! ```
 //! use diten_controller::trace::{encode, encoded_len, Replay, Trace, TraceUser};
@@ -97,8 +103,8 @@
 use core::fmt;
 
 use crate::error::{Error, Problem};
+use crate::frame::{field, put, Frame, FrameError};
 use crate::params::{CostNorm, Params};
-use crate::policy::crc32;
 use crate::slot::{Server, Slot, User};
 
 /// First 4 bytes of every trace.
@@ -119,12 +125,159 @@ pub const SERVER_VALUES: usize = 5;
 /// `f64` values per user and slot in the payload.
 pub const USER_VALUES: usize = 7;
 
-const OFF_VERSION: usize = 4;
 const OFF_USERS: usize = 6;
 const OFF_SERVERS: usize = 8;
 const OFF_SLOTS: usize = 10;
 const OFF_PAYLOAD_LEN: usize = 14;
 const OFF_CRC: usize = 18;
+
+const TRACE_FRAME: Frame<TRACE_HEADER_LEN> = Frame {
+    magic: TRACE_MAGIC,
+    off_payload_len: OFF_PAYLOAD_LEN,
+    off_crc: OFF_CRC,
+};
+
+/// Why a trace is refused, cannot be written, or cannot be replayed further.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TraceError {
+    /// The trace does not start with the magic `DTNT`.
+    Magic,
+    /// The trace has a format version this build cannot read.
+    Version {
+        /// The version in the header.
+        found: u16,
+    },
+    /// A count (`users`, `servers`, `slots`) is zero or too large.
+    Dims {
+        /// The field.
+        field: &'static str,
+        /// The value given.
+        value: usize,
+    },
+    /// The trace's `payload_len` is not what its dimensions need.
+    Length {
+        /// Bytes the dimensions need.
+        expected: usize,
+        /// Bytes the header states.
+        got: usize,
+    },
+    /// The trace is shorter than its header, or than header + payload.
+    Truncated {
+        /// Bytes needed.
+        expected: usize,
+        /// Bytes given.
+        got: usize,
+    },
+    /// The trace is longer than its header + payload.
+    Trailing {
+        /// Bytes the header accounts for.
+        expected: usize,
+        /// Bytes given.
+        got: usize,
+    },
+    /// The CRC32 of the trace's payload is not the one in its header.
+    Crc {
+        /// CRC32 in the header.
+        stored: u32,
+        /// CRC32 of the payload as given.
+        computed: u32,
+    },
+    /// A slot, user or server index beyond the trace's counts.
+    Range {
+        /// `slots`, `users` or `servers`.
+        field: &'static str,
+        /// The index given.
+        index: usize,
+        /// The trace's count.
+        count: usize,
+    },
+    /// A flag (`available`, `present`) is neither 0.0 nor 1.0.
+    Flag {
+        /// `available` or `present`.
+        field: &'static str,
+        /// The slot.
+        slot: usize,
+        /// The server (`available`) or user (`present`).
+        index: usize,
+    },
+    /// A decision was committed after the trace's last slot.
+    End,
+    /// The buffer given to the trace encoder is too small.
+    Buffer {
+        /// Bytes needed.
+        expected: usize,
+        /// Bytes given.
+        got: usize,
+    },
+}
+
+impl fmt::Display for TraceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            TraceError::Magic => f.write_str("trace.magic: not a diten trace (expected \"DTNT\")"),
+            TraceError::Version { found } => write!(
+                f,
+                "trace.version: format version {found} is not supported (expected {TRACE_VERSION})"
+            ),
+            TraceError::Dims { field, value } => {
+                write!(f, "trace.{field}: {value} is out of range")
+            }
+            TraceError::Length { expected, got } => write!(
+                f,
+                "trace.payload_len: {got} bytes, the dimensions need {expected}"
+            ),
+            TraceError::Truncated { expected, got } => {
+                write!(f, "trace: truncated, {got} bytes of {expected}")
+            }
+            TraceError::Trailing { expected, got } => {
+                write!(
+                    f,
+                    "trace: {got} bytes, but the header accounts for {expected}"
+                )
+            }
+            TraceError::Crc { stored, computed } => write!(
+                f,
+                "trace.crc: the payload's CRC32 is {computed:#010x}, the header says {stored:#010x}"
+            ),
+            TraceError::Range {
+                field,
+                index,
+                count,
+            } => {
+                write!(f, "trace.{field}: index {index}, the trace has {count}")
+            }
+            TraceError::Flag { field, slot, index } => write!(
+                f,
+                "trace.slots[{slot}].{field}[{index}]: a flag must be 0.0 or 1.0"
+            ),
+            TraceError::End => f.write_str("trace: every slot has been replayed"),
+            TraceError::Buffer { expected, got } => {
+                write!(f, "trace: output buffer of {got} bytes, {expected} needed")
+            }
+        }
+    }
+}
+
+impl core::error::Error for TraceError {}
+
+impl From<TraceError> for Error {
+    fn from(error: TraceError) -> Self {
+        Error::Trace(error)
+    }
+}
+
+impl From<FrameError> for TraceError {
+    fn from(error: FrameError) -> Self {
+        match error {
+            FrameError::Magic => TraceError::Magic,
+            FrameError::Version { found } => TraceError::Version { found },
+            FrameError::Truncated { expected, got } => TraceError::Truncated { expected, got },
+            FrameError::Trailing { expected, got } => TraceError::Trailing { expected, got },
+            FrameError::Crc { stored, computed } => TraceError::Crc { stored, computed },
+        }
+    }
+}
 
 /// One user's exogenous record in one slot (what does not depend on decisions).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -172,16 +325,15 @@ pub const fn payload_len(users: usize, servers: usize, slots: usize) -> Option<u
 /// Bytes [`encode`] writes (header included), after the dimension checks.
 pub fn encoded_len(users: usize, servers: usize, slots: usize) -> Result<usize, Error> {
     check_dims(users, servers, slots)?;
-    payload_len(users, servers, slots)
-        .and_then(|p| p.checked_add(TRACE_HEADER_LEN))
-        .ok_or(Error::TraceDims {
-            field: "slots",
-            value: slots,
-        })
+    let len = payload_len(users, servers, slots).and_then(|p| p.checked_add(TRACE_HEADER_LEN));
+    Ok(len.ok_or(TraceError::Dims {
+        field: "slots",
+        value: slots,
+    })?)
 }
 
 /// U and S must be 1 ..= `u16::MAX`, T 1 ..= `u32::MAX`.
-fn check_dims(users: usize, servers: usize, slots: usize) -> Result<(), Error> {
+fn check_dims(users: usize, servers: usize, slots: usize) -> Result<(), TraceError> {
     let max16 = usize::from(u16::MAX);
     for (field, value, max) in [
         ("users", users, max16),
@@ -193,7 +345,7 @@ fn check_dims(users: usize, servers: usize, slots: usize) -> Result<(), Error> {
         ),
     ] {
         if value == 0 || value > max {
-            return Err(Error::TraceDims { field, value });
+            return Err(TraceError::Dims { field, value });
         }
     }
     Ok(())
@@ -292,7 +444,7 @@ fn params_from(values: &[f64; PARAM_VALUES]) -> Result<Params, Error> {
 ///
 /// `users` is the population U; `available` holds T·S flags and `records` T·U
 /// records, both slot-major (lengths that do not give the same T ≥ 1 are
-/// [`Error::TraceDims`]). `out` shorter than the trace is [`Error::TraceBuffer`].
+/// [`TraceError::Dims`]). `out` shorter than the trace is [`TraceError::Buffer`].
 /// Values are written as given; [`Trace::parse`] checks the parameters and
 /// [`Replay::status`] each slot's values.
 pub fn encode(
@@ -303,33 +455,24 @@ pub fn encode(
     records: &[TraceUser],
     out: &mut [u8],
 ) -> Result<usize, Error> {
+    let dims = |field, value| TraceError::Dims { field, value };
     if users == 0 {
-        return Err(Error::TraceDims {
-            field: "users",
-            value: 0,
-        });
+        return Err(dims("users", 0).into());
     }
     if servers.is_empty() {
-        return Err(Error::TraceDims {
-            field: "servers",
-            value: 0,
-        });
+        return Err(dims("servers", 0).into());
     }
     let n_slots = records.len() / users;
     if !records.len().is_multiple_of(users) || available.len() != n_slots * servers.len() {
-        return Err(Error::TraceDims {
-            field: "slots",
-            value: records.len(),
-        });
+        return Err(dims("slots", records.len()).into());
     }
     let len = encoded_len(users, servers.len(), n_slots)?;
-    let got = out.len();
-    let out = out
-        .get_mut(..len)
-        .ok_or(Error::TraceBuffer { expected: len, got })?;
-    let (header, payload) = out
-        .split_at_mut_checked(TRACE_HEADER_LEN)
-        .ok_or(Error::TraceBuffer { expected: len, got })?;
+    let too_small = TraceError::Buffer {
+        expected: len,
+        got: out.len(),
+    };
+    let out = out.get_mut(..len).ok_or(too_small)?;
+    let (header, payload) = out.split_first_chunk_mut().ok_or(too_small)?;
 
     let flag = |b: bool| f64::from(u8::from(b));
     let values = param_values(params)
@@ -362,46 +505,31 @@ pub fn encode(
     }
     if written != payload.len() {
         // Unreachable: encoded_len counted exactly these values.
-        return Err(Error::TraceLength {
+        return Err(TraceError::Length {
             expected: payload.len(),
             got: written,
-        });
+        }
+        .into());
     }
 
-    let dims_too_large = |field, value| Error::TraceDims { field, value };
-    let users16 = u16::try_from(users).map_err(|_| dims_too_large("users", users))?;
-    let servers16 =
-        u16::try_from(servers.len()).map_err(|_| dims_too_large("servers", servers.len()))?;
-    let slots32 = u32::try_from(n_slots).map_err(|_| dims_too_large("slots", n_slots))?;
-    let payload32 = u32::try_from(payload.len()).map_err(|_| dims_too_large("slots", n_slots))?;
-    let crc = crc32(payload);
-    let fields: [&[u8]; 7] = [
-        &TRACE_MAGIC,
-        &TRACE_VERSION.to_le_bytes(),
-        &users16.to_le_bytes(),
-        &servers16.to_le_bytes(),
-        &slots32.to_le_bytes(),
-        &payload32.to_le_bytes(),
-        &crc.to_le_bytes(),
-    ];
-    let mut at = 0;
-    for field in fields {
-        let end = at + field.len();
-        header
-            .get_mut(at..end)
-            .ok_or(Error::TraceBuffer { expected: len, got })?
-            .copy_from_slice(field);
-        at = end;
-    }
+    let users16 = u16::try_from(users).map_err(|_| dims("users", users))?;
+    let servers16 = u16::try_from(servers.len()).map_err(|_| dims("servers", servers.len()))?;
+    let slots32 = u32::try_from(n_slots).map_err(|_| dims("slots", n_slots))?;
+    TRACE_FRAME
+        .seal(header, TRACE_VERSION, payload)
+        .ok_or(dims("slots", n_slots))?;
+    put(header, OFF_USERS, &users16.to_le_bytes());
+    put(header, OFF_SERVERS, &servers16.to_le_bytes());
+    put(header, OFF_SLOTS, &slots32.to_le_bytes());
     Ok(len)
 }
 
 /// `N` bytes of `bytes` at `at` (the caller checked the length).
-fn array<const N: usize>(bytes: &[u8], at: usize) -> Result<[u8; N], Error> {
+fn array<const N: usize>(bytes: &[u8], at: usize) -> Result<[u8; N], TraceError> {
     bytes
         .get(at..at + N)
         .and_then(|b| <[u8; N]>::try_from(b).ok())
-        .ok_or(Error::TraceTruncated {
+        .ok_or(TraceError::Truncated {
             expected: at + N,
             got: bytes.len(),
         })
@@ -421,67 +549,35 @@ pub struct Trace<'a> {
 impl<'a> Trace<'a> {
     /// Parses and checks a trace (see the [module docs](self) for the checks).
     pub fn parse(bytes: &'a [u8]) -> Result<Self, Error> {
-        if bytes.len() < TRACE_HEADER_LEN {
-            // A short prefix of something else is not a trace either.
-            if !TRACE_MAGIC.starts_with(bytes.get(..4.min(bytes.len())).unwrap_or(&[])) {
-                return Err(Error::TraceMagic);
-            }
-            return Err(Error::TraceTruncated {
-                expected: TRACE_HEADER_LEN,
-                got: bytes.len(),
-            });
-        }
-        if array::<4>(bytes, 0)? != TRACE_MAGIC {
-            return Err(Error::TraceMagic);
-        }
-        let version = u16::from_le_bytes(array(bytes, OFF_VERSION)?);
-        if version != TRACE_VERSION {
-            return Err(Error::TraceVersion { found: version });
-        }
-        let users = usize::from(u16::from_le_bytes(array(bytes, OFF_USERS)?));
-        let servers = usize::from(u16::from_le_bytes(array(bytes, OFF_SERVERS)?));
-        let slots_raw = u32::from_le_bytes(array(bytes, OFF_SLOTS)?);
-        let slots = usize::try_from(slots_raw).map_err(|_| Error::TraceDims {
+        let header = TRACE_FRAME
+            .header(bytes, &[TRACE_VERSION])
+            .map_err(TraceError::from)?;
+        let users = usize::from(u16::from_le_bytes(field(header, OFF_USERS)));
+        let servers = usize::from(u16::from_le_bytes(field(header, OFF_SERVERS)));
+        let slots_raw = u32::from_le_bytes(field(header, OFF_SLOTS));
+        let slots = usize::try_from(slots_raw).map_err(|_| TraceError::Dims {
             field: "slots",
             value: usize::MAX,
         })?;
         check_dims(users, servers, slots)?;
-        let stated = u32::from_le_bytes(array(bytes, OFF_PAYLOAD_LEN)?);
+        let stated = u32::from_le_bytes(field(header, OFF_PAYLOAD_LEN));
         let stated = usize::try_from(stated).unwrap_or(usize::MAX);
-        let needed = payload_len(users, servers, slots).ok_or(Error::TraceDims {
+        let dims_overflow = TraceError::Dims {
             field: "slots",
             value: slots,
-        })?;
+        };
+        let needed = payload_len(users, servers, slots).ok_or(dims_overflow)?;
         if stated != needed {
-            return Err(Error::TraceLength {
+            return Err(TraceError::Length {
                 expected: needed,
                 got: stated,
-            });
+            }
+            .into());
         }
-        let total = needed
-            .checked_add(TRACE_HEADER_LEN)
-            .ok_or(Error::TraceDims {
-                field: "slots",
-                value: slots,
-            })?;
-        if bytes.len() < total {
-            return Err(Error::TraceTruncated {
-                expected: total,
-                got: bytes.len(),
-            });
-        }
-        if bytes.len() > total {
-            return Err(Error::TraceTrailing {
-                expected: total,
-                got: bytes.len(),
-            });
-        }
-        let payload = bytes.get(TRACE_HEADER_LEN..).unwrap_or(&[]);
-        let stored = u32::from_le_bytes(array(bytes, OFF_CRC)?);
-        let computed = crc32(payload);
-        if stored != computed {
-            return Err(Error::TraceCrc { stored, computed });
-        }
+        // The framing saturates header + payload; a trace calls the overflow a
+        // dimension error.
+        needed.checked_add(TRACE_HEADER_LEN).ok_or(dims_overflow)?;
+        let payload = TRACE_FRAME.payload(bytes).map_err(TraceError::from)?;
         let mut values = [0.0; PARAM_VALUES];
         for (v, chunk) in values.iter_mut().zip(payload.chunks_exact(8)) {
             *v = f64::from_le_bytes(array(chunk, 0)?);
@@ -518,8 +614,8 @@ impl<'a> Trace<'a> {
     }
 
     /// Payload value `index` (in `f64` units).
-    fn value(&self, index: usize) -> Result<f64, Error> {
-        let at = index.checked_mul(8).ok_or(Error::TraceLength {
+    fn value(&self, index: usize) -> Result<f64, TraceError> {
+        let at = index.checked_mul(8).ok_or(TraceError::Length {
             expected: usize::MAX,
             got: self.payload.len(),
         })?;
@@ -529,11 +625,12 @@ impl<'a> Trace<'a> {
     /// Server `s` (values as recorded, checked when a status is built).
     pub fn server(&self, s: usize) -> Result<Server, Error> {
         if s >= self.servers {
-            return Err(Error::TraceRange {
+            return Err(TraceError::Range {
                 field: "servers",
                 index: s,
                 count: self.servers,
-            });
+            }
+            .into());
         }
         let base = PARAM_VALUES + s * SERVER_VALUES;
         Ok(Server {
@@ -547,9 +644,9 @@ impl<'a> Trace<'a> {
     }
 
     /// Checks slot `t` and returns the index of its first payload value.
-    fn slot_base(&self, t: usize) -> Result<usize, Error> {
+    fn slot_base(&self, t: usize) -> Result<usize, TraceError> {
         if t >= self.slots {
-            return Err(Error::TraceRange {
+            return Err(TraceError::Range {
                 field: "slots",
                 index: t,
                 count: self.slots,
@@ -561,21 +658,21 @@ impl<'a> Trace<'a> {
             + t * (self.servers + self.users * USER_VALUES))
     }
 
-    /// A flag value: 1.0 is true, 0.0 false, anything else [`Error::TraceFlag`].
+    /// A flag value: 1.0 is true, 0.0 false, anything else [`TraceError::Flag`].
     fn flag(
         &self,
         index: usize,
         field: &'static str,
         slot: usize,
         at: usize,
-    ) -> Result<bool, Error> {
+    ) -> Result<bool, TraceError> {
         let v = self.value(index)?;
         if v == 1.0 {
             Ok(true)
         } else if v == 0.0 {
             Ok(false)
         } else {
-            Err(Error::TraceFlag {
+            Err(TraceError::Flag {
                 field,
                 slot,
                 index: at,
@@ -587,24 +684,26 @@ impl<'a> Trace<'a> {
     pub fn available(&self, t: usize, s: usize) -> Result<bool, Error> {
         let base = self.slot_base(t)?;
         if s >= self.servers {
-            return Err(Error::TraceRange {
+            return Err(TraceError::Range {
                 field: "servers",
                 index: s,
                 count: self.servers,
-            });
+            }
+            .into());
         }
-        self.flag(base + s, "available", t, s)
+        Ok(self.flag(base + s, "available", t, s)?)
     }
 
     /// User `u`'s record in slot `t`.
     pub fn user(&self, t: usize, u: usize) -> Result<TraceUser, Error> {
         let base = self.slot_base(t)?;
         if u >= self.users {
-            return Err(Error::TraceRange {
+            return Err(TraceError::Range {
                 field: "users",
                 index: u,
                 count: self.users,
-            });
+            }
+            .into());
         }
         let base = base + self.servers + u * USER_VALUES;
         Ok(TraceUser {
@@ -680,7 +779,7 @@ impl<'a, const U: usize, const S: usize> Replay<'a, U, S> {
 
     /// The status of the current slot, or `None` once every slot is committed.
     /// Calling it again without [`commit`](Self::commit) gives the same status.
-    /// A flag other than 0.0 or 1.0 is [`Error::TraceFlag`]; other invalid
+    /// A flag other than 0.0 or 1.0 is [`TraceError::Flag`]; other invalid
     /// recorded values are the error of [`Slot::new`].
     pub fn status(&self) -> Result<Option<Slot<U, S>>, Error> {
         let t = self.t;
@@ -719,11 +818,11 @@ impl<'a, const U: usize, const S: usize> Replay<'a, U, S> {
     /// Records the association decided for the current slot and moves to the next.
     /// It must have one in-range server per present user, in population order
     /// ([`Error::AssociationLength`], [`Error::AssociationIndex`]); after the last
-    /// slot it is [`Error::TraceEnd`].
+    /// slot it is [`TraceError::End`].
     pub fn commit(&mut self, association: &[usize]) -> Result<(), Error> {
         let t = self.t;
         if t >= self.trace.slots() {
-            return Err(Error::TraceEnd);
+            return Err(TraceError::End.into());
         }
         let mut present = 0;
         for u in 0..self.trace.users() {
@@ -799,6 +898,7 @@ mod tests {
     use std::vec::Vec;
 
     use super::*;
+    use crate::frame::crc32;
 
     fn server(x: f64) -> Server {
         Server {
@@ -935,7 +1035,7 @@ mod tests {
         replay.commit(&[1, 1]).unwrap();
         assert_eq!(replay.slot_index(), 3);
         assert!(replay.status().unwrap().is_none());
-        assert_eq!(replay.commit(&[1, 1]), Err(Error::TraceEnd));
+        assert_eq!(replay.commit(&[1, 1]), Err(Error::Trace(TraceError::End)));
     }
 
     /// SPEC §2.2a in a replay: 3 users and 2 servers over 3 slots; in slot 1
@@ -1017,11 +1117,11 @@ mod tests {
             let replay: Replay<'_, 2, 2> = Replay::new(trace).unwrap();
             assert_eq!(
                 replay.status().err(),
-                Some(Error::TraceFlag {
+                Some(Error::Trace(TraceError::Flag {
                     field,
                     slot: 0,
                     index: 0
-                })
+                }))
             );
         }
     }
@@ -1057,73 +1157,73 @@ mod tests {
         let n = good.len();
         check(
             &[],
-            Error::TraceTruncated {
+            Error::Trace(TraceError::Truncated {
                 expected: 22,
                 got: 0,
-            },
+            }),
         );
         check(
             b"DTN",
-            Error::TraceTruncated {
+            Error::Trace(TraceError::Truncated {
                 expected: 22,
                 got: 3,
-            },
+            }),
         );
-        check(b"XY", Error::TraceMagic);
+        check(b"XY", Error::Trace(TraceError::Magic));
         let mut bad = good.clone();
         bad[0] = b'X';
-        check(&bad, Error::TraceMagic);
+        check(&bad, Error::Trace(TraceError::Magic));
         let mut bad = good.clone();
         bad[4] = 2;
-        check(&bad, Error::TraceVersion { found: 2 });
+        check(&bad, Error::Trace(TraceError::Version { found: 2 }));
         let mut bad = good.clone();
         bad[6] = 0;
         check(
             &bad,
-            Error::TraceDims {
+            Error::Trace(TraceError::Dims {
                 field: "users",
                 value: 0,
-            },
+            }),
         );
         let mut bad = good.clone();
         bad[10..14].copy_from_slice(&0u32.to_le_bytes());
         check(
             &bad,
-            Error::TraceDims {
+            Error::Trace(TraceError::Dims {
                 field: "slots",
                 value: 0,
-            },
+            }),
         );
         let mut bad = good.clone();
         bad[10] = 4;
         check(
             &bad,
-            Error::TraceLength {
+            Error::Trace(TraceError::Length {
                 expected: 8 * (38 + 4 * 17),
                 got: 8 * 89,
-            },
+            }),
         );
         check(
             &good[..n - 1],
-            Error::TraceTruncated {
+            Error::Trace(TraceError::Truncated {
                 expected: n,
                 got: n - 1,
-            },
+            }),
         );
         let mut long = good.clone();
         long.push(0);
         check(
             &long,
-            Error::TraceTrailing {
+            Error::Trace(TraceError::Trailing {
                 expected: n,
                 got: n + 1,
-            },
+            }),
         );
         let mut bad = good.clone();
         bad[n - 1] ^= 1;
         let computed = crc32(&bad[22..]);
         let stored = u32::from_le_bytes(bad[18..22].try_into().unwrap());
-        check(&bad, Error::TraceCrc { stored, computed });
+        check(&bad, Error::Trace(TraceError::Crc { stored, computed }));
         // Bad parameters with a good CRC: beta1 = NaN.
         let mut bad = good.clone();
         bad[22 + 6 * 8..22 + 7 * 8].copy_from_slice(&f64::NAN.to_le_bytes());
@@ -1161,19 +1261,19 @@ mod tests {
         let mut small = [0u8; 10];
         assert_eq!(
             encode(&params, &servers, 1, &[true], &[user(0, 0)], &mut small),
-            Err(Error::TraceBuffer {
+            Err(Error::Trace(TraceError::Buffer {
                 expected: 22 + 8 * (23 + 5 + 8),
                 got: 10
-            })
+            }))
         );
         let mut out = [0u8; 1024];
         // One record for a population of 2.
         assert_eq!(
             encode(&params, &servers, 2, &[true], &[user(0, 0)], &mut out),
-            Err(Error::TraceDims {
+            Err(Error::Trace(TraceError::Dims {
                 field: "slots",
                 value: 1
-            })
+            }))
         );
         // Two slots of records, one slot of flags.
         assert_eq!(
@@ -1185,24 +1285,24 @@ mod tests {
                 &[user(0, 0), user(1, 0)],
                 &mut out
             ),
-            Err(Error::TraceDims {
+            Err(Error::Trace(TraceError::Dims {
                 field: "slots",
                 value: 2
-            })
+            }))
         );
         assert_eq!(
             encode(&params, &[], 1, &[], &[user(0, 0)], &mut out),
-            Err(Error::TraceDims {
+            Err(Error::Trace(TraceError::Dims {
                 field: "servers",
                 value: 0
-            })
+            }))
         );
         assert_eq!(
             encode(&params, &servers, 0, &[], &[], &mut out),
-            Err(Error::TraceDims {
+            Err(Error::Trace(TraceError::Dims {
                 field: "users",
                 value: 0
-            })
+            }))
         );
     }
 

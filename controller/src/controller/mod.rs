@@ -457,8 +457,8 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
     /// `exp` and `log` per slot cost more than the policy's 2.5·10⁵ multiply-adds
     /// on a core without a double-precision FPU (`firmware-example/README.md`);
     /// the search, when it runs, adds up to ≈ 1.7·10⁵ load checks at its budget;
-    /// and the improvement's solves cost more than all of that together (about
-    /// 0.4 M instructions each, the search included, on the firmware's Cortex-M4F).
+    /// and the improvement's solves cost more than all of that together (RESULTS.md
+    /// has a solve's cost on the firmware's Cortex-M4F).
     /// The tests check the counted parts of this bound on crowded slots
     /// (`work_per_slot_stays_within_the_documented_bound`).
     pub fn decide(&mut self, status: &Slot<U, S>) -> Result<Decision<U, S>, Error> {

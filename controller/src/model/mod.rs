@@ -159,3 +159,32 @@ pub fn evaluate<const U: usize, const S: usize>(
         violations,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use std::string::ToString;
+
+    use super::*;
+    use crate::slot::tests::{server, user};
+    use crate::slot::User;
+
+    #[test]
+    fn utility_exponent_outside_zero_one() {
+        // v(φ) = α4·exp(−((α5 + φ)/α6)²) ≤ α4: α4 = 1.5 makes v(0.0231) = 1.5 > 1.
+        let params = Params {
+            alpha: [0.8862, 6.8382, 0.0006, 1.5, -0.0231, 0.8366],
+            ..Params::default()
+        };
+        let u = User {
+            emd: 0.0231,
+            ..user()
+        };
+        let slot = Slot::<2, 2>::new(&[server()], &[user(), u]).unwrap();
+        let e = check_params(&params, &slot).unwrap_err();
+        assert_eq!(e, Error::UtilityExponent { user: 0 });
+        assert!(e.to_string().starts_with("users[0].emd: "));
+        assert_eq!(check_params(&Params::default(), &slot), Ok(()));
+    }
+}

@@ -56,22 +56,31 @@
 //! # Checks
 //!
 //! [`Policy::parse`](super::Policy::parse) rejects, each with its own [`Error`]:
-//! a wrong magic ([`Error::BlobMagic`]), version ([`Error::BlobVersion`]) or
-//! layout ([`Error::BlobLayout`]); a blob shorter than the header or than
-//! header + `payload_len` ([`Error::BlobTruncated`]) or longer
-//! ([`Error::BlobTrailing`]); a payload CRC mismatch ([`Error::BlobCrc`]);
-//! malformed postcard data ([`Error::BlobPayload`]) or bytes left after the model
-//! ([`Error::BlobPayloadTrailing`]); U, S, the layer count or a hidden width out of
-//! range ([`Error::BlobLimit`]); `obs_dim`, a layer's inputs (the first takes
+//! a wrong magic ([`BlobError::Magic`]), version ([`BlobError::Version`]) or
+//! layout ([`BlobError::Layout`]); a blob shorter than the header or than
+//! header + `payload_len` ([`BlobError::Truncated`]) or longer
+//! ([`BlobError::Trailing`]); a payload CRC mismatch ([`BlobError::Crc`]);
+//! malformed postcard data ([`BlobError::Payload`]) or bytes left after the model
+//! ([`BlobError::PayloadTrailing`]); U, S, the layer count or a hidden width out of
+//! range ([`BlobError::Limit`]); `obs_dim`, a layer's inputs (the first takes
 //! `obs_dim`, each next one the previous one's outputs), the last layer's outputs
-//! (U·S) or the skip layer's shape wrong ([`Error::BlobDim`]); an array whose
-//! byte length is not 4 × its value count ([`Error::BlobLength`]); a NaN or ±∞
-//! value, or a prior index not below `obs_dim` ([`Error::BlobValue`]). [`encode`] applies the same model checks, so it
-//! never writes a blob that does not parse.
+//! (U·S) or the skip layer's shape wrong ([`BlobError::Dim`]); an array whose
+//! byte length is not 4 × its value count ([`BlobError::Length`]); a NaN or ±∞
+//! value ([`BlobError::Value`]) or a prior index not below `obs_dim`
+//! ([`BlobError::Index`]). [`encode`] applies the same model checks, so it never
+//! writes a blob that does not parse. Each is a [`BlobError`], an [`Error::Blob`]
+//! where the public functions return [`Error`].
+//!
+//! The magic, version, length and CRC are the framing every diten file shares
+//! (`frame.rs`, with the trace); the layout and the dimensions are the blob's own.
+
+use core::fmt;
 
 use serde::{Serialize, Serializer};
 
 use super::{MAX_LAYERS, MAX_WIDTH};
+pub use crate::frame::crc32;
+use crate::frame::{field, put, to_usize, Frame, FrameError, OFF_VERSION};
 use crate::obs::obs_dim;
 use crate::params::CostNorm;
 use crate::{Error, MAX_SERVERS, MAX_USERS};
@@ -92,13 +101,215 @@ pub const LAYOUT_ID: [u8; 16] = *b"diten-obs-v1\0\0\0\0";
 /// Bytes of the header before the payload.
 pub const HEADER_LEN: usize = 38;
 
-pub(super) const OFF_VERSION: usize = 4;
 pub(super) const OFF_LAYOUT: usize = 6;
 pub(super) const OFF_USERS: usize = 22;
 pub(super) const OFF_SERVERS: usize = 24;
 pub(super) const OFF_OBS_DIM: usize = 26;
 pub(super) const OFF_PAYLOAD_LEN: usize = 30;
 pub(super) const OFF_CRC: usize = 34;
+
+/// The framing of every blob format (`policy-v1` here, `policy-v2` in
+/// [`super::general`]).
+pub(super) const BLOB_FRAME: Frame<HEADER_LEN> = Frame {
+    magic: MAGIC,
+    off_payload_len: OFF_PAYLOAD_LEN,
+    off_crc: OFF_CRC,
+};
+
+/// Why a policy blob is refused, or cannot be written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BlobError {
+    /// The blob does not start with the magic `DTNB`.
+    Magic,
+    /// The blob has a format version this build cannot read.
+    Version {
+        /// The version in the header.
+        found: u16,
+    },
+    /// The blob was made for another observation layout than
+    /// [`OBS_LAYOUT`](crate::obs::OBS_LAYOUT).
+    Layout,
+    /// The blob is shorter than its header, or than the header plus the payload
+    /// length the header states.
+    Truncated {
+        /// Bytes needed.
+        expected: usize,
+        /// Bytes given.
+        got: usize,
+    },
+    /// The blob is longer than its header plus the payload length the header
+    /// states.
+    Trailing {
+        /// Bytes the header accounts for.
+        expected: usize,
+        /// Bytes given.
+        got: usize,
+    },
+    /// The CRC32 of the blob's payload is not the one in its header.
+    Crc {
+        /// CRC32 in the header.
+        stored: u32,
+        /// CRC32 of the payload as given.
+        computed: u32,
+    },
+    /// The payload is not valid postcard data at this field (a bad varint or
+    /// option tag, or a value running past the end of the payload).
+    Payload {
+        /// The field being read.
+        field: BlobField,
+    },
+    /// The payload has bytes left over after the model.
+    PayloadTrailing {
+        /// Bytes left over.
+        unused: usize,
+    },
+    /// A count or width is outside its allowed range.
+    Limit {
+        /// The field.
+        field: BlobField,
+        /// The value given.
+        value: usize,
+        /// Smallest allowed value.
+        min: usize,
+        /// Largest allowed value.
+        max: usize,
+    },
+    /// A dimension disagrees with what the rest of the blob fixes.
+    Dim {
+        /// The field.
+        field: BlobField,
+        /// The value the rest of the blob requires.
+        expected: usize,
+        /// The value given.
+        got: usize,
+    },
+    /// An array of `f32` values has the wrong length in bytes.
+    Length {
+        /// The field.
+        field: BlobField,
+        /// Bytes required (4 per value).
+        expected: usize,
+        /// Bytes given.
+        got: usize,
+    },
+    /// An index (the prior's inputs) is out of range.
+    Index {
+        /// The array.
+        field: BlobField,
+        /// Position in the array.
+        index: usize,
+        /// The value found.
+        value: usize,
+        /// Values must be below this.
+        limit: usize,
+    },
+    /// A value is NaN or ±∞.
+    Value {
+        /// The array.
+        field: BlobField,
+        /// Index of the value in the array.
+        index: usize,
+    },
+    /// The buffer given to the blob encoder is too small.
+    Buffer {
+        /// Bytes needed.
+        expected: usize,
+        /// Bytes given.
+        got: usize,
+    },
+}
+
+impl fmt::Display for BlobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            BlobError::Magic => {
+                f.write_str("blob.magic: not a diten policy blob (expected \"DTNB\")")
+            }
+            BlobError::Version { found } => write!(
+                f,
+                "blob.version: format version {found} is not supported (expected {FORMAT_VERSION})"
+            ),
+            BlobError::Layout => {
+                f.write_str("blob.layout: the observation layout is not diten-obs-v1")
+            }
+            BlobError::Truncated { expected, got } => {
+                write!(f, "blob: truncated, {got} bytes of {expected}")
+            }
+            BlobError::Trailing { expected, got } => {
+                write!(
+                    f,
+                    "blob: {got} bytes, but the header accounts for {expected}"
+                )
+            }
+            BlobError::Crc { stored, computed } => write!(
+                f,
+                "blob.crc: the payload's CRC32 is {computed:#010x}, the header says {stored:#010x}"
+            ),
+            BlobError::Payload { field } => write!(f, "{field}: malformed postcard data"),
+            BlobError::PayloadTrailing { unused } => {
+                write!(f, "blob.payload: {unused} bytes left after the model")
+            }
+            BlobError::Limit {
+                field,
+                value,
+                min,
+                max,
+            } => {
+                write!(f, "{field}: {value} is outside {min}..={max}")
+            }
+            BlobError::Dim {
+                field,
+                expected,
+                got,
+            } => write!(f, "{field}: {got}, expected {expected}"),
+            BlobError::Length {
+                field,
+                expected,
+                got,
+            } => {
+                write!(f, "{field}: {got} bytes, expected {expected}")
+            }
+            BlobError::Index {
+                field,
+                index,
+                value,
+                limit,
+            } => {
+                write!(
+                    f,
+                    "{field}[{index}]: {value} is out of range (must be below {limit})"
+                )
+            }
+            BlobError::Value { field, index } => {
+                write!(f, "{field}[{index}]: must be a finite number")
+            }
+            BlobError::Buffer { expected, got } => {
+                write!(f, "blob: output buffer of {got} bytes, {expected} needed")
+            }
+        }
+    }
+}
+
+impl core::error::Error for BlobError {}
+
+impl From<BlobError> for Error {
+    fn from(error: BlobError) -> Self {
+        Error::Blob(error)
+    }
+}
+
+impl From<FrameError> for BlobError {
+    fn from(error: FrameError) -> Self {
+        match error {
+            FrameError::Magic => BlobError::Magic,
+            FrameError::Version { found } => BlobError::Version { found },
+            FrameError::Truncated { expected, got } => BlobError::Truncated { expected, got },
+            FrameError::Trailing { expected, got } => BlobError::Trailing { expected, got },
+            FrameError::Crc { stored, computed } => BlobError::Crc { stored, computed },
+        }
+    }
+}
 
 /// Where in a policy blob a bad value lies; `Display` spells it as a path
 /// (`blob.obs_dim`, `blob.layers[1].weight`, `blob.skip.inputs`).
@@ -121,8 +332,8 @@ pub enum BlobField {
     Prior(&'static str),
 }
 
-impl core::fmt::Display for BlobField {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+impl fmt::Display for BlobField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             BlobField::Model(name) => write!(f, "blob.{name}"),
             BlobField::Layer { index, field } => write!(f, "blob.layers[{index}].{field}"),
@@ -139,7 +350,7 @@ pub struct F32Le<'a>(&'a [u8]);
 
 impl<'a> F32Le<'a> {
     /// Wraps raw bytes; a length that is not a multiple of 4 is caught by the
-    /// model checks ([`Error::BlobLength`]).
+    /// model checks ([`BlobError::Length`]).
     pub const fn new(bytes: &'a [u8]) -> Self {
         F32Le(bytes)
     }
@@ -196,7 +407,7 @@ pub struct PriorRef<'a> {
 pub struct U32Le<'a>(&'a [u8]);
 
 impl<'a> U32Le<'a> {
-    /// Wraps raw bytes (a length that is not a multiple of 4 is [`Error::BlobLength`]).
+    /// Wraps raw bytes (a length that is not a multiple of 4 is [`BlobError::Length`]).
     pub const fn new(bytes: &'a [u8]) -> Self {
         U32Le(bytes)
     }
@@ -290,20 +501,6 @@ impl<'a> ModelRef<'a> {
     }
 }
 
-/// CRC-32/ISO-HDLC (the zlib/PNG CRC: reflected polynomial 0xEDB88320, initial
-/// value and final xor 0xFFFFFFFF), bit by bit: no table in flash.
-pub fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            let mask = (crc & 1).wrapping_neg();
-            crc = (crc >> 1) ^ (0xEDB8_8320 & mask);
-        }
-    }
-    !crc
-}
-
 /// Bytes [`encode`] writes for `model` (header included), after the same checks.
 pub fn encoded_len(model: &ModelRef<'_>) -> Result<usize, Error> {
     validate(model)?;
@@ -313,56 +510,36 @@ pub fn encoded_len(model: &ModelRef<'_>) -> Result<usize, Error> {
 /// Writes `model` as a blob into the front of `out` and returns its length
 /// ([`encoded_len`]; a larger `out` is fine, the rest is untouched). Checks the model
 /// as parsing would (a model that would not parse is an error, nothing is
-/// written), and `out` too short is [`Error::BlobBuffer`]. Never allocates.
+/// written), and `out` too short is [`BlobError::Buffer`]. Never allocates.
 pub fn encode(model: &ModelRef<'_>, out: &mut [u8]) -> Result<usize, Error> {
     let dim = validate(model)?;
     let payload_len = payload_len(model)?;
     let total = HEADER_LEN.saturating_add(payload_len);
     let got = out.len();
-    let too_small = Error::BlobBuffer {
+    let too_small = BlobError::Buffer {
         expected: total,
         got,
     };
-    let (header, rest) = out.split_at_mut_checked(HEADER_LEN).ok_or(too_small)?;
+    let (header, rest) = out.split_first_chunk_mut().ok_or(too_small)?;
     let payload = rest.get_mut(..payload_len).ok_or(too_small)?;
     let written = postcard::to_slice(&model.payload(), payload).map_err(|_| too_small)?;
-    let crc = crc32(written);
-    let wire = |v: usize| u32::try_from(v).map_err(|_| too_small);
-    put(header, 0, &MAGIC);
-    put(header, OFF_VERSION, &FORMAT_VERSION.to_le_bytes());
+    let dim = u32::try_from(dim).map_err(|_| too_small)?;
     put(header, OFF_LAYOUT, &LAYOUT_ID);
     // `validate` bounds users and servers by 64, obs_dim by 12 800.
     put(header, OFF_USERS, &(model.users as u16).to_le_bytes());
     put(header, OFF_SERVERS, &(model.servers as u16).to_le_bytes());
-    put(header, OFF_OBS_DIM, &wire(dim)?.to_le_bytes());
-    put(header, OFF_PAYLOAD_LEN, &wire(payload_len)?.to_le_bytes());
-    put(header, OFF_CRC, &crc.to_le_bytes());
+    put(header, OFF_OBS_DIM, &dim.to_le_bytes());
+    BLOB_FRAME
+        .seal(header, FORMAT_VERSION, written)
+        .ok_or(too_small)?;
     Ok(total)
 }
 
-fn payload_len(model: &ModelRef<'_>) -> Result<usize, Error> {
+fn payload_len(model: &ModelRef<'_>) -> Result<usize, BlobError> {
     postcard::serialize_with_flavor(&model.payload(), postcard::ser_flavors::Size::default())
-        .map_err(|_| Error::BlobPayload {
+        .map_err(|_| BlobError::Payload {
             field: BlobField::Model("payload"),
         })
-}
-
-pub(super) fn put(header: &mut [u8], at: usize, bytes: &[u8]) {
-    if let Some(dst) = header.get_mut(at..at + bytes.len()) {
-        dst.copy_from_slice(bytes);
-    }
-}
-
-/// `N` header bytes at `at` (all within [`HEADER_LEN`], so never the zero fallback).
-pub(super) fn field<const N: usize>(header: &[u8; HEADER_LEN], at: usize) -> [u8; N] {
-    header
-        .get(at..at + N)
-        .and_then(|b| b.try_into().ok())
-        .unwrap_or([0; N])
-}
-
-pub(super) fn to_usize(v: u32) -> usize {
-    usize::try_from(v).unwrap_or(usize::MAX)
 }
 
 /// A blob taken apart: the model, borrowing from the blob.
@@ -393,49 +570,23 @@ impl Decoded<'_> {
     }
 }
 
-/// The framing checks every blob format shares, in the module docs' order:
-/// magic, header length, a version of `versions`, the `layout`, the stated
-/// length and the payload's CRC. Returns the header and the payload.
+/// The checks every blob format shares, in the module docs' order: the framing's
+/// magic, header length and a version of `versions`, then the `layout`, then the
+/// framing's stated length and payload CRC. Returns the header and the payload.
 pub(super) fn frame<'b>(
     blob: &'b [u8],
     versions: &[u16],
     layout: [u8; 16],
-) -> Result<(&'b [u8; HEADER_LEN], &'b [u8]), Error> {
-    if !MAGIC.starts_with(blob.get(..MAGIC.len()).unwrap_or(blob)) {
-        return Err(Error::BlobMagic);
-    }
-    let Some((header, payload)) = blob.split_first_chunk::<HEADER_LEN>() else {
-        return Err(Error::BlobTruncated {
-            expected: HEADER_LEN,
-            got: blob.len(),
-        });
-    };
-    let version = u16::from_le_bytes(field(header, OFF_VERSION));
-    if !versions.contains(&version) {
-        return Err(Error::BlobVersion { found: version });
-    }
+) -> Result<(&'b [u8; HEADER_LEN], &'b [u8]), BlobError> {
+    let header = BLOB_FRAME.header(blob, versions)?;
     if field::<16>(header, OFF_LAYOUT) != layout {
-        return Err(Error::BlobLayout);
+        return Err(BlobError::Layout);
     }
-    let expected =
-        HEADER_LEN.saturating_add(to_usize(u32::from_le_bytes(field(header, OFF_PAYLOAD_LEN))));
-    let got = blob.len();
-    if got < expected {
-        return Err(Error::BlobTruncated { expected, got });
-    }
-    if got > expected {
-        return Err(Error::BlobTrailing { expected, got });
-    }
-    let stored = u32::from_le_bytes(field(header, OFF_CRC));
-    let computed = crc32(payload);
-    if stored != computed {
-        return Err(Error::BlobCrc { stored, computed });
-    }
-    Ok((header, payload))
+    Ok((header, BLOB_FRAME.payload(blob)?))
 }
 
 /// Checks and takes apart a blob (see the module docs for the checks and their order).
-pub(super) fn decode(blob: &[u8]) -> Result<Decoded<'_>, Error> {
+pub(super) fn decode(blob: &[u8]) -> Result<Decoded<'_>, BlobError> {
     let (header, payload) = frame(blob, &[FORMAT_VERSION, FORMAT_VERSION_2], LAYOUT_ID)?;
     let version = u16::from_le_bytes(field(header, OFF_VERSION));
     let users = usize::from(u16::from_le_bytes(field(header, OFF_USERS)));
@@ -461,7 +612,7 @@ pub(super) fn decode(blob: &[u8]) -> Result<Decoded<'_>, Error> {
         0 => None,
         1 => Some(cur.layer(BlobField::Skip)?),
         _ => {
-            return Err(Error::BlobPayload {
+            return Err(BlobError::Payload {
                 field: BlobField::Model("skip"),
             })
         }
@@ -473,7 +624,7 @@ pub(super) fn decode(blob: &[u8]) -> Result<Decoded<'_>, Error> {
             weight: cur.values(BlobField::Prior("weight"))?,
         }),
         _ => {
-            return Err(Error::BlobPayload {
+            return Err(BlobError::Payload {
                 field: BlobField::Model("prior"),
             })
         }
@@ -482,10 +633,10 @@ pub(super) fn decode(blob: &[u8]) -> Result<Decoded<'_>, Error> {
         CostNorm::Paper
     } else {
         let field = BlobField::Model("cost_norm");
-        CostNorm::from_code(cur.take::<u8>(field)?).ok_or(Error::BlobPayload { field })?
+        CostNorm::from_code(cur.take::<u8>(field)?).ok_or(BlobError::Payload { field })?
     };
     if !cur.0.is_empty() {
-        return Err(Error::BlobPayloadTrailing {
+        return Err(BlobError::PayloadTrailing {
             unused: cur.0.len(),
         });
     }
@@ -507,21 +658,24 @@ pub(super) fn decode(blob: &[u8]) -> Result<Decoded<'_>, Error> {
 pub(super) struct Cursor<'a>(pub(super) &'a [u8]);
 
 impl<'a> Cursor<'a> {
-    pub(super) fn take<T: serde::Deserialize<'a>>(&mut self, field: BlobField) -> Result<T, Error> {
+    pub(super) fn take<T: serde::Deserialize<'a>>(
+        &mut self,
+        field: BlobField,
+    ) -> Result<T, BlobError> {
         let (value, rest) =
-            postcard::take_from_bytes::<T>(self.0).map_err(|_| Error::BlobPayload { field })?;
+            postcard::take_from_bytes::<T>(self.0).map_err(|_| BlobError::Payload { field })?;
         self.0 = rest;
         Ok(value)
     }
 
-    pub(super) fn values(&mut self, field: BlobField) -> Result<F32Le<'a>, Error> {
+    pub(super) fn values(&mut self, field: BlobField) -> Result<F32Le<'a>, BlobError> {
         self.take::<&'a [u8]>(field).map(F32Le)
     }
 
     pub(super) fn layer(
         &mut self,
         field: impl Fn(&'static str) -> BlobField,
-    ) -> Result<LayerRef<'a>, Error> {
+    ) -> Result<LayerRef<'a>, BlobError> {
         Ok(LayerRef {
             inputs: self.take(field("inputs"))?,
             outputs: self.take(field("outputs"))?,
@@ -531,16 +685,16 @@ impl<'a> Cursor<'a> {
     }
 }
 
-fn check_counts(users: usize, servers: usize) -> Result<(), Error> {
+fn check_counts(users: usize, servers: usize) -> Result<(), BlobError> {
     check_range(BlobField::Model("users"), users, MAX_USERS)?;
     check_range(BlobField::Model("servers"), servers, MAX_SERVERS)
 }
 
-pub(super) fn check_range(field: BlobField, value: usize, max: usize) -> Result<(), Error> {
+pub(super) fn check_range(field: BlobField, value: usize, max: usize) -> Result<(), BlobError> {
     if (1..=max).contains(&value) {
         Ok(())
     } else {
-        Err(Error::BlobLimit {
+        Err(BlobError::Limit {
             field,
             value,
             min: 1,
@@ -549,8 +703,8 @@ pub(super) fn check_range(field: BlobField, value: usize, max: usize) -> Result<
     }
 }
 
-fn layer_count_error(count: usize) -> Error {
-    Error::BlobLimit {
+fn layer_count_error(count: usize) -> BlobError {
+    BlobError::Limit {
         field: BlobField::Model("layers"),
         value: count,
         min: 1,
@@ -558,7 +712,7 @@ fn layer_count_error(count: usize) -> Error {
     }
 }
 
-fn check_layer_count(count: usize) -> Result<(), Error> {
+fn check_layer_count(count: usize) -> Result<(), BlobError> {
     if (1..=MAX_LAYERS).contains(&count) {
         Ok(())
     } else {
@@ -566,12 +720,12 @@ fn check_layer_count(count: usize) -> Result<(), Error> {
     }
 }
 
-pub(super) fn check_dim(field: BlobField, got: u32, expected: usize) -> Result<(), Error> {
+pub(super) fn check_dim(field: BlobField, got: u32, expected: usize) -> Result<(), BlobError> {
     let got = to_usize(got);
     if got == expected {
         Ok(())
     } else {
-        Err(Error::BlobDim {
+        Err(BlobError::Dim {
             field,
             expected,
             got,
@@ -580,18 +734,22 @@ pub(super) fn check_dim(field: BlobField, got: u32, expected: usize) -> Result<(
 }
 
 /// `values` has exactly `count` values, all finite.
-pub(super) fn check_values(field: BlobField, values: F32Le<'_>, count: usize) -> Result<(), Error> {
+pub(super) fn check_values(
+    field: BlobField,
+    values: F32Le<'_>,
+    count: usize,
+) -> Result<(), BlobError> {
     let expected = count.saturating_mul(4);
     let got = values.as_bytes().len();
     if got != expected {
-        return Err(Error::BlobLength {
+        return Err(BlobError::Length {
             field,
             expected,
             got,
         });
     }
     match values.iter().position(|v| !v.is_finite()) {
-        Some(index) => Err(Error::BlobValue { field, index }),
+        Some(index) => Err(BlobError::Value { field, index }),
         None => Ok(()),
     }
 }
@@ -601,7 +759,7 @@ pub(super) fn check_dense(
     layer: &LayerRef<'_>,
     inputs: usize,
     outputs: usize,
-) -> Result<(), Error> {
+) -> Result<(), BlobError> {
     check_values(
         field("weight"),
         layer.weight,
@@ -611,7 +769,7 @@ pub(super) fn check_dense(
 }
 
 /// The model checks shared by [`encode`] and [`decode`]; returns `obs_dim`.
-fn validate(model: &ModelRef<'_>) -> Result<usize, Error> {
+fn validate(model: &ModelRef<'_>) -> Result<usize, BlobError> {
     check_counts(model.users, model.servers)?;
     let dim = obs_dim(model.users, model.servers);
     let actions = model.users * model.servers;
@@ -642,14 +800,14 @@ fn validate(model: &ModelRef<'_>) -> Result<usize, Error> {
         let expected = actions.saturating_mul(4);
         let got = prior.index.as_bytes().len();
         if got != expected {
-            return Err(Error::BlobLength {
+            return Err(BlobError::Length {
                 field,
                 expected,
                 got,
             });
         }
         if let Some((index, value)) = prior.index.iter().enumerate().find(|&(_, i)| i >= dim) {
-            return Err(Error::BlobIndex {
+            return Err(BlobError::Index {
                 field,
                 index,
                 value,

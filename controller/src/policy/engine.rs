@@ -148,8 +148,8 @@ impl<'a> Policy<'a> {
 /// denominator, Eigen's `generic_fast_tanh_float` coefficients) on x clamped to
 /// ±7.905 311, where f32 tanh is within 3e-7 of ±1. Measured over every `f32`
 /// in [−12, 12] against `f64` tanh: max absolute error 4.7e-7 (at |x| ≈ 5.95;
-/// `libm::tanhf` 1e-7), far inside the 1e-5 the logits are checked to. About
-/// One division and no call, where `libm::tanhf` calls `expm1f`.
+/// `libm::tanhf` 1e-7), far inside the 1e-5 the logits are checked to. One
+/// division and no call, where `libm::tanhf` calls `expm1f`.
 #[inline]
 fn tanh(x: f32) -> f32 {
     const CLAMP: f32 = 7.905_311;
@@ -212,9 +212,8 @@ fn matvec(layer: &LayerRef<'_>, x: &[f32], out: &mut [f32], put: impl Fn(&mut f3
 /// the blob's weights lack: every weight costs an integer load, a move to the FPU
 /// and a multiply-add whatever the kernel, so the saving is in the loads of `x`
 /// (one per two multiply-adds) and in keeping every pointer and sum in registers
-/// (four rows, or `wide`'s `f32x4`, spill). Observation + network per slot under
-/// QEMU: 1.47 M instructions, against 1.66 M with the 4-row `wide` kernel and
-/// 1.58 M with one row of 8 sums (2 × 8 sums measured slightly worse than 2 × 4).
+/// (four rows, or `wide`'s `f32x4`, spill). RESULTS.md has the kernels measured
+/// against each other.
 #[cfg(target_arch = "arm")]
 #[inline(always)]
 fn row_pairs(

@@ -68,11 +68,11 @@
 use serde::Serialize;
 
 use super::blob::{
-    check_dense, check_dim, check_values, crc32, field, frame, put, to_usize, BlobField, Cursor,
-    F32Le, LayerRef, HEADER_LEN, MAGIC, OFF_CRC, OFF_LAYOUT, OFF_OBS_DIM, OFF_PAYLOAD_LEN,
-    OFF_SERVERS, OFF_USERS, OFF_VERSION,
+    check_dense, check_dim, check_values, frame, BlobError, BlobField, Cursor, F32Le, LayerRef,
+    BLOB_FRAME, HEADER_LEN, MAGIC, OFF_LAYOUT, OFF_OBS_DIM, OFF_SERVERS, OFF_USERS,
 };
 use super::CLIP;
+use crate::frame::{field, put, to_usize, OFF_VERSION};
 use crate::model::norm_f32;
 #[cfg(doc)]
 use crate::model::Load;
@@ -604,10 +604,10 @@ impl<'a> GeneralRef<'a> {
     }
 
     /// The shape checks shared by encoding and parsing.
-    fn validate(&self) -> Result<(), Error> {
+    fn validate(&self) -> Result<(), BlobError> {
         let h = self.hidden();
         if !(1..=MAX_HIDDEN).contains(&h) {
-            return Err(Error::BlobLimit {
+            return Err(BlobError::Limit {
                 field: BlobField::Layer {
                     index: 0,
                     field: "outputs",
@@ -637,9 +637,9 @@ impl<'a> GeneralRef<'a> {
         check_values(BlobField::Model("decoder"), self.decoder, DYN_FEATURES)
     }
 
-    fn payload_len(&self) -> Result<usize, Error> {
+    fn payload_len(&self) -> Result<usize, BlobError> {
         postcard::serialize_with_flavor(&self.payload(), postcard::ser_flavors::Size::default())
-            .map_err(|_| Error::BlobPayload {
+            .map_err(|_| BlobError::Payload {
                 field: BlobField::Model("payload"),
             })
     }
@@ -653,22 +653,21 @@ pub fn general_encoded_len(model: &GeneralRef<'_>) -> Result<usize, Error> {
 
 /// Writes `model` as a `policy-v2` blob into the front of `out` and returns its
 /// length; the checks of parsing apply (nothing is written for a model that would
-/// not parse), and `out` too short is [`Error::BlobBuffer`]. Never allocates.
+/// not parse), and `out` too short is [`BlobError::Buffer`]. Never allocates.
 pub fn encode_general(model: &GeneralRef<'_>, out: &mut [u8]) -> Result<usize, Error> {
     model.validate()?;
     let payload_len = model.payload_len()?;
     let total = HEADER_LEN.saturating_add(payload_len);
-    let too_small = Error::BlobBuffer {
+    let too_small = BlobError::Buffer {
         expected: total,
         got: out.len(),
     };
-    let (header, rest) = out.split_at_mut_checked(HEADER_LEN).ok_or(too_small)?;
+    let (header, rest) = out.split_first_chunk_mut().ok_or(too_small)?;
     let payload = rest.get_mut(..payload_len).ok_or(too_small)?;
     let written = postcard::to_slice(&model.payload(), payload).map_err(|_| too_small)?;
-    let crc = crc32(written);
-    let len = u32::try_from(payload_len).map_err(|_| too_small)?;
-    put(header, 0, &MAGIC);
-    put(header, OFF_VERSION, &GENERAL_FORMAT_VERSION.to_le_bytes());
+    BLOB_FRAME
+        .seal(header, GENERAL_FORMAT_VERSION, written)
+        .ok_or(too_small)?;
     put(header, OFF_LAYOUT, &LAYOUT_V2);
     put(header, OFF_USERS, &(MAX_GENERAL_USERS as u16).to_le_bytes());
     put(
@@ -677,8 +676,6 @@ pub fn encode_general(model: &GeneralRef<'_>, out: &mut [u8]) -> Result<usize, E
         &(MAX_GENERAL_SERVERS as u16).to_le_bytes(),
     );
     put(header, OFF_OBS_DIM, &(PAIR_FEATURES as u32).to_le_bytes());
-    put(header, OFF_PAYLOAD_LEN, &len.to_le_bytes());
-    put(header, OFF_CRC, &crc.to_le_bytes());
     Ok(total)
 }
 
@@ -722,11 +719,12 @@ impl<'a> GeneralPolicy<'a> {
         let decoder = cur.values(BlobField::Model("decoder"))?;
         let field = BlobField::Model("cost_norm");
         let cost_norm =
-            CostNorm::from_code(cur.take::<u8>(field)?).ok_or(Error::BlobPayload { field })?;
+            CostNorm::from_code(cur.take::<u8>(field)?).ok_or(BlobError::Payload { field })?;
         if !cur.0.is_empty() {
-            return Err(Error::BlobPayloadTrailing {
+            return Err(BlobError::PayloadTrailing {
                 unused: cur.0.len(),
-            });
+            }
+            .into());
         }
         let model = GeneralRef {
             pair_mean,

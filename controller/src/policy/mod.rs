@@ -65,7 +65,7 @@ pub mod general;
 mod signed;
 
 pub use blob::{
-    crc32, encode, encoded_len, BlobField, F32Le, LayerRef, ModelRef, PriorRef, U32Le,
+    crc32, encode, encoded_len, BlobError, BlobField, F32Le, LayerRef, ModelRef, PriorRef, U32Le,
     FORMAT_VERSION, HEADER_LEN, LAYOUT_ID, MAGIC,
 };
 pub use engine::{max_scratch_len, Policy};

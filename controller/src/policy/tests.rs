@@ -412,29 +412,29 @@ fn prior_index_out_of_range_is_named() {
     net.prior = Some((11u32.to_le_bytes().to_vec(), le(&[0.5])));
     check_rejected(
         &net,
-        Error::BlobIndex {
+        Error::Blob(BlobError::Index {
             field: BlobField::Prior("index"),
             index: 0,
             value: 11,
             limit: 11,
-        },
+        }),
     );
     net.prior = Some((vec![0; 3], le(&[0.5])));
     check_rejected(
         &net,
-        Error::BlobLength {
+        Error::Blob(BlobError::Length {
             field: BlobField::Prior("index"),
             expected: 4,
             got: 3,
-        },
+        }),
     );
     net.prior = Some((vec![0; 4], le(&[f32::NAN])));
     check_rejected(
         &net,
-        Error::BlobValue {
+        Error::Blob(BlobError::Value {
             field: BlobField::Prior("weight"),
             index: 0,
-        },
+        }),
     );
 }
 
@@ -527,10 +527,10 @@ fn encode_into_a_short_buffer_is_an_error() {
         let got = net.with_model(|m| encode(m, &mut vec![0u8; short]));
         assert_eq!(
             got,
-            Err(Error::BlobBuffer {
+            Err(Error::Blob(BlobError::Buffer {
                 expected: len,
                 got: short
-            })
+            }))
         );
     }
 }
@@ -552,9 +552,9 @@ fn small() -> Net {
 fn wrong_magic() {
     let mut blob = small().encoded();
     blob[3] = b'X';
-    check_parse(&blob, Error::BlobMagic);
-    check_parse(b"DX", Error::BlobMagic);
-    check_parse(b"{\"users\": 3}", Error::BlobMagic);
+    check_parse(&blob, Error::Blob(BlobError::Magic));
+    check_parse(b"DX", Error::Blob(BlobError::Magic));
+    check_parse(b"{\"users\": 3}", Error::Blob(BlobError::Magic));
 }
 
 #[test]
@@ -562,7 +562,7 @@ fn wrong_version() {
     let mut blob = small().encoded();
     for v in [0u16, 1, 4, 0x0300] {
         blob[4..6].copy_from_slice(&v.to_le_bytes());
-        check_parse(&blob, Error::BlobVersion { found: v });
+        check_parse(&blob, Error::Blob(BlobError::Version { found: v }));
     }
 }
 
@@ -591,9 +591,9 @@ fn the_objective_is_the_last_payload_byte() {
     for code in [2u8, 7, 0xFF] {
         check_parse(
             &with_cost_norm_byte(blob.clone(), code),
-            Error::BlobPayload {
+            Error::Blob(BlobError::Payload {
                 field: BlobField::Model("cost_norm"),
-            },
+            }),
         );
     }
 }
@@ -623,9 +623,9 @@ fn version_2_blobs_are_read_as_trained_for_the_paper_objective() {
     blob[4..6].copy_from_slice(&3u16.to_le_bytes());
     check_parse(
         &blob,
-        Error::BlobPayload {
+        Error::Blob(BlobError::Payload {
             field: BlobField::Model("cost_norm"),
-        },
+        }),
     );
 }
 
@@ -634,10 +634,10 @@ fn wrong_layout_id() {
     let good = small().encoded();
     let mut blob = good.clone();
     blob[6..22].copy_from_slice(b"diten-obs-v2\0\0\0\0");
-    check_parse(&blob, Error::BlobLayout);
+    check_parse(&blob, Error::Blob(BlobError::Layout));
     let mut blob = good;
     blob[21] = b'x'; // in the zero padding
-    check_parse(&blob, Error::BlobLayout);
+    check_parse(&blob, Error::Blob(BlobError::Layout));
 }
 
 #[test]
@@ -650,17 +650,17 @@ fn every_flipped_payload_bit_fails_the_crc() {
             bad[i] ^= 1 << bit;
             let computed = crc32(&bad[HEADER_LEN..]);
             assert_ne!(computed, stored);
-            check_parse(&bad, Error::BlobCrc { stored, computed });
+            check_parse(&bad, Error::Blob(BlobError::Crc { stored, computed }));
         }
     }
     let mut bad = blob.clone();
     bad[35] ^= 0x10; // the CRC field itself
     check_parse(
         &bad,
-        Error::BlobCrc {
+        Error::Blob(BlobError::Crc {
             stored: stored ^ 0x1000,
             computed: stored,
-        },
+        }),
     );
 }
 
@@ -674,7 +674,10 @@ fn every_prefix_is_truncated() {
             } else {
                 blob.len()
             };
-            check_parse(&blob[..n], Error::BlobTruncated { expected, got: n });
+            check_parse(
+                &blob[..n],
+                Error::Blob(BlobError::Truncated { expected, got: n }),
+            );
         }
         assert!(Policy::parse(&blob).is_ok());
     }
@@ -687,10 +690,10 @@ fn trailing_bytes() {
     blob.push(0);
     check_parse(
         &blob,
-        Error::BlobTrailing {
+        Error::Blob(BlobError::Trailing {
             expected: len,
             got: len + 1,
-        },
+        }),
     );
 }
 
@@ -700,7 +703,7 @@ fn payload_with_bytes_after_the_model() {
     let mut payload = hand_payload(&net);
     payload.extend_from_slice(&[0, 0]);
     let blob = hand_blob(1, 2, net.dim() as u32, &payload);
-    check_parse(&blob, Error::BlobPayloadTrailing { unused: 2 });
+    check_parse(&blob, Error::Blob(BlobError::PayloadTrailing { unused: 2 }));
 }
 
 #[test]
@@ -708,7 +711,7 @@ fn malformed_postcard_names_the_field() {
     let net = small();
     let dim = net.dim() as u32;
     let payload = hand_payload(&net);
-    let field = |f| Error::BlobPayload { field: f };
+    let field = |f| Error::Blob(BlobError::Payload { field: f });
     // Cut inside norm_mean, and just before the skip tag of a skip-less network.
     check_parse(
         &hand_blob(1, 2, dim, &payload[..20]),
@@ -764,17 +767,19 @@ fn header_dims_out_of_range_or_inconsistent() {
     let dim = net.dim();
     check_parse(
         &hand_blob(1, 2, dim as u32 + 1, &payload),
-        Error::BlobDim {
+        Error::Blob(BlobError::Dim {
             field: BlobField::Model("obs_dim"),
             expected: dim,
             got: dim + 1,
-        },
+        }),
     );
-    let limit = |name, value, max| Error::BlobLimit {
-        field: BlobField::Model(name),
-        value,
-        min: 1,
-        max,
+    let limit = |name, value, max| {
+        Error::Blob(BlobError::Limit {
+            field: BlobField::Model(name),
+            value,
+            min: 1,
+            max,
+        })
     };
     check_parse(
         &hand_blob(0, 2, dim as u32, &payload),
@@ -795,11 +800,11 @@ fn header_dims_out_of_range_or_inconsistent() {
     // Header says 2 users: obs_dim and every size in the payload disagree.
     check_parse(
         &hand_blob(2, 2, dim as u32, &payload),
-        Error::BlobDim {
+        Error::Blob(BlobError::Dim {
             field: BlobField::Model("obs_dim"),
             expected: 28,
             got: dim,
-        },
+        }),
     );
 }
 
@@ -812,39 +817,39 @@ fn inconsistent_model_dims() {
     let cases: Vec<(Corrupt, Error)> = vec![
         (
             |n| n.users = 65,
-            Error::BlobLimit {
+            Error::Blob(BlobError::Limit {
                 field: BlobField::Model("users"),
                 value: 65,
                 min: 1,
                 max: 64,
-            },
+            }),
         ),
         (
             |n| {
                 n.mean.truncate(n.mean.len() - 4);
             },
-            Error::BlobLength {
+            Error::Blob(BlobError::Length {
                 field: BlobField::Model("norm_mean"),
                 expected: 4 * 28,
                 got: 4 * 27,
-            },
+            }),
         ),
         (
             |n| n.inv.push(0),
-            Error::BlobLength {
+            Error::Blob(BlobError::Length {
                 field: BlobField::Model("norm_inv_std"),
                 expected: 112,
                 got: 113,
-            },
+            }),
         ),
         (
             |n| n.layers.clear(),
-            Error::BlobLimit {
+            Error::Blob(BlobError::Limit {
                 field: BlobField::Model("layers"),
                 value: 0,
                 min: 1,
                 max: 8,
-            },
+            }),
         ),
         (
             |n| {
@@ -853,117 +858,117 @@ fn inconsistent_model_dims() {
                     n.layers.insert(1, l.clone());
                 }
             },
-            Error::BlobLimit {
+            Error::Blob(BlobError::Limit {
                 field: BlobField::Model("layers"),
                 value: 9,
                 min: 1,
                 max: 8,
-            },
+            }),
         ),
         (
             |n| n.layers[0].inputs = 27,
-            Error::BlobDim {
+            Error::Blob(BlobError::Dim {
                 field: layer(0, "inputs"),
                 expected: dim,
                 got: 27,
-            },
+            }),
         ),
         (
             |n| n.layers[1].inputs = 5,
-            Error::BlobDim {
+            Error::Blob(BlobError::Dim {
                 field: layer(1, "inputs"),
                 expected: 6,
                 got: 5,
-            },
+            }),
         ),
         (
             |n| n.layers[2].outputs = 5,
-            Error::BlobDim {
+            Error::Blob(BlobError::Dim {
                 field: layer(2, "outputs"),
                 expected: 4,
                 got: 5,
-            },
+            }),
         ),
         (
             |n| {
                 n.layers[0] = L::new(28, 513, &vec![0.0; 28 * 513], &vec![0.0; 513]);
             },
-            Error::BlobLimit {
+            Error::Blob(BlobError::Limit {
                 field: layer(0, "outputs"),
                 value: 513,
                 min: 1,
                 max: MAX_WIDTH,
-            },
+            }),
         ),
         (
             |n| {
                 n.layers[1] = L::new(6, 0, &[], &[]);
                 n.layers[2].inputs = 0;
             },
-            Error::BlobLimit {
+            Error::Blob(BlobError::Limit {
                 field: layer(1, "outputs"),
                 value: 0,
                 min: 1,
                 max: MAX_WIDTH,
-            },
+            }),
         ),
         (
             |n| {
                 n.layers[0].w.truncate(4 * 28 * 6 - 4);
             },
-            Error::BlobLength {
+            Error::Blob(BlobError::Length {
                 field: layer(0, "weight"),
                 expected: 4 * 28 * 6,
                 got: 4 * 28 * 6 - 4,
-            },
+            }),
         ),
         (
             |n| n.layers[1].w.push(0),
-            Error::BlobLength {
+            Error::Blob(BlobError::Length {
                 field: layer(1, "weight"),
                 expected: 120,
                 got: 121,
-            },
+            }),
         ),
         (
             |n| n.layers[2].b.clear(),
-            Error::BlobLength {
+            Error::Blob(BlobError::Length {
                 field: layer(2, "bias"),
                 expected: 16,
                 got: 0,
-            },
+            }),
         ),
         (
             |n| n.skip.as_mut().unwrap().inputs = 6,
-            Error::BlobDim {
+            Error::Blob(BlobError::Dim {
                 field: BlobField::Skip("inputs"),
                 expected: dim,
                 got: 6,
-            },
+            }),
         ),
         (
             |n| n.skip.as_mut().unwrap().outputs = 2,
-            Error::BlobDim {
+            Error::Blob(BlobError::Dim {
                 field: BlobField::Skip("outputs"),
                 expected: 4,
                 got: 2,
-            },
+            }),
         ),
         (
             |n| n.skip.as_mut().unwrap().w.truncate(8),
-            Error::BlobLength {
+            Error::Blob(BlobError::Length {
                 field: BlobField::Skip("weight"),
                 expected: 4 * 28 * 4,
                 got: 8,
-            },
+            }),
         ),
         (
             |n| n.skip.as_mut().unwrap().b.push(1),
-            Error::BlobLength {
+            Error::Blob(BlobError::Length {
                 field: BlobField::Skip("bias"),
                 expected: 16,
                 got: 17,
-            },
+            }),
         ),
     ];
     assert!(Policy::parse(&base.hand()).is_ok());
@@ -990,7 +995,7 @@ fn non_finite_values_are_rejected() {
     let set = |bytes: &mut Vec<u8>, index: usize, v: f32| {
         bytes[4 * index..4 * index + 4].copy_from_slice(&v.to_le_bytes());
     };
-    let value = |field, index| Error::BlobValue { field, index };
+    let value = |field, index| Error::Blob(BlobError::Value { field, index });
     let mut n = base.clone();
     set(&mut n.mean, 0, f32::NAN);
     check_rejected(&n, value(BlobField::Model("norm_mean"), 0));
@@ -1089,61 +1094,61 @@ fn max_scratch_len_covers_every_shape() {
 fn errors_name_the_field() {
     let cases = [
         (
-            Error::BlobMagic,
+            Error::Blob(BlobError::Magic),
             "blob.magic: not a diten policy blob (expected \"DTNB\")",
         ),
         (
-            Error::BlobVersion { found: 4 },
+            Error::Blob(BlobError::Version { found: 4 }),
             "blob.version: format version 4 is not supported (expected 3)",
         ),
         (
-            Error::BlobIndex {
+            Error::Blob(BlobError::Index {
                 field: BlobField::Prior("index"),
                 index: 4,
                 value: 99,
                 limit: 11,
-            },
+            }),
             "blob.prior.index[4]: 99 is out of range (must be below 11)",
         ),
         (
-            Error::BlobTruncated {
+            Error::Blob(BlobError::Truncated {
                 expected: 38,
                 got: 5,
-            },
+            }),
             "blob: truncated, 5 bytes of 38",
         ),
         (
-            Error::BlobCrc {
+            Error::Blob(BlobError::Crc {
                 stored: 0xCBF4_3926,
                 computed: 1,
-            },
+            }),
             "blob.crc: the payload's CRC32 is 0x00000001, the header says 0xcbf43926",
         ),
         (
-            Error::BlobDim {
+            Error::Blob(BlobError::Dim {
                 field: BlobField::Layer {
                     index: 1,
                     field: "inputs",
                 },
                 expected: 16,
                 got: 15,
-            },
+            }),
             "blob.layers[1].inputs: 15, expected 16",
         ),
         (
-            Error::BlobLimit {
+            Error::Blob(BlobError::Limit {
                 field: BlobField::Model("layers"),
                 value: 9,
                 min: 1,
                 max: 8,
-            },
+            }),
             "blob.layers: 9 is outside 1..=8",
         ),
         (
-            Error::BlobValue {
+            Error::Blob(BlobError::Value {
                 field: BlobField::Skip("bias"),
                 index: 0,
-            },
+            }),
             "blob.skip.bias[0]: must be a finite number",
         ),
         (

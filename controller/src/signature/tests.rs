@@ -13,7 +13,7 @@ use ed25519_compact::{KeyPair, Seed};
 use proptest::prelude::*;
 
 use super::*;
-use crate::policy::{encode, F32Le, LayerRef, ModelRef, Policy};
+use crate::policy::{encode, BlobError, F32Le, LayerRef, ModelRef, Policy};
 use crate::Error;
 
 /// RFC 8032 §7.1, test 1: the secret seed and its public key.
@@ -323,7 +323,7 @@ fn parse_signed_parses_only_signed_blobs() {
     let resigned = sign(SEED_1, &damaged, 3);
     assert!(matches!(
         Policy::parse_signed(&damaged, &resigned, &key, 0),
-        Err(Error::BlobCrc { .. })
+        Err(Error::Blob(BlobError::Crc { .. }))
     ));
 }
 

@@ -240,29 +240,29 @@ fn a_blob_round_trips_and_every_defect_is_named() {
     // The policy-v1 parser names the version; this one every defect.
     assert!(matches!(
         crate::policy::Policy::parse(&blob),
-        Err(Error::BlobVersion { found: 4 })
+        Err(Error::Blob(BlobError::Version { found: 4 }))
     ));
     let mut bad = blob.clone();
     *bad.last_mut().unwrap() ^= 1;
     assert!(matches!(
         GeneralPolicy::parse(&bad),
-        Err(Error::BlobCrc { .. })
+        Err(Error::Blob(BlobError::Crc { .. }))
     ));
     assert!(matches!(
         GeneralPolicy::parse(&blob[..blob.len() - 1]),
-        Err(Error::BlobTruncated { .. })
+        Err(Error::Blob(BlobError::Truncated { .. }))
     ));
     let mut longer = blob.clone();
     longer.push(0);
     assert!(matches!(
         GeneralPolicy::parse(&longer),
-        Err(Error::BlobTrailing { .. })
+        Err(Error::Blob(BlobError::Trailing { .. }))
     ));
     let mut v1 = blob.clone();
     v1[4] = 3;
     assert!(matches!(
         GeneralPolicy::parse(&v1),
-        Err(Error::BlobVersion { found: 3 })
+        Err(Error::Blob(BlobError::Version { found: 3 }))
     ));
     // A NaN weight never parses (it would not encode either).
     let mut nan = Raw::random(1, 8);
@@ -286,7 +286,7 @@ fn a_blob_round_trips_and_every_defect_is_named() {
     };
     assert!(matches!(
         general_encoded_len(&model),
-        Err(Error::BlobValue { index: 5, .. })
+        Err(Error::Blob(BlobError::Value { index: 5, .. }))
     ));
 }
 
