@@ -56,7 +56,7 @@ pub struct TrainGeneralArgs {
     pub rollouts: Option<usize>,
     /// With --fine-tune: weight of the network's own association (no
     /// consolidation, `unconsolidated:`) in the reward beside the budget-0
-    /// decision's (default 1).
+    /// decision's (default 0: the budget-0 decision alone).
     #[arg(long, value_name = "W", requires = "fine_tune")]
     pub alone_weight: Option<f64>,
     /// Run folder, created if missing (default: a fresh `runs/train-general-<UTC timestamp>`).
@@ -130,7 +130,7 @@ fn fine_tune(
         epochs: args.epochs.unwrap_or(4),
         batch: 16,
         lr: args.lr.unwrap_or(3e-4),
-        alone: args.alone_weight.unwrap_or(1.0),
+        alone: args.alone_weight.unwrap_or(0.0),
     };
     let out = super::evaluate::output_dir("train-general", args.out.as_deref())?;
     eprintln!(

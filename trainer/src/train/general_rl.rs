@@ -18,9 +18,9 @@
 //! among them); each decoding's reward is e of the decision the controller makes
 //! from it at budget 0 (repair, consolidation, exact γ) plus `alone` × e of the
 //! network's own association (repair and γ, no consolidation), each less 0.1
-//! when it still breaks C2 or C3. With the budget-0 decision alone, the network
-//! learns to lean on the consolidation and its own association gets far worse;
-//! the second term keeps both honest. The loss is
+//! when it still breaks C2 or C3 (`alone` = 0 by default: the budget-0
+//! decision is what the controller runs; the network then learns to leave the
+//! packing to the consolidation, and its own association scores worse). The loss is
 //! `−Σ_k (R_k − mean_k R) · log π(a_k)`, the log-probability summed over users
 //! with the decoder's state of that rollout, advantages divided by their
 //! standard deviation over the minibatch. Adam; the blob is written after
