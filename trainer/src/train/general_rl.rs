@@ -44,7 +44,7 @@ use crate::sim::{Env, Status};
 use crate::util::fs::write_atomic;
 
 /// How the fine-tuning runs.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct FineTuneConfig {
     /// Decodings sampled per slot (the first one greedy).
     pub rollouts: usize,
@@ -278,8 +278,9 @@ fn greedy_reward(net: &Net, slots: &[Slot], alone: f64) -> anyhow::Result<f64> {
     Ok(sum / slots.len().max(1) as f64)
 }
 
-/// Fine-tunes the `policy-v2` blob `start` (module docs) and writes `policy.bin`
-/// and `metrics.csv` into `out`.
+/// Fine-tunes the `policy-v2` blob `start` (module docs) and writes `policy.bin`,
+/// `metrics.csv` and `config.toml` (the start, this run's settings and the
+/// episodes' draw) into `out`, each atomically.
 pub fn fine_tune(
     config: &GeneralConfig,
     ft: &FineTuneConfig,
@@ -293,6 +294,21 @@ pub fn fine_tune(
     );
     anyhow::ensure!(ft.episodes >= 2, "episodes: at least 2 (one is held out)");
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    #[derive(serde::Serialize)]
+    struct Record<'a> {
+        start: &'a Path,
+        fine_tune: &'a FineTuneConfig,
+        episodes: &'a GeneralConfig,
+    }
+    let record = Record {
+        start,
+        fine_tune: ft,
+        episodes: config,
+    };
+    write_atomic(
+        &out.join("config.toml"),
+        toml::to_string(&record).context("config.toml")?.as_bytes(),
+    )?;
     let blob = std::fs::read(start).with_context(|| format!("reading {}", start.display()))?;
     let policy =
         GeneralPolicy::parse(&blob).map_err(|e| anyhow::anyhow!("{}: {e}", start.display()))?;
