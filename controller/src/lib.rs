@@ -49,6 +49,7 @@
 )]
 
 pub mod controller;
+mod cost_norm;
 mod error;
 mod frame;
 mod math;

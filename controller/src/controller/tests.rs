@@ -13,8 +13,10 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};
 
 use super::*;
-use crate::policy::{encode, encoded_len, F32Le, LayerRef, ModelRef};
-use crate::{Server, User};
+use crate::policy::general::tests::{random_slot, Raw};
+use crate::policy::general::MAX_HIDDEN;
+use crate::policy::{encode, encoded_len, F32Le, GeneralPolicy, LayerRef, ModelRef};
+use crate::{CostNorm, Server, User};
 
 type Sl = Slot<8, 8>;
 type Ctl<'p, 'w> = Controller<'p, 'w, 8, 8>;
@@ -1509,4 +1511,47 @@ fn brute_force_instances_reach_every_path() {
             "{path:?} never reached: {seen:?}"
         );
     }
+}
+
+/// The controller decides slots of every size and with churn through one
+/// general policy; its decision names no down server and is feasible where the
+/// decoder found room for everyone.
+#[test]
+fn one_general_policy_decides_every_size() {
+    let mut rng = Rng::new(3);
+    let raw = Raw::random(5, 8);
+    let blob = raw.blob(CostNorm::Paper);
+    let policy = GeneralPolicy::parse(&blob).unwrap();
+    let mut ws = vec![0.0; Controller::<16, 8, GeneralPolicy<'_>>::workspace_len(&policy)];
+    let mut ctl =
+        Controller::<16, 8, GeneralPolicy<'_>>::new(policy, Params::default(), &mut ws).unwrap();
+    for budget in [0, 200] {
+        ctl.set_improvement_budget(budget);
+        for n in 1..=16 {
+            for m in 1..=8 {
+                let slot = random_slot(&mut rng, n, m);
+                let d = ctl.decide(&slot).unwrap();
+                assert_eq!(d.association.len(), n);
+                assert!(d.association.iter().all(|&s| slot.available(s)));
+                assert_eq!(ctl.logits().len(), n * m);
+                if d.repair == RepairOutcome::Clean {
+                    assert!(d.feasible);
+                }
+            }
+        }
+    }
+    // The controller's workspace is sized for its own capacity (16 × 8), not
+    // for the policy's whole range (64 × 32), and the compile-time bound holds it.
+    let need = Controller::<16, 8, GeneralPolicy<'_>>::workspace_len(&policy);
+    assert_eq!(need, policy.scratch_len(16, 8) + 16 * 8);
+    assert!(need <= max_general_workspace_len(16, 8, MAX_HIDDEN));
+    assert_eq!(
+        max_general_workspace_len(16, 8, policy.model().hidden()),
+        need
+    );
+    let mut short = vec![0.0; need - 1];
+    assert!(matches!(
+        Controller::<16, 8, GeneralPolicy<'_>>::new(policy, Params::default(), &mut short),
+        Err(Error::WorkspaceLength { .. })
+    ));
 }

@@ -1027,5 +1027,7 @@ fn axpys_n<const N: usize>(w_t: &[f32], x: &[f32], y: &mut [f32]) {
     *y = acc;
 }
 
+// `pub(crate)`: the controller's tests decide with its random general policies
+// and slots (the controller imports the policy, never the other way round).
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -7,13 +7,11 @@ extern crate std;
 use std::format;
 use std::string::ToString;
 use std::vec;
-use std::vec::Vec;
 
 use ed25519_compact::{KeyPair, Seed};
 use proptest::prelude::*;
 
 use super::*;
-use crate::policy::{encode, BlobError, F32Le, LayerRef, ModelRef, Policy};
 use crate::Error;
 
 /// RFC 8032 §7.1, test 1: the secret seed and its public key.
@@ -255,76 +253,6 @@ fn errors_name_what_is_wrong() {
         .to_string(),
         "signature: 0 bytes, a diten signature file has 114"
     );
-}
-
-/// A one-user, one-server blob (as in the `policy` module docs).
-fn blob(bias: f32) -> Vec<u8> {
-    let zeros = [0u8; 4 * 11];
-    let ones: [u8; 4 * 11] = core::array::from_fn(|i| 1.0f32.to_le_bytes()[i % 4]);
-    let bias = bias.to_le_bytes();
-    let layer = LayerRef {
-        inputs: 11,
-        outputs: 1,
-        weight: F32Le::new(&ones),
-        bias: F32Le::new(&bias),
-    };
-    let model = ModelRef {
-        users: 1,
-        servers: 1,
-        norm_mean: F32Le::new(&zeros),
-        norm_inv_std: F32Le::new(&ones),
-        layers: &[layer],
-        skip: None,
-        prior: None,
-        cost_norm: crate::CostNorm::Paper,
-    };
-    let mut out = vec![0u8; 512];
-    let len = encode(&model, &mut out).unwrap();
-    out.truncate(len);
-    out
-}
-
-#[test]
-fn parse_signed_parses_only_signed_blobs() {
-    let blob = blob(0.5);
-    let key = public(SEED_1);
-    let sig = sign(SEED_1, &blob, 3);
-    let policy = Policy::parse_signed(&blob, &sig, &key, 3).unwrap();
-    assert_eq!((policy.users(), policy.servers()), (1, 1));
-
-    let refused = |blob: &[u8], sig: &[u8], min| match Policy::parse_signed(blob, sig, &key, min) {
-        Err(Error::Signature(e)) => e,
-        other => panic!("expected a signature error, got {other:?}"),
-    };
-    // Unsigned.
-    assert_eq!(
-        refused(&blob, &[], 0),
-        SignatureError::Length {
-            expected: 114,
-            got: 0
-        }
-    );
-    // Rolled back, signed by another key, or another blob of the same length.
-    assert_eq!(
-        refused(&blob, &sig, 4),
-        SignatureError::Rollback { version: 3, min: 4 }
-    );
-    assert_eq!(
-        refused(&blob, &sign(SEED_2, &blob, 3), 0),
-        SignatureError::Mismatch
-    );
-    let other = self::blob(0.25);
-    assert_eq!(other.len(), blob.len());
-    assert_eq!(refused(&other, &sig, 0), SignatureError::Digest);
-    // A blob whose CRC is wrong but that is properly signed is still refused by
-    // the blob parser: the signature adds a check, it removes none.
-    let mut damaged = blob.clone();
-    *damaged.last_mut().unwrap() ^= 1;
-    let resigned = sign(SEED_1, &damaged, 3);
-    assert!(matches!(
-        Policy::parse_signed(&damaged, &resigned, &key, 0),
-        Err(Error::Blob(BlobError::Crc { .. }))
-    ));
 }
 
 proptest! {

@@ -10,7 +10,7 @@ use std::vec::Vec;
 use super::*;
 use crate::model::Load;
 use crate::test_rng::Rng;
-use crate::{Controller, Server, User};
+use crate::{Server, User};
 
 type Sl = Slot<16, 8>;
 
@@ -19,7 +19,7 @@ fn le(values: &[f32]) -> Vec<u8> {
 }
 
 /// Raw weights of a general model with hidden width `h`.
-struct Raw {
+pub(crate) struct Raw {
     h: usize,
     mean: Vec<f32>,
     inv_std: Vec<f32>,
@@ -30,7 +30,7 @@ struct Raw {
 }
 
 impl Raw {
-    fn random(seed: u64, h: usize) -> Raw {
+    pub(crate) fn random(seed: u64, h: usize) -> Raw {
         let mut rng = Rng::new(seed);
         Raw {
             h,
@@ -44,7 +44,7 @@ impl Raw {
     }
 
     /// The blob of these weights.
-    fn blob(&self, cost_norm: CostNorm) -> Vec<u8> {
+    pub(crate) fn blob(&self, cost_norm: CostNorm) -> Vec<u8> {
         let b = |v: &Vec<f32>| le(v);
         let (em, eb, mm, mb, om, ob) = (
             b(&self.embed.0),
@@ -157,7 +157,7 @@ fn server(x: f64, y: f64, available: bool) -> Server {
     }
 }
 
-fn random_slot(rng: &mut Rng, n: usize, m: usize) -> Sl {
+pub(crate) fn random_slot(rng: &mut Rng, n: usize, m: usize) -> Sl {
     let mut servers: Vec<Server> = (0..m)
         .map(|_| {
             let mut s = server(120.0 * rng.unit(), 120.0 * rng.unit(), rng.unit() > 0.2);
@@ -396,47 +396,4 @@ fn the_decoder_respects_availability_and_capacity() {
             sums[pick] = after;
         }
     }
-}
-
-/// The controller decides slots of every size and with churn through one
-/// general policy; its decision names no down server and is feasible where the
-/// decoder found room for everyone.
-#[test]
-fn one_general_policy_decides_every_size() {
-    let mut rng = Rng::new(3);
-    let raw = Raw::random(5, 8);
-    let blob = raw.blob(CostNorm::Paper);
-    let policy = GeneralPolicy::parse(&blob).unwrap();
-    let mut ws = vec![0.0; Controller::<16, 8, GeneralPolicy<'_>>::workspace_len(&policy)];
-    let mut ctl =
-        Controller::<16, 8, GeneralPolicy<'_>>::new(policy, Params::default(), &mut ws).unwrap();
-    for budget in [0, 200] {
-        ctl.set_improvement_budget(budget);
-        for n in 1..=16 {
-            for m in 1..=8 {
-                let slot = random_slot(&mut rng, n, m);
-                let d = ctl.decide(&slot).unwrap();
-                assert_eq!(d.association.len(), n);
-                assert!(d.association.iter().all(|&s| slot.available(s)));
-                assert_eq!(ctl.logits().len(), n * m);
-                if d.repair == crate::RepairOutcome::Clean {
-                    assert!(d.feasible);
-                }
-            }
-        }
-    }
-    // The controller's workspace is sized for its own capacity (16 × 8), not
-    // for the policy's whole range (64 × 32), and the compile-time bound holds it.
-    let need = Controller::<16, 8, GeneralPolicy<'_>>::workspace_len(&policy);
-    assert_eq!(need, policy.scratch_len(16, 8) + 16 * 8);
-    assert!(need <= crate::controller::max_general_workspace_len(16, 8, MAX_HIDDEN));
-    assert_eq!(
-        crate::controller::max_general_workspace_len(16, 8, policy.model().hidden()),
-        need
-    );
-    let mut short = vec![0.0; need - 1];
-    assert!(matches!(
-        Controller::<16, 8, GeneralPolicy<'_>>::new(policy, Params::default(), &mut short),
-        Err(crate::Error::WorkspaceLength { .. })
-    ));
 }

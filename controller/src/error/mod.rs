@@ -1,11 +1,27 @@
 //! Error values of the controller: small, `Copy`, no heap, printable.
+//!
+//! The bottom layer of the crate: every module imports [`Error`], and this module
+//! imports none of them (only the leaf `cost_norm`, which [`Error::PolicyObjective`]
+//! names). The enums of the file formats live here too, each in a child module
+//! with its `Display` and the `From` into [`Error`] (`blob`: [`BlobError`] and
+//! [`BlobField`]; `trace`: [`TraceError`]; `signature`: [`SignatureError`]), and
+//! each format re-exports its enum at its public path (`policy::BlobError`,
+//! `trace::TraceError`, `signature::SignatureError`). So does the version
+//! constant each error's text names (`FORMAT_VERSION`, `TRACE_VERSION`,
+//! `SIG_FORMAT_VERSION`). How a format maps the shared framing's `FrameError`
+//! into its enum stays with the format.
 
 use core::fmt;
 
-use crate::params::CostNorm;
-use crate::policy::BlobError;
-use crate::signature::SignatureError;
-use crate::trace::TraceError;
+mod blob;
+mod signature;
+mod trace;
+
+pub use blob::{BlobError, BlobField, FORMAT_VERSION};
+pub use signature::{SignatureError, SIG_FORMAT_VERSION};
+pub use trace::{TraceError, TRACE_VERSION};
+
+use crate::cost_norm::CostNorm;
 
 /// What is wrong with a number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
