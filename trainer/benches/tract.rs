@@ -2,6 +2,12 @@
 //! one observation) for 20 users and 21 servers, hidden 128-128 — the same shape as
 //! `decide/u20_s21` in diten-controller, which runs the whole per-slot decision.
 //! Compare the two medians from one `make bench` run.
+//!
+//! `tract/general_u20_s21`: tract-onnx running the shipped size-agnostic policy
+//! (`onnx-models/general/policy.onnx`, through `OnnxGeneralPolicy::base_logits`:
+//! its inputs built by `general_inputs`, the graph run, no decoding) on a slot of
+//! 20 users and 21 servers — beside `policy/general_u20_s21` and
+//! `decide/general_u20_s21_budget0` in diten-controller.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use diten_controller::obs::obs_dim;
@@ -72,5 +78,30 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+fn bench_general(c: &mut Criterion) {
+    use diten_controller::policy::OnnxGeneralPolicy;
+    use diten_trainer::scenario::Scenario;
+    use diten_trainer::sim::Env;
+
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../onnx-models/general/policy.onnx");
+    let policy = OnnxGeneralPolicy::load(&path).expect("the shipped general ONNX loads");
+    let sc = Scenario {
+        users: USERS,
+        servers: SERVERS,
+        ..Scenario::default()
+    };
+    let env = Env::new(&sc, 7).expect("a slot");
+    let mut out = vec![0.0f32; USERS * SERVERS];
+    c.bench_function("tract/general_u20_s21", |b| {
+        b.iter(|| {
+            policy
+                .base_logits(&sc.params, black_box(env.status()), &mut out)
+                .expect("tract runs");
+            black_box(&out);
+        })
+    });
+}
+
+criterion_group!(benches, bench, bench_general);
 criterion_main!(benches);

@@ -235,10 +235,9 @@ mod tests {
             let slot: Slot<12, 7> = Slot::new(&servers, &users).unwrap();
             let mut table = [[Load::default(); 7]; 12];
             Load::at_zero_table(&params, &slot, &mut table);
-            for (u, user) in slot.users().iter().enumerate() {
-                for s in 0..m {
+            for (u, (user, row)) in slot.users().iter().zip(&table).enumerate() {
+                for (s, got) in row.iter().enumerate().take(m) {
                     let want = Load::at_zero(&params, &slot, user, s, rate);
-                    let got = table[u][s];
                     assert_eq!(
                         [got.cmp, got.syn, got.total].map(f64::to_bits),
                         [want.cmp, want.syn, want.total].map(f64::to_bits),

@@ -202,7 +202,8 @@ impl core::ops::Add for LoadF32 {
 impl LoadF32 {
     /// Whether C2 and C3 hold on `srv` (a NaN sum fits, as [`Load::fits`] decides).
     fn fits(&self, srv: &ServerIn) -> bool {
-        !(self.cmp > srv.q) && !(self.syn > srv.p)
+        let breaks = self.cmp > srv.q || self.syn > srv.p;
+        !breaks
     }
 }
 
