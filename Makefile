@@ -42,7 +42,7 @@ demo:
 	./target/release/diten solve --instance examples/spec-slot.json
 	@echo "== diten solve on a crowded 20-user, 21-server slot" >&2
 	./target/release/diten solve --instance examples/u20-s21.json
-	@echo "== diten demo: the shipped 20-user, 15-server policy through the controller vs the baselines, 750 slots" >&2
+	@echo "== diten demo: the shipped size-agnostic policy on 20 users and 15 servers through the controller vs the baselines, 750 slots" >&2
 	./target/release/diten demo --out runs/demo
 
 fmt:

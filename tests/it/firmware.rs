@@ -192,7 +192,7 @@ fn firmware_matches_the_host_replay() {
     let blob_len = std::fs::metadata(&policy).expect("the general blob").len();
     assert!(
         stdout.contains(&format!(
-            "signature: policy_version 1 of {blob_len} bytes verified in "
+            "signature: policy_version 2 of {blob_len} bytes verified in "
         )),
         "{stdout}"
     );

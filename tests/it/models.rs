@@ -390,6 +390,28 @@ fn demo_runs_the_shipped_policy_through_the_controller() {
     assert!(out.join("compare.png").is_file());
 }
 
+/// The size-agnostic model, `diten demo`'s default, is shown at 20 users on 15
+/// servers: its blob first in the table, every baseline after it.
+#[test]
+fn demo_runs_the_size_agnostic_policy_at_the_default_shape() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../onnx-models/general");
+    let out = crate::scratch_dir("models", "demo-general");
+    let stdout = ok(diten()
+        .args(["demo", "--model"])
+        .arg(&dir)
+        .args(["--slots", "8", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap());
+    let first = stdout.lines().nth(2).unwrap_or_default();
+    assert!(first.starts_with("general/policy.bin  15  0.2"), "{stdout}");
+    let summary: Value = serde_json::from_str(&read(&out.join("summary.json"))).unwrap();
+    assert_eq!(
+        (summary["users"].as_u64(), summary["slots"].as_u64()),
+        (Some(20), Some(8))
+    );
+}
+
 #[test]
 fn bad_input_is_one_line_naming_the_file() {
     let check = crate::one_line_error;

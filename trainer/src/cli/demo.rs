@@ -1,6 +1,7 @@
 //! `diten demo`: a shipped policy at work. It loads a model folder (default
-//! `onnx-models/u20-s15`, else the first model `diten models` lists), runs the
-//! default scenario (SPEC §2) at the model's U, S and φ through the controller's
+//! `onnx-models/general`, the size-agnostic policy, else the first model
+//! `diten models` lists), runs the default scenario (SPEC §2) at the model's U, S
+//! and φ (for a size-agnostic model: U = 20, S = 15, φ = 0.2) through the controller's
 //! decision loop ([`ControllerPolicy`](crate::policy::ControllerPolicy)) and the
 //! baselines on the same episodes, prints the comparison table with each decision
 //! maker's gap to the oracle and a verdict, and writes the tables and plots.
@@ -27,14 +28,19 @@ use crate::scenario::{Emd, Scenario};
 use crate::util::fs::write_atomic;
 
 /// The model `diten demo` runs without `--model`, when present.
-pub const DEFAULT_MODEL: &str = "u20-s15";
+pub const DEFAULT_MODEL: &str = "general";
+
+/// The shape and φ a size-agnostic model is shown at: SPEC §2's 20 users on 15
+/// servers, at the φ the flat models were trained at.
+const GENERAL_SHAPE: (usize, usize, f64) = (20, 15, 0.2);
 
 /// Arguments of `diten demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// A shipped model folder (policy.bin, or policy.onnx converted in memory);
-    /// default: onnx-models/u20-s15 when present, else the first model that
-    /// `diten models` lists.
+    /// default: onnx-models/general (the size-agnostic policy, shown at 20 users,
+    /// 15 servers, φ = 0.2) when present, else the first model that `diten
+    /// models` lists.
     #[arg(long, value_name = "DIR")]
     pub model: Option<PathBuf>,
     /// Output folder, created if missing (default: a fresh `runs/demo-<UTC timestamp>`).
@@ -51,16 +57,26 @@ pub struct DemoArgs {
     pub jobs: Option<NonZeroUsize>,
 }
 
-/// The model folder to run: `--model`, else `onnx-models/u20-s15`, else the first
+/// The model of folder `dir`, a size-agnostic one at [`GENERAL_SHAPE`].
+fn read(dir: &Path) -> anyhow::Result<ModelInfo> {
+    if models::is_general(dir) {
+        let (users, servers, emd) = GENERAL_SHAPE;
+        models::read_general(dir, users, servers, emd)
+    } else {
+        models::read_model(dir)
+    }
+}
+
+/// The model folder to run: `--model`, else `onnx-models/general`, else the first
 /// readable model of `onnx-models/`.
 fn pick_model(args: &DemoArgs) -> anyhow::Result<ModelInfo> {
     if let Some(dir) = &args.model {
-        return models::read_model(dir).context("--model");
+        return read(dir).context("--model");
     }
     let root = Path::new(models::DEFAULT_DIR);
     let preferred = root.join(DEFAULT_MODEL);
     if preferred.join(crate::onnx::FILE).is_file() {
-        return models::read_model(&preferred);
+        return read(&preferred);
     }
     let dirs = models::model_dirs(root).with_context(|| {
         format!(

@@ -172,6 +172,35 @@ pub fn read_model(dir: &Path) -> anyhow::Result<ModelInfo> {
     })
 }
 
+/// The size-agnostic model in folder `dir` (`policy.onnx` with `diten.format` =
+/// `policy-v2`, and `policy.bin`), described for a run at `users` × `servers`
+/// and φ = `emd`: it serves every such shape, so the run chooses one. The blob
+/// must parse as `policy-v2`; errors name the file.
+pub fn read_general(dir: &Path, users: usize, servers: usize, emd: f64) -> anyhow::Result<ModelInfo> {
+    let onnx = dir.join(crate::onnx::FILE);
+    let bytes = std::fs::read(&onnx).with_context(|| format!("reading {}", onnx.display()))?;
+    let blob_path = dir.join(POLICY_LABEL);
+    let blob = std::fs::read(&blob_path)
+        .with_context(|| format!("reading {}", blob_path.display()))?;
+    diten_controller::policy::GeneralPolicy::parse(&blob)
+        .map_err(|e| anyhow!("{}: {e}", blob_path.display()))?;
+    Ok(ModelInfo {
+        name: dir.file_name().map_or_else(
+            || dir.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        ),
+        path: dir.to_owned(),
+        users,
+        servers,
+        emd: Some(Emd::All(emd)),
+        algo: "size-agnostic".to_owned(),
+        seed: "unknown".to_owned(),
+        onnx_bytes: bytes.len() as u64,
+        blob_bytes: Some(blob.len() as u64),
+        evaluation: None,
+    })
+}
+
 /// The policy's line of an evaluation summary (as `diten ship`, `compare` and
 /// `evaluate` write it) at `servers` and, when given and evaluated, `emd`; `None`
 /// when the summary has no row for the policy there.
@@ -253,7 +282,7 @@ pub fn model_dirs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 
 /// Whether the policy.onnx of `dir` is a size-agnostic `policy-v2` model; a file
 /// that cannot be read is not (its error is `read_model`'s to report).
-fn is_general(dir: &Path) -> bool {
+pub fn is_general(dir: &Path) -> bool {
     std::fs::read(dir.join(crate::onnx::FILE))
         .ok()
         .and_then(|bytes| Metadata::read(&bytes).ok())
