@@ -156,10 +156,7 @@ pub fn read_model(dir: &Path) -> anyhow::Result<ModelInfo> {
         None
     };
     Ok(ModelInfo {
-        name: dir.file_name().map_or_else(
-            || dir.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        ),
+        name: folder_name(dir),
         path: dir.to_owned(),
         users,
         servers,
@@ -172,23 +169,33 @@ pub fn read_model(dir: &Path) -> anyhow::Result<ModelInfo> {
     })
 }
 
+/// A model's name: its folder's (`u20-s15`), else the path as given.
+fn folder_name(dir: &Path) -> String {
+    dir.file_name().map_or_else(
+        || dir.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
 /// The size-agnostic model in folder `dir` (`policy.onnx` with `diten.format` =
 /// `policy-v2`, and `policy.bin`), described for a run at `users` × `servers`
 /// and φ = `emd`: it serves every such shape, so the run chooses one. The blob
 /// must parse as `policy-v2`; errors name the file.
-pub fn read_general(dir: &Path, users: usize, servers: usize, emd: f64) -> anyhow::Result<ModelInfo> {
+pub fn read_general(
+    dir: &Path,
+    users: usize,
+    servers: usize,
+    emd: f64,
+) -> anyhow::Result<ModelInfo> {
     let onnx = dir.join(crate::onnx::FILE);
     let bytes = std::fs::read(&onnx).with_context(|| format!("reading {}", onnx.display()))?;
     let blob_path = dir.join(POLICY_LABEL);
-    let blob = std::fs::read(&blob_path)
-        .with_context(|| format!("reading {}", blob_path.display()))?;
+    let blob =
+        std::fs::read(&blob_path).with_context(|| format!("reading {}", blob_path.display()))?;
     diten_controller::policy::GeneralPolicy::parse(&blob)
         .map_err(|e| anyhow!("{}: {e}", blob_path.display()))?;
     Ok(ModelInfo {
-        name: dir.file_name().map_or_else(
-            || dir.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        ),
+        name: folder_name(dir),
         path: dir.to_owned(),
         users,
         servers,
