@@ -1,7 +1,7 @@
 """The shipped size-agnostic policies as ONNX (SPEC §3.2a) in onnxruntime, an
 engine independent of diten's: for slots of several shapes, onnxruntime on the
 inputs `diten infer --instance` prints gives the base logits it prints (the
-controller's own engine) within 1e-5, and the models pass the ONNX checker."""
+controller's own engine) within 1e-5 of max(1, |logit|), and the models pass the ONNX checker."""
 
 import json
 import random
@@ -61,10 +61,11 @@ def test_onnxruntime_gives_the_controllers_base_logits(root, diten_bin, name):
         (got,) = session.run(["logits"], feeds)
         want = np.array(out["logits"], dtype=np.float32)
         assert got.shape == want.shape == (users, servers)
-        diff = float(np.abs(got - want).max())
+        # Within 1e-5 of the value's scale (a few f32 ulps at logits of ±80).
+        diff = float((np.abs(got - want) / np.maximum(1.0, np.abs(want))).max())
         assert diff <= 1e-5, f"{name} {users}x{servers}: {diff}"
         worst = max(worst, diff)
-    print(f"{name}: max |onnxruntime - controller| = {worst:.3g}")
+    print(f"{name}: max |onnxruntime - controller| / max(1, |logit|) = {worst:.3g}")
 
 
 def test_onnxruntime_names_a_wrong_input_shape(root):
