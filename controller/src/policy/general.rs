@@ -212,9 +212,12 @@ fn manhattan_f32(ax: f32, ay: f32, bx: f32, by: f32) -> f32 {
     (ax - bx).abs() + (ay - by).abs()
 }
 
-/// The slot as the network reads it: every user's and server's [`UserIn`] and
-/// [`ServerIn`], computed once, and the objective's constants.
-struct SlotIn<const U: usize, const S: usize> {
+/// The slot as the network and its decoder read it: every user's and server's
+/// values in f32 and the objective's constants, computed once per slot, so that
+/// each (user, server) pair and each decoding step costs a few single-precision
+/// operations. [`pair_features`] and [`user_step`] build one for a single call;
+/// a caller that asks for every pair or every user builds it once.
+pub struct SlotIn<const U: usize, const S: usize> {
     users: [UserIn; U],
     servers: [ServerIn; S],
     n: usize,
@@ -226,7 +229,8 @@ struct SlotIn<const U: usize, const S: usize> {
 }
 
 impl<const U: usize, const S: usize> SlotIn<U, S> {
-    fn new(params: &Params, slot: &Slot<U, S>) -> Self {
+    /// The f32 inputs of `slot` under `params`.
+    pub fn new(params: &Params, slot: &Slot<U, S>) -> Self {
         let rate = params.rate_bps();
         let mut users = [UserIn::default(); U];
         for (o, user) in users.iter_mut().zip(slot.users()) {
@@ -252,6 +256,26 @@ impl<const U: usize, const S: usize> SlotIn<U, S> {
 
     fn servers(&self) -> &[ServerIn] {
         self.servers.get(..self.m).unwrap_or(&[])
+    }
+
+    /// The features of pair (`u`, `s`) ([`pair_features`]), `None` for an index
+    /// out of range.
+    pub fn features(&self, u: usize, s: usize) -> Option<[f32; PAIR_FEATURES]> {
+        let (user, srv) = (self.users().get(u)?, self.servers().get(s)?);
+        Some(features(self.inv_2f0, self.linear, user, s, srv))
+    }
+
+    /// [`user_step`] on these inputs.
+    pub fn step(
+        &self,
+        params: &Params,
+        u: usize,
+        placed: &[Placed],
+        features: &mut [[f32; DYN_FEATURES]],
+        penalty: &mut [f32],
+        loads: &mut [LoadF32],
+    ) {
+        step(params, self, u, placed, features, penalty, loads);
     }
 }
 
@@ -393,10 +417,9 @@ pub fn general_inputs<const U: usize, const S: usize>(
         let mut user_row = user_rows.next();
         let mut server_rows = servers.chunks_exact_mut(SERVER_COLUMNS.len());
         for s in 0..m {
-            let (Some(user), Some(srv)) = (inputs.users().get(u), inputs.servers().get(s)) else {
-                return Err(Error::AssociationIndex { user: u, server: s });
-            };
-            let x = features(inputs.inv_2f0, inputs.linear, user, s, srv);
+            let x = inputs
+                .features(u, s)
+                .ok_or(Error::AssociationIndex { user: u, server: s })?;
             if x.iter().any(|v| !v.is_finite()) {
                 return Err(Error::ObservationValue { index: u * m + s });
             }
@@ -480,11 +503,10 @@ pub fn user_step<const U: usize, const S: usize>(
     penalty: &mut [f32],
     loads: &mut [LoadF32],
 ) {
-    let inputs = SlotIn::new(params, slot);
-    step(params, &inputs, u, placed, features, penalty, loads);
+    SlotIn::new(params, slot).step(params, u, placed, features, penalty, loads);
 }
 
-/// [`user_step`] on the slot's [`SlotIn`].
+/// [`user_step`] on the slot's [`SlotIn`] ([`SlotIn::step`]).
 fn step<const U: usize, const S: usize>(
     params: &Params,
     inputs: &SlotIn<U, S>,
@@ -885,10 +907,9 @@ impl<'a> GeneralPolicy<'a> {
         embed_t: &[f32],
         hid: &mut [f32],
     ) -> Result<(), Error> {
-        let (Some(user), Some(srv)) = (inputs.users().get(u), inputs.servers().get(s)) else {
-            return Err(Error::AssociationIndex { user: u, server: s });
-        };
-        let x = features(inputs.inv_2f0, inputs.linear, user, s, srv);
+        let x = inputs
+            .features(u, s)
+            .ok_or(Error::AssociationIndex { user: u, server: s })?;
         let mut xn = [0.0f32; PAIR_FEATURES];
         for (((o, &v), m), k) in xn
             .iter_mut()

@@ -36,8 +36,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use anyhow::Context;
 use diten_controller::policy::blob::{F32Le, LayerRef};
 use diten_controller::policy::general::{
-    encode_general, general_encoded_len, pair_features, user_step, GeneralRef, LoadF32, Placed,
-    DYN_FEATURES, MAX_HIDDEN, PAIR_FEATURES,
+    encode_general, general_encoded_len, GeneralRef, LoadF32, Placed, SlotIn, DYN_FEATURES,
+    MAX_HIDDEN, PAIR_FEATURES,
 };
 use diten_controller::CostNorm;
 use rand_chacha::ChaCha8Rng;
@@ -228,11 +228,11 @@ pub fn sample(
     association: &[usize],
 ) -> Option<Sample> {
     let (n, m) = (slot.users().len(), slot.servers().len());
-    let rate = params.rate_bps();
+    let inputs = SlotIn::new(params, slot);
     let mut pairs = Vec::with_capacity(n * m * PAIR_FEATURES);
     for u in 0..n {
         for s in 0..m {
-            pairs.extend_from_slice(&pair_features(params, slot, rate, u, s)?);
+            pairs.extend_from_slice(&inputs.features(u, s)?);
         }
     }
     let mut placed = vec![Placed::default(); m];
@@ -241,15 +241,7 @@ pub fn sample(
     let mut decoder = Vec::with_capacity(n * m * DYN_FEATURES);
     let mut penalty = Vec::with_capacity(n * m);
     for (u, &t) in association.iter().enumerate() {
-        user_step(
-            params,
-            slot,
-            u,
-            &placed,
-            &mut features,
-            &mut pen,
-            &mut loads,
-        );
+        inputs.step(params, u, &placed, &mut features, &mut pen, &mut loads);
         if pen[t] != 0.0 {
             return None;
         }

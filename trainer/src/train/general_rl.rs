@@ -30,7 +30,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
-use diten_controller::policy::general::{pair_features, user_step, LoadF32, Placed};
+use diten_controller::policy::general::{LoadF32, Placed, SlotIn};
 use diten_controller::policy::general::{DYN_FEATURES, PAIR_FEATURES};
 use diten_controller::policy::{Engine, GeneralPolicy};
 use diten_controller::{Controller, CostNorm, Error, Params, MAX_SERVERS, MAX_USERS};
@@ -141,8 +141,29 @@ fn reward(params: &Params, slot: &Status, logits: &[f32], alone: f64) -> anyhow:
 struct Slot {
     params: Params,
     status: Status,
+    /// The slot's f32 inputs (pair features and decoding steps), built once.
+    inputs: SlotIn<MAX_USERS, MAX_SERVERS>,
     /// `users × servers × PAIR_FEATURES`.
     pairs: Vec<f32>,
+}
+
+impl Slot {
+    fn new(params: Params, status: Status) -> anyhow::Result<Slot> {
+        let inputs = SlotIn::new(&params, &status);
+        let (n, m) = (status.users().len(), status.servers().len());
+        let mut pairs = Vec::with_capacity(n * m * PAIR_FEATURES);
+        for u in 0..n {
+            for s in 0..m {
+                pairs.extend_from_slice(&inputs.features(u, s).context("pair features")?);
+            }
+        }
+        Ok(Slot {
+            params,
+            status,
+            inputs,
+            pairs,
+        })
+    }
 }
 
 /// The slots of episodes `first..first + count`, driven by `start` at budget 0.
@@ -159,23 +180,8 @@ fn collect(
         let mut env = Env::new(&sc, sc.seed)?;
         let mut driver = ControllerPolicy::from_blob(&blob, "start".into())?;
         driver.set_improvement_budget(0);
-        let rate = sc.params.rate_bps();
         while !env.done() {
-            let status = env.status().clone();
-            let (n, m) = (status.users().len(), status.servers().len());
-            let mut pairs = Vec::with_capacity(n * m * PAIR_FEATURES);
-            for u in 0..n {
-                for s in 0..m {
-                    pairs.extend_from_slice(
-                        &pair_features(&sc.params, &status, rate, u, s).context("pair features")?,
-                    );
-                }
-            }
-            out.push(Slot {
-                params: sc.params,
-                status,
-                pairs,
-            });
+            out.push(Slot::new(sc.params, env.status().clone())?);
             env.step(&driver.decide(&env)?)?;
         }
         eprint!(
@@ -211,9 +217,8 @@ fn rollout(slot: &Slot, base: &[f32], v: &[f32], greedy: bool, rng: &mut ChaCha8
     };
     let mut row = vec![0.0f32; m];
     for u in 0..n {
-        user_step(
+        slot.inputs.step(
             &slot.params,
-            &slot.status,
             u,
             &placed,
             &mut features,
@@ -245,9 +250,9 @@ fn rollout(slot: &Slot, base: &[f32], v: &[f32], greedy: bool, rng: &mut ChaCha8
         r.decoder.extend(features.iter().flatten());
         r.penalty.extend(pen.iter().map(|&p| p.max(DOWN)));
         // The controller's input: this row, with the drawn server on top.
-        let mut out = row.clone();
-        out[pick] = top.max(row[pick]) + 1.0;
-        r.logits.extend(out);
+        let at = r.logits.len() + pick;
+        r.logits.extend_from_slice(&row);
+        r.logits[at] = top.max(row[pick]) + 1.0;
         placed[pick].add(&slot.params, loads[pick]);
     }
     r
@@ -454,16 +459,7 @@ mod tests {
         for _ in 0..6 {
             let status = env.status().clone();
             let (n, m) = (status.users().len(), status.servers().len());
-            let rate = sc.params.rate_bps();
-            let pairs: Vec<f32> = (0..n)
-                .flat_map(|u| (0..m).map(move |s| (u, s)))
-                .flat_map(|(u, s)| pair_features(&sc.params, &status, rate, u, s).unwrap())
-                .collect();
-            let slot = Slot {
-                params: sc.params,
-                status: status.clone(),
-                pairs,
-            };
+            let slot = Slot::new(sc.params, status.clone()).unwrap();
             let base = Net::values(&tch::no_grad(|| net.base(&slot.pairs, n, m)));
             let r = rollout(&slot, &base, &v, true, &mut rng);
             let mut scratch = vec![0.0; policy.scratch_len(n, m)];
