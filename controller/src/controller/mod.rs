@@ -250,10 +250,7 @@ pub const fn max_workspace_len(users: usize, servers: usize) -> usize {
 /// [`GeneralPolicy`]: crate::policy::GeneralPolicy
 /// [`GeneralPolicy::scratch_len`]: crate::policy::GeneralPolicy::scratch_len
 pub const fn max_general_workspace_len(users: usize, servers: usize, hidden: usize) -> usize {
-    (users + servers + 2) * hidden
-        + crate::policy::general::PAIR_FEATURES * hidden
-        + 3 * hidden * hidden
-        + users * servers
+    crate::policy::general::general_scratch_len(users, servers, hidden) + users * servers
 }
 
 /// The gateway's per-slot controller: a parsed policy, the model parameters and a

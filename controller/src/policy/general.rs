@@ -21,8 +21,12 @@
 //! 4. `base_us = w_o·z_us + b_o` (out, `H → 1`).
 //!
 //! Its cost grows like U·S·H² (two passes over the pairs: the embedding is
-//! recomputed instead of stored, so the scratch is (U + S + 2)·H values plus the
-//! two first layers' weights, transposed once per call, not U·S·H).
+//! recomputed instead of stored, so the scratch is (U + 2S)·H values plus the
+//! two first layers' weights, transposed once per call, and one value per pair,
+//! not U·S·H). The embed layer is linear before its relu, so the columns of a
+//! user (with the bias) and of a server are summed once each, and a pair adds
+//! only its own 6; H is padded to 16, 32 or 64 with zero weights (the same
+//! logits, bit for bit), so that a pair's vectors stay in registers.
 //!
 //! # Decoding (controller code, shared with training)
 //!
@@ -90,8 +94,14 @@ pub const GENERAL_FORMAT_VERSION: u16 = 4;
 pub const PAIR_FEATURES: usize = 12;
 /// Decoder features per (user, server) pair, from the servers' state.
 pub const DYN_FEATURES: usize = 5;
-/// Widest hidden layer H.
+/// Widest hidden layer H a `policy-v2` blob may have.
 pub const MAX_HIDDEN: usize = 64;
+/// Widest hidden layer H this build runs: [`MAX_HIDDEN`] with the feature
+/// `wide` (which `std` turns on), 16 without it. Each padded width (16, 32, 64)
+/// is its own unrolled forward pass; the two wide ones cost about 50 KB of
+/// code that a microcontroller's flash is better without (the firmware's
+/// workspace fits H ≤ 16 anyway). A wider blob is refused at parsing.
+pub const RUN_MAX_HIDDEN: usize = if cfg!(feature = "wide") { MAX_HIDDEN } else { 16 };
 /// Most users a general policy decides for.
 pub const MAX_GENERAL_USERS: usize = 64;
 /// Most servers a general policy chooses among.
@@ -300,7 +310,44 @@ fn pair_load(u: &UserIn, s: usize, srv: &ServerIn) -> (LoadF32, f32, f32) {
     (load, dist, mig_dist)
 }
 
-/// The features of pair (`u`, `s`) (table at [`pair_features`]).
+/// The [`PAIR_COLUMNS`] of pair (`u`, `s`), in that order, except that the last
+/// (the cost term, column 6) is left as its argument `C_us / (2·f0)`: the
+/// forward pass takes its `ln(1 + ·)` once per pair and keeps it for its second
+/// pass.
+fn pair_columns_raw(inv_2f0: f32, u: &UserIn, s: usize, srv: &ServerIn) -> [f32; 6] {
+    let (load, dist, mig_dist) = pair_load(u, s, srv);
+    let prev = match u.prev {
+        Some((p, _, _)) => f32::from(u8::from(p == s)),
+        None => 0.0,
+    };
+    [
+        dist / DIST_SCALE,
+        mig_dist / DIST_SCALE,
+        prev,
+        load.cmp / srv.q,
+        load.syn / srv.p,
+        load.total * inv_2f0,
+    ]
+}
+
+/// The [`USER_COLUMNS`] of user `u`, in that order.
+fn user_columns(linear: f32, u: &UserIn) -> [f32; 5] {
+    [
+        f32::from(u8::from(u.prev.is_none())),
+        u.emd,
+        u.data / DATA_SCALE,
+        u.prev_data / DATA_SCALE,
+        linear,
+    ]
+}
+
+/// The [`SERVER_COLUMNS`] of server `srv`.
+fn server_columns(srv: &ServerIn) -> [f32; 1] {
+    [f32::from(u8::from(srv.available))]
+}
+
+/// The features of pair (`u`, `s`) (table at [`pair_features`]): the pair's,
+/// the user's and the server's columns in their places.
 fn features(
     inv_2f0: f32,
     linear: f32,
@@ -308,25 +355,22 @@ fn features(
     s: usize,
     srv: &ServerIn,
 ) -> [f32; PAIR_FEATURES] {
-    let (load, dist, mig_dist) = pair_load(u, s, srv);
-    let (prev, joined) = match u.prev {
-        Some((p, _, _)) => (f32::from(u8::from(p == s)), 0.0),
-        None => (0.0, 1.0),
-    };
-    [
-        dist / DIST_SCALE,
-        mig_dist / DIST_SCALE,
-        prev,
-        joined,
-        load.cmp / srv.q,
-        load.syn / srv.p,
-        crate::math::ln_1pf(load.total * inv_2f0),
-        f32::from(u8::from(srv.available)),
-        u.emd,
-        u.data / DATA_SCALE,
-        u.prev_data / DATA_SCALE,
-        linear,
-    ]
+    let mut pair = pair_columns_raw(inv_2f0, u, s, srv);
+    pair[5] = crate::math::ln_1pf(pair[5]);
+    let mut x = [0.0; PAIR_FEATURES];
+    let columns = [
+        (&PAIR_COLUMNS[..], &pair[..]),
+        (&USER_COLUMNS[..], &user_columns(linear, u)[..]),
+        (&SERVER_COLUMNS[..], &server_columns(srv)[..]),
+    ];
+    for (cols, values) in columns {
+        for (&c, &v) in cols.iter().zip(values) {
+            if let Some(o) = x.get_mut(c) {
+                *o = v;
+            }
+        }
+    }
+    x
 }
 
 /// The features of pair (`u`, `s`) of `slot` (`rate` = [`Params::rate_bps`]),
@@ -549,6 +593,17 @@ fn step<const U: usize, const S: usize>(
     }
 }
 
+/// Scratch values a `policy-v2` forward pass of width `hidden` needs for
+/// `users` × `servers`, with W = [`padded_width`]`(hidden)`: for the message
+/// passing two rows of W per server (its embedding term, then its mean) and one
+/// per user, the embed and mix layers' weights transposed to input-major f32
+/// (F·W + 3W·W, so every layer is a few `y += x_i · w_i` passes over
+/// contiguous rows), and each pair's cost feature.
+pub const fn general_scratch_len(users: usize, servers: usize, hidden: usize) -> usize {
+    let w = padded_width(hidden);
+    (users + 2 * servers) * w + PAIR_FEATURES * w + 3 * w * w + users * servers
+}
+
 /// [`Error::PolicyCapacity`] unless `users` ≤ [`MAX_GENERAL_USERS`] and
 /// `servers` ≤ [`MAX_GENERAL_SERVERS`]: what every `policy-v2` engine serves.
 pub fn check_capacity(users: usize, servers: usize) -> Result<(), Error> {
@@ -626,19 +681,13 @@ impl<'a> GeneralRef<'a> {
         }
     }
 
-    /// The shape checks shared by encoding and parsing.
-    fn validate(&self) -> Result<(), BlobError> {
+    /// The shape checks shared by encoding and parsing, the hidden width at
+    /// most `max_hidden` ([`MAX_HIDDEN`] to write a blob, [`RUN_MAX_HIDDEN`] to
+    /// run one).
+    fn validate(&self, max_hidden: usize) -> Result<(), BlobError> {
         let h = self.hidden();
-        if !(1..=MAX_HIDDEN).contains(&h) {
-            return Err(BlobError::Limit {
-                field: BlobField::Layer {
-                    index: 0,
-                    field: "outputs",
-                },
-                value: h,
-                min: 1,
-                max: MAX_HIDDEN,
-            });
+        if !(1..=max_hidden).contains(&h) {
+            return Err(hidden_limit(h, max_hidden));
         }
         check_values(BlobField::Model("pair_mean"), self.pair_mean, PAIR_FEATURES)?;
         check_values(
@@ -670,7 +719,7 @@ impl<'a> GeneralRef<'a> {
 
 /// Bytes [`encode_general`] writes for `model` (header included).
 pub fn general_encoded_len(model: &GeneralRef<'_>) -> Result<usize, Error> {
-    model.validate()?;
+    model.validate(MAX_HIDDEN)?;
     Ok(HEADER_LEN.saturating_add(model.payload_len()?))
 }
 
@@ -678,7 +727,7 @@ pub fn general_encoded_len(model: &GeneralRef<'_>) -> Result<usize, Error> {
 /// length; the checks of parsing apply (nothing is written for a model that would
 /// not parse), and `out` too short is [`BlobError::Buffer`]. Never allocates.
 pub fn encode_general(model: &GeneralRef<'_>, out: &mut [u8]) -> Result<usize, Error> {
-    model.validate()?;
+    model.validate(MAX_HIDDEN)?;
     let payload_len = model.payload_len()?;
     let total = HEADER_LEN.saturating_add(payload_len);
     let too_small = BlobError::Buffer {
@@ -758,7 +807,7 @@ impl<'a> GeneralPolicy<'a> {
             decoder,
             cost_norm,
         };
-        model.validate()?;
+        model.validate(RUN_MAX_HIDDEN)?;
         Ok(GeneralPolicy { model })
     }
 
@@ -768,12 +817,9 @@ impl<'a> GeneralPolicy<'a> {
     }
 
     /// Scratch values [`logits`](Self::logits) needs for `users` × `servers`:
-    /// (U + S + 2)·H for the message passing, and the embed and mix layers'
-    /// weights transposed to input-major f32 (F·H + 3H·H), so every layer is a
-    /// few `y += x_i · w_i` passes over contiguous rows.
+    /// [`general_scratch_len`] at the blob's width.
     pub fn scratch_len(&self, users: usize, servers: usize) -> usize {
-        let h = self.model.hidden();
-        (users + servers + 2) * h + PAIR_FEATURES * h + 3 * h * h
+        general_scratch_len(users, servers, self.model.hidden())
     }
 
     /// The decoded logits of `slot` (module docs), user-major into
@@ -813,7 +859,9 @@ impl<'a> GeneralPolicy<'a> {
         self.base_in(&SlotIn::new(params, slot), scratch, out)
     }
 
-    /// [`base_logits`](Self::base_logits) on the slot's [`SlotIn`].
+    /// [`base_logits`](Self::base_logits) on the slot's [`SlotIn`]: checks the
+    /// buffers, then runs [`forward`](Self::forward) at the blob's width padded
+    /// to 8, 16, 32 or 64 ([`padded_width`]).
     fn base_in<const U: usize, const S: usize>(
         &self,
         inputs: &SlotIn<U, S>,
@@ -822,73 +870,170 @@ impl<'a> GeneralPolicy<'a> {
     ) -> Result<(), Error> {
         let (n, m) = (inputs.n, inputs.m);
         check_capacity(n, m)?;
-        let h = self.model.hidden();
-        let short = |expected, got| Error::WorkspaceLength { expected, got };
         let need = self.scratch_len(n, m);
-        if scratch.len() < need {
-            return Err(short(need, scratch.len()));
-        }
+        let short = |expected, got| Error::WorkspaceLength { expected, got };
+        let scratch = match scratch.get_mut(..need) {
+            Some(s) => s,
+            None => return Err(short(need, scratch.len())),
+        };
         let out = match out.get_mut(..n * m) {
             Some(o) => o,
             None => return Err(short(n * m, out.len())),
         };
-        let (server_ctx, rest) = scratch.split_at_mut_checked(m * h).ok_or(short(need, 0))?;
-        let (user_ctx, rest) = rest.split_at_mut_checked(n * h).ok_or(short(need, 0))?;
-        let (hid, rest) = rest.split_at_mut_checked(h).ok_or(short(need, 0))?;
-        let (tmp, rest) = rest.split_at_mut_checked(h).ok_or(short(need, 0))?;
-        let (embed_t, rest) = rest
-            .split_at_mut_checked(PAIR_FEATURES * h)
-            .ok_or(short(need, 0))?;
-        let mix_t = rest.get_mut(..3 * h * h).ok_or(short(need, 0))?;
+        match padded_width(self.model.hidden()) {
+            16 => self.forward::<16, U, S>(inputs, scratch, out),
+            #[cfg(feature = "wide")]
+            32 => self.forward::<32, U, S>(inputs, scratch, out),
+            #[cfg(feature = "wide")]
+            _ => self.forward::<64, U, S>(inputs, scratch, out),
+            // Parsing refused the blob already (`RUN_MAX_HIDDEN`).
+            #[cfg(not(feature = "wide"))]
+            _ => Err(hidden_limit(self.model.hidden(), RUN_MAX_HIDDEN).into()),
+        }
+    }
+
+    /// Steps 1–4 of the module docs with every hidden vector `N` wide: the
+    /// weights beyond the blob's H are zeros, so the padded units are 0 after
+    /// every relu and add exact zeros to every sum (the logits are those of the
+    /// unpadded network, bit for bit), and each pair's vectors live in
+    /// registers.
+    ///
+    /// The embed layer is linear before its relu, so its user columns (with the
+    /// bias) are summed once per user and its server column once per server; a
+    /// pair adds its own [`PAIR_COLUMNS`] only. The cost feature's `ln(1 + ·)`
+    /// is taken once per pair and kept for the second pass.
+    #[inline(never)]
+    fn forward<const N: usize, const U: usize, const S: usize>(
+        &self,
+        inputs: &SlotIn<U, S>,
+        scratch: &mut [f32],
+        out: &mut [f32],
+    ) -> Result<(), Error> {
+        let (n, m) = (inputs.n, inputs.m);
+        let short = Error::WorkspaceLength {
+            expected: self.scratch_len(n, m),
+            got: scratch.len(),
+        };
+        let mut rest = scratch;
+        let mut take = |len| carve(&mut rest, len).ok_or(short);
+        let server_ctx = take(m * N)?;
+        let server_pre = take(m * N)?;
+        let user_ctx = take(n * N)?;
+        let embed_t = take(PAIR_FEATURES * N)?;
+        let mix_t = take(3 * N * N)?;
+        let cost = take(n * m)?;
+
         let model = &self.model;
-        transpose(&model.embed, embed_t);
-        transpose(&model.mix, mix_t);
-        let (mix_h, mix_rest) = mix_t.split_at(h * h);
-        let (mix_g, mix_k) = mix_rest.split_at(h * h);
+        let embed = Embed::<N>::new(model, embed_t);
+        transpose_padded(&model.mix, 3, N, mix_t);
+        let (mix_h, mix_rest) = mix_t.split_at(N * N);
+        let (mix_g, mix_k) = mix_rest.split_at(N * N);
+        let out_w: [f32; N] = padded(model.out.weight);
+        let mix_b: [f32; N] = padded(model.mix.bias);
+        let b_out = model.out.bias.get(0).unwrap_or(0.0);
+
+        // The server column's term of each server's pairs.
+        for (s, (pre, srv)) in server_pre
+            .chunks_exact_mut(N)
+            .zip(inputs.servers())
+            .enumerate()
+        {
+            let term = embed
+                .server_term(srv)
+                .ok_or(Error::ObservationValue { index: s })?;
+            pre.copy_from_slice(&term);
+        }
         server_ctx.iter_mut().for_each(|v| *v = 0.0);
         user_ctx.iter_mut().for_each(|v| *v = 0.0);
 
         // Pass 1: the embeddings' sums per server and per user.
-        for (u, uc) in user_ctx.chunks_exact_mut(h).enumerate() {
-            for (s, sc) in server_ctx.chunks_exact_mut(h).enumerate() {
-                self.embed(inputs, u, s, embed_t, hid)?;
-                for ((a, b), &x) in sc.iter_mut().zip(uc.iter_mut()).zip(hid.iter()) {
+        for (u, ((uc, user), costs)) in user_ctx
+            .chunks_exact_mut(N)
+            .zip(inputs.users())
+            .zip(cost.chunks_exact_mut(m.max(1)))
+            .enumerate()
+        {
+            let up = embed
+                .user_term(inputs.linear, user)
+                .ok_or(Error::ObservationValue { index: u * S })?;
+            let mut user_sum = [0.0f32; N];
+            let servers = server_ctx
+                .chunks_exact_mut(N)
+                .filter_map(|c| <&mut [f32; N]>::try_from(c).ok())
+                .zip(server_pre.chunks_exact(N).filter_map(|c| <&[f32; N]>::try_from(c).ok()));
+            for (s, (((sc, pre), srv), c)) in servers
+                .zip(inputs.servers())
+                .zip(costs.iter_mut())
+                .enumerate()
+            {
+                let mut x = pair_columns_raw(inputs.inv_2f0, user, s, srv);
+                x[COST_AT] = crate::math::ln_1pf(x[COST_AT]);
+                *c = x[COST_AT];
+                let hid = embed
+                    .pair(&x, &up, pre)
+                    .ok_or(Error::ObservationValue { index: u * S + s })?;
+                for ((a, b), &x) in sc.iter_mut().zip(user_sum.iter_mut()).zip(&hid) {
                     *a += x;
                     *b += x;
                 }
             }
+            uc.copy_from_slice(&user_sum);
         }
         // Means, then their columns of the mix layer (the user's with the bias).
         let (inv_n, inv_m) = (1.0 / n.max(1) as f32, 1.0 / m.max(1) as f32);
-        for sc in server_ctx.chunks_exact_mut(h) {
-            sc.iter_mut().for_each(|v| *v *= inv_n);
-            tmp.iter_mut().for_each(|v| *v = 0.0);
-            axpys(mix_g, sc, tmp);
-            sc.copy_from_slice(tmp);
-        }
-        for uc in user_ctx.chunks_exact_mut(h) {
-            uc.iter_mut().for_each(|v| *v *= inv_m);
-            for (t, b) in tmp.iter_mut().zip(model.mix.bias.iter()) {
-                *t = b;
+        for sc in server_ctx.chunks_exact_mut(N) {
+            let mut mean = [0.0f32; N];
+            for (o, &v) in mean.iter_mut().zip(sc.iter()) {
+                *o = v * inv_n;
             }
-            axpys(mix_k, uc, tmp);
-            uc.copy_from_slice(tmp);
+            let mut t = [0.0f32; N];
+            axpy_rows(mix_g, &mean, &mut t);
+            sc.copy_from_slice(&t);
         }
-        // Pass 2: the base logits.
-        let b_out = model.out.bias.get(0).unwrap_or(0.0);
-        for ((u, row), uc) in out
-            .chunks_exact_mut(m)
+        for uc in user_ctx.chunks_exact_mut(N) {
+            let mut mean = [0.0f32; N];
+            for (o, &v) in mean.iter_mut().zip(uc.iter()) {
+                *o = v * inv_m;
+            }
+            let mut t = mix_b;
+            axpy_rows(mix_k, &mean, &mut t);
+            uc.copy_from_slice(&t);
+        }
+        // Pass 2: the base logits, each pair's embedding computed again (U·S·H
+        // values would not fit a microcontroller's RAM) from its kept cost.
+        for (u, (((row, uc), user), costs)) in out
+            .chunks_exact_mut(m.max(1))
+            .zip(user_ctx.chunks_exact(N).filter_map(|c| <&[f32; N]>::try_from(c).ok()))
+            .zip(inputs.users())
+            .zip(cost.chunks_exact(m.max(1)))
             .enumerate()
-            .zip(user_ctx.chunks_exact(h))
         {
-            for ((s, o), sc) in row.iter_mut().enumerate().zip(server_ctx.chunks_exact(h)) {
-                self.embed(inputs, u, s, embed_t, hid)?;
-                for ((t, &a), &b) in tmp.iter_mut().zip(sc).zip(uc) {
+            let up = embed
+                .user_term(inputs.linear, user)
+                .ok_or(Error::ObservationValue { index: u * S })?;
+            let servers = server_ctx
+                .chunks_exact(N)
+                .filter_map(|c| <&[f32; N]>::try_from(c).ok())
+                .zip(server_pre.chunks_exact(N).filter_map(|c| <&[f32; N]>::try_from(c).ok()));
+            for (s, (((o, (sc, pre)), srv), &c)) in row
+                .iter_mut()
+                .zip(servers)
+                .zip(inputs.servers())
+                .zip(costs)
+                .enumerate()
+            {
+                let mut x = pair_columns_raw(inputs.inv_2f0, user, s, srv);
+                x[COST_AT] = c;
+                let hid = embed
+                    .pair(&x, &up, pre)
+                    .ok_or(Error::ObservationValue { index: u * S + s })?;
+                let mut t = [0.0f32; N];
+                for ((t, &a), &b) in t.iter_mut().zip(sc).zip(uc) {
                     *t = a + b;
                 }
-                axpys(mix_h, hid, tmp);
+                axpy_rows(mix_h, &hid, &mut t);
                 let mut acc = b_out;
-                for (&t, w) in tmp.iter().zip(model.out.weight.iter()) {
+                for (&t, &w) in t.iter().zip(&out_w) {
                     acc += w * relu(t);
                 }
                 *o = acc;
@@ -896,38 +1041,148 @@ impl<'a> GeneralPolicy<'a> {
         }
         Ok(())
     }
+}
 
-    /// `hid = relu(W_e·x' + b_e)` for pair (u, s), `embed_t` the embed layer's
-    /// weights transposed.
-    fn embed<const U: usize, const S: usize>(
-        &self,
-        inputs: &SlotIn<U, S>,
-        u: usize,
-        s: usize,
-        embed_t: &[f32],
-        hid: &mut [f32],
-    ) -> Result<(), Error> {
-        let x = inputs
-            .features(u, s)
-            .ok_or(Error::AssociationIndex { user: u, server: s })?;
-        let mut xn = [0.0f32; PAIR_FEATURES];
-        for (((o, &v), m), k) in xn
+/// The width the forward pass computes a hidden layer of `h` units at: 16, 32
+/// or 64 (a fixed width lets the compiler keep a pair's vectors in registers;
+/// [`MAX_HIDDEN`] is 64).
+pub const fn padded_width(h: usize) -> usize {
+    if h <= 16 {
+        16
+    } else if h <= 32 {
+        32
+    } else {
+        64
+    }
+}
+
+/// The error for a hidden width `h` outside `1..=max`.
+fn hidden_limit(h: usize, max: usize) -> BlobError {
+    BlobError::Limit {
+        field: BlobField::Layer {
+            index: 0,
+            field: "outputs",
+        },
+        value: h,
+        min: 1,
+        max,
+    }
+}
+
+/// The first `len` values of `rest`, which keeps the others (`None` when it is
+/// shorter).
+fn carve<'a>(rest: &mut &'a mut [f32], len: usize) -> Option<&'a mut [f32]> {
+    let (head, tail) = core::mem::take(rest).split_at_mut_checked(len)?;
+    *rest = tail;
+    Some(head)
+}
+
+/// `values` as `N` f32, zeros after them.
+fn padded<const N: usize>(values: F32Le<'_>) -> [f32; N] {
+    let mut out = [0.0f32; N];
+    for (o, v) in out.iter_mut().zip(values.iter()) {
+        *o = v;
+    }
+    out
+}
+
+/// Where the cost feature (column 6) sits among the [`PAIR_COLUMNS`].
+const COST_AT: usize = 5;
+
+const N_PAIR: usize = PAIR_COLUMNS.len();
+const N_USER: usize = USER_COLUMNS.len();
+
+/// The embed layer of one forward pass, `N` wide: its columns reordered pair,
+/// user, server ([`PAIR_COLUMNS`], [`USER_COLUMNS`], [`SERVER_COLUMNS`]) with
+/// their normalisers, its weights transposed input-major and zero-padded into
+/// the caller's scratch.
+struct Embed<'w, const N: usize> {
+    mean: [f32; PAIR_FEATURES],
+    inv_std: [f32; PAIR_FEATURES],
+    bias: [f32; N],
+    /// `PAIR_FEATURES · N` weights, one row of N per column in the order above.
+    weights: &'w [f32],
+}
+
+impl<'w, const N: usize> Embed<'w, N> {
+    fn new(model: &GeneralRef<'_>, scratch: &'w mut [f32]) -> Self {
+        let h = model.hidden();
+        let inputs = to_usize(model.embed.inputs);
+        let columns = PAIR_COLUMNS.iter().chain(&USER_COLUMNS).chain(&SERVER_COLUMNS);
+        let (mut mean, mut inv_std) = ([0.0; PAIR_FEATURES], [0.0; PAIR_FEATURES]);
+        for (((mean, inv_std), &c), row) in mean
             .iter_mut()
-            .zip(&x)
-            .zip(self.model.pair_mean.iter())
-            .zip(self.model.pair_inv_std.iter())
+            .zip(inv_std.iter_mut())
+            .zip(columns)
+            .zip(scratch.chunks_exact_mut(N))
         {
+            *mean = model.pair_mean.get(c).unwrap_or(0.0);
+            *inv_std = model.pair_inv_std.get(c).unwrap_or(0.0);
+            for (o, w) in row.iter_mut().enumerate() {
+                *w = if o < h {
+                    model.embed.weight.get(o * inputs + c).unwrap_or(0.0)
+                } else {
+                    0.0
+                };
+            }
+        }
+        Embed {
+            mean,
+            inv_std,
+            bias: padded(model.embed.bias),
+            weights: scratch,
+        }
+    }
+
+    /// `x` normalised by the columns `at..` (`None` when a value is not finite).
+    #[inline(always)]
+    fn normalise<const K: usize>(&self, x: &[f32; K], at: usize) -> Option<[f32; K]> {
+        let mut xn = [0.0f32; K];
+        let norms = self.mean.iter().zip(&self.inv_std).skip(at);
+        for ((o, &v), (m, k)) in xn.iter_mut().zip(x).zip(norms) {
             if !v.is_finite() {
-                return Err(Error::ObservationValue { index: u * S + s });
+                return None;
             }
             *o = ((v - m) * k).clamp(-CLIP, CLIP);
         }
-        for (o, b) in hid.iter_mut().zip(self.model.embed.bias.iter()) {
-            *o = b;
+        Some(xn)
+    }
+
+    /// The rows of the columns `at..at + len`.
+    fn rows(&self, at: usize, len: usize) -> &[f32] {
+        self.weights.get(at * N..(at + len) * N).unwrap_or(&[])
+    }
+
+    /// `b_e + W_user·x'_u`: the user's columns and the bias.
+    fn user_term(&self, linear: f32, user: &UserIn) -> Option<[f32; N]> {
+        let xn = self.normalise(&user_columns(linear, user), N_PAIR)?;
+        let mut pre = self.bias;
+        axpy_rows(self.rows(N_PAIR, N_USER), &xn, &mut pre);
+        Some(pre)
+    }
+
+    /// `W_server·x'_s`: the server's column.
+    fn server_term(&self, srv: &ServerIn) -> Option<[f32; N]> {
+        let xn = self.normalise(&server_columns(srv), N_PAIR + N_USER)?;
+        let mut pre = [0.0f32; N];
+        axpy_rows(self.rows(N_PAIR + N_USER, SERVER_COLUMNS.len()), &xn, &mut pre);
+        Some(pre)
+    }
+
+    /// `relu(user_pre + server_pre + W_pair·x'_us)`: the pair's embedding from
+    /// its [`PAIR_COLUMNS`] `x` (`None` when one is not finite).
+    #[inline(always)]
+    fn pair(&self, x: &[f32; N_PAIR], user_pre: &[f32; N], server_pre: &[f32; N]) -> Option<[f32; N]> {
+        let xn = self.normalise(x, 0)?;
+        let mut hid = *user_pre;
+        for (o, &b) in hid.iter_mut().zip(server_pre) {
+            *o += b;
         }
-        axpys(embed_t, &xn, hid);
-        hid.iter_mut().for_each(|v| *v = relu(*v));
-        Ok(())
+        axpy_rows(self.rows(0, N_PAIR), &xn, &mut hid);
+        for v in hid.iter_mut() {
+            *v = relu(*v);
+        }
+        Some(hid)
     }
 }
 
@@ -999,54 +1254,35 @@ fn relu(x: f32) -> f32 {
     }
 }
 
-/// Writes `layer`'s row-major `outputs × inputs` weights input-major into `out`
-/// (`out[i·outputs + o] = W[o, i]`).
-fn transpose(layer: &LayerRef<'_>, out: &mut [f32]) {
-    let outputs = to_usize(layer.outputs);
-    for (o, w) in layer.weight.iter().enumerate() {
-        let (row, col) = (
-            o / to_usize(layer.inputs).max(1),
-            o % to_usize(layer.inputs).max(1),
-        );
-        if let Some(slot) = out.get_mut(col * outputs + row) {
-            *slot = w;
+/// Writes `layer`'s row-major `H × blocks·H` weights input-major into `out`,
+/// each of its `blocks` column blocks zero-padded to `width` rows of `width`
+/// (`out[(b·width + j)·width + o] = W[o, b·H + j]`, 0 where `j` or `o` ≥ H).
+fn transpose_padded(layer: &LayerRef<'_>, blocks: usize, width: usize, out: &mut [f32]) {
+    let h = to_usize(layer.outputs);
+    let inputs = to_usize(layer.inputs);
+    for (r, row) in out.chunks_exact_mut(width.max(1)).take(blocks * width).enumerate() {
+        let (b, j) = (r / width.max(1), r % width.max(1));
+        for (o, w) in row.iter_mut().enumerate() {
+            *w = if j < h && o < h {
+                layer.weight.get(o * inputs + b * h + j).unwrap_or(0.0)
+            } else {
+                0.0
+            };
         }
     }
 }
 
-/// `y += Σ_i x[i] · w_t[i]`, `w_t` input-major rows of `y.len()` weights each.
-/// The common widths get a fixed-size loop the compiler unrolls into vector
-/// instructions; the result is the same sum in the same order.
-#[inline]
-fn axpys(w_t: &[f32], x: &[f32], y: &mut [f32]) {
-    match y.len() {
-        8 => axpys_n::<8>(w_t, x, y),
-        16 => axpys_n::<16>(w_t, x, y),
-        32 => axpys_n::<32>(w_t, x, y),
-        len => {
-            for (row, &xi) in w_t.chunks_exact(len.max(1)).zip(x) {
-                for (yo, &w) in y.iter_mut().zip(row) {
-                    *yo += xi * w;
-                }
-            }
-        }
-    }
-}
-
-#[inline]
-fn axpys_n<const N: usize>(w_t: &[f32], x: &[f32], y: &mut [f32]) {
-    let Ok(y) = <&mut [f32; N]>::try_from(y) else {
-        return;
-    };
-    let mut acc = *y;
+/// `y += Σ_i x[i] · w_t[i]`, `w_t` input-major rows of `N` weights each: a
+/// fixed-size loop the compiler unrolls, `y` kept in registers.
+#[inline(always)]
+fn axpy_rows<const N: usize>(w_t: &[f32], x: &[f32], y: &mut [f32; N]) {
     for (row, &xi) in w_t.chunks_exact(N).zip(x) {
         if let Ok(row) = <&[f32; N]>::try_from(row) {
-            for (a, &w) in acc.iter_mut().zip(row) {
+            for (a, &w) in y.iter_mut().zip(row) {
                 *a += xi * w;
             }
         }
     }
-    *y = acc;
 }
 
 // `pub(crate)`: the controller's tests decide with its random general policies
