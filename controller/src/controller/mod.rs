@@ -424,8 +424,8 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
     /// users and m servers, one call does at most:
     ///
     /// * one forward pass of the policy (its multiply-adds are fixed by the blob);
-    /// * one table of the n·m loads at γ = 0 (on the stack: U·S·24 bytes), which
-    ///   every repair step reads;
+    /// * at most n·m loads at γ = 0, each computed the first time a repair step
+    ///   asks for it and kept (on the stack: U·S·25 bytes);
     /// * [`MAX_REPAIR_NODES`] = 4096 placements in the repair's search (reported
     ///   in [`Decision::search_nodes`]; at the budget, [`RepairOutcome::BoundReached`]),
     ///   at most n greedy moves and [`MAX_CLIMB_PASSES`] = 4 climb passes of n
@@ -577,7 +577,7 @@ struct Repaired<const U: usize> {
     emptied: usize,
 }
 
-/// Steps 2 and 3 in a frame of their own: the repair's load table (U·S·24 bytes)
+/// Steps 2 and 3 in a frame of their own: the repair's load table (U·S·25 bytes)
 /// is popped before the improvement's tables are pushed, so the stack peak is the
 /// larger of the two, not their sum (the firmware's 64 KiB of RAM depend on it).
 /// `None` when the slot has more users than `U`.

@@ -45,8 +45,10 @@
 //!
 //! The code keeps these steps as written; its comments say how.
 
+use core::cell::Cell;
+
 use super::RepairOutcome;
-use crate::model::Load;
+use crate::model::{Load, ZeroFactors};
 use crate::params::Params;
 use crate::slot::Slot;
 
@@ -83,6 +85,13 @@ enum Search {
     Budget,
 }
 
+/// A zero load, for the table's initialisation.
+const ZERO_LOAD: Load = Load {
+    cmp: 0.0,
+    syn: 0.0,
+    total: 0.0,
+};
+
 /// The repair of one slot: the status, the parameters and the policy's logits.
 pub(super) struct Repair<'a, const U: usize, const S: usize> {
     pub(super) params: &'a Params,
@@ -93,16 +102,20 @@ pub(super) struct Repair<'a, const U: usize, const S: usize> {
     pub(super) n_servers: usize,
     /// 1 + 8·n·ε: the search prunes a partial sum only above capacity × this.
     slack: f64,
-    /// `loads[u][s]`: what user u puts on server s at γ = 0, computed once per slot
-    /// (every step asks for these many times over; U·S·24 bytes of stack).
-    loads: [[Load; S]; U],
+    /// `loads[u][s]`: what user u puts on server s at γ = 0, computed the first
+    /// time a step asks for it (`known[u][s]`) from the per-user and per-server
+    /// `factors`, and kept (every step asks for these many times over; U·S·25
+    /// bytes of stack). A slot whose argmax fits reads only the columns of the
+    /// occupied servers, which the consolidation moves users to: on a target
+    /// without an f64 FPU each load is a dozen library calls.
+    loads: [[Cell<Load>; S]; U],
+    known: [[Cell<bool>; S]; U],
+    factors: ZeroFactors<U, S>,
 }
 
 impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
     pub(super) fn new(params: &'a Params, slot: &'a Slot<U, S>, logits: &'a [f32]) -> Self {
         let n_users = slot.users().len();
-        let mut loads = [[Load::default(); S]; U];
-        Load::at_zero_table(params, slot, &mut loads);
         Repair {
             params,
             slot,
@@ -110,7 +123,9 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
             n_users,
             n_servers: slot.servers().len(),
             slack: 1.0 + 8.0 * n_users as f64 * f64::EPSILON,
-            loads,
+            loads: [const { [const { Cell::new(ZERO_LOAD) }; S] }; U],
+            known: [const { [const { Cell::new(false) }; S] }; U],
+            factors: ZeroFactors::new(params, slot),
         }
     }
 
@@ -167,14 +182,20 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
     // Loads and capacities
     // -----------------------------------------------------------------------------
 
-    /// The loads user `u` puts on server `s` at γ = 0 ([`Load::at_zero`], computed
-    /// once in [`Repair::new`]).
+    /// The loads user `u` puts on server `s` at γ = 0 ([`Load::at_zero`] to the
+    /// last bit, computed on the first call for the pair).
     pub(super) fn load(&self, u: usize, s: usize) -> Load {
-        self.loads
-            .get(u)
-            .and_then(|row| row.get(s))
-            .copied()
-            .unwrap_or_default()
+        let (Some(known), Some(load)) = (
+            self.known.get(u).and_then(|row| row.get(s)),
+            self.loads.get(u).and_then(|row| row.get(s)),
+        ) else {
+            return Load::default();
+        };
+        if !known.get() {
+            load.set(self.factors.load(self.params, self.slot, u, s));
+            known.set(true);
+        }
+        load.get()
     }
 
     /// Whether `sum` on server `s` breaks C2 or C3 ([`Load::fits`]); on an

@@ -10,6 +10,55 @@ use super::cost::{norm, UserCost};
 use crate::params::Params;
 use crate::slot::{Server, Slot, User};
 
+/// The factors of [`Load::at_zero`] that depend on one server or one user alone,
+/// computed once per slot, so that each (user, server) load is a few products
+/// ([`load`](Self::load); on a target without an f64 FPU each factor is a library
+/// call): the same numbers as [`Load::at_zero`] to the last bit.
+#[derive(Clone, Copy, Debug)]
+pub struct ZeroFactors<const U: usize, const S: usize> {
+    cmp_per_bit: [f64; S],
+    syn_per_metre: [f64; U],
+    bits: [f64; U],
+}
+
+impl<const U: usize, const S: usize> ZeroFactors<U, S> {
+    /// The factors of `slot` under `params`.
+    pub fn new(params: &Params, slot: &Slot<U, S>) -> Self {
+        let rate = params.rate_bps();
+        let mut f = ZeroFactors {
+            cmp_per_bit: [0.0; S],
+            syn_per_metre: [0.0; U],
+            bits: [0.0; U],
+        };
+        for (c, srv) in f.cmp_per_bit.iter_mut().zip(slot.servers()) {
+            *c = UserCost::cmp_per_bit(params, srv);
+        }
+        for ((m, b), user) in f
+            .syn_per_metre
+            .iter_mut()
+            .zip(f.bits.iter_mut())
+            .zip(slot.users())
+        {
+            *m = UserCost::syn_per_metre(params, user, rate);
+            *b = total_bits(user, 0.0);
+        }
+        f
+    }
+
+    /// What user `u` alone puts on server `s` at γ = 0 ([`Load::at_zero`]); zero
+    /// for an index out of range.
+    #[inline]
+    pub fn load(&self, params: &Params, slot: &Slot<U, S>, u: usize, s: usize) -> Load {
+        let (Some(user), Some(srv)) = (slot.users().get(u), slot.servers().get(s)) else {
+            return Load::default();
+        };
+        let c = self.cmp_per_bit.get(s).copied().unwrap_or(0.0);
+        let m = self.syn_per_metre.get(u).copied().unwrap_or(0.0);
+        let bits = self.bits.get(u).copied().unwrap_or(0.0);
+        UserCost::with_factors(params, slot, user, srv, c, m).load(user, bits)
+    }
+}
+
 /// The user's total data D̄ = D_t + γ·D_{t−1} (bits) at data reuse ratio `gamma`.
 #[inline]
 pub fn total_bits(user: &User, gamma: f64) -> f64 {
@@ -51,17 +100,10 @@ impl Load {
         slot: &Slot<U, S>,
         table: &mut [[Load; S]; U],
     ) {
-        let rate = params.rate_bps();
-        let mut cmp_per_bit = [0.0f64; S];
-        for (c, srv) in cmp_per_bit.iter_mut().zip(slot.servers()) {
-            *c = UserCost::cmp_per_bit(params, srv);
-        }
-        for (user, row) in slot.users().iter().zip(table.iter_mut()) {
-            let syn_per_metre = UserCost::syn_per_metre(params, user, rate);
-            let bits = total_bits(user, 0.0);
-            for ((load, srv), &c) in row.iter_mut().zip(slot.servers()).zip(&cmp_per_bit) {
-                *load = UserCost::with_factors(params, slot, user, srv, c, syn_per_metre)
-                    .load(user, bits);
+        let factors = ZeroFactors::new(params, slot);
+        for (u, row) in table.iter_mut().enumerate().take(slot.users().len()) {
+            for (s, load) in row.iter_mut().enumerate().take(slot.servers().len()) {
+                *load = factors.load(params, slot, u, s);
             }
         }
     }

@@ -6,7 +6,7 @@ mod load;
 mod utility;
 
 pub use cost::{norm, norm_f32, ServerCost, UserCost};
-pub use load::{total_bits, Load, Weights};
+pub use load::{total_bits, Load, Weights, ZeroFactors};
 pub use utility::{exponent, utility};
 
 use crate::error::Error;
