@@ -101,7 +101,11 @@ pub const MAX_HIDDEN: usize = 64;
 /// is its own unrolled forward pass; the two wide ones cost about 50 KB of
 /// code that a microcontroller's flash is better without (the firmware's
 /// workspace fits H ≤ 16 anyway). A wider blob is refused at parsing.
-pub const RUN_MAX_HIDDEN: usize = if cfg!(feature = "wide") { MAX_HIDDEN } else { 16 };
+pub const RUN_MAX_HIDDEN: usize = if cfg!(feature = "wide") {
+    MAX_HIDDEN
+} else {
+    16
+};
 /// Most users a general policy decides for.
 pub const MAX_GENERAL_USERS: usize = 64;
 /// Most servers a general policy chooses among.
@@ -960,7 +964,11 @@ impl<'a> GeneralPolicy<'a> {
             let servers = server_ctx
                 .chunks_exact_mut(N)
                 .filter_map(|c| <&mut [f32; N]>::try_from(c).ok())
-                .zip(server_pre.chunks_exact(N).filter_map(|c| <&[f32; N]>::try_from(c).ok()));
+                .zip(
+                    server_pre
+                        .chunks_exact(N)
+                        .filter_map(|c| <&[f32; N]>::try_from(c).ok()),
+                );
             for (s, (((sc, pre), srv), c)) in servers
                 .zip(inputs.servers())
                 .zip(costs.iter_mut())
@@ -1003,7 +1011,11 @@ impl<'a> GeneralPolicy<'a> {
         // values would not fit a microcontroller's RAM) from its kept cost.
         for (u, (((row, uc), user), costs)) in out
             .chunks_exact_mut(m.max(1))
-            .zip(user_ctx.chunks_exact(N).filter_map(|c| <&[f32; N]>::try_from(c).ok()))
+            .zip(
+                user_ctx
+                    .chunks_exact(N)
+                    .filter_map(|c| <&[f32; N]>::try_from(c).ok()),
+            )
             .zip(inputs.users())
             .zip(cost.chunks_exact(m.max(1)))
             .enumerate()
@@ -1014,7 +1026,11 @@ impl<'a> GeneralPolicy<'a> {
             let servers = server_ctx
                 .chunks_exact(N)
                 .filter_map(|c| <&[f32; N]>::try_from(c).ok())
-                .zip(server_pre.chunks_exact(N).filter_map(|c| <&[f32; N]>::try_from(c).ok()));
+                .zip(
+                    server_pre
+                        .chunks_exact(N)
+                        .filter_map(|c| <&[f32; N]>::try_from(c).ok()),
+                );
             for (s, (((o, (sc, pre)), srv), &c)) in row
                 .iter_mut()
                 .zip(servers)
@@ -1108,7 +1124,10 @@ impl<'w, const N: usize> Embed<'w, N> {
     fn new(model: &GeneralRef<'_>, scratch: &'w mut [f32]) -> Self {
         let h = model.hidden();
         let inputs = to_usize(model.embed.inputs);
-        let columns = PAIR_COLUMNS.iter().chain(&USER_COLUMNS).chain(&SERVER_COLUMNS);
+        let columns = PAIR_COLUMNS
+            .iter()
+            .chain(&USER_COLUMNS)
+            .chain(&SERVER_COLUMNS);
         let (mut mean, mut inv_std) = ([0.0; PAIR_FEATURES], [0.0; PAIR_FEATURES]);
         for (((mean, inv_std), &c), row) in mean
             .iter_mut()
@@ -1165,14 +1184,23 @@ impl<'w, const N: usize> Embed<'w, N> {
     fn server_term(&self, srv: &ServerIn) -> Option<[f32; N]> {
         let xn = self.normalise(&server_columns(srv), N_PAIR + N_USER)?;
         let mut pre = [0.0f32; N];
-        axpy_rows(self.rows(N_PAIR + N_USER, SERVER_COLUMNS.len()), &xn, &mut pre);
+        axpy_rows(
+            self.rows(N_PAIR + N_USER, SERVER_COLUMNS.len()),
+            &xn,
+            &mut pre,
+        );
         Some(pre)
     }
 
     /// `relu(user_pre + server_pre + W_pair·x'_us)`: the pair's embedding from
     /// its [`PAIR_COLUMNS`] `x` (`None` when one is not finite).
     #[inline(always)]
-    fn pair(&self, x: &[f32; N_PAIR], user_pre: &[f32; N], server_pre: &[f32; N]) -> Option<[f32; N]> {
+    fn pair(
+        &self,
+        x: &[f32; N_PAIR],
+        user_pre: &[f32; N],
+        server_pre: &[f32; N],
+    ) -> Option<[f32; N]> {
         let xn = self.normalise(x, 0)?;
         let mut hid = *user_pre;
         for (o, &b) in hid.iter_mut().zip(server_pre) {
@@ -1260,7 +1288,11 @@ fn relu(x: f32) -> f32 {
 fn transpose_padded(layer: &LayerRef<'_>, blocks: usize, width: usize, out: &mut [f32]) {
     let h = to_usize(layer.outputs);
     let inputs = to_usize(layer.inputs);
-    for (r, row) in out.chunks_exact_mut(width.max(1)).take(blocks * width).enumerate() {
+    for (r, row) in out
+        .chunks_exact_mut(width.max(1))
+        .take(blocks * width)
+        .enumerate()
+    {
         let (b, j) = (r / width.max(1), r % width.max(1));
         for (o, w) in row.iter_mut().enumerate() {
             *w = if j < h && o < h {

@@ -4,8 +4,8 @@
 
 extern crate std;
 
-use std::vec;
 use std::string::ToString;
+use std::vec;
 use std::vec::Vec;
 
 use super::*;
