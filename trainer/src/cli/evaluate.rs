@@ -549,8 +549,8 @@ mod tests {
         rejects(
             args(),
             &["nope"],
-            "--policy: unknown policy `nope` (known: nearest, nearest-random, sticky, oracle, random, \
-             lookahead; a trained policy is given as a file path)",
+            "--policy: unknown policy `nope` (known: nearest, nearest-random, sticky, oracle, \
+             oracle-fast, random, lookahead; a trained policy is given as a file path)",
         );
         let err = format!(
             "{:#}",

@@ -18,7 +18,7 @@ use anyhow::{anyhow, bail, Context};
 use diten_controller::controller::workspace_len;
 use diten_controller::policy::general::is_general_blob;
 use diten_controller::policy::{Engine, GeneralPolicy, Policy};
-use diten_controller::{Controller, MAX_SERVERS, MAX_USERS};
+use diten_controller::{Controller, CostNorm, Error, Params, MAX_SERVERS, MAX_USERS};
 
 use super::DecisionMaker;
 use crate::signing::Trust;
@@ -134,6 +134,56 @@ impl<'a> ControllerPolicy<'a> {
     /// Whether the policy serves any slot up to its size (`policy-v2`).
     pub fn size_agnostic(&self) -> bool {
         matches!(self.policy, Blob::General(_))
+    }
+}
+
+/// Logits made outside a network, handed to the controller as its policy's
+/// (user-major, the slot's U·S): a reinforcement-learning rollout's decoded
+/// logits, or the search oracle's ranking of a start. The controller runs the
+/// rest of its decision (repair, consolidation, improvement, γ) from them.
+pub(crate) struct FixedLogits<'a> {
+    pub(crate) logits: &'a [f32],
+    pub(crate) cost_norm: CostNorm,
+}
+
+impl Engine for FixedLogits<'_> {
+    fn users(&self) -> usize {
+        diten_controller::policy::general::MAX_GENERAL_USERS
+    }
+    fn servers(&self) -> usize {
+        diten_controller::policy::general::MAX_GENERAL_SERVERS
+    }
+    fn cost_norm(&self) -> CostNorm {
+        self.cost_norm
+    }
+    fn scratch_len(&self) -> usize {
+        0
+    }
+    fn logits(&self, _: &[f32], _: &mut [f32], _: &mut [f32]) -> Result<(), Error> {
+        Err(Error::PolicyRun)
+    }
+    fn size_agnostic(&self) -> bool {
+        true
+    }
+    fn work_len(&self, _: usize, _: usize) -> usize {
+        0
+    }
+    fn slot_logits<const U: usize, const S: usize>(
+        &self,
+        _: &Params,
+        slot: &diten_controller::Slot<U, S>,
+        _: &mut [f32],
+        out: &mut [f32],
+    ) -> Result<(), Error> {
+        let len = slot.users().len() * slot.servers().len();
+        let (src, dst) = (self.logits.get(..len), out.get_mut(..len));
+        match (src, dst) {
+            (Some(s), Some(d)) => {
+                d.copy_from_slice(s);
+                Ok(())
+            }
+            _ => Err(Error::PolicyRun),
+        }
     }
 }
 

@@ -37,6 +37,7 @@ pub mod lookahead;
 mod nearest;
 pub mod norm;
 mod oracle;
+mod search;
 pub mod spec;
 mod sticky;
 pub mod trained;
@@ -45,6 +46,7 @@ pub use controller::ControllerPolicy;
 pub use lookahead::Lookahead;
 pub use nearest::{Nearest, NearestRandom};
 pub use oracle::{Oracle, OracleConfig, Score, Scored};
+pub use search::{SearchConfig, SearchOracle};
 pub use spec::{Builtin, LoadedPolicy, PolicyError, PolicySpec};
 pub use sticky::Sticky;
 

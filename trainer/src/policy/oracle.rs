@@ -547,7 +547,7 @@ impl Hasher for MaskHasher {
 type MaskMap = HashMap<u64, Part, BuildHasherDefault<MaskHasher>>;
 
 /// splitmix64 finaliser: spreads (seed, t) into a stream seed.
-fn mix(mut z: u64) -> u64 {
+pub(super) fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -555,7 +555,7 @@ fn mix(mut z: u64) -> u64 {
 }
 
 /// Uniform integer in [0, n) without modulo bias (rejection).
-fn below(rng: &mut ChaCha8Rng, n: usize) -> usize {
+pub(super) fn below(rng: &mut ChaCha8Rng, n: usize) -> usize {
     let n = n.max(1) as u64;
     let zone = u64::MAX - (u64::MAX % n) - 1;
     loop {

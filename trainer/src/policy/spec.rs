@@ -10,7 +10,8 @@ use anyhow::Context;
 use super::controller::read_blob;
 use super::trained::TrainedPolicy;
 use super::{
-    ControllerPolicy, DecisionMaker, Lookahead, Nearest, NearestRandom, Oracle, Random, Sticky,
+    ControllerPolicy, DecisionMaker, Lookahead, Nearest, NearestRandom, Oracle, Random,
+    SearchOracle, Sticky,
 };
 use crate::signing::Trust;
 
@@ -27,6 +28,10 @@ pub enum Builtin {
     Sticky,
     /// Local search over the slot with full knowledge and the exact γ solver.
     Oracle,
+    /// The controller's own search (repair, consolidation, improvement with its
+    /// memo) from sticky's and nearest's associations: the oracle at a fraction
+    /// of its time ([`SearchOracle`]).
+    OracleFast,
     /// A uniformly random server per user, optimal γ: the floor a learner must clear.
     Random,
     /// The clairvoyant two-slot planner around the oracle ([`Lookahead`]: it reads
@@ -37,11 +42,12 @@ pub enum Builtin {
 
 impl Builtin {
     /// Every built-in decision maker, in table order.
-    pub const ALL: [Builtin; 6] = [
+    pub const ALL: [Builtin; 7] = [
         Builtin::Nearest,
         Builtin::NearestRandom,
         Builtin::Sticky,
         Builtin::Oracle,
+        Builtin::OracleFast,
         Builtin::Random,
         Builtin::Lookahead,
     ];
@@ -62,6 +68,7 @@ impl Builtin {
             Builtin::NearestRandom => "nearest-random",
             Builtin::Sticky => "sticky",
             Builtin::Oracle => "oracle",
+            Builtin::OracleFast => "oracle-fast",
             Builtin::Random => "random",
             Builtin::Lookahead => "lookahead",
         }
@@ -84,6 +91,7 @@ impl Builtin {
             Builtin::NearestRandom => Box::new(NearestRandom::new()),
             Builtin::Sticky => Box::new(Sticky::new()),
             Builtin::Oracle => Box::new(Oracle::new()),
+            Builtin::OracleFast => Box::new(SearchOracle::new()),
             Builtin::Random => Box::new(Random::new()),
             Builtin::Lookahead => Box::new(Lookahead::new()),
         }

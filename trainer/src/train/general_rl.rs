@@ -32,13 +32,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context;
 use diten_controller::policy::general::{LoadF32, Placed, SlotIn};
 use diten_controller::policy::general::{DYN_FEATURES, PAIR_FEATURES};
-use diten_controller::policy::{Engine, GeneralPolicy};
-use diten_controller::{Controller, CostNorm, Error, Params, MAX_SERVERS, MAX_USERS};
+use diten_controller::policy::GeneralPolicy;
+use diten_controller::{Controller, Params, MAX_SERVERS, MAX_USERS};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
 use super::general::{GeneralConfig, Net, DOWN};
+use crate::policy::controller::FixedLogits;
 use crate::policy::{ControllerPolicy, DecisionMaker};
 use crate::sim::{Env, Status};
 use crate::util::fs::write_atomic;
@@ -59,54 +60,6 @@ pub struct FineTuneConfig {
     /// Weight of the network's own association (no consolidation) in the
     /// reward, beside the budget-0 decision's (0: the budget-0 decision alone).
     pub alone: f64,
-}
-
-/// The decoded logits a rollout made, handed to the controller as its policy's
-/// logits: the argmax of each row is the rollout's server.
-struct FixedLogits<'a> {
-    logits: &'a [f32],
-    cost_norm: CostNorm,
-}
-
-impl Engine for FixedLogits<'_> {
-    fn users(&self) -> usize {
-        diten_controller::policy::general::MAX_GENERAL_USERS
-    }
-    fn servers(&self) -> usize {
-        diten_controller::policy::general::MAX_GENERAL_SERVERS
-    }
-    fn cost_norm(&self) -> CostNorm {
-        self.cost_norm
-    }
-    fn scratch_len(&self) -> usize {
-        0
-    }
-    fn logits(&self, _: &[f32], _: &mut [f32], _: &mut [f32]) -> Result<(), Error> {
-        Err(Error::PolicyRun)
-    }
-    fn size_agnostic(&self) -> bool {
-        true
-    }
-    fn work_len(&self, _: usize, _: usize) -> usize {
-        0
-    }
-    fn slot_logits<const U: usize, const S: usize>(
-        &self,
-        _: &Params,
-        slot: &diten_controller::Slot<U, S>,
-        _: &mut [f32],
-        out: &mut [f32],
-    ) -> Result<(), Error> {
-        let len = slot.users().len() * slot.servers().len();
-        let (src, dst) = (self.logits.get(..len), out.get_mut(..len));
-        match (src, dst) {
-            (Some(s), Some(d)) => {
-                d.copy_from_slice(s);
-                Ok(())
-            }
-            _ => Err(Error::PolicyRun),
-        }
-    }
 }
 
 /// A controller over a rollout's logits, for the simulator's slots.
@@ -429,6 +382,7 @@ pub fn fine_tune(
 mod tests {
     use super::*;
     use crate::scenario::{Churn, Emd, Scenario};
+    use diten_controller::CostNorm;
 
     /// A blob read into tch and written back is the same bytes, and a greedy
     /// rollout from the tch network's base logits decides as the controller's
