@@ -17,14 +17,24 @@ pub const FORMAT_VERSION: u16 = 3;
 pub enum BlobError {
     /// The blob does not start with the magic `DTNB`.
     Magic,
-    /// The blob has a format version this build cannot read.
+    /// The blob has a format version the parser it was given to cannot read
+    /// (a `policy-v2` blob given to the `policy-v1` parser, or the other way
+    /// round, or a version of another build).
     Version {
         /// The version in the header.
         found: u16,
+        /// The version the parser reads ([`FORMAT_VERSION`] for `policy-v1`,
+        /// [`GENERAL_FORMAT_VERSION`](crate::policy::general::GENERAL_FORMAT_VERSION)
+        /// for `policy-v2`).
+        expected: u16,
     },
-    /// The blob was made for another observation layout than
-    /// [`OBS_LAYOUT`](crate::obs::OBS_LAYOUT).
-    Layout,
+    /// The blob was made for another observation layout than the parser's
+    /// ([`OBS_LAYOUT`](crate::obs::OBS_LAYOUT) for `policy-v1`,
+    /// [`OBS_LAYOUT_V2`](crate::policy::general::OBS_LAYOUT_V2) for `policy-v2`).
+    Layout {
+        /// The layout the parser reads.
+        expected: &'static str,
+    },
     /// The blob is shorter than its header, or than the header plus the payload
     /// length the header states.
     Truncated {
@@ -121,12 +131,12 @@ impl fmt::Display for BlobError {
             BlobError::Magic => {
                 f.write_str("blob.magic: not a diten policy blob (expected \"DTNB\")")
             }
-            BlobError::Version { found } => write!(
+            BlobError::Version { found, expected } => write!(
                 f,
-                "blob.version: format version {found} is not supported (expected {FORMAT_VERSION})"
+                "blob.version: format version {found} is not supported (expected {expected})"
             ),
-            BlobError::Layout => {
-                f.write_str("blob.layout: the observation layout is not diten-obs-v1")
+            BlobError::Layout { expected } => {
+                write!(f, "blob.layout: the observation layout is not {expected}")
             }
             BlobError::Truncated { expected, got } => {
                 write!(f, "blob: truncated, {got} bytes of {expected}")

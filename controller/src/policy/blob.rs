@@ -116,7 +116,10 @@ impl From<FrameError> for BlobError {
     fn from(error: FrameError) -> Self {
         match error {
             FrameError::Magic => BlobError::Magic,
-            FrameError::Version { found } => BlobError::Version { found },
+            FrameError::Version { found } => BlobError::Version {
+                found,
+                expected: FORMAT_VERSION,
+            },
             FrameError::Truncated { expected, got } => BlobError::Truncated { expected, got },
             FrameError::Trailing { expected, got } => BlobError::Trailing { expected, got },
             FrameError::Crc { stored, computed } => BlobError::Crc { stored, computed },
@@ -357,18 +360,28 @@ impl Decoded<'_> {
 pub(super) fn frame<'b>(
     blob: &'b [u8],
     versions: &[u16],
-    layout: [u8; 16],
+    layout: &'static [u8; 16],
 ) -> Result<(&'b [u8; HEADER_LEN], &'b [u8]), BlobError> {
-    let header = BLOB_FRAME.header(blob, versions)?;
-    if field::<16>(header, OFF_LAYOUT) != layout {
-        return Err(BlobError::Layout);
+    let header = BLOB_FRAME.header(blob, versions).map_err(|e| match e {
+        // The parser's newest version (the first it lists).
+        FrameError::Version { found } => BlobError::Version {
+            found,
+            expected: versions.first().copied().unwrap_or(found),
+        },
+        other => other.into(),
+    })?;
+    if field::<16>(header, OFF_LAYOUT) != *layout {
+        let name = layout.split(|&b| b == 0).next().unwrap_or(&[]);
+        return Err(BlobError::Layout {
+            expected: core::str::from_utf8(name).unwrap_or("?"),
+        });
     }
     Ok((header, BLOB_FRAME.payload(blob)?))
 }
 
 /// Checks and takes apart a blob (see the module docs for the checks and their order).
 pub(super) fn decode(blob: &[u8]) -> Result<Decoded<'_>, BlobError> {
-    let (header, payload) = frame(blob, &[FORMAT_VERSION, FORMAT_VERSION_2], LAYOUT_ID)?;
+    let (header, payload) = frame(blob, &[FORMAT_VERSION, FORMAT_VERSION_2], &LAYOUT_ID)?;
     let version = u16::from_le_bytes(field(header, OFF_VERSION));
     let users = usize::from(u16::from_le_bytes(field(header, OFF_USERS)));
     let servers = usize::from(u16::from_le_bytes(field(header, OFF_SERVERS)));

@@ -772,7 +772,7 @@ impl<'a> GeneralPolicy<'a> {
     /// Checks and parses a `policy-v2` blob, borrowing its weights (errors as
     /// [`Policy::parse`](super::Policy::parse)'s, each naming its field).
     pub fn parse(blob: &'a [u8]) -> Result<Self, Error> {
-        let (header, payload) = frame(blob, &[GENERAL_FORMAT_VERSION], LAYOUT_V2)?;
+        let (header, payload) = frame(blob, &[GENERAL_FORMAT_VERSION], &LAYOUT_V2)?;
         let dims = [
             ("users", OFF_USERS, MAX_GENERAL_USERS),
             ("servers", OFF_SERVERS, MAX_GENERAL_SERVERS),

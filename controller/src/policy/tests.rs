@@ -562,7 +562,13 @@ fn wrong_version() {
     let mut blob = small().encoded();
     for v in [0u16, 1, 4, 0x0300] {
         blob[4..6].copy_from_slice(&v.to_le_bytes());
-        check_parse(&blob, Error::Blob(BlobError::Version { found: v }));
+        check_parse(
+            &blob,
+            Error::Blob(BlobError::Version {
+                found: v,
+                expected: 3,
+            }),
+        );
     }
 }
 
@@ -634,10 +640,13 @@ fn wrong_layout_id() {
     let good = small().encoded();
     let mut blob = good.clone();
     blob[6..22].copy_from_slice(b"diten-obs-v2\0\0\0\0");
-    check_parse(&blob, Error::Blob(BlobError::Layout));
+    let layout = BlobError::Layout {
+        expected: "diten-obs-v1",
+    };
+    check_parse(&blob, Error::Blob(layout));
     let mut blob = good;
     blob[21] = b'x'; // in the zero padding
-    check_parse(&blob, Error::Blob(BlobError::Layout));
+    check_parse(&blob, Error::Blob(layout));
 }
 
 #[test]
@@ -1098,8 +1107,17 @@ fn errors_name_the_field() {
             "blob.magic: not a diten policy blob (expected \"DTNB\")",
         ),
         (
-            Error::Blob(BlobError::Version { found: 4 }),
+            Error::Blob(BlobError::Version {
+                found: 4,
+                expected: 3,
+            }),
             "blob.version: format version 4 is not supported (expected 3)",
+        ),
+        (
+            Error::Blob(BlobError::Layout {
+                expected: "diten-obs-v2",
+            }),
+            "blob.layout: the observation layout is not diten-obs-v2",
         ),
         (
             Error::Blob(BlobError::Index {

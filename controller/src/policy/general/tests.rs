@@ -241,7 +241,10 @@ fn a_blob_round_trips_and_every_defect_is_named() {
     // The policy-v1 parser names the version; this one every defect.
     assert!(matches!(
         crate::policy::Policy::parse(&blob),
-        Err(Error::Blob(BlobError::Version { found: 4 }))
+        Err(Error::Blob(BlobError::Version {
+            found: 4,
+            expected: 3
+        }))
     ));
     let mut bad = blob.clone();
     *bad.last_mut().unwrap() ^= 1;
@@ -261,9 +264,26 @@ fn a_blob_round_trips_and_every_defect_is_named() {
     ));
     let mut v1 = blob.clone();
     v1[4] = 3;
+    // ... and says which version it reads (it said 3, the policy-v1 format's).
+    let e = GeneralPolicy::parse(&v1).unwrap_err();
+    assert_eq!(
+        e,
+        Error::Blob(BlobError::Version {
+            found: 3,
+            expected: 4
+        })
+    );
+    assert_eq!(
+        e.to_string(),
+        "blob.version: format version 3 is not supported (expected 4)"
+    );
+    let mut v1_layout = blob.clone();
+    v1_layout[6..22].copy_from_slice(b"diten-obs-v1\0\0\0\0");
     assert!(matches!(
-        GeneralPolicy::parse(&v1),
-        Err(Error::Blob(BlobError::Version { found: 3 }))
+        GeneralPolicy::parse(&v1_layout),
+        Err(Error::Blob(BlobError::Layout {
+            expected: "diten-obs-v2"
+        }))
     ));
     // A NaN weight never parses (it would not encode either).
     let mut nan = Raw::random(1, 8);
