@@ -2,7 +2,9 @@
 //! blob that the controller runs for any number of users and servers, churn
 //! included, through `diten compare`; bad input is a one-line error.
 
+use prost::Message;
 use serde_json::Value;
+use tract_onnx::pb;
 
 use crate::{diten, ok, one_line_error};
 
@@ -65,6 +67,37 @@ fn a_general_policy_trains_and_decides_every_shape() {
             assert!(e.is_some_and(f64::is_finite), "{row}");
         }
     }
+    // As ONNX, the blob carries its run's training record (the config.toml
+    // beside it); a copy elsewhere says `unknown`.
+    let config: toml::Table =
+        toml::from_str(&std::fs::read_to_string(dir.join("config.toml")).unwrap()).unwrap();
+    let seed = config["seed"].as_integer().expect("config.toml has a seed");
+    let metadata = |blob: &std::path::Path, onnx: &std::path::Path| {
+        ok(diten()
+            .arg("convert")
+            .arg(blob)
+            .arg("--out")
+            .arg(onnx)
+            .output()
+            .unwrap());
+        let model = pb::ModelProto::decode(&std::fs::read(onnx).unwrap()[..]).unwrap();
+        let get = |k: &str| {
+            let p = model.metadata_props.iter().find(|p| p.key == k);
+            p.map(|p| p.value.clone()).unwrap_or_default()
+        };
+        (get("diten.algo"), get("diten.seed"), get("diten.scenario"))
+    };
+    let (algo, got_seed, scenario) = metadata(&blob, &dir.join("policy.onnx"));
+    assert_eq!(
+        (algo.as_str(), got_seed),
+        ("general-imitation", seed.to_string())
+    );
+    assert!(scenario.contains("churn_share"), "{scenario}");
+    let alone = crate::scratch_dir("general", "alone");
+    std::fs::create_dir_all(&alone).unwrap();
+    std::fs::copy(&blob, alone.join("policy.bin")).unwrap();
+    let (algo, got_seed, _) = metadata(&alone.join("policy.bin"), &alone.join("policy.onnx"));
+    assert_eq!((algo.as_str(), got_seed.as_str()), ("unknown", "unknown"));
     one_line_error(
         diten()
             .args(["train-general", "--hidden", "0", "--out"])
