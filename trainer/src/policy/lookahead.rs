@@ -241,30 +241,14 @@ impl DecisionMaker for Lookahead {
 mod tests {
     use super::*;
     use crate::policy::test_scenario as scenario;
+    use crate::policy::{all_associations, score_of};
     use crate::sim::Status;
-    use diten_controller::{evaluate, solve_gamma, Params};
+    use diten_controller::Params;
 
     /// (feasible, e, r) of an association on the full slot, γ optimal.
     fn value(params: &Params, slot: &Status, assoc: &[usize]) -> (bool, f64, f64) {
-        let mut gamma = vec![0.0; assoc.len()];
-        solve_gamma(params, slot, assoc, &mut gamma).unwrap();
-        let eval = evaluate(params, slot, assoc, &gamma).unwrap();
-        (eval.feasible(), eval.objective, eval.reward)
-    }
-
-    /// Every association of `users` users on `servers` servers.
-    fn all_associations(users: usize, servers: usize) -> Vec<Vec<usize>> {
-        (0..servers.pow(users as u32))
-            .map(|mut k| {
-                (0..users)
-                    .map(|_| {
-                        let s = k % servers;
-                        k /= servers;
-                        s
-                    })
-                    .collect()
-            })
-            .collect()
+        let (broken, e, r) = score_of(params, slot, assoc);
+        (broken == 0, e, r)
     }
 
     /// The best feasible e of the next slot after `now` at the current slot of

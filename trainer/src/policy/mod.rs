@@ -68,6 +68,127 @@ pub(crate) fn test_scenario(
     }
 }
 
+/// Every association of `users` users on `servers` servers (the brute force of
+/// the search tests).
+#[cfg(test)]
+pub(crate) fn all_associations(users: usize, servers: usize) -> Vec<Vec<usize>> {
+    (0..servers.pow(users as u32))
+        .map(|mut k| {
+            (0..users)
+                .map(|_| {
+                    let s = k % servers;
+                    k /= servers;
+                    s
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// (broken constraints, e, r) of an association on the full slot, γ optimal.
+#[cfg(test)]
+pub(crate) fn score_of(
+    params: &diten_controller::Params,
+    slot: &crate::sim::Status,
+    assoc: &[usize],
+) -> (usize, f64, f64) {
+    let mut gamma = vec![0.0; assoc.len()];
+    diten_controller::solve_gamma(params, slot, assoc, &mut gamma).unwrap();
+    let eval = diten_controller::evaluate(params, slot, assoc, &gamma).unwrap();
+    (eval.violations.total(), eval.objective, eval.reward)
+}
+
+/// Checks a decision maker from `make` against brute force on the 640 tiny slots
+/// of its own episodes (3–5 users on 3–4 servers, 20 seeds × 8 slots each): its
+/// association's e (γ optimal) is the best feasible e whenever some association
+/// is feasible, else its r is the best r.
+#[cfg(test)]
+pub(crate) fn assert_brute_force_optimum(make: impl Fn() -> Box<dyn DecisionMaker>) {
+    let mut checked = 0;
+    for (users, servers) in [(3, 3), (4, 3), (3, 4), (5, 4)] {
+        for seed in 0..20 {
+            let sc = test_scenario(users, servers, 8, seed);
+            let mut env = Env::new(&sc, seed).unwrap();
+            let mut dm = make();
+            while !env.done() {
+                let (params, slot) = (&sc.params, env.status());
+                let scores: Vec<_> = all_associations(users, servers)
+                    .iter()
+                    .map(|a| score_of(params, slot, a))
+                    .collect();
+                let best_e = scores
+                    .iter()
+                    .filter(|s| s.0 == 0)
+                    .map(|s| s.1)
+                    .fold(f64::NEG_INFINITY, f64::max);
+                let best_r = scores.iter().map(|s| s.2).fold(f64::NEG_INFINITY, f64::max);
+                let d = dm.decide(&env).unwrap();
+                let (v, e, r) = score_of(params, slot, &d.association);
+                let at = format!(
+                    "{} {users}×{servers}, seed {seed}, slot {}",
+                    dm.name(),
+                    env.t()
+                );
+                if best_e > f64::NEG_INFINITY {
+                    assert_eq!(v, 0, "{at}");
+                    assert!(
+                        (e - best_e).abs() < 1e-9,
+                        "{at}: e {e}, brute force {best_e}"
+                    );
+                } else {
+                    assert!(
+                        (r - best_r).abs() < 1e-9,
+                        "{at}: r {r}, brute force {best_r}"
+                    );
+                }
+                checked += 1;
+                env.step(&d).unwrap();
+            }
+        }
+    }
+    assert_eq!(checked, 4 * 20 * 8);
+}
+
+/// Checks that a decision maker from `make` is feasible on every slot of two
+/// episodes with room (20 users, 15 servers, 10 slots), never below nearest's or
+/// sticky's e on the same slot, and above both somewhere (a search must find
+/// what its starts miss).
+#[cfg(test)]
+pub(crate) fn assert_never_below_nearest_or_sticky(make: impl Fn() -> Box<dyn DecisionMaker>) {
+    for seed in 0..2 {
+        let sc = test_scenario(20, 15, 10, seed);
+        let mut env = Env::new(&sc, seed).unwrap();
+        let (mut dm, mut nearest, mut sticky) = (make(), Nearest::new(), Sticky::new());
+        let mut strictly_better = 0;
+        while !env.done() {
+            let d = dm.decide(&env).unwrap();
+            assert_eq!(d.association.len(), 20);
+            assert!(d.association.iter().all(|&s| s < 15));
+            let e = |d: &Decision| {
+                let out = env.clone().step(d).unwrap();
+                assert_eq!(out.evaluation.violations.total(), 0);
+                out.evaluation.objective
+            };
+            let eo = e(&d);
+            let en = e(&nearest.decide(&env).unwrap());
+            let es = e(&sticky.decide(&env).unwrap());
+            let name = dm.name();
+            assert!(
+                eo >= en && eo >= es,
+                "{name} {eo}, nearest {en}, sticky {es}"
+            );
+            if eo > en.max(es) + 1e-6 {
+                strictly_better += 1;
+            }
+            env.step(&d).unwrap();
+        }
+        assert!(
+            strictly_better > 0,
+            "the search must find what the starts miss"
+        );
+    }
+}
+
 /// A uniformly random available server for every user, with the optimal γ.
 #[derive(Debug)]
 pub struct Random {

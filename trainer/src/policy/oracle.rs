@@ -571,110 +571,17 @@ mod tests {
     use super::*;
     use crate::policy::{Nearest, Sticky};
 
+    use crate::policy::score_of as score;
     use crate::policy::test_scenario as scenario;
-
-    /// (broken constraints, e, r) of an association on the full slot.
-    fn score(params: &Params, slot: &Status, assoc: &[usize]) -> (usize, f64, f64) {
-        let mut gamma = vec![0.0; assoc.len()];
-        solve_gamma(params, slot, assoc, &mut gamma).unwrap();
-        let eval = evaluate(params, slot, assoc, &gamma).unwrap();
-        (eval.violations.total(), eval.objective, eval.reward)
-    }
-
-    /// Every association of `users` users on `servers` servers.
-    fn all_associations(users: usize, servers: usize) -> Vec<Vec<usize>> {
-        (0..servers.pow(users as u32))
-            .map(|mut k| {
-                (0..users)
-                    .map(|_| {
-                        let s = k % servers;
-                        k /= servers;
-                        s
-                    })
-                    .collect()
-            })
-            .collect()
-    }
 
     #[test]
     fn finds_the_brute_force_optimum_on_tiny_slots() {
-        let mut checked = 0;
-        for (users, servers) in [(3, 3), (4, 3), (3, 4), (5, 4)] {
-            for seed in 0..20 {
-                let sc = scenario(users, servers, 8, seed);
-                let mut env = Env::new(&sc, seed).unwrap();
-                let mut oracle = Oracle::new();
-                while !env.done() {
-                    let (params, slot) = (&sc.params, env.status());
-                    // Brute force on the full slot: the best feasible e, or the best
-                    // r when nothing is feasible.
-                    let scores: Vec<_> = all_associations(users, servers)
-                        .iter()
-                        .map(|a| score(params, slot, a))
-                        .collect();
-                    let best_e = scores
-                        .iter()
-                        .filter(|s| s.0 == 0)
-                        .map(|s| s.1)
-                        .fold(f64::NEG_INFINITY, f64::max);
-                    let best_r = scores.iter().map(|s| s.2).fold(f64::NEG_INFINITY, f64::max);
-                    let d = oracle.decide(&env).unwrap();
-                    let (v, e, r) = score(params, slot, &d.association);
-                    let at = format!("{users}×{servers}, seed {seed}, slot {}", env.t());
-                    if best_e > f64::NEG_INFINITY {
-                        assert_eq!(v, 0, "{at}");
-                        assert!(
-                            (e - best_e).abs() < 1e-9,
-                            "{at}: e {e}, brute force {best_e}"
-                        );
-                    } else {
-                        assert!(
-                            (r - best_r).abs() < 1e-9,
-                            "{at}: r {r}, brute force {best_r}"
-                        );
-                    }
-                    checked += 1;
-                    env.step(&d).unwrap();
-                }
-            }
-        }
-        assert_eq!(checked, 4 * 20 * 8);
+        crate::policy::assert_brute_force_optimum(|| Box::new(Oracle::new()));
     }
 
     #[test]
     fn never_below_nearest_or_sticky_and_feasible_with_room() {
-        for seed in 0..2 {
-            let sc = scenario(20, 15, 10, seed);
-            let mut env = Env::new(&sc, seed).unwrap();
-            let (mut oracle, mut nearest, mut sticky) =
-                (Oracle::new(), Nearest::new(), Sticky::new());
-            let mut strictly_better = 0;
-            while !env.done() {
-                let d = oracle.decide(&env).unwrap();
-                assert_eq!(d.association.len(), 20);
-                assert!(d.association.iter().all(|&s| s < 15));
-                let e = |d: &Decision| {
-                    let out = env.clone().step(d).unwrap();
-                    assert_eq!(out.evaluation.violations.total(), 0);
-                    out.evaluation.objective
-                };
-                let eo = e(&d);
-                let en = e(&nearest.decide(&env).unwrap());
-                let es = e(&sticky.decide(&env).unwrap());
-                assert!(
-                    eo >= en && eo >= es,
-                    "oracle {eo}, nearest {en}, sticky {es}"
-                );
-                if eo > en.max(es) + 1e-6 {
-                    strictly_better += 1;
-                }
-                env.step(&d).unwrap();
-            }
-            assert!(
-                strictly_better > 0,
-                "the search must find what the starts miss"
-            );
-        }
+        crate::policy::assert_never_below_nearest_or_sticky(|| Box::new(Oracle::new()));
     }
 
     #[test]

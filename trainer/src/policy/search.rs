@@ -163,20 +163,9 @@ impl DecisionMaker for SearchOracle {
 
 #[cfg(test)]
 mod tests {
-    use diten_controller::{evaluate, solve_gamma};
-
     use super::*;
     use crate::policy::test_scenario as scenario;
-    use crate::policy::{Nearest, Oracle, Sticky};
-    use crate::sim::Status;
-
-    /// (broken constraints, e, r) of an association with its optimal γ.
-    fn score(params: &diten_controller::Params, slot: &Status, a: &[usize]) -> (usize, f64, f64) {
-        let mut gamma = vec![0.0; a.len()];
-        solve_gamma(params, slot, a, &mut gamma).unwrap();
-        let eval = evaluate(params, slot, a, &gamma).unwrap();
-        (eval.violations.total(), eval.objective, eval.reward)
-    }
+    use crate::policy::Oracle;
 
     /// e of `d` on the slot of `env` (the simulator's own evaluation).
     fn e_of(env: &Env, d: &Decision) -> (usize, f64) {
@@ -184,93 +173,16 @@ mod tests {
         (out.evaluation.violations.total(), out.evaluation.objective)
     }
 
-    /// Every association of `users` users on `servers` servers.
-    fn all_associations(users: usize, servers: usize) -> Vec<Vec<usize>> {
-        (0..servers.pow(users as u32))
-            .map(|mut k| {
-                (0..users)
-                    .map(|_| {
-                        let s = k % servers;
-                        k /= servers;
-                        s
-                    })
-                    .collect()
-            })
-            .collect()
-    }
-
-    /// Against brute force over every association of tiny slots (its own
-    /// episodes, 640 slots): feasible whenever something is, and at the
-    /// optimum on every slot, as the oracle's own test requires of it.
+    /// Against brute force on tiny slots, as the oracle's own test requires of
+    /// it: the optimum on every one of the 640.
     #[test]
     fn finds_the_brute_force_optimum_on_tiny_slots() {
-        let (mut checked, mut optimal, mut gap) = (0, 0, 0.0f64);
-        for (users, servers) in [(3, 3), (4, 3), (3, 4), (5, 4)] {
-            for seed in 0..20 {
-                let sc = scenario(users, servers, 8, seed);
-                let mut env = Env::new(&sc, seed).unwrap();
-                let mut fast = SearchOracle::new();
-                while !env.done() {
-                    let (params, slot) = (&sc.params, env.status());
-                    let scores: Vec<_> = all_associations(users, servers)
-                        .iter()
-                        .map(|a| score(params, slot, a))
-                        .collect();
-                    let best_e = scores
-                        .iter()
-                        .filter(|s| s.0 == 0)
-                        .map(|s| s.1)
-                        .fold(f64::NEG_INFINITY, f64::max);
-                    let d = fast.decide(&env).unwrap();
-                    let (v, e) = e_of(&env, &d);
-                    let at = format!("{users}×{servers}, seed {seed}, slot {}", env.t());
-                    if best_e > f64::NEG_INFINITY {
-                        assert_eq!(v, 0, "{at}");
-                        assert!(e <= best_e + 1e-9, "{at}: e {e} above the optimum {best_e}");
-                        if e >= best_e - 1e-9 {
-                            optimal += 1;
-                        }
-                        gap = gap.max(best_e - e);
-                    } else {
-                        optimal += 1;
-                    }
-                    checked += 1;
-                    env.step(&d).unwrap();
-                }
-            }
-        }
-        assert_eq!(checked, 4 * 20 * 8);
-        assert!(
-            optimal == checked,
-            "at the optimum on {optimal} of {checked} slots (largest gap {gap})"
-        );
+        crate::policy::assert_brute_force_optimum(|| Box::new(SearchOracle::new()));
     }
 
     #[test]
     fn never_below_nearest_or_sticky_and_feasible_with_room() {
-        for seed in 0..2 {
-            let sc = scenario(20, 15, 10, seed);
-            let mut env = Env::new(&sc, seed).unwrap();
-            let (mut fast, mut nearest, mut sticky) =
-                (SearchOracle::new(), Nearest::new(), Sticky::new());
-            let mut strictly_better = 0;
-            while !env.done() {
-                let d = fast.decide(&env).unwrap();
-                let (v, ef) = e_of(&env, &d);
-                assert_eq!(v, 0);
-                let en = e_of(&env, &nearest.decide(&env).unwrap()).1;
-                let es = e_of(&env, &sticky.decide(&env).unwrap()).1;
-                assert!(ef >= en && ef >= es, "fast {ef}, nearest {en}, sticky {es}");
-                if ef > en.max(es) + 1e-6 {
-                    strictly_better += 1;
-                }
-                env.step(&d).unwrap();
-            }
-            assert!(
-                strictly_better > 0,
-                "the search must find what the starts miss"
-            );
-        }
+        crate::policy::assert_never_below_nearest_or_sticky(|| Box::new(SearchOracle::new()));
     }
 
     /// A decision depends on the slot alone (random starts drawn from the
