@@ -32,7 +32,9 @@
 //! Features (additive; the manifest says more): `std` adds `std` support to
 //! serde; `onnx` (with `std`) adds `policy::OnnxPolicy`: an exported ONNX policy
 //! loaded at run time and run by tract-onnx, an [`policy::Engine`] for the same
-//! [`Controller`]; neither changes a number. `host-math` (the platform's libm instead of the `libm` crate) and
+//! [`Controller`]; `wide` (with `std`) runs `policy-v2` networks of up to 64
+//! hidden units instead of 16 ([`policy::general::RUN_MAX_HIDDEN`]); none
+//! changes a number. `host-math` (the platform's libm instead of the `libm` crate) and
 //! `simd` (the policy engine's AVX2 + FMA path on x86-64) each change results in
 //! the last bits, so a build names them. The error type implements
 //! `core::error::Error` in every build.
