@@ -90,24 +90,6 @@ impl Load {
         UserCost::new(params, slot, user, server, rate).load(user, total_bits(user, 0.0))
     }
 
-    /// [`at_zero`](Self::at_zero) of every user of `slot` on every server, into
-    /// `table[u][s]` (rows and columns beyond the slot's untouched): the same
-    /// numbers to the last bit, with the factors that depend on the server alone
-    /// or the user alone computed once each instead of once per pair (on a target
-    /// without an f64 FPU every one of them is a library call).
-    pub fn at_zero_table<const U: usize, const S: usize>(
-        params: &Params,
-        slot: &Slot<U, S>,
-        table: &mut [[Load; S]; U],
-    ) {
-        let factors = ZeroFactors::new(params, slot);
-        for (u, row) in table.iter_mut().enumerate().take(slot.users().len()) {
-            for (s, load) in row.iter_mut().enumerate().take(slot.servers().len()) {
-                *load = factors.load(params, slot, u, s);
-            }
-        }
-    }
-
     /// Whether the load breaks C2 on `server` (C_cmp,s > q_s; a NaN sum does not).
     #[inline]
     pub fn breaks_c2(&self, server: &Server) -> bool {
@@ -245,9 +227,9 @@ mod tests {
     use super::*;
     use crate::test_rng::Rng;
 
-    /// The table's hoisted factors give `at_zero`'s numbers to the last bit.
+    /// The hoisted factors give `at_zero`'s numbers to the last bit.
     #[test]
-    fn the_table_is_at_zero_bit_for_bit() {
+    fn the_factors_give_at_zero_bit_for_bit() {
         let mut rng = Rng::new(29);
         let params = Params::default();
         let rate = params.rate_bps();
@@ -275,10 +257,10 @@ mod tests {
                 })
                 .collect();
             let slot: Slot<12, 7> = Slot::new(&servers, &users).unwrap();
-            let mut table = [[Load::default(); 7]; 12];
-            Load::at_zero_table(&params, &slot, &mut table);
-            for (u, (user, row)) in slot.users().iter().zip(&table).enumerate() {
-                for (s, got) in row.iter().enumerate().take(m) {
+            let factors = ZeroFactors::new(&params, &slot);
+            for (u, user) in slot.users().iter().enumerate() {
+                for s in 0..m {
+                    let got = factors.load(&params, &slot, u, s);
                     let want = Load::at_zero(&params, &slot, user, s, rate);
                     assert_eq!(
                         [got.cmp, got.syn, got.total].map(f64::to_bits),

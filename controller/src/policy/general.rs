@@ -289,7 +289,37 @@ impl<const U: usize, const S: usize> SlotIn<U, S> {
         penalty: &mut [f32],
         loads: &mut [LoadF32],
     ) {
-        step(params, self, u, placed, features, penalty, loads);
+        let Some(user) = self.users().get(u) else {
+            return;
+        };
+        let mut any_fit = false;
+        for (s, ((srv, state), load)) in self
+            .servers()
+            .iter()
+            .zip(placed)
+            .zip(loads.iter_mut())
+            .enumerate()
+        {
+            *load = pair_load(user, s, srv).0;
+            any_fit |= srv.available && (state.load + *load).fits(srv);
+        }
+        for ((((srv, state), load), f), p) in self
+            .servers()
+            .iter()
+            .zip(placed)
+            .zip(loads.iter())
+            .zip(features.iter_mut())
+            .zip(penalty.iter_mut())
+        {
+            *f = dyn_features(params, srv, state, load);
+            *p = if !srv.available {
+                f32::NEG_INFINITY
+            } else if any_fit && f[2] == 0.0 {
+                -NO_FIT_PENALTY
+            } else {
+                0.0
+            };
+        }
     }
 }
 
@@ -552,49 +582,6 @@ pub fn user_step<const U: usize, const S: usize>(
     loads: &mut [LoadF32],
 ) {
     SlotIn::new(params, slot).step(params, u, placed, features, penalty, loads);
-}
-
-/// [`user_step`] on the slot's [`SlotIn`] ([`SlotIn::step`]).
-fn step<const U: usize, const S: usize>(
-    params: &Params,
-    inputs: &SlotIn<U, S>,
-    u: usize,
-    placed: &[Placed],
-    features: &mut [[f32; DYN_FEATURES]],
-    penalty: &mut [f32],
-    loads: &mut [LoadF32],
-) {
-    let Some(user) = inputs.users().get(u) else {
-        return;
-    };
-    let mut any_fit = false;
-    for (s, ((srv, state), load)) in inputs
-        .servers()
-        .iter()
-        .zip(placed)
-        .zip(loads.iter_mut())
-        .enumerate()
-    {
-        *load = pair_load(user, s, srv).0;
-        any_fit |= srv.available && (state.load + *load).fits(srv);
-    }
-    for ((((srv, state), load), f), p) in inputs
-        .servers()
-        .iter()
-        .zip(placed)
-        .zip(loads.iter())
-        .zip(features.iter_mut())
-        .zip(penalty.iter_mut())
-    {
-        *f = dyn_features(params, srv, state, load);
-        *p = if !srv.available {
-            f32::NEG_INFINITY
-        } else if any_fit && f[2] == 0.0 {
-            -NO_FIT_PENALTY
-        } else {
-            0.0
-        };
-    }
 }
 
 /// Scratch values a `policy-v2` forward pass of width `hidden` needs for
@@ -1241,15 +1228,7 @@ fn decode_in<const U: usize, const S: usize>(
     let mut penalty = [0.0f32; S];
     let mut loads = [LoadF32::default(); S];
     for (u, row) in out.chunks_exact_mut(m).enumerate() {
-        step(
-            params,
-            inputs,
-            u,
-            &placed,
-            &mut features,
-            &mut penalty,
-            &mut loads,
-        );
+        inputs.step(params, u, &placed, &mut features, &mut penalty, &mut loads);
         let mut best: Option<(f32, usize)> = None;
         for (s, ((o, f), &p)) in row.iter_mut().zip(&features).zip(&penalty).enumerate() {
             let term: f32 = f.iter().zip(decoder).map(|(a, b)| a * b).sum();
