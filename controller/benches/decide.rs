@@ -7,7 +7,8 @@
 //! policy alone); and `policy/u20_s21`, the policy's forward pass alone.
 //! `policy/general_u20_s21` and `decide/general_u20_s21{,_budget0}{,_f32}` are
 //! the same for the shipped size-agnostic policy (`onnx-models/general/policy.bin`,
-//! trained weights): its forward pass and sequential decoding, and the whole
+//! trained weights): its forward pass and sequential decoding (`_network`: the
+//! network's scores alone, before the decoding), and the whole
 //! decision at the default budget and at budget 0, with the exact and the f32 γ
 //! solver.
 
@@ -160,6 +161,14 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             general
                 .logits(&params, black_box(&statuses[0]), &mut scratch, &mut logits)
+                .expect("runs");
+            black_box(&logits);
+        })
+    });
+    c.bench_function("policy/general_u20_s21_network", |b| {
+        b.iter(|| {
+            general
+                .base_logits(&params, black_box(&statuses[0]), &mut scratch, &mut logits)
                 .expect("runs");
             black_box(&logits);
         })

@@ -35,8 +35,9 @@
 //! [`Controller`]; `wide` (with `std`) runs `policy-v2` networks of up to 64
 //! hidden units instead of 16 ([`policy::general::RUN_MAX_HIDDEN`]); none
 //! changes a number. `host-math` (the platform's libm instead of the `libm` crate) and
-//! `simd` (the policy engine's AVX2 + FMA path on x86-64) each change results in
-//! the last bits, so a build names them. The error type implements
+//! `simd` (the `policy-v1` engine's AVX2 + FMA path on x86-64; the `policy-v2`
+//! engine's AVX2 path gives the scalar logits bit for bit) each change results
+//! in the last bits, so a build names them. The error type implements
 //! `core::error::Error` in every build.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(missing_docs)]

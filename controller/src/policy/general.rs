@@ -26,7 +26,10 @@
 //! not U·S·H). The embed layer is linear before its relu, so the columns of a
 //! user (with the bias) and of a server are summed once each, and a pair adds
 //! only its own 6; H is padded to 16, 32 or 64 with zero weights (the same
-//! logits, bit for bit), so that a pair's vectors stay in registers.
+//! logits, bit for bit), so that a pair's vectors stay in registers. The
+//! per-pair arithmetic is scalar code (the firmware's), or with the feature
+//! `simd` on an x86-64 CPU with AVX2 the same operations 8 lanes at a time, the
+//! same logits bit for bit (`lanes`).
 //!
 //! # Decoding (controller code, shared with training)
 //!
@@ -83,6 +86,9 @@ use crate::model::Load;
 use crate::params::CostNorm;
 use crate::slot::{Server, User};
 use crate::{Error, Params, Slot};
+use lanes::{axpy_rows, Lanes, Scalar};
+
+mod lanes;
 
 /// The pair-feature layout [`pair_features`] writes.
 pub const OBS_LAYOUT_V2: &str = "diten-obs-v2";
@@ -872,15 +878,64 @@ impl<'a> GeneralPolicy<'a> {
             None => return Err(short(n * m, out.len())),
         };
         match padded_width(self.model.hidden()) {
-            16 => self.forward::<16, U, S>(inputs, scratch, out),
+            16 => self.forward_at::<16, U, S>(inputs, scratch, out),
             #[cfg(feature = "wide")]
-            32 => self.forward::<32, U, S>(inputs, scratch, out),
+            32 => self.forward_at::<32, U, S>(inputs, scratch, out),
             #[cfg(feature = "wide")]
-            _ => self.forward::<64, U, S>(inputs, scratch, out),
+            _ => self.forward_at::<64, U, S>(inputs, scratch, out),
             // Parsing refused the blob already (`RUN_MAX_HIDDEN`).
             #[cfg(not(feature = "wide"))]
             _ => Err(hidden_limit(self.model.hidden(), RUN_MAX_HIDDEN).into()),
         }
+    }
+
+    /// [`forward`](Self::forward) at width `N` on AVX2 lanes where the build
+    /// (feature `simd`, x86-64) and the CPU have them (checked once, then cached
+    /// by `pulp`), on scalar code elsewhere: the same logits bit for bit
+    /// ([`lanes`]).
+    #[cfg(all(feature = "simd", target_arch = "x86_64"))]
+    fn forward_at<const N: usize, const U: usize, const S: usize>(
+        &self,
+        inputs: &SlotIn<U, S>,
+        scratch: &mut [f32],
+        out: &mut [f32],
+    ) -> Result<(), Error>
+    where
+        lanes::Avx: Lanes<N>,
+    {
+        if let Some(simd) = pulp::x86::V3::try_new() {
+            return simd.vectorize(AvxPass::<N, U, S> {
+                policy: self,
+                inputs,
+                scratch,
+                out,
+                simd,
+            });
+        }
+        self.forward_scalar::<N, U, S>(inputs, scratch, out)
+    }
+
+    /// [`forward`](Self::forward) at width `N` on scalar code.
+    #[cfg(not(all(feature = "simd", target_arch = "x86_64")))]
+    fn forward_at<const N: usize, const U: usize, const S: usize>(
+        &self,
+        inputs: &SlotIn<U, S>,
+        scratch: &mut [f32],
+        out: &mut [f32],
+    ) -> Result<(), Error> {
+        self.forward_scalar::<N, U, S>(inputs, scratch, out)
+    }
+
+    /// [`forward`](Self::forward) on [`Scalar`] lanes, in a function of its own
+    /// (a pair's vectors in registers, in a frame of their own).
+    #[inline(never)]
+    fn forward_scalar<const N: usize, const U: usize, const S: usize>(
+        &self,
+        inputs: &SlotIn<U, S>,
+        scratch: &mut [f32],
+        out: &mut [f32],
+    ) -> Result<(), Error> {
+        self.forward::<N, Scalar, U, S>(Scalar, inputs, scratch, out)
     }
 
     /// Steps 1–4 of the module docs with every hidden vector `N` wide: the
@@ -892,10 +947,12 @@ impl<'a> GeneralPolicy<'a> {
     /// The embed layer is linear before its relu, so its user columns (with the
     /// bias) are summed once per user and its server column once per server; a
     /// pair adds its own [`PAIR_COLUMNS`] only. The cost feature's `ln(1 + ·)`
-    /// is taken once per pair and kept for the second pass.
-    #[inline(never)]
-    fn forward<const N: usize, const U: usize, const S: usize>(
+    /// is taken once per pair and kept for the second pass. The per-pair
+    /// arithmetic is `lanes`'.
+    #[inline(always)]
+    fn forward<const N: usize, L: Lanes<N>, const U: usize, const S: usize>(
         &self,
+        lanes: L,
         inputs: &SlotIn<U, S>,
         scratch: &mut [f32],
         out: &mut [f32],
@@ -965,12 +1022,9 @@ impl<'a> GeneralPolicy<'a> {
                 x[COST_AT] = crate::math::ln_1pf(x[COST_AT]);
                 *c = x[COST_AT];
                 let hid = embed
-                    .pair(&x, &up, pre)
+                    .pair(lanes, &x, &up, pre)
                     .ok_or(Error::ObservationValue { index: u * S + s })?;
-                for ((a, b), &x) in sc.iter_mut().zip(user_sum.iter_mut()).zip(&hid) {
-                    *a += x;
-                    *b += x;
-                }
+                lanes.accumulate(&hid, sc, &mut user_sum);
             }
             uc.copy_from_slice(&user_sum);
         }
@@ -1028,21 +1082,41 @@ impl<'a> GeneralPolicy<'a> {
                 let mut x = pair_columns_raw(inputs.inv_2f0, user, s, srv);
                 x[COST_AT] = c;
                 let hid = embed
-                    .pair(&x, &up, pre)
+                    .pair(lanes, &x, &up, pre)
                     .ok_or(Error::ObservationValue { index: u * S + s })?;
-                let mut t = [0.0f32; N];
-                for ((t, &a), &b) in t.iter_mut().zip(sc).zip(uc) {
-                    *t = a + b;
-                }
-                axpy_rows(mix_h, &hid, &mut t);
-                let mut acc = b_out;
-                for (&t, &w) in t.iter().zip(&out_w) {
-                    acc += w * relu(t);
-                }
-                *o = acc;
+                *o = lanes.head(&hid, sc, uc, mix_h, &out_w, b_out);
             }
         }
         Ok(())
+    }
+}
+
+/// A [`GeneralPolicy::forward`] on [`Avx`](lanes::Avx) lanes, for
+/// [`pulp::x86::V3::vectorize`]: its `call` is `#[inline(always)]`, so the pass
+/// is compiled into `vectorize`'s AVX2 function (a closure is not inlined there,
+/// and each lane operation would stay a call compiled without AVX2).
+#[cfg(all(feature = "simd", target_arch = "x86_64"))]
+struct AvxPass<'p, 'a, 'b, const N: usize, const U: usize, const S: usize> {
+    policy: &'p GeneralPolicy<'a>,
+    inputs: &'b SlotIn<U, S>,
+    scratch: &'b mut [f32],
+    out: &'b mut [f32],
+    simd: pulp::x86::V3,
+}
+
+#[cfg(all(feature = "simd", target_arch = "x86_64"))]
+impl<const N: usize, const U: usize, const S: usize> pulp::NullaryFnOnce
+    for AvxPass<'_, '_, '_, N, U, S>
+where
+    lanes::Avx: Lanes<N>,
+{
+    type Output = Result<(), Error>;
+
+    #[inline(always)]
+    fn call(self) -> Result<(), Error> {
+        let lanes = lanes::Avx(self.simd);
+        self.policy
+            .forward::<N, lanes::Avx, U, S>(lanes, self.inputs, self.scratch, self.out)
     }
 }
 
@@ -1182,22 +1256,15 @@ impl<'w, const N: usize> Embed<'w, N> {
     /// `relu(user_pre + server_pre + W_pair·x'_us)`: the pair's embedding from
     /// its [`PAIR_COLUMNS`] `x` (`None` when one is not finite).
     #[inline(always)]
-    fn pair(
+    fn pair<L: Lanes<N>>(
         &self,
+        lanes: L,
         x: &[f32; N_PAIR],
         user_pre: &[f32; N],
         server_pre: &[f32; N],
     ) -> Option<[f32; N]> {
         let xn = self.normalise(x, 0)?;
-        let mut hid = *user_pre;
-        for (o, &b) in hid.iter_mut().zip(server_pre) {
-            *o += b;
-        }
-        axpy_rows(self.rows(0, N_PAIR), &xn, &mut hid);
-        for v in hid.iter_mut() {
-            *v = relu(*v);
-        }
-        Some(hid)
+        Some(lanes.embed(user_pre, server_pre, self.rows(0, N_PAIR), &xn))
     }
 }
 
@@ -1249,18 +1316,6 @@ fn decode_in<const U: usize, const S: usize>(
     }
 }
 
-/// max(x, 0), NaN to 0, as `f32::max` gives it; written as a comparison because
-/// on a Cortex-M4F `f32::max` is a call to `fmaxf` (its FPU has no VMAXNM), which
-/// cost the network about a sixth of its instructions.
-#[inline]
-fn relu(x: f32) -> f32 {
-    if x > 0.0 {
-        x
-    } else {
-        0.0
-    }
-}
-
 /// Writes `layer`'s row-major `H × blocks·H` weights input-major into `out`,
 /// each of its `blocks` column blocks zero-padded to `width` rows of `width`
 /// (`out[(b·width + j)·width + o] = W[o, b·H + j]`, 0 where `j` or `o` ≥ H).
@@ -1279,19 +1334,6 @@ fn transpose_padded(layer: &LayerRef<'_>, blocks: usize, width: usize, out: &mut
             } else {
                 0.0
             };
-        }
-    }
-}
-
-/// `y += Σ_i x[i] · w_t[i]`, `w_t` input-major rows of `N` weights each: a
-/// fixed-size loop the compiler unrolls, `y` kept in registers.
-#[inline(always)]
-fn axpy_rows<const N: usize>(w_t: &[f32], x: &[f32], y: &mut [f32; N]) {
-    for (row, &xi) in w_t.chunks_exact(N).zip(x) {
-        if let Ok(row) = <&[f32; N]>::try_from(row) {
-            for (a, &w) in y.iter_mut().zip(row) {
-                *a += xi * w;
-            }
         }
     }
 }

@@ -426,3 +426,104 @@ fn the_decoder_respects_availability_and_capacity() {
         }
     }
 }
+
+/// The AVX2 lanes give the scalar lanes' base logits bit for bit: at every
+/// padded width, on random weights and slots, and on the lanes' edge values
+/// (NaN, −0, infinities) directly. Skipped on a CPU without AVX2.
+#[cfg(all(feature = "simd", target_arch = "x86_64"))]
+#[test]
+fn the_avx_lanes_give_the_scalar_logits_bit_for_bit() {
+    use super::lanes::{Avx, Lanes, Scalar};
+    let Some(simd) = pulp::x86::V3::try_new() else {
+        std::eprintln!("no AVX2 on this CPU: nothing to compare");
+        return;
+    };
+    fn bits<const N: usize>(v: &[f32; N]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+    fn lanes_agree<const N: usize>(simd: pulp::x86::V3, rng: &mut Rng)
+    where
+        Avx: Lanes<N>,
+    {
+        let edge = [
+            f32::NAN,
+            -0.0,
+            0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            -1.0,
+            1.0e30,
+        ];
+        let mut vector = |edges: bool| -> [f32; N] {
+            core::array::from_fn(|i| match edges && i < edge.len() {
+                true => edge[i],
+                false => (rng.unit() as f32 - 0.5) * 4.0,
+            })
+        };
+        let (a, b, out) = (vector(true), vector(false), vector(false));
+        let h = vector(false);
+        let w: Vec<f32> = (0..N * N)
+            .map(|i| ((i * 7919) % 13) as f32 * 0.37 - 2.0)
+            .collect();
+        let x = [0.5, -1.25, 3.0, 0.0, -0.0, 2.5];
+        let (scalar, avx) = (Scalar, Avx(simd));
+        let run = |f: &dyn Fn() -> [f32; N]| bits(&simd.vectorize(f));
+        assert_eq!(
+            bits(&Lanes::<N>::embed(scalar, &a, &b, &w, &x)),
+            run(&|| avx.embed(&a, &b, &w, &x)),
+            "embed at N = {N}"
+        );
+        // With the edge values (their sums are infinite or NaN) and without.
+        for a in [a, vector(false)] {
+            let head_scalar = Lanes::<N>::head(scalar, &h, &a, &b, &w, &out, 0.25);
+            let head_avx = simd.vectorize(|| avx.head(&h, &a, &b, &w, &out, 0.25));
+            assert_eq!(head_scalar.to_bits(), head_avx.to_bits(), "head at N = {N}");
+        }
+        let (mut s1, mut t1, mut s2, mut t2) = (a, b, a, b);
+        Lanes::<N>::accumulate(scalar, &h, &mut s1, &mut t1);
+        simd.vectorize(|| avx.accumulate(&h, &mut s2, &mut t2));
+        assert_eq!(
+            (bits(&s1), bits(&t1)),
+            (bits(&s2), bits(&t2)),
+            "sums at N = {N}"
+        );
+    }
+    let mut rng = Rng::new(11);
+    for _ in 0..20 {
+        lanes_agree::<16>(simd, &mut rng);
+        lanes_agree::<32>(simd, &mut rng);
+        lanes_agree::<64>(simd, &mut rng);
+    }
+
+    // Whole forward passes, random models of every padded width and the shipped one.
+    let params = Params::default();
+    let shipped = include_bytes!("../../../../onnx-models/general/policy.bin");
+    let raws: Vec<Vec<u8>> = [4usize, 16, 12, 24, 32, 40, 64]
+        .iter()
+        .enumerate()
+        .map(|(i, &h)| Raw::random(100 + i as u64, h).blob(CostNorm::Paper))
+        .chain([shipped.to_vec()])
+        .collect();
+    for (case, blob) in raws.iter().enumerate() {
+        let policy = GeneralPolicy::parse(blob).unwrap();
+        for _ in 0..10 {
+            let (n, m) = (
+                1 + (16.0 * rng.unit()) as usize,
+                1 + (8.0 * rng.unit()) as usize,
+            );
+            let slot = random_slot(&mut rng, n, m);
+            let inputs = SlotIn::new(&params, &slot);
+            let mut scratch = vec![0.0; policy.scratch_len(n, m)];
+            let (mut fast, mut slow) = (vec![0.0f32; n * m], vec![0.0f32; n * m]);
+            policy.base_in(&inputs, &mut scratch, &mut fast).unwrap();
+            match padded_width(policy.model().hidden()) {
+                16 => policy.forward_scalar::<16, 16, 8>(&inputs, &mut scratch, &mut slow),
+                32 => policy.forward_scalar::<32, 16, 8>(&inputs, &mut scratch, &mut slow),
+                _ => policy.forward_scalar::<64, 16, 8>(&inputs, &mut scratch, &mut slow),
+            }
+            .unwrap();
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&fast), bits(&slow), "model {case}, {n} x {m}");
+        }
+    }
+}
