@@ -11,6 +11,5 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rustc-link-arg=-Tlink.x");
     println!("cargo:rerun-if-changed=memory.x");
     println!("cargo:rerun-if-changed=trace.bin");
-    println!("cargo:rerun-if-changed=../onnx-models/u20-s21/policy.bin");
     Ok(())
 }

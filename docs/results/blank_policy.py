@@ -6,8 +6,8 @@ controller's repair, consolidation and improvement do the rest: the control
 experiment of RESULTS.md ("what the learned policy adds").
 
     python3 -m venv /tmp/onnxenv && /tmp/onnxenv/bin/pip install onnx
-    /tmp/onnxenv/bin/python docs/results/blank_policy.py onnx-models/u20-s9/policy.onnx runs/blank/u20-s9.onnx
-    diten convert --out runs/blank/u20-s9.bin runs/blank/u20-s9.onnx
+    /tmp/onnxenv/bin/python docs/results/blank_policy.py onnx-models/u20-s15/policy.onnx runs/blank/u20-s15.onnx
+    diten convert --out runs/blank/u20-s15.bin runs/blank/u20-s15.onnx
 """
 import sys
 

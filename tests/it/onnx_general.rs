@@ -346,7 +346,7 @@ fn infer_instance_prints_the_inputs_and_the_engines_logits() {
     assert_eq!(printed, base);
 
     // A policy-v1 model, too many servers, --obs and --instance together.
-    let flat = root().join("onnx-models/u20-s9/policy.bin");
+    let flat = root().join("onnx-models/u20-s15/policy.bin");
     one_line_error(
         diten()
             .args(["infer", "--model"])

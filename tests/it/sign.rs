@@ -93,7 +93,7 @@ fn shipped_signatures_verify_with_the_test_key() {
     let dir = scratch_dir("sign", "resign");
     std::fs::create_dir_all(&dir).unwrap();
     let copy = dir.join("policy.bin");
-    let original = root().join("onnx-models/u20-s9/policy.bin");
+    let original = root().join("onnx-models/u20-s15/policy.bin");
     std::fs::copy(&original, &copy).unwrap();
     ok(diten()
         .args(["sign", "--policy-version", "1", "--key"])
@@ -103,7 +103,7 @@ fn shipped_signatures_verify_with_the_test_key() {
         .unwrap());
     assert_eq!(read(&sig_of(&copy)), read(&sig_of(&original)));
     // The ONNX path of the controller, on the smallest model.
-    let onnx = root().join("onnx-models/u20-s9/policy.onnx");
+    let onnx = root().join("onnx-models/u20-s15/policy.onnx");
     OnnxPolicy::load_signed(&onnx, &sig_of(&onnx), &key, 1).unwrap();
 }
 
@@ -158,7 +158,7 @@ print("ok")
 #[test]
 fn altered_shipped_blob_or_signature_is_refused() {
     let key = PublicKey::parse(&read(&test_pubkey())).unwrap();
-    let file = root().join("onnx-models/u20-s9/policy.bin");
+    let file = root().join("onnx-models/u20-s15/policy.bin");
     let blob = read(&file);
     let sig = read(&sig_of(&file));
     // 61 positions: the header, the last byte and a stride through the payload
@@ -186,7 +186,7 @@ fn altered_shipped_blob_or_signature_is_refused() {
         );
     }
     // Another shipped blob's signature.
-    let other = read(&sig_of(&root().join("onnx-models/u20-s11/policy.bin")));
+    let other = read(&sig_of(&root().join("onnx-models/general/policy.bin")));
     assert!(matches!(
         signature::verify(&blob, &other, &key, 0),
         Err(SignatureError::FileLength { .. } | SignatureError::Digest)
@@ -230,7 +230,7 @@ fn keygen_sign_verify_round_trip() {
     );
 
     let file = dir.join("policy.bin");
-    std::fs::copy(root().join("onnx-models/u20-s9/policy.bin"), &file).unwrap();
+    std::fs::copy(root().join("onnx-models/u20-s15/policy.bin"), &file).unwrap();
     ok(diten()
         .args(["sign", "--policy-version", "5", "--key"])
         .arg(&secret)
@@ -283,7 +283,7 @@ fn keygen_sign_verify_round_trip() {
     std::fs::remove_file(sig_of(&file)).unwrap();
     one_line_error(verify("0"), "no signature");
     std::fs::copy(
-        sig_of(&root().join("onnx-models/u20-s11/policy.bin")),
+        sig_of(&root().join("onnx-models/general/policy.bin")),
         sig_of(&file),
     )
     .unwrap();
@@ -296,7 +296,7 @@ fn bad_key_files_are_one_line_errors_naming_the_file() {
     std::fs::create_dir_all(&dir).unwrap();
     let bad = dir.join("bad.key");
     std::fs::write(&bad, "not a key\n").unwrap();
-    let file = root().join("onnx-models/u20-s9/policy.bin");
+    let file = root().join("onnx-models/u20-s15/policy.bin");
     let name = bad.display().to_string();
     let out = diten()
         .args(["sign", "--key"])
@@ -339,7 +339,7 @@ fn bad_key_files_are_one_line_errors_naming_the_file() {
 fn commands_check_policy_signatures_under_pubkey() {
     let dir = scratch_dir("sign", "commands");
     std::fs::create_dir_all(&dir).unwrap();
-    let shipped = root().join("onnx-models/u20-s21/policy.bin");
+    let shipped = root().join("onnx-models/u20-s15/policy.bin");
     // A churn-free trace of 20 users (the firmware's has churn, which a flat
     // 20-user policy cannot decide).
     let trace = dir.join("trace.bin");
@@ -347,7 +347,7 @@ fn commands_check_policy_signatures_under_pubkey() {
         .args([
             "trace",
             "--servers",
-            "21",
+            "15",
             "--slots",
             "5",
             "--seed",
@@ -381,9 +381,9 @@ fn commands_check_policy_signatures_under_pubkey() {
     );
     // The ONNX model is checked as the file it is, before its conversion.
     let onnx = dir.join("policy.onnx");
-    std::fs::copy(root().join("onnx-models/u20-s21/policy.onnx"), &onnx).unwrap();
+    std::fs::copy(root().join("onnx-models/u20-s15/policy.onnx"), &onnx).unwrap();
     std::fs::copy(
-        root().join("onnx-models/u20-s21/policy.bin.sig"),
+        root().join("onnx-models/u20-s15/policy.bin.sig"),
         sig_of(&onnx),
     )
     .unwrap();
@@ -404,7 +404,7 @@ fn commands_check_policy_signatures_under_pubkey() {
     // refused too.
     let compare = |policy: &str, min: &str| {
         diten()
-            .args(["compare", "--servers", "21", "--slots", "2", "--seeds", "1"])
+            .args(["compare", "--servers", "15", "--slots", "2", "--seeds", "1"])
             .args(["--policy", policy, "--min-policy-version", min, "--pubkey"])
             .arg(test_pubkey())
             .arg("--out")

@@ -683,7 +683,7 @@ fn the_general_policy_decides_any_size_and_avoids_down_servers() {
         .args(["solve", "--instance"])
         .arg(&file)
         .arg("--policy")
-        .arg(format!("{root}/onnx-models/u20-s21/policy.bin"))
+        .arg(format!("{root}/onnx-models/u20-s15/policy.bin"))
         .output()
         .expect("running diten solve");
     check_error(&out, "users: 17 in the status, the policy decides for 20");

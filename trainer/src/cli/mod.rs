@@ -318,7 +318,7 @@ pub struct CompareArgs {
     /// Decision makers, comma-separated built-in names or trained policy files
     /// (default: nearest,nearest-random,sticky,oracle). All run on the same episodes.
     /// `{S}` in a path stands for the episode's number of servers, so
-    /// `onnx-models/u20-s{S}/policy.bin` puts each shipped model on its own S.
+    /// `runs/u20-s{S}/policy.bin` puts a flat model trained per S on its own S.
     #[arg(long, value_name = "NAME|PATH,...", value_delimiter = ',')]
     pub policy: Vec<String>,
     /// The scenario and the sweep.

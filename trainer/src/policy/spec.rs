@@ -259,7 +259,7 @@ impl PolicySpec {
     /// maker per episode, so episodes are independent of each other and of the
     /// thread that runs them. A file path may hold [`SERVERS_PLACEHOLDER`]: it is
     /// replaced by `servers`, so one `--policy` names a trained policy per server
-    /// count (`onnx-models/u20-s{S}/policy.bin`); the label keeps the placeholder.
+    /// count (`runs/u20-s{S}/policy.bin`); the label keeps the placeholder.
     pub fn load(&self, servers: usize) -> anyhow::Result<LoadedPolicy> {
         let label = self.label();
         let loaded = match self {
