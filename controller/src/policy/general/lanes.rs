@@ -87,7 +87,7 @@ impl<const N: usize> Lanes<N> for Scalar {
 /// on a Cortex-M4F `f32::max` is a call to `fmaxf` (its FPU has no VMAXNM), which
 /// cost the network about a sixth of its instructions.
 #[inline]
-pub(super) fn relu(x: f32) -> f32 {
+fn relu(x: f32) -> f32 {
     if x > 0.0 {
         x
     } else {
