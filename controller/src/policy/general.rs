@@ -26,10 +26,11 @@
 //! not U·S·H). The embed layer is linear before its relu, so the columns of a
 //! user (with the bias) and of a server are summed once each, and a pair adds
 //! only its own 6; H is padded to 16, 32 or 64 with zero weights (the same
-//! logits, bit for bit), so that a pair's vectors stay in registers. The
-//! per-pair arithmetic is scalar code (the firmware's), or with the feature
-//! `simd` on an x86-64 CPU with AVX2 the same operations 8 lanes at a time, the
-//! same logits bit for bit (`lanes`).
+//! logits, bit for bit), so that a pair's vectors stay in registers. The pass
+//! is portable scalar code, one pair at a time (the firmware's), or with the
+//! feature `simd` on an x86-64 CPU with AVX2 eight pairs at a time, one per
+//! lane, each doing the portable code's operations in its order: the same
+//! logits bit for bit (`avx`).
 //!
 //! # Decoding (controller code, shared with training)
 //!
@@ -86,9 +87,11 @@ use crate::model::Load;
 use crate::params::CostNorm;
 use crate::slot::{Server, User};
 use crate::{Error, Params, Slot};
-use lanes::{axpy_rows, Lanes, Scalar};
+use pair::axpy_rows;
 
-mod lanes;
+#[cfg(all(feature = "simd", target_arch = "x86_64"))]
+mod avx;
+mod pair;
 
 /// The pair-feature layout [`pair_features`] writes.
 pub const OBS_LAYOUT_V2: &str = "diten-obs-v2";
@@ -353,7 +356,9 @@ fn pair_load(u: &UserIn, s: usize, srv: &ServerIn) -> (LoadF32, f32, f32) {
 /// The [`PAIR_COLUMNS`] of pair (`u`, `s`), in that order, except that the last
 /// (the cost term, column 6) is left as its argument `C_us / (2·f0)`: the
 /// forward pass takes its `ln(1 + ·)` once per pair and keeps it for its second
-/// pass.
+/// pass. Inlined: on a Cortex-M4F a call per pair returns its six values
+/// through memory.
+#[inline(always)]
 fn pair_columns_raw(inv_2f0: f32, u: &UserIn, s: usize, srv: &ServerIn) -> [f32; 6] {
     let (load, dist, mig_dist) = pair_load(u, s, srv);
     let prev = match u.prev {
@@ -889,30 +894,21 @@ impl<'a> GeneralPolicy<'a> {
         }
     }
 
-    /// [`forward`](Self::forward) at width `N` on AVX2 lanes where the build
-    /// (feature `simd`, x86-64) and the CPU have them (checked once, then cached
-    /// by `pulp`), on scalar code elsewhere: the same logits bit for bit
-    /// ([`lanes`]).
+    /// [`forward`](Self::forward) at width `N`: on AVX2, eight pairs at a time
+    /// ([`avx`]), where the build (feature `simd`, x86-64) and the CPU have it
+    /// (checked once, then cached by `pulp`); on scalar code elsewhere. The same
+    /// logits bit for bit.
     #[cfg(all(feature = "simd", target_arch = "x86_64"))]
     fn forward_at<const N: usize, const U: usize, const S: usize>(
         &self,
         inputs: &SlotIn<U, S>,
         scratch: &mut [f32],
         out: &mut [f32],
-    ) -> Result<(), Error>
-    where
-        lanes::Avx: Lanes<N>,
-    {
+    ) -> Result<(), Error> {
         if let Some(simd) = pulp::x86::V3::try_new() {
-            return simd.vectorize(AvxPass::<N, U, S> {
-                policy: self,
-                inputs,
-                scratch,
-                out,
-                simd,
-            });
+            return avx::forward::<N, U, S>(simd, self, inputs, scratch, out);
         }
-        self.forward_scalar::<N, U, S>(inputs, scratch, out)
+        self.forward::<N, U, S>(inputs, scratch, out)
     }
 
     /// [`forward`](Self::forward) at width `N` on scalar code.
@@ -923,40 +919,19 @@ impl<'a> GeneralPolicy<'a> {
         scratch: &mut [f32],
         out: &mut [f32],
     ) -> Result<(), Error> {
-        self.forward_scalar::<N, U, S>(inputs, scratch, out)
+        self.forward::<N, U, S>(inputs, scratch, out)
     }
 
-    /// [`forward`](Self::forward) on [`Scalar`] lanes, in a function of its own
-    /// (a pair's vectors in registers, in a frame of their own).
+    /// The buffers of a forward pass at width `N`, carved from `scratch`, with
+    /// the embed and mix layers' weights transposed into them and each server's
+    /// embedding term computed. Out of line: inlined, it crowded the scalar
+    /// pass's registers (on a Cortex-M4F its loops then spilled more).
     #[inline(never)]
-    fn forward_scalar<const N: usize, const U: usize, const S: usize>(
+    fn pass<'w, const N: usize, const U: usize, const S: usize>(
         &self,
         inputs: &SlotIn<U, S>,
-        scratch: &mut [f32],
-        out: &mut [f32],
-    ) -> Result<(), Error> {
-        self.forward::<N, Scalar, U, S>(Scalar, inputs, scratch, out)
-    }
-
-    /// Steps 1–4 of the module docs with every hidden vector `N` wide: the
-    /// weights beyond the blob's H are zeros, so the padded units are 0 after
-    /// every relu and add exact zeros to every sum (the logits are those of the
-    /// unpadded network, bit for bit), and each pair's vectors live in
-    /// registers.
-    ///
-    /// The embed layer is linear before its relu, so its user columns (with the
-    /// bias) are summed once per user and its server column once per server; a
-    /// pair adds its own [`PAIR_COLUMNS`] only. The cost feature's `ln(1 + ·)`
-    /// is taken once per pair and kept for the second pass. The per-pair
-    /// arithmetic is `lanes`'.
-    #[inline(always)]
-    fn forward<const N: usize, L: Lanes<N>, const U: usize, const S: usize>(
-        &self,
-        lanes: L,
-        inputs: &SlotIn<U, S>,
-        scratch: &mut [f32],
-        out: &mut [f32],
-    ) -> Result<(), Error> {
+        scratch: &'w mut [f32],
+    ) -> Result<Pass<'w, N>, Error> {
         let (n, m) = (inputs.n, inputs.m);
         let short = Error::WorkspaceLength {
             expected: self.scratch_len(n, m),
@@ -976,9 +951,6 @@ impl<'a> GeneralPolicy<'a> {
         transpose_padded(&model.mix, 3, N, mix_t);
         let (mix_h, mix_rest) = mix_t.split_at(N * N);
         let (mix_g, mix_k) = mix_rest.split_at(N * N);
-        let out_w: [f32; N] = padded(model.out.weight);
-        let mix_b: [f32; N] = padded(model.mix.bias);
-        let b_out = model.out.bias.get(0).unwrap_or(0.0);
 
         // The server column's term of each server's pairs.
         for (s, (pre, srv)) in server_pre
@@ -993,6 +965,54 @@ impl<'a> GeneralPolicy<'a> {
         }
         server_ctx.iter_mut().for_each(|v| *v = 0.0);
         user_ctx.iter_mut().for_each(|v| *v = 0.0);
+        Ok(Pass {
+            embed,
+            server_ctx,
+            server_pre,
+            user_ctx,
+            cost,
+            mix: Mix {
+                h: mix_h,
+                g: mix_g,
+                k: mix_k,
+                bias: padded(model.mix.bias),
+                out_w: padded(model.out.weight),
+                b_out: model.out.bias.get(0).unwrap_or(0.0),
+            },
+        })
+    }
+
+    /// Steps 1–4 of the module docs with every hidden vector `N` wide: the
+    /// weights beyond the blob's H are zeros, so the padded units are 0 after
+    /// every relu and add exact zeros to every sum (the logits are those of the
+    /// unpadded network, bit for bit), and each pair's vectors live in
+    /// registers. Portable scalar code, one pair at a time ([`pair`]), in a
+    /// function of its own (a pair's vectors in registers, in a frame of their
+    /// own).
+    ///
+    /// The embed layer is linear before its relu, so its user columns (with the
+    /// bias) are summed once per user and its server column once per server; a
+    /// pair adds its own [`PAIR_COLUMNS`] only. The cost feature's `ln(1 + ·)`
+    /// is taken once per pair and kept for the second pass.
+    #[inline(never)]
+    fn forward<const N: usize, const U: usize, const S: usize>(
+        &self,
+        inputs: &SlotIn<U, S>,
+        scratch: &mut [f32],
+        out: &mut [f32],
+    ) -> Result<(), Error> {
+        let (n, m) = (inputs.n, inputs.m);
+        // Locals, not a struct's fields: the per-pair loops keep them in
+        // registers (through a struct they were reloaded after every call).
+        let Pass {
+            embed,
+            server_ctx,
+            server_pre,
+            user_ctx,
+            cost,
+            mix,
+        } = self.pass::<N, U, S>(inputs, scratch)?;
+        let w_pair = embed.rows(0, N_PAIR);
 
         // Pass 1: the embeddings' sums per server and per user.
         for (u, ((uc, user), costs)) in user_ctx
@@ -1008,55 +1028,27 @@ impl<'a> GeneralPolicy<'a> {
             let servers = server_ctx
                 .chunks_exact_mut(N)
                 .filter_map(|c| <&mut [f32; N]>::try_from(c).ok())
-                .zip(
-                    server_pre
-                        .chunks_exact(N)
-                        .filter_map(|c| <&[f32; N]>::try_from(c).ok()),
-                );
+                .zip(rows::<N>(server_pre));
             for (s, (((sc, pre), srv), c)) in servers
                 .zip(inputs.servers())
                 .zip(costs.iter_mut())
                 .enumerate()
             {
-                let mut x = pair_columns_raw(inputs.inv_2f0, user, s, srv);
-                x[COST_AT] = crate::math::ln_1pf(x[COST_AT]);
-                *c = x[COST_AT];
-                let hid = embed
-                    .pair(lanes, &x, &up, pre)
+                let x = embed
+                    .pair_input(inputs, user, s, srv, None)
                     .ok_or(Error::ObservationValue { index: u * S + s })?;
-                lanes.accumulate(&hid, sc, &mut user_sum);
+                *c = x.1;
+                let hid = pair::embed(&up, pre, w_pair, &x.0);
+                pair::accumulate(&hid, sc, &mut user_sum);
             }
             uc.copy_from_slice(&user_sum);
         }
-        // Means, then their columns of the mix layer (the user's with the bias).
-        let (inv_n, inv_m) = (1.0 / n.max(1) as f32, 1.0 / m.max(1) as f32);
-        for sc in server_ctx.chunks_exact_mut(N) {
-            let mut mean = [0.0f32; N];
-            for (o, &v) in mean.iter_mut().zip(sc.iter()) {
-                *o = v * inv_n;
-            }
-            let mut t = [0.0f32; N];
-            axpy_rows(mix_g, &mean, &mut t);
-            sc.copy_from_slice(&t);
-        }
-        for uc in user_ctx.chunks_exact_mut(N) {
-            let mut mean = [0.0f32; N];
-            for (o, &v) in mean.iter_mut().zip(uc.iter()) {
-                *o = v * inv_m;
-            }
-            let mut t = mix_b;
-            axpy_rows(mix_k, &mean, &mut t);
-            uc.copy_from_slice(&t);
-        }
+        mix.contexts(server_ctx, user_ctx, n, m);
         // Pass 2: the base logits, each pair's embedding computed again (U·S·H
         // values would not fit a microcontroller's RAM) from its kept cost.
         for (u, (((row, uc), user), costs)) in out
             .chunks_exact_mut(m.max(1))
-            .zip(
-                user_ctx
-                    .chunks_exact(N)
-                    .filter_map(|c| <&[f32; N]>::try_from(c).ok()),
-            )
+            .zip(rows::<N>(user_ctx))
             .zip(inputs.users())
             .zip(cost.chunks_exact(m.max(1)))
             .enumerate()
@@ -1064,14 +1056,7 @@ impl<'a> GeneralPolicy<'a> {
             let up = embed
                 .user_term(inputs.linear, user)
                 .ok_or(Error::ObservationValue { index: u * S })?;
-            let servers = server_ctx
-                .chunks_exact(N)
-                .filter_map(|c| <&[f32; N]>::try_from(c).ok())
-                .zip(
-                    server_pre
-                        .chunks_exact(N)
-                        .filter_map(|c| <&[f32; N]>::try_from(c).ok()),
-                );
+            let servers = rows::<N>(server_ctx).zip(rows::<N>(server_pre));
             for (s, (((o, (sc, pre)), srv), &c)) in row
                 .iter_mut()
                 .zip(servers)
@@ -1079,45 +1064,80 @@ impl<'a> GeneralPolicy<'a> {
                 .zip(costs)
                 .enumerate()
             {
-                let mut x = pair_columns_raw(inputs.inv_2f0, user, s, srv);
-                x[COST_AT] = c;
-                let hid = embed
-                    .pair(lanes, &x, &up, pre)
+                let x = embed
+                    .pair_input(inputs, user, s, srv, Some(c))
                     .ok_or(Error::ObservationValue { index: u * S + s })?;
-                *o = lanes.head(&hid, sc, uc, mix_h, &out_w, b_out);
+                let hid = pair::embed(&up, pre, w_pair, &x.0);
+                *o = pair::head(&hid, sc, uc, mix.h, &mix.out_w, mix.b_out);
             }
         }
         Ok(())
     }
 }
 
-/// A [`GeneralPolicy::forward`] on [`Avx`](lanes::Avx) lanes, for
-/// [`pulp::x86::V3::vectorize`]: its `call` is `#[inline(always)]`, so the pass
-/// is compiled into `vectorize`'s AVX2 function (a closure is not inlined there,
-/// and each lane operation would stay a call compiled without AVX2).
-#[cfg(all(feature = "simd", target_arch = "x86_64"))]
-struct AvxPass<'p, 'a, 'b, const N: usize, const U: usize, const S: usize> {
-    policy: &'p GeneralPolicy<'a>,
-    inputs: &'b SlotIn<U, S>,
-    scratch: &'b mut [f32],
-    out: &'b mut [f32],
-    simd: pulp::x86::V3,
+/// The buffers and weights of one forward pass at width `N`
+/// ([`GeneralPolicy::pass`]): both passes read them, pass 1 writes the sums
+/// and the costs, [`Mix::contexts`] turns the sums into the mix layer's terms.
+struct Pass<'w, const N: usize> {
+    embed: Embed<'w, N>,
+    /// Per server: its embeddings' sum, then its mean's term of the mix layer.
+    server_ctx: &'w mut [f32],
+    /// Per server: its column's term of the embed layer.
+    server_pre: &'w [f32],
+    /// Per user: its embeddings' sum, then its mean's term of the mix layer
+    /// with the bias.
+    user_ctx: &'w mut [f32],
+    /// Per pair: its cost feature `ln(1 + C/2f0)`.
+    cost: &'w mut [f32],
+    mix: Mix<'w, N>,
 }
 
-#[cfg(all(feature = "simd", target_arch = "x86_64"))]
-impl<const N: usize, const U: usize, const S: usize> pulp::NullaryFnOnce
-    for AvxPass<'_, '_, '_, N, U, S>
-where
-    lanes::Avx: Lanes<N>,
-{
-    type Output = Result<(), Error>;
+/// The mix and out layers of one forward pass at width `N`, the mix layer's
+/// weights input-major by its three column blocks.
+struct Mix<'w, const N: usize> {
+    /// The columns of the pair's h.
+    h: &'w [f32],
+    /// The columns of the server's mean.
+    g: &'w [f32],
+    /// The columns of the user's mean.
+    k: &'w [f32],
+    bias: [f32; N],
+    out_w: [f32; N],
+    b_out: f32,
+}
 
-    #[inline(always)]
-    fn call(self) -> Result<(), Error> {
-        let lanes = lanes::Avx(self.simd);
-        self.policy
-            .forward::<N, lanes::Avx, U, S>(lanes, self.inputs, self.scratch, self.out)
+impl<const N: usize> Mix<'_, N> {
+    /// Step 2 between the passes: the sums of `n` users' and `m` servers'
+    /// embeddings into their means, then into their columns of the mix layer
+    /// (the user's with the bias).
+    fn contexts(&self, server_ctx: &mut [f32], user_ctx: &mut [f32], n: usize, m: usize) {
+        let (inv_n, inv_m) = (1.0 / n.max(1) as f32, 1.0 / m.max(1) as f32);
+        for sc in server_ctx.chunks_exact_mut(N) {
+            let mut mean = [0.0f32; N];
+            for (o, &v) in mean.iter_mut().zip(sc.iter()) {
+                *o = v * inv_n;
+            }
+            let mut t = [0.0f32; N];
+            axpy_rows(self.g, &mean, &mut t);
+            sc.copy_from_slice(&t);
+        }
+        for uc in user_ctx.chunks_exact_mut(N) {
+            let mut mean = [0.0f32; N];
+            for (o, &v) in mean.iter_mut().zip(uc.iter()) {
+                *o = v * inv_m;
+            }
+            let mut t = self.bias;
+            axpy_rows(self.k, &mean, &mut t);
+            uc.copy_from_slice(&t);
+        }
     }
+}
+
+/// `values` as rows of `N`.
+fn rows<const N: usize>(values: &[f32]) -> impl Iterator<Item = &[f32; N]> {
+    values
+        .chunks_exact(N)
+        .filter_map(|c| <&[f32; N]>::try_from(c).ok())
 }
 
 /// The width the forward pass computes a hidden layer of `h` units at: 16, 32
@@ -1229,7 +1249,7 @@ impl<'w, const N: usize> Embed<'w, N> {
     }
 
     /// The rows of the columns `at..at + len`.
-    fn rows(&self, at: usize, len: usize) -> &[f32] {
+    fn rows(&self, at: usize, len: usize) -> &'w [f32] {
         self.weights.get(at * N..(at + len) * N).unwrap_or(&[])
     }
 
@@ -1253,18 +1273,24 @@ impl<'w, const N: usize> Embed<'w, N> {
         Some(pre)
     }
 
-    /// `relu(user_pre + server_pre + W_pair·x'_us)`: the pair's embedding from
-    /// its [`PAIR_COLUMNS`] `x` (`None` when one is not finite).
+    /// The normalised [`PAIR_COLUMNS`] of pair (`user`, `s`) and its cost
+    /// feature `ln(1 + C/2f0)`, taken here or given as `cost` (`None` when a
+    /// value is not finite).
     #[inline(always)]
-    fn pair<L: Lanes<N>>(
+    fn pair_input<const U: usize, const S: usize>(
         &self,
-        lanes: L,
-        x: &[f32; N_PAIR],
-        user_pre: &[f32; N],
-        server_pre: &[f32; N],
-    ) -> Option<[f32; N]> {
-        let xn = self.normalise(x, 0)?;
-        Some(lanes.embed(user_pre, server_pre, self.rows(0, N_PAIR), &xn))
+        inputs: &SlotIn<U, S>,
+        user: &UserIn,
+        s: usize,
+        srv: &ServerIn,
+        cost: Option<f32>,
+    ) -> Option<([f32; N_PAIR], f32)> {
+        let mut x = pair_columns_raw(inputs.inv_2f0, user, s, srv);
+        x[COST_AT] = match cost {
+            Some(c) => c,
+            None => crate::math::ln_1pf(x[COST_AT]),
+        };
+        Some((self.normalise(&x, 0)?, x[COST_AT]))
     }
 }
 

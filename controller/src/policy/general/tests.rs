@@ -159,6 +159,11 @@ fn server(x: f64, y: f64, available: bool) -> Server {
 }
 
 pub(crate) fn random_slot(rng: &mut Rng, n: usize, m: usize) -> Sl {
+    random_slot_in(rng, n, m)
+}
+
+/// A random slot of `n` users and `m` servers in a `Slot<U, S>`.
+fn random_slot_in<const U: usize, const S: usize>(rng: &mut Rng, n: usize, m: usize) -> Slot<U, S> {
     let mut servers: Vec<Server> = (0..m)
         .map(|_| {
             let mut s = server(120.0 * rng.unit(), 120.0 * rng.unit(), rng.unit() > 0.2);
@@ -181,7 +186,7 @@ pub(crate) fn random_slot(rng: &mut Rng, n: usize, m: usize) -> Sl {
             prev_server: (rng.unit() > 0.2).then(|| ((m as f64) * rng.unit()) as usize),
         })
         .collect();
-    Sl::new(&servers, &users).unwrap()
+    Slot::new(&servers, &users).unwrap()
 }
 
 #[test]
@@ -427,24 +432,20 @@ fn the_decoder_respects_availability_and_capacity() {
     }
 }
 
-/// The AVX2 lanes give the scalar lanes' base logits bit for bit: at every
-/// padded width, on random weights and slots, and on the lanes' edge values
-/// (NaN, −0, infinities) directly. Skipped on a CPU without AVX2.
+/// The AVX2 pass gives the portable pass's base logits bit for bit: its lane
+/// arithmetic on the lanes' edge values (NaN, −0, infinities) against the
+/// portable per-pair functions, then whole forward passes at every padded
+/// width, on random weights and slots of every size up to the capacity, and on
+/// the shipped blob. Skipped on a CPU without AVX2.
 #[cfg(all(feature = "simd", target_arch = "x86_64"))]
 #[test]
-fn the_avx_lanes_give_the_scalar_logits_bit_for_bit() {
-    use super::lanes::{Avx, Lanes, Scalar};
+fn the_avx_pass_gives_the_portable_logits_bit_for_bit() {
+    use super::avx::Lanes;
     let Some(simd) = pulp::x86::V3::try_new() else {
         std::eprintln!("no AVX2 on this CPU: nothing to compare");
         return;
     };
-    fn bits<const N: usize>(v: &[f32; N]) -> Vec<u32> {
-        v.iter().map(|x| x.to_bits()).collect()
-    }
-    fn lanes_agree<const N: usize>(simd: pulp::x86::V3, rng: &mut Rng)
-    where
-        Avx: Lanes<N>,
-    {
+    fn lanes_agree<const N: usize>(simd: pulp::x86::V3, rng: &mut Rng) {
         let edge = [
             f32::NAN,
             -0.0,
@@ -460,33 +461,68 @@ fn the_avx_lanes_give_the_scalar_logits_bit_for_bit() {
                 false => (rng.unit() as f32 - 0.5) * 4.0,
             })
         };
-        let (a, b, out) = (vector(true), vector(false), vector(false));
-        let h = vector(false);
+        // Per lane (pair): its own h, server term and context; lane 0 with the
+        // edge values.
+        let per_lane: Vec<[[f32; N]; 3]> = (0..8)
+            .map(|i| [vector(i == 0), vector(i == 1), vector(i == 2)])
+            .collect();
+        let (user, out) = (vector(false), vector(false));
         let w: Vec<f32> = (0..N * N)
             .map(|i| ((i * 7919) % 13) as f32 * 0.37 - 2.0)
             .collect();
-        let x = [0.5, -1.25, 3.0, 0.0, -0.0, 2.5];
-        let (scalar, avx) = (Scalar, Avx(simd));
-        let run = |f: &dyn Fn() -> [f32; N]| bits(&simd.vectorize(f));
-        assert_eq!(
-            bits(&Lanes::<N>::embed(scalar, &a, &b, &w, &x)),
-            run(&|| avx.embed(&a, &b, &w, &x)),
-            "embed at N = {N}"
-        );
-        // With the edge values (their sums are infinite or NaN) and without.
-        for a in [a, vector(false)] {
-            let head_scalar = Lanes::<N>::head(scalar, &h, &a, &b, &w, &out, 0.25);
-            let head_avx = simd.vectorize(|| avx.head(&h, &a, &b, &w, &out, 0.25));
-            assert_eq!(head_scalar.to_bits(), head_avx.to_bits(), "head at N = {N}");
+        let x: Vec<[f32; N_PAIR]> = (0..8)
+            .map(|i| core::array::from_fn(|k| ((i * 5 + k * 3) % 7) as f32 * 0.75 - 2.0))
+            .collect();
+        let columns = |pick: usize| -> Vec<f32> { per_lane.iter().flat_map(|l| l[pick]).collect() };
+        let (pre, ctx) = (columns(1), columns(2));
+        let xs: [pulp::f32x8; N_PAIR] =
+            core::array::from_fn(|k| pulp::cast::<[f32; 8], _>(core::array::from_fn(|i| x[i][k])));
+        let hs: [pulp::f32x8; N] = core::array::from_fn(|o| {
+            pulp::cast::<[f32; 8], _>(core::array::from_fn(|i| per_lane[i][0][o]))
+        });
+        struct Block<'t, const N: usize> {
+            lanes: Lanes,
+            user: &'t [f32; N],
+            pre: &'t [f32],
+            ctx: &'t [f32],
+            w: &'t [f32],
+            out: &'t [f32; N],
+            xs: &'t [pulp::f32x8; N_PAIR],
+            hs: &'t [pulp::f32x8; N],
         }
-        let (mut s1, mut t1, mut s2, mut t2) = (a, b, a, b);
-        Lanes::<N>::accumulate(scalar, &h, &mut s1, &mut t1);
-        simd.vectorize(|| avx.accumulate(&h, &mut s2, &mut t2));
-        assert_eq!(
-            (bits(&s1), bits(&t1)),
-            (bits(&s2), bits(&t2)),
-            "sums at N = {N}"
-        );
+        impl<const N: usize> pulp::NullaryFnOnce for Block<'_, N> {
+            type Output = ([f32; 8], [[f32; 8]; N]);
+            #[inline(always)]
+            fn call(self) -> Self::Output {
+                let (user, pre, ctx, w, out) = (self.user, self.pre, self.ctx, self.w, self.out);
+                let (pre, ctx) = (self.lanes.columns::<N>(pre), self.lanes.columns::<N>(ctx));
+                let h = self.lanes.embed::<N>(user, &pre, 0, w, self.xs);
+                let head = self.lanes.head::<N>(self.hs, &ctx, 0, user, w, out, 0.25);
+                (pulp::cast(head), h.map(pulp::cast))
+            }
+        }
+        let (head, h) = simd.vectorize(Block::<N> {
+            lanes: Lanes(simd),
+            user: &user,
+            pre: &pre,
+            ctx: &ctx,
+            w: &w,
+            out: &out,
+            xs: &xs,
+            hs: &hs,
+        });
+        for (i, lane) in per_lane.iter().enumerate() {
+            let embed = super::pair::embed(&user, &lane[1], &w, &x[i]);
+            let h_lane: Vec<u32> = h.iter().map(|v| v[i].to_bits()).collect();
+            let embed: Vec<u32> = embed.iter().map(|v| v.to_bits()).collect();
+            assert_eq!(h_lane, embed, "embed, lane {i}, N = {N}");
+            let want = super::pair::head(&lane[0], &lane[2], &user, &w, &out, 0.25);
+            assert!(
+                want.to_bits() == head[i].to_bits() || (want.is_nan() && head[i].is_nan()),
+                "head, lane {i}, N = {N}: {want} against {}",
+                head[i]
+            );
+        }
     }
     let mut rng = Rng::new(11);
     for _ in 0..20 {
@@ -506,24 +542,111 @@ fn the_avx_lanes_give_the_scalar_logits_bit_for_bit() {
         .collect();
     for (case, blob) in raws.iter().enumerate() {
         let policy = GeneralPolicy::parse(blob).unwrap();
-        for _ in 0..10 {
-            let (n, m) = (
-                1 + (16.0 * rng.unit()) as usize,
-                1 + (8.0 * rng.unit()) as usize,
-            );
-            let slot = random_slot(&mut rng, n, m);
+        // Every server count up to the capacity (full blocks of 8 and ragged
+        // ones), users up to the capacity.
+        for m in 1..=MAX_GENERAL_SERVERS {
+            let n = 1 + (MAX_GENERAL_USERS as f64 * rng.unit()) as usize;
+            let slot: Slot<MAX_GENERAL_USERS, MAX_GENERAL_SERVERS> = random_slot_in(&mut rng, n, m);
             let inputs = SlotIn::new(&params, &slot);
             let mut scratch = vec![0.0; policy.scratch_len(n, m)];
             let (mut fast, mut slow) = (vec![0.0f32; n * m], vec![0.0f32; n * m]);
             policy.base_in(&inputs, &mut scratch, &mut fast).unwrap();
             match padded_width(policy.model().hidden()) {
-                16 => policy.forward_scalar::<16, 16, 8>(&inputs, &mut scratch, &mut slow),
-                32 => policy.forward_scalar::<32, 16, 8>(&inputs, &mut scratch, &mut slow),
-                _ => policy.forward_scalar::<64, 16, 8>(&inputs, &mut scratch, &mut slow),
+                16 => policy.forward::<16, 64, 32>(&inputs, &mut scratch, &mut slow),
+                32 => policy.forward::<32, 64, 32>(&inputs, &mut scratch, &mut slow),
+                _ => policy.forward::<64, 64, 32>(&inputs, &mut scratch, &mut slow),
             }
             .unwrap();
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&fast), bits(&slow), "model {case}, {n} x {m}");
         }
+    }
+}
+
+/// The AVX2 `ln_1p` gives `libm`'s `log1pf` bit for bit on every value the
+/// forward pass hands it (0 <= x < inf): the edges of its branches, a million
+/// random bit patterns and a million costs of the usual range. Skipped on a
+/// CPU without AVX2.
+#[cfg(all(feature = "simd", target_arch = "x86_64"))]
+#[test]
+fn the_avx_ln_1p_is_libms_log1pf() {
+    let Some(simd) = pulp::x86::V3::try_new() else {
+        std::eprintln!("no AVX2 on this CPU: nothing to compare");
+        return;
+    };
+    let mut rng = Rng::new(5);
+    let mut values: Vec<f32> = [
+        0x0000_0000u32,
+        0x0000_0001,
+        0x007f_ffff,
+        0x0080_0000,
+        0x337f_ffff,
+        0x3380_0000,
+        0x3380_0001,
+        0x3ed4_13cf,
+        0x3ed4_13d0,
+        0x3ed4_13d1,
+        0x3f80_0000,
+        0x4000_0000,
+        0x4b80_0000,
+        0x4c00_0000,
+        0x7f7f_ffff,
+    ]
+    .iter()
+    .map(|&b| f32::from_bits(b))
+    .collect();
+    values.extend((0..1_000_000).map(|_| f32::from_bits((rng.unit() * 2_139_095_040.0) as u32)));
+    values.extend((0..1_000_000).map(|_| (rng.unit() * 8.0) as f32));
+    check_ln_1p(simd, &values);
+}
+
+/// Every non-negative finite f32 through the AVX2 `ln_1p` against `libm`'s
+/// `log1pf` (about 2.1e9 values, a minute on one core):
+/// `cargo test -p diten-controller --features host-math,simd --release --lib -- --ignored every_f32`.
+#[cfg(all(feature = "simd", target_arch = "x86_64"))]
+#[test]
+#[ignore]
+fn the_avx_ln_1p_is_libms_log1pf_on_every_f32() {
+    let Some(simd) = pulp::x86::V3::try_new() else {
+        return;
+    };
+    let mut values = Vec::with_capacity(1 << 20);
+    for start in (0u32..0x7f80_0000).step_by(1 << 20) {
+        values.clear();
+        values.extend((start..(start + (1 << 20)).min(0x7f80_0000)).map(f32::from_bits));
+        check_ln_1p(simd, &values);
+    }
+}
+
+#[cfg(all(feature = "simd", target_arch = "x86_64"))]
+fn check_ln_1p(simd: pulp::x86::V3, values: &[f32]) {
+    struct Run<'v> {
+        simd: pulp::x86::V3,
+        values: &'v [f32],
+    }
+    impl pulp::NullaryFnOnce for Run<'_> {
+        type Output = Vec<f32>;
+        #[inline(always)]
+        fn call(self) -> Vec<f32> {
+            let lanes = super::avx::Lanes(self.simd);
+            let mut out = Vec::with_capacity(self.values.len());
+            for chunk in self.values.chunks(8) {
+                let mut x = [0.0f32; 8];
+                x[..chunk.len()].copy_from_slice(chunk);
+                let y: [f32; 8] = pulp::cast(lanes.ln_1p(pulp::cast(x)));
+                out.extend_from_slice(&y[..chunk.len()]);
+            }
+            out
+        }
+    }
+    let got = simd.vectorize(Run { simd, values });
+    for (&x, &y) in values.iter().zip(&got) {
+        let want = libm::log1pf(x);
+        assert_eq!(
+            y.to_bits(),
+            want.to_bits(),
+            "ln_1p({x:e} = {:#010x}): {y:e} against libm's {want:e}",
+            x.to_bits()
+        );
     }
 }
