@@ -17,12 +17,17 @@ use crate::eval::{SlotMetrics, Sweep};
 use crate::policy::PolicySpec;
 use crate::sim::Env;
 use crate::util::fs::write_atomic_with;
-use crate::util::plot::{ensure_font, finite_bounds, frame, plot_err, COLOURS};
+use crate::util::plot::{
+    draw_line, ensure_font, finite_bounds, fit_label, frame, legend_key, legend_width, plot_err,
+    text_width, SeriesStyle, LEGEND_FONT, LEGEND_LABEL_MAX, LEGEND_TEXT_X,
+};
 
 /// Slots in the moving average (centred; shorter at the episode's ends).
 const WINDOW: usize = 25;
 /// Pixel size of the picture.
 const SIZE: (u32, u32) = (1000, 800);
+/// Font size of the episode means under each legend label.
+const MEANS_FONT: u32 = 13;
 
 /// One decision maker's episode, slot by slot.
 pub(crate) struct Series {
@@ -113,17 +118,28 @@ pub(crate) fn draw(path: &Path, title: &str, series: &[Series]) -> anyhow::Resul
     let (e_lo, e_hi) = (e_lo - pad, e_hi + pad);
     let (w_lo, w_hi) = finite_bounds(smoothed.iter().flat_map(|(_, w)| w.iter().copied()));
     let (w_lo, w_hi) = ((w_lo.max(1e-9)) / 1.3, w_hi.max(1e-9) * 1.3);
-    let longest = series
+    // Each legend entry: the label, and below it the episode means.
+    let entries: Vec<(String, String)> = series
         .iter()
-        .map(|s| s.label.chars().count())
+        .map(|s| {
+            let label = fit_label(&s.label, LEGEND_FONT, LEGEND_LABEL_MAX);
+            let means = format!(
+                "mean e {:+.4}, energy {:.0}",
+                mean(&s.objective),
+                mean(&s.energy)
+            );
+            (label, means)
+        })
+        .collect();
+    let widest = entries
+        .iter()
+        .map(|(label, means)| text_width(label, LEGEND_FONT).max(text_width(means, MEANS_FONT)))
         .max()
-        .unwrap_or(0)
-        .max(24);
-    let legend_width = (56 + 9 * longest as u32).min(380);
+        .unwrap_or(0);
     let x_hi = slots as f64;
     write_atomic_with(path, |tmp| {
         let err = |e: &dyn std::fmt::Display| plot_err(path, e);
-        let (root, charts, legend) = frame(path, tmp, SIZE, title, legend_width)?;
+        let (root, charts, legend) = frame(path, tmp, SIZE, title, legend_width(widest))?;
         let (top, bottom) = charts.split_vertically(charts.dim_in_pixel().1 / 2);
         let mut e_chart = ChartBuilder::on(&top)
             .margin(12)
@@ -157,46 +173,46 @@ pub(crate) fn draw(path: &Path, title: &str, series: &[Series]) -> anyhow::Resul
             .light_line_style(WHITE.mix(0.0))
             .draw()
             .map_err(|e| err(&e))?;
-        for (i, (s, (e, w))) in series.iter().zip(&smoothed).enumerate() {
-            let colour = COLOURS[i % COLOURS.len()];
+        for (i, ((label, means), (e, w))) in entries.iter().zip(&smoothed).enumerate() {
+            // The lines alone (no marks: a point per slot), so past eight decision
+            // makers only the dash tells a colour's second series from its first.
+            let style = SeriesStyle::nth(i);
             let xy = |v: &[f64]| -> Vec<(f64, f64)> {
                 v.iter()
                     .enumerate()
                     .map(|(t, &y)| ((t + 1) as f64, y))
                     .collect()
             };
-            e_chart
-                .draw_series(LineSeries::new(xy(e), colour.stroke_width(2)))
-                .map_err(|e| err(&e))?;
-            w_chart
-                .draw_series(LineSeries::new(
-                    xy(w).into_iter().map(|(x, y)| (x, y.max(w_lo))),
-                    colour.stroke_width(2),
-                ))
-                .map_err(|e| err(&e))?;
+            draw_line(
+                path,
+                e_chart.plotting_area(),
+                xy(e),
+                style.colour,
+                style.dash,
+                2,
+            )?;
+            let w = xy(w).into_iter().map(|(x, y)| (x, y.max(w_lo))).collect();
+            draw_line(
+                path,
+                w_chart.plotting_area(),
+                w,
+                style.colour,
+                style.dash,
+                2,
+            )?;
             let y = 40 + 52 * i as i32;
-            let text = format!(
-                "mean e {:+.4}, energy {:.0}",
-                mean(&s.objective),
-                mean(&s.energy)
-            );
+            legend_key(path, &legend, y, style.colour, Some(style.dash), None)?;
             legend
-                .draw(&PathElement::new(
-                    vec![(6, y), (38, y)],
-                    colour.stroke_width(3),
+                .draw(&Text::new(
+                    label.as_str(),
+                    (LEGEND_TEXT_X, y - 9),
+                    ("sans-serif", LEGEND_FONT).into_font(),
                 ))
                 .and_then(|()| {
                     legend.draw(&Text::new(
-                        s.label.clone(),
-                        (46, y - 9),
-                        ("sans-serif", 16).into_font(),
-                    ))
-                })
-                .and_then(|()| {
-                    legend.draw(&Text::new(
-                        text,
-                        (46, y + 11),
-                        ("sans-serif", 13).into_font(),
+                        means.as_str(),
+                        (LEGEND_TEXT_X, y + 11),
+                        ("sans-serif", MEANS_FONT).into_font(),
                     ))
                 })
                 .map_err(|e| err(&e))?;

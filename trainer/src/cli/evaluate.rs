@@ -295,7 +295,8 @@ pub(crate) fn interrupt_flag() -> &'static AtomicBool {
 }
 
 /// Runs every episode of `sweep` on `jobs` threads (default: the number of CPUs)
-/// with a progress bar on stderr; the first Ctrl-C stops starting episodes (see the
+/// with a progress bar on stderr (plain lines when it is not a terminal,
+/// [`Progress`]); the first Ctrl-C stops starting episodes (see the
 /// [module docs](self)), so the result may be incomplete.
 pub(crate) fn run_with_progress(
     command: &str,
@@ -317,7 +318,7 @@ pub(crate) fn run_loading_with_progress(
         NonZeroUsize::get,
     );
     let stop = interrupt_flag();
-    let progress = Progress::new(sweep.total_slots());
+    let progress = Progress::new(command, sweep.total_slots());
     let planned = sweep.jobs().len();
     progress.log(&format!(
         "{command}: {planned} episodes ({} policies x {} server counts x {} emd x {} seeds) of {} slots \

@@ -1,17 +1,25 @@
 //! PNG plots in the style of the paper's Fig. 5–9: a metric against the number of
 //! edge servers, one line per decision maker, error bars of ± one standard
 //! deviation over seeds. One file per (metric, EMD value): `objective_phi0.2.png`.
-//! The frame, font and colours every plot shares are [`crate::util::plot`]'s.
+//! The frame, font and series styles every plot shares are [`crate::util::plot`]'s:
+//! past eight decision makers the colours repeat with another dash and mark, and
+//! a legend label too long for its column is shortened in the middle (the tables
+//! keep the full name).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use super::{emd_label, Metric, SummaryRow};
 use crate::scenario::Emd;
 use crate::util::fs::write_atomic_with;
-use crate::util::plot::{axes, ensure_font, finite_bounds, frame, plot_err, COLOURS};
+use crate::util::plot::{
+    axes, draw_line, draw_mark, ensure_font, finite_bounds, fit_label, frame, legend_key,
+    legend_row_y, legend_width, plot_err, text_width, Dash, Mark, SeriesStyle, COLOURS,
+    LEGEND_FONT, LEGEND_LABEL_MAX, LEGEND_TEXT_X,
+};
 
 /// The metrics plotted against the number of servers, in file order.
 pub const PLOTTED: [Metric; 7] = [
@@ -106,15 +114,18 @@ pub fn draw(path: &Path, title: &str, y_label: &str, lines: &[Line]) -> anyhow::
     let gap = xs.windows(2).map(|w| w[1] - w[0]).fold(1.0, f64::min);
     let dodge = |i: usize| (i as f64 - (lines.len() as f64 - 1.0) / 2.0) * 0.06 * gap;
     let (y_lo, y_hi) = y_range(lines);
-    let longest = lines
+    let labels: Vec<String> = lines
         .iter()
-        .map(|l| l.label.chars().count())
+        .map(|l| fit_label(&l.label, LEGEND_FONT, LEGEND_LABEL_MAX))
+        .collect();
+    let widest = labels
+        .iter()
+        .map(|l| text_width(l, LEGEND_FONT))
         .max()
         .unwrap_or(0);
-    let legend_width = (56 + 9 * longest as u32).min(320);
     write_atomic_with(path, |tmp| {
         let plot_err = |e: &dyn std::fmt::Display| plot_err(path, e);
-        let (root, chart_area, legend_area) = frame(path, tmp, SIZE, title, legend_width)?;
+        let (root, chart_area, legend_area) = frame(path, tmp, SIZE, title, legend_width(widest))?;
         let mut chart = axes(path, &chart_area, x_lo..x_hi, y_lo..y_hi)?;
         chart
             .configure_mesh()
@@ -135,44 +146,63 @@ pub fn draw(path: &Path, title: &str, y_label: &str, lines: &[Line]) -> anyhow::
             .light_line_style(WHITE.mix(0.0))
             .draw()
             .map_err(|e| plot_err(&e))?;
-        for (i, line) in lines.iter().enumerate() {
-            let colour = COLOURS[i % COLOURS.len()];
+        let area = chart.plotting_area();
+        for (i, (line, label)) in lines.iter().zip(&labels).enumerate() {
+            let style = SeriesStyle::nth(i);
             let shift = dodge(i);
             let points: Vec<(f64, f64, f64)> = line
                 .points
                 .iter()
                 .map(|&(x, m, s)| (x + shift, m, s))
                 .collect();
-            chart
-                .draw_series(LineSeries::new(
-                    points.iter().map(|&(x, m, _)| (x, m)),
-                    colour.stroke_width(2),
-                ))
-                .map_err(|e| plot_err(&e))?;
-            chart
-                .draw_series(points.iter().map(|&(x, m, s)| {
-                    ErrorBar::new_vertical(x, m - s, m, m + s, colour.filled().stroke_width(2), 10)
-                }))
-                .map_err(|e| plot_err(&e))?;
-            let y = 40 + 28 * i as i32;
+            let means = points.iter().map(|&(x, m, _)| (x, m)).collect();
+            draw_line(path, area, means, style.colour, style.dash, 2)?;
+            for &(x, m, s) in &points {
+                error_bar(path, area, (x, m, s), style)?;
+            }
+            let y = legend_row_y(i, lines.len(), legend_area.dim_in_pixel().1);
+            legend_key(
+                path,
+                &legend_area,
+                y,
+                style.colour,
+                Some(style.dash),
+                Some((style.mark, MARK_SIZE)),
+            )?;
             legend_area
-                .draw(&PathElement::new(
-                    vec![(6, y), (38, y)],
-                    colour.stroke_width(3),
+                .draw(&Text::new(
+                    label.as_str(),
+                    (LEGEND_TEXT_X, y - 9),
+                    ("sans-serif", LEGEND_FONT).into_font(),
                 ))
-                .and_then(|()| legend_area.draw(&Circle::new((22, y), 5, colour.filled())))
-                .and_then(|()| {
-                    legend_area.draw(&Text::new(
-                        line.label.clone(),
-                        (46, y - 9),
-                        ("sans-serif", 16).into_font(),
-                    ))
-                })
                 .map_err(|e| plot_err(&e))?;
         }
         root.present().map_err(|e| plot_err(&e))?;
         Ok(())
     })
+}
+
+/// Pixels from a point's centre to the edge of its mark.
+const MARK_SIZE: i32 = 5;
+
+/// A mean ± std at `x`: a vertical bar with caps 10 pixels wide, solid whatever the
+/// series' dash, and the series' mark at the mean.
+fn error_bar(
+    path: &Path,
+    area: &DrawingArea<BitMapBackend<'_>, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    (x, mean, std): (f64, f64, f64),
+    style: SeriesStyle,
+) -> anyhow::Result<()> {
+    let ink = style.colour.stroke_width(2);
+    let cap = |y: f64| EmptyElement::at((x, y)) + PathElement::new(vec![(-5, 0), (5, 0)], ink);
+    area.draw(&PathElement::new(
+        vec![(x, mean - std), (x, mean + std)],
+        ink,
+    ))
+    .and_then(|()| area.draw(&cap(mean - std)))
+    .and_then(|()| area.draw(&cap(mean + std)))
+    .map_err(|e| plot_err(path, &e))?;
+    draw_mark(path, area, (x, mean), style.mark, MARK_SIZE, style.colour)
 }
 
 /// A decision maker drawn as one point of a trade-off plot.
@@ -202,16 +232,19 @@ pub fn draw_tradeoff(
     let (x_lo, x_hi) = padded_range(xs);
     let (y_lo, y_hi) = padded_range(ys);
     let x_lo = x_lo.max(0.0);
-    let longest = markers
+    let labels: Vec<String> = [curve_label]
+        .into_iter()
+        .chain(markers.iter().map(|m| m.label.as_str()))
+        .map(|l| fit_label(l, LEGEND_FONT, LEGEND_LABEL_MAX))
+        .collect();
+    let widest = labels
         .iter()
-        .map(|m| m.label.chars().count())
-        .chain([curve_label.chars().count()])
+        .map(|l| text_width(l, LEGEND_FONT))
         .max()
         .unwrap_or(0);
-    let legend_width = (56 + 9 * longest as u32).min(400);
     write_atomic_with(path, |tmp| {
         let plot_err = |e: &dyn std::fmt::Display| plot_err(path, e);
-        let (root, chart_area, legend_area) = frame(path, tmp, SIZE, title, legend_width)?;
+        let (root, chart_area, legend_area) = frame(path, tmp, SIZE, title, legend_width(widest))?;
         let mut chart = axes(path, &chart_area, x_lo..x_hi, y_lo..y_hi)?;
         chart
             .configure_mesh()
@@ -263,46 +296,32 @@ pub fn draw_tradeoff(
                 )
             }))
             .map_err(|e| plot_err(&e))?;
-        let legend = |i: usize, label: &str, colour: RGBColor| {
-            let y = 40 + 28 * i as i32;
+        let legend = |i: usize, colour: RGBColor, dash: Option<Dash>, mark: (Mark, i32)| {
+            let y = legend_row_y(i, labels.len(), legend_area.dim_in_pixel().1);
+            legend_key(path, &legend_area, y, colour, dash, Some(mark))?;
             legend_area
-                .draw(&TriangleMarker::new((22, y), 7, colour.filled()))
-                .and_then(|()| {
-                    legend_area.draw(&Text::new(
-                        label.to_owned(),
-                        (46, y - 9),
-                        ("sans-serif", 16).into_font(),
-                    ))
-                })
+                .draw(&Text::new(
+                    labels[i].as_str(),
+                    (LEGEND_TEXT_X, y - 9),
+                    ("sans-serif", LEGEND_FONT).into_font(),
+                ))
                 .map_err(|e| plot_err(&e))
         };
-        legend_area
-            .draw(&PathElement::new(
-                vec![(6, 40), (38, 40)],
-                ink.stroke_width(3),
-            ))
-            .and_then(|()| legend_area.draw(&Circle::new((22, 40), 4, ink.filled())))
-            .and_then(|()| {
-                legend_area.draw(&Text::new(
-                    curve_label.to_owned(),
-                    (46, 31),
-                    ("sans-serif", 16).into_font(),
-                ))
-            })
-            .map_err(|e| plot_err(&e))?;
-        // Skip the curve's black for the markers.
+        legend(0, ink, Some(Dash::Solid), (Mark::Circle, 4))?;
+        // The curve's black is not a marker's colour; once the other seven are used
+        // up, the markers go on as squares, then crosses.
         let marker_colours: Vec<RGBColor> = COLOURS
             .iter()
             .enumerate()
             .filter(|&(i, _)| i != 6)
             .map(|(_, &c)| c)
             .collect();
+        let shapes = [Mark::Triangle, Mark::Square, Mark::Cross];
         for (i, m) in markers.iter().enumerate() {
             let colour = marker_colours[i % marker_colours.len()];
-            chart
-                .draw_series([TriangleMarker::new((m.x, m.y), 9, colour.filled())])
-                .map_err(|e| plot_err(&e))?;
-            legend(i + 1, &m.label, colour)?;
+            let shape = shapes[(i / marker_colours.len()) % shapes.len()];
+            draw_mark(path, chart.plotting_area(), (m.x, m.y), shape, 6, colour)?;
+            legend(i + 1, colour, None, (shape, 5))?;
         }
         root.present().map_err(|e| plot_err(&e))?;
         Ok(())

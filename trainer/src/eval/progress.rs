@@ -1,20 +1,42 @@
-//! The progress bar on stderr (indicatif) over all slots of a sweep, and logging
-//! that does not tear it. When stderr is not a terminal the bar draws nothing and
-//! log lines are printed plainly.
+//! The progress of a sweep on stderr, counted in slots. On a terminal it is a bar
+//! (indicatif), and logging does not tear it. Otherwise (a log file, CI) the bar
+//! would draw nothing, so plain lines are printed instead, like
+//! `compare: 2100/10500 slots (20 %), 1.5 min, about 6.0 min left`: one at each
+//! 10 % mark and whenever [`EVERY`] has passed without one, never two within
+//! [`MIN_GAP`], and a last one when the sweep ends. Log lines are printed plainly.
 
-use std::time::Duration;
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// The longest a plain run goes without a progress line (while slots finish).
+pub const EVERY: Duration = Duration::from_secs(30);
+
+/// The shortest time between two plain progress lines: a fast sweep does not
+/// print one per 10 % mark.
+pub const MIN_GAP: Duration = Duration::from_secs(5);
 
 /// Progress of a sweep, counted in slots.
 #[derive(Clone, Debug)]
 pub struct Progress {
     bar: ProgressBar,
+    /// The plain lines' state when stderr is not a terminal, shared by the clones.
+    plain: Option<Arc<Plain>>,
 }
 
 impl Progress {
-    /// A bar over `total_slots` slots on stderr.
-    pub fn new(total_slots: u64) -> Self {
+    /// Progress over `total_slots` slots on stderr: a bar on a terminal, otherwise
+    /// plain lines that start with `command`.
+    pub fn new(command: &str, total_slots: u64) -> Self {
+        if !std::io::stderr().is_terminal() {
+            return Progress {
+                bar: ProgressBar::hidden(),
+                plain: Some(Arc::new(Plain::new(command, total_slots))),
+            };
+        }
         let bar =
             ProgressBar::with_draw_target(Some(total_slots), ProgressDrawTarget::stderr_with_hz(5));
         let style = ProgressStyle::with_template(
@@ -25,21 +47,192 @@ impl Progress {
         bar.set_style(style);
         // Redraw now and then even when no slot finishes (slow decision makers).
         bar.enable_steady_tick(Duration::from_millis(500));
-        Progress { bar }
+        Progress { bar, plain: None }
     }
 
-    /// One more slot done.
+    /// One more slot done (from any thread).
     pub fn slot_done(&self) {
-        self.bar.inc(1);
+        match &self.plain {
+            Some(plain) => {
+                if let Some(line) = plain.slot_done(plain.started.elapsed()) {
+                    eprintln!("{line}");
+                }
+            }
+            None => self.bar.inc(1),
+        }
     }
 
-    /// Prints `line` on stderr above the bar.
+    /// Prints `line` on stderr (above the bar on a terminal).
     pub fn log(&self, line: &str) {
         self.bar.suspend(|| eprintln!("{line}"));
     }
 
-    /// Removes the bar.
+    /// Removes the bar, or prints the last plain line.
     pub fn finish(&self) {
         self.bar.finish_and_clear();
+        if let Some(plain) = &self.plain {
+            eprintln!("{}", plain.last_line(plain.started.elapsed()));
+        }
+    }
+}
+
+/// The state of the plain progress lines.
+#[derive(Debug)]
+struct Plain {
+    /// What each line starts with.
+    command: String,
+    total: u64,
+    started: Instant,
+    /// Slots done.
+    done: AtomicU64,
+    /// The last line printed; locked only to decide whether to print another.
+    last: Mutex<Printed>,
+}
+
+/// When a plain line was printed (time since the start) and how many slots were
+/// done then.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Printed {
+    at: Duration,
+    done: u64,
+}
+
+impl Plain {
+    fn new(command: &str, total: u64) -> Self {
+        Plain {
+            command: command.to_owned(),
+            total,
+            started: Instant::now(),
+            done: AtomicU64::new(0),
+            last: Mutex::new(Printed {
+                at: Duration::ZERO,
+                done: 0,
+            }),
+        }
+    }
+
+    /// Counts one more slot, done `now` after the start; returns the line to print
+    /// if one is due. Allocates only then.
+    fn slot_done(&self, now: Duration) -> Option<String> {
+        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        // A thread that finds the lock taken skips the check: the holder is
+        // deciding (or printing) already, and the next slot checks again.
+        let mut last = self.last.try_lock().ok()?;
+        if !due(*last, done, self.total, now) {
+            return None;
+        }
+        *last = Printed { at: now, done };
+        drop(last);
+        Some(progress_line(&self.command, done, self.total, now))
+    }
+
+    /// The line printed when the sweep ends (or stops), `now` after the start.
+    fn last_line(&self, now: Duration) -> String {
+        let done = self.done.load(Ordering::Relaxed);
+        format!(
+            "{}: {done}/{} slots ({} %) in {:.1} min",
+            self.command,
+            self.total,
+            percent(done, self.total),
+            now.as_secs_f64() / 60.0
+        )
+    }
+}
+
+/// Whether a plain line is due with `done` of `total` slots at `now`, the last one
+/// printed as `last`: at a new 10 % mark or [`EVERY`] after the last, but never
+/// within [`MIN_GAP`] of it.
+fn due(last: Printed, done: u64, total: u64, now: Duration) -> bool {
+    let since = now.saturating_sub(last.at);
+    let tenth = |d: u64| d.saturating_mul(10) / total.max(1);
+    since >= MIN_GAP && (since >= EVERY || tenth(done) > tenth(last.done))
+}
+
+/// Whole per cent of `done` in `total`, rounded down.
+fn percent(done: u64, total: u64) -> u64 {
+    done.saturating_mul(100) / total.max(1)
+}
+
+/// A plain progress line: `done` of `total` slots after `elapsed`, and the time
+/// left at the pace so far (the wording of the training loop's lines).
+fn progress_line(command: &str, done: u64, total: u64, elapsed: Duration) -> String {
+    let elapsed_s = elapsed.as_secs_f64();
+    let left_s = elapsed_s / done.max(1) as f64 * total.saturating_sub(done) as f64;
+    format!(
+        "{command}: {done}/{total} slots ({} %), {:.1} min, about {:.1} min left",
+        percent(done, total),
+        elapsed_s / 60.0,
+        left_s / 60.0
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The slots (counted from 1) after which `plain` prints a line when slot k
+    /// finishes at `at(k)`.
+    fn printed_after(total: u64, at: impl Fn(u64) -> Duration) -> Vec<u64> {
+        let plain = Plain::new("compare", total);
+        (1..=total)
+            .filter(|&k| plain.slot_done(at(k)).is_some())
+            .collect()
+    }
+
+    #[test]
+    fn progress_lines_say_how_far_and_how_long() {
+        // 2100 of 10500 slots in 90 s: 20 %, 1.5 min; 8400 left at 90/2100 s each
+        // = 360 s = 6.0 min.
+        assert_eq!(
+            progress_line("compare", 2100, 10500, Duration::from_secs(90)),
+            "compare: 2100/10500 slots (20 %), 1.5 min, about 6.0 min left"
+        );
+        // 1 of 3 is 33 %, rounded down; 2 left at 40 s each = 80 s.
+        assert_eq!(
+            progress_line("frontier", 1, 3, Duration::from_secs(40)),
+            "frontier: 1/3 slots (33 %), 0.7 min, about 1.3 min left"
+        );
+        let plain = Plain::new("ship", 40);
+        for _ in 0..30 {
+            plain.slot_done(Duration::from_secs(1));
+        }
+        assert_eq!(
+            plain.last_line(Duration::from_secs(48)),
+            "ship: 30/40 slots (75 %) in 0.8 min"
+        );
+    }
+
+    #[test]
+    fn progress_lines_come_at_each_tenth_when_the_run_is_short() {
+        // 1000 slots, one per 100 ms (100 s in all): a 10 % mark every 10 s, which
+        // is more than MIN_GAP and less than EVERY.
+        let printed = printed_after(1000, |k| Duration::from_millis(100 * k));
+        assert_eq!(printed, [100, 200, 300, 400, 500, 600, 700, 800, 900, 1000]);
+    }
+
+    #[test]
+    fn progress_lines_come_every_30_s_when_the_run_is_long() {
+        // 1000 slots, one per second: the 10 % marks are 100 s apart, so a line
+        // comes 30 s after the last one too.
+        let printed = printed_after(1000, Duration::from_secs);
+        let expected: Vec<u64> = (0..10)
+            .flat_map(|tenth| [30, 60, 90, 100].map(|k| 100 * tenth + k))
+            .collect();
+        assert_eq!(printed, expected);
+    }
+
+    #[test]
+    fn no_progress_line_within_5_s_of_the_last() {
+        // 1000 slots in 1 s: no line at all before the last one of `finish`.
+        assert_eq!(
+            printed_after(1000, Duration::from_millis),
+            Vec::<u64>::new()
+        );
+        // 1000 slots in 12 s (12 ms each): the 10 % mark at slot 417 (5.004 s)
+        // is the first past MIN_GAP (slot 400 came at 4.8 s), the next at 834.
+        assert_eq!(
+            printed_after(1000, |k| Duration::from_millis(12 * k)),
+            [417, 834]
+        );
     }
 }
