@@ -843,7 +843,7 @@ impl<'a> GeneralPolicy<'a> {
         self.base_in(&inputs, scratch, out)?;
         let n = slot.users().len() * slot.servers().len();
         if let Some(out) = out.get_mut(..n) {
-            decode_in(params, &inputs, &self.model.decoder_weights(), out);
+            decode_at(params, &inputs, &self.model.decoder_weights(), out);
         }
         Ok(())
     }
@@ -1305,10 +1305,25 @@ pub fn decode<const U: usize, const S: usize>(
     decoder: &[f32; DYN_FEATURES],
     out: &mut [f32],
 ) {
-    decode_in(params, &SlotIn::new(params, slot), decoder, out);
+    decode_at(params, &SlotIn::new(params, slot), decoder, out);
 }
 
-/// [`decode`] on the slot's [`SlotIn`].
+/// [`decode_in`] on AVX2, one server per lane ([`avx`]), where the build
+/// (feature `simd`, x86-64) and the CPU have it; the same logits bit for bit.
+fn decode_at<const U: usize, const S: usize>(
+    params: &Params,
+    inputs: &SlotIn<U, S>,
+    decoder: &[f32; DYN_FEATURES],
+    out: &mut [f32],
+) {
+    #[cfg(all(feature = "simd", target_arch = "x86_64"))]
+    if let Some(simd) = pulp::x86::V3::try_new() {
+        return avx::decode(simd, params, inputs, decoder, out);
+    }
+    decode_in(params, inputs, decoder, out)
+}
+
+/// [`decode`] on the slot's [`SlotIn`], portable scalar code (the firmware's).
 fn decode_in<const U: usize, const S: usize>(
     params: &Params,
     inputs: &SlotIn<U, S>,

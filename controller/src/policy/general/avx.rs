@@ -17,9 +17,13 @@ use pulp::x86::V3;
 use pulp::{f32x8, i32x8, m32x8, u32x8};
 
 use super::{
-    Embed, Error, GeneralPolicy, SlotIn, UserIn, COST_AT, DIST_SCALE, MAX_GENERAL_SERVERS, N_PAIR,
+    Embed, Error, GeneralPolicy, SlotIn, UserIn, COST_AT, DIST_SCALE, DYN_FEATURES,
+    MAX_GENERAL_SERVERS, NO_FIT_PENALTY, N_PAIR,
 };
+use crate::model::norm_f32;
+use crate::params::CostNorm;
 use crate::policy::CLIP;
+use crate::Params;
 
 /// Lanes per vector.
 const L: usize = 8;
@@ -45,6 +49,221 @@ pub(super) fn forward<const N: usize, const U: usize, const S: usize>(
         scratch,
         out,
     })
+}
+
+/// [`super::decode_in`] on AVX2: each decoding step's servers in blocks of 8,
+/// one server per lane, with libm's `tanhf` ported to lanes (Norm's rise);
+/// each lane does what the portable step does for its server, in its order,
+/// so the decoded logits are the portable code's bit for bit.
+pub(super) fn decode<const U: usize, const S: usize>(
+    simd: V3,
+    params: &Params,
+    inputs: &SlotIn<U, S>,
+    decoder: &[f32; DYN_FEATURES],
+    out: &mut [f32],
+) {
+    simd.vectorize(Decode {
+        lanes: Lanes(simd),
+        params,
+        inputs,
+        decoder,
+        out,
+    })
+}
+
+/// One decoding for [`V3::vectorize`] (see [`Run`]).
+struct Decode<'a, 'b, const U: usize, const S: usize> {
+    lanes: Lanes,
+    params: &'a Params,
+    inputs: &'b SlotIn<U, S>,
+    decoder: &'b [f32; DYN_FEATURES],
+    out: &'b mut [f32],
+}
+
+/// The servers' states while the decoder places users ([`super::Placed`]), in
+/// blocks of [`L`] lanes.
+#[derive(Clone, Copy)]
+struct PlacedLanes {
+    /// Users placed on the server, as f32 (exact: at most 64).
+    count: [[f32; L]; BLOCKS],
+    cmp: [[f32; L]; BLOCKS],
+    syn: [[f32; L]; BLOCKS],
+    total: [[f32; L]; BLOCKS],
+    /// Norm(total) ([`norm_f32`]).
+    norm: [[f32; L]; BLOCKS],
+}
+
+impl<const U: usize, const S: usize> pulp::NullaryFnOnce for Decode<'_, '_, U, S> {
+    type Output = ();
+
+    #[inline(always)]
+    fn call(self) {
+        let Decode {
+            lanes,
+            params,
+            inputs,
+            decoder,
+            out,
+        } = self;
+        let simd = lanes.0;
+        let m = inputs.m;
+        let blocks = m.div_ceil(L).min(BLOCKS);
+        let servers = ServerLanes::new(inputs);
+        let f32s = |v: f32| simd.splat_f32x8(v);
+        let zero = f32s(0.0);
+        // Lanes of available servers.
+        let mut available = [[0u32; L]; BLOCKS];
+        for (s, srv) in inputs.servers().iter().enumerate() {
+            if let Some(lane) = available.get_mut(s / L).and_then(|b| b.get_mut(s % L)) {
+                *lane = if srv.available { u32::MAX } else { 0 };
+            }
+        }
+        let available: [m32x8; BLOCKS] = available.map(pulp::cast);
+        let empty = [[0.0f32; L]; BLOCKS];
+        let mut placed = PlacedLanes {
+            count: empty,
+            cmp: empty,
+            syn: empty,
+            total: empty,
+            norm: empty,
+        };
+        let scale = f32s((4.0 * params.f0) as f32);
+        let paper = params.cost_norm == CostNorm::Paper;
+        for (u, row) in out.chunks_exact_mut(m.max(1)).enumerate() {
+            let Some(user) = inputs.users().get(u) else {
+                break;
+            };
+            // The user's loads on every server and the sums with them.
+            let mut add = [[zero; 3]; BLOCKS];
+            let mut after = [[zero; 3]; BLOCKS];
+            let mut fits = [simd.splat_m32x8(pulp::m32::new(false)); BLOCKS];
+            let mut any_fit = false;
+            for b in 0..blocks {
+                let pick = |v: &[f32x8; BLOCKS]| v.get(b).copied().unwrap_or(zero);
+                let state = |v: &[[f32; L]; BLOCKS]| -> f32x8 {
+                    pulp::cast(v.get(b).copied().unwrap_or([0.0; L]))
+                };
+                let load = lanes.pair_load(&servers, user, b);
+                let sums = [
+                    simd.add_f32x8(state(&placed.cmp), load[0]),
+                    simd.add_f32x8(state(&placed.syn), load[1]),
+                    simd.add_f32x8(state(&placed.total), load[2]),
+                ];
+                // LoadF32::fits: !(cmp > q || syn > p), a NaN fits.
+                let breaks = simd.or_m32x8(
+                    simd.cmp_gt_f32x8(sums[0], pick(&servers.q)),
+                    simd.cmp_gt_f32x8(sums[1], pick(&servers.p)),
+                );
+                let fit = simd.not_m32x8(breaks);
+                let open = available
+                    .get(b)
+                    .copied()
+                    .unwrap_or(simd.splat_m32x8(pulp::m32::new(false)));
+                any_fit |= any(simd.and_m32x8(fit, open));
+                if let (Some(a), Some(s), Some(f)) =
+                    (add.get_mut(b), after.get_mut(b), fits.get_mut(b))
+                {
+                    (*a, *s, *f) = (load, sums, fit);
+                }
+            }
+            let mut best: Option<(f32, usize)> = None;
+            for (b, logits) in row.chunks_mut(L).enumerate() {
+                let state = |v: &[[f32; L]; BLOCKS]| -> f32x8 {
+                    pulp::cast(v.get(b).copied().unwrap_or([0.0; L]))
+                };
+                let pick = |v: &[f32x8; BLOCKS]| v.get(b).copied().unwrap_or(zero);
+                let [cmp, _, total] = after.get(b).copied().unwrap_or([zero; 3]);
+                let fit = fits
+                    .get(b)
+                    .copied()
+                    .unwrap_or(simd.splat_m32x8(pulp::m32::new(false)));
+                let open = available
+                    .get(b)
+                    .copied()
+                    .unwrap_or(simd.splat_m32x8(pulp::m32::new(false)));
+                let count = state(&placed.count);
+                // dyn_features, in its order.
+                let y = simd.div_f32x8(total, scale);
+                let norm = if paper { lanes.tanh(y) } else { y };
+                let rise = simd.sub_f32x8(norm, state(&placed.norm));
+                let one = f32s(1.0);
+                let features = [
+                    simd.select_f32x8(simd.cmp_gt_f32x8(count, zero), one, zero),
+                    simd.div_f32x8(simd.min_f32x8(count, f32s(8.0)), f32s(4.0)),
+                    simd.select_f32x8(fit, one, zero),
+                    lanes.clamp(rise, 0.0, 4.0),
+                    lanes.clamp(simd.div_f32x8(cmp, pick(&servers.q)), 0.0, 4.0),
+                ];
+                let penalty = simd.select_f32x8(
+                    open,
+                    if any_fit {
+                        simd.select_f32x8(fit, zero, f32s(-NO_FIT_PENALTY))
+                    } else {
+                        zero
+                    },
+                    f32s(f32::NEG_INFINITY),
+                );
+                // The term summed as `Iterator::sum` does (from −0; a ±0 term
+                // gives the same logit, the penalty being +0 or far from 0).
+                let mut term = f32s(-0.0);
+                for (&f, &d) in features.iter().zip(decoder) {
+                    term = simd.add_f32x8(term, simd.mul_f32x8(f, f32s(d)));
+                }
+                let mut base = [0.0f32; L];
+                for (o, &v) in base.iter_mut().zip(logits.iter()) {
+                    *o = v;
+                }
+                let v = simd.add_f32x8(pulp::cast(base), simd.add_f32x8(term, penalty));
+                let v = simd.select_f32x8(simd.is_nan_f32x8(v), f32s(f32::NEG_INFINITY), v);
+                let v: [f32; L] = pulp::cast(v);
+                let open: [u32; L] = pulp::cast(open);
+                for (i, ((o, &v), &open)) in logits.iter_mut().zip(&v).zip(&open).enumerate() {
+                    *o = v;
+                    if open != 0 && best.is_none_or(|(b, _)| v > b) {
+                        best = Some((v, b * L + i));
+                    }
+                }
+            }
+            // Placed::add on the chosen server.
+            if let Some((_, s)) = best {
+                if let Some(&load) = add.get(s / L) {
+                    placed.add(params, s, load.map(|v| lane(v, s % L)));
+                }
+            }
+        }
+    }
+}
+
+/// Lane `i` of `v`.
+#[inline(always)]
+fn lane(v: f32x8, i: usize) -> f32 {
+    let v: [f32; L] = pulp::cast(v);
+    v.get(i).copied().unwrap_or(0.0)
+}
+
+impl PlacedLanes {
+    /// [`super::Placed::add`] on server `s`: one more user, whose load
+    /// (computation, synchronisation, total) is `load`.
+    #[inline(always)]
+    fn add(&mut self, params: &Params, s: usize, [cmp, syn, total]: [f32; 3]) {
+        let (b, i) = (s / L, s % L);
+        let at = |v: &mut [[f32; L]; BLOCKS], add: f32| -> f32 {
+            match v.get_mut(b).and_then(|c| c.get_mut(i)) {
+                Some(v) => {
+                    *v += add;
+                    *v
+                }
+                None => 0.0,
+            }
+        };
+        at(&mut self.count, 1.0);
+        at(&mut self.cmp, cmp);
+        at(&mut self.syn, syn);
+        let total = at(&mut self.total, total);
+        if let Some(n) = self.norm.get_mut(b).and_then(|c| c.get_mut(i)) {
+            *n = norm_f32(params, total);
+        }
+    }
 }
 
 /// One forward pass for [`V3::vectorize`]: its `call` is `#[inline(always)]`,
@@ -164,6 +383,15 @@ enum Costs<'c> {
     Read(&'c [f32]),
 }
 
+/// What [`Lanes::pair_terms`] computes for 8 pairs.
+struct PairTerms {
+    dist: f32x8,
+    mig_dist: f32x8,
+    prev: f32x8,
+    /// Computation, synchronisation, total.
+    load: [f32x8; 3],
+}
+
 /// The servers' values the pair features read, in blocks of [`L`] lanes (past
 /// the last server: position 0, bounds 1).
 struct ServerLanes {
@@ -233,6 +461,13 @@ fn block_input_pairs<const N: usize, const U: usize, const S: usize>(
         }
     }
     Ok(x.map(pulp::cast))
+}
+
+/// Whether some lane of a mask is set.
+#[inline(always)]
+fn any(mask: m32x8) -> bool {
+    let lanes: [u32; L] = pulp::cast(mask);
+    lanes.iter().any(|&v| v != 0)
 }
 
 /// Whether two masks are the same in every lane.
@@ -410,16 +645,10 @@ impl Lanes {
         }
         // Embed::normalise: clamp((v − mean)·inv_std, ±CLIP), as f32::clamp
         // (a NaN stays NaN), zeros past the last server.
-        let (lo, hi, zero) = (
-            simd.splat_f32x8(-CLIP),
-            simd.splat_f32x8(CLIP),
-            simd.splat_f32x8(0.0),
-        );
+        let zero = simd.splat_f32x8(0.0);
         for ((v, &m), &k) in x.iter_mut().zip(&embed.mean).zip(&embed.inv_std) {
             let t = simd.mul_f32x8(simd.sub_f32x8(*v, simd.splat_f32x8(m)), simd.splat_f32x8(k));
-            let t = simd.select_f32x8(simd.cmp_lt_f32x8(t, lo), lo, t);
-            let t = simd.select_f32x8(simd.cmp_gt_f32x8(t, hi), hi, t);
-            *v = simd.select_f32x8(valid, t, zero);
+            *v = simd.select_f32x8(valid, self.clamp(t, -CLIP, CLIP), zero);
         }
         Ok(x)
     }
@@ -433,6 +662,31 @@ impl Lanes {
         user: &UserIn,
         b: usize,
     ) -> [f32x8; N_PAIR] {
+        let simd = self.0;
+        let t = self.pair_terms(servers, user, b);
+        let pick = |v: &[f32x8; BLOCKS]| v.get(b).copied().unwrap_or(simd.splat_f32x8(0.0));
+        let scale = simd.splat_f32x8(DIST_SCALE);
+        [
+            simd.div_f32x8(t.dist, scale),
+            simd.div_f32x8(t.mig_dist, scale),
+            t.prev,
+            simd.div_f32x8(t.load[0], pick(&servers.q)),
+            simd.div_f32x8(t.load[1], pick(&servers.p)),
+            simd.mul_f32x8(t.load[2], simd.splat_f32x8(inputs.inv_2f0)),
+        ]
+    }
+
+    /// [`super::pair_load`] of `user` with the 8 servers of block `b`: the
+    /// load (computation, synchronisation, total) at γ = 0.
+    #[inline(always)]
+    fn pair_load(self, servers: &ServerLanes, user: &UserIn, b: usize) -> [f32x8; 3] {
+        self.pair_terms(servers, user, b).load
+    }
+
+    /// The distances, the previous-server flag and the load of `user` with the
+    /// 8 servers of block `b` ([`super::pair_load`]'s operations in its order).
+    #[inline(always)]
+    fn pair_terms(self, servers: &ServerLanes, user: &UserIn, b: usize) -> PairTerms {
         let simd = self.0;
         let zero = simd.splat_f32x8(0.0);
         let pick = |v: &[f32x8; BLOCKS]| v.get(b).copied().unwrap_or(zero);
@@ -461,15 +715,174 @@ impl Lanes {
         let syn = simd.mul_f32x8(simd.splat_f32x8(user.syn_per_m), dist);
         let cmp = simd.mul_f32x8(pick(&servers.cmp_per_bit), simd.splat_f32x8(user.data));
         let total = simd.add_f32x8(simd.add_f32x8(mig, syn), cmp);
-        let scale = simd.splat_f32x8(DIST_SCALE);
-        [
-            simd.div_f32x8(dist, scale),
-            simd.div_f32x8(mig_dist, scale),
+        PairTerms {
+            dist,
+            mig_dist,
             prev,
-            simd.div_f32x8(cmp, pick(&servers.q)),
-            simd.div_f32x8(syn, pick(&servers.p)),
-            simd.mul_f32x8(total, simd.splat_f32x8(inputs.inv_2f0)),
-        ]
+            load: [cmp, syn, total],
+        }
+    }
+
+    /// `v.clamp(lo, hi)` lane by lane as `f32::clamp` (a NaN stays NaN).
+    #[inline(always)]
+    fn clamp(self, v: f32x8, lo: f32, hi: f32) -> f32x8 {
+        let simd = self.0;
+        let (lo, hi) = (simd.splat_f32x8(lo), simd.splat_f32x8(hi));
+        let v = simd.select_f32x8(simd.cmp_lt_f32x8(v, lo), lo, v);
+        simd.select_f32x8(simd.cmp_gt_f32x8(v, hi), hi, v)
+    }
+
+    /// `libm`'s `tanhf` (musl's `tanhf.c` with its `expm1f`) lane by lane, its
+    /// operations in its order, so bit for bit its results; lanes outside
+    /// `0 <= x < inf` go to `libm` itself.
+    #[inline(always)]
+    pub(super) fn tanh(self, x: f32x8) -> f32x8 {
+        let simd = self.0;
+        let f32s = |v: f32| simd.splat_f32x8(v);
+        let w: u32x8 = pulp::cast(x);
+        let u32s = |v: u32| simd.splat_u32x8(v);
+        // w > 0x41200000: |x| > 10; > 0x3f0c9f54: > log(3)/2; > 0x3e82c578:
+        // > log(5/3)/2; >= 0x00800000: normal.
+        let (ten, big, mid, normal) = (
+            simd.cmp_gt_u32x8(w, u32s(0x4120_0000)),
+            simd.cmp_gt_u32x8(w, u32s(0x3f0c_9f54)),
+            simd.cmp_gt_u32x8(w, u32s(0x3e82_c578)),
+            simd.cmp_ge_u32x8(w, u32s(0x0080_0000)),
+        );
+        let two_x = simd.mul_f32x8(f32s(2.0), x);
+        let minus_two_x = simd.mul_f32x8(f32s(-2.0), x);
+        let t = self.expm1(simd.select_f32x8(mid, two_x, minus_two_x));
+        let t2 = simd.add_f32x8(t, f32s(2.0));
+        let v_big = simd.sub_f32x8(f32s(1.0), simd.div_f32x8(f32s(2.0), t2));
+        let v_mid = simd.div_f32x8(t, t2);
+        let v_small = simd.div_f32x8(simd.sub_f32x8(f32s(-0.0), t), t2);
+        let v = simd.select_f32x8(normal, v_small, x);
+        let v = simd.select_f32x8(mid, v_mid, v);
+        let v = simd.select_f32x8(big, v_big, v);
+        let v = simd.select_f32x8(ten, f32s(1.0), v);
+        // Lanes outside 0 <= x < inf (negative, infinite, NaN): libm's.
+        let outside = simd.cmp_ge_u32x8(w, u32s(0x7f80_0000));
+        if !any(outside) {
+            return v;
+        }
+        let (mut v, x): ([f32; L], [f32; L]) = (pulp::cast(v), pulp::cast(x));
+        let outside: [u32; L] = pulp::cast(outside);
+        for ((v, &x), &o) in v.iter_mut().zip(&x).zip(&outside) {
+            if o != 0 {
+                *v = libm::tanhf(x);
+            }
+        }
+        pulp::cast(v)
+    }
+
+    /// `libm`'s `expm1f` for the lanes [`tanh`](Self::tanh) gives it:
+    /// `-0.52 < a <= 20` (its branches with k = −1, 0, 1, 2…29 and |a| < 2^-25),
+    /// its operations in its order.
+    #[inline(always)]
+    fn expm1(self, a: f32x8) -> f32x8 {
+        #[allow(clippy::excessive_precision)]
+        const LN2_HI: f32 = 6.9313812256e-01;
+        #[allow(clippy::excessive_precision)]
+        const LN2_LO: f32 = 9.0580006145e-06;
+        #[allow(clippy::excessive_precision)]
+        const INV_LN2: f32 = 1.4426950216e+00;
+        #[allow(clippy::excessive_precision)]
+        const Q1: f32 = -3.3333212137e-2;
+        #[allow(clippy::excessive_precision)]
+        const Q2: f32 = 1.5807170421e-3;
+        let simd = self.0;
+        let f32s = |v: f32| simd.splat_f32x8(v);
+        let i32s = |v: i32| simd.splat_i32x8(v);
+        let bits: u32x8 = pulp::cast(a);
+        let hx = simd.and_u32x8(bits, simd.splat_u32x8(0x7fff_ffff));
+        let negative = simd.cmp_lt_f32x8(a, f32s(0.0));
+        // |a| > 0.5 ln2 and < 1.5 ln2: k = ±1.
+        let near = simd.cmp_lt_u32x8(hx, simd.splat_u32x8(0x3F85_1592));
+        let (hi1, lo1, k1) = (
+            simd.select_f32x8(
+                negative,
+                simd.add_f32x8(a, f32s(LN2_HI)),
+                simd.sub_f32x8(a, f32s(LN2_HI)),
+            ),
+            simd.select_f32x8(negative, f32s(-LN2_LO), f32s(LN2_LO)),
+            simd.select_i32x8(negative, i32s(-1), i32s(1)),
+        );
+        // Farther: k = (1/ln2·a ± 0.5) truncated.
+        let half = simd.select_f32x8(negative, f32s(-0.5), f32s(0.5));
+        let k2: i32x8 = pulp::cast(simd.avx._mm256_cvttps_epi32(pulp::cast(
+            simd.add_f32x8(simd.mul_f32x8(f32s(INV_LN2), a), half),
+        )));
+        let t = simd.convert_i32x8_to_f32x8(k2);
+        let (hi2, lo2) = (
+            simd.sub_f32x8(a, simd.mul_f32x8(t, f32s(LN2_HI))),
+            simd.mul_f32x8(t, f32s(LN2_LO)),
+        );
+        let hi = simd.select_f32x8(near, hi1, hi2);
+        let lo = simd.select_f32x8(near, lo1, lo2);
+        let k = simd.select_i32x8(near, k1, k2);
+        let reduced = simd.sub_f32x8(hi, lo);
+        let c = simd.sub_f32x8(simd.sub_f32x8(hi, reduced), lo);
+        // |a| <= 0.5 ln2: k = 0, no reduction.
+        let primary = simd.cmp_le_u32x8(hx, simd.splat_u32x8(0x3eb1_7218));
+        let x = simd.select_f32x8(primary, a, reduced);
+        let c = simd.select_f32x8(primary, f32s(0.0), c);
+        let k = simd.select_i32x8(primary, i32s(0), k);
+
+        let hfx = simd.mul_f32x8(f32s(0.5), x);
+        let hxs = simd.mul_f32x8(x, hfx);
+        let r1 = simd.add_f32x8(
+            f32s(1.0),
+            simd.mul_f32x8(hxs, simd.add_f32x8(f32s(Q1), simd.mul_f32x8(hxs, f32s(Q2)))),
+        );
+        let t = simd.sub_f32x8(f32s(3.0), simd.mul_f32x8(r1, hfx));
+        let e = simd.mul_f32x8(
+            hxs,
+            simd.div_f32x8(
+                simd.sub_f32x8(r1, t),
+                simd.sub_f32x8(f32s(6.0), simd.mul_f32x8(x, t)),
+            ),
+        );
+        // k = 0.
+        let v0 = simd.sub_f32x8(x, simd.sub_f32x8(simd.mul_f32x8(x, e), hxs));
+        let e = simd.sub_f32x8(simd.mul_f32x8(x, simd.sub_f32x8(e, c)), c);
+        let e = simd.sub_f32x8(e, hxs);
+        // k = −1.
+        let v_m1 = simd.sub_f32x8(simd.mul_f32x8(f32s(0.5), simd.sub_f32x8(x, e)), f32s(0.5));
+        // k = 1.
+        let v_1 = simd.select_f32x8(
+            simd.cmp_lt_f32x8(x, f32s(-0.25)),
+            simd.mul_f32x8(f32s(-2.0), simd.sub_f32x8(e, simd.add_f32x8(x, f32s(0.5)))),
+            simd.add_f32x8(f32s(1.0), simd.mul_f32x8(f32s(2.0), simd.sub_f32x8(x, e))),
+        );
+        // 2 <= k <= 56: 2^k (x − e + 1) − 1 two ways.
+        let twopk: f32x8 = pulp::cast(
+            simd.shl_const_u32x8::<23>(pulp::cast(simd.wrapping_add_i32x8(i32s(0x7f), k))),
+        );
+        let uf: f32x8 = pulp::cast(
+            simd.shl_const_u32x8::<23>(pulp::cast(simd.wrapping_sub_i32x8(i32s(0x7f), k))),
+        );
+        let v_lo = simd.mul_f32x8(
+            simd.add_f32x8(simd.sub_f32x8(x, e), simd.sub_f32x8(f32s(1.0), uf)),
+            twopk,
+        );
+        let v_hi = simd.mul_f32x8(
+            simd.add_f32x8(simd.sub_f32x8(x, simd.add_f32x8(e, uf)), f32s(1.0)),
+            twopk,
+        );
+        let v = simd.select_f32x8(simd.cmp_lt_i32x8(k, i32s(23)), v_lo, v_hi);
+        let v = simd.select_f32x8(
+            simd.cmp_eq_u32x8(pulp::cast(k), simd.splat_u32x8(1)),
+            v_1,
+            v,
+        );
+        let v = simd.select_f32x8(
+            simd.cmp_eq_u32x8(pulp::cast(k), simd.splat_u32x8(u32::MAX)),
+            v_m1,
+            v,
+        );
+        let v = simd.select_f32x8(simd.cmp_eq_u32x8(pulp::cast(k), simd.splat_u32x8(0)), v0, v);
+        // |a| < 2^-25: a itself.
+        simd.select_f32x8(simd.cmp_lt_u32x8(hx, simd.splat_u32x8(0x3300_0000)), a, v)
     }
 
     /// `libm`'s `log1pf` (FreeBSD's `s_log1pf.c`) for lanes `0 <= x < inf`,

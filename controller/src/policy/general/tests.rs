@@ -597,7 +597,7 @@ fn the_avx_ln_1p_is_libms_log1pf() {
     .collect();
     values.extend((0..1_000_000).map(|_| f32::from_bits((rng.unit() * 2_139_095_040.0) as u32)));
     values.extend((0..1_000_000).map(|_| (rng.unit() * 8.0) as f32));
-    check_ln_1p(simd, &values);
+    check_lanes(simd, &values, Lanes1::Ln1p);
 }
 
 /// Every non-negative finite f32 through the AVX2 `ln_1p` against `libm`'s
@@ -614,15 +614,120 @@ fn the_avx_ln_1p_is_libms_log1pf_on_every_f32() {
     for start in (0u32..0x7f80_0000).step_by(1 << 20) {
         values.clear();
         values.extend((start..(start + (1 << 20)).min(0x7f80_0000)).map(f32::from_bits));
-        check_ln_1p(simd, &values);
+        check_lanes(simd, &values, Lanes1::Ln1p);
     }
 }
 
+/// The AVX2 `tanh` gives `libm`'s `tanhf` bit for bit: the edges of its and
+/// `expm1f`'s branches, a million random bit patterns of every sign, and a
+/// million values of Norm's usual range. Skipped on a CPU without AVX2.
 #[cfg(all(feature = "simd", target_arch = "x86_64"))]
-fn check_ln_1p(simd: pulp::x86::V3, values: &[f32]) {
+#[test]
+fn the_avx_tanh_is_libms_tanhf() {
+    let Some(simd) = pulp::x86::V3::try_new() else {
+        std::eprintln!("no AVX2 on this CPU: nothing to compare");
+        return;
+    };
+    let mut rng = Rng::new(6);
+    let edges = [
+        0x0000_0000u32,
+        0x0000_0001,
+        0x007f_ffff,
+        0x0080_0000,
+        0x3280_0000,
+        0x3300_0000,
+        0x3e82_c578,
+        0x3e82_c579,
+        0x3f0c_9f54,
+        0x3f0c_9f55,
+        0x3f05_1592,
+        0x3ed8_8c81,
+        0x4120_0000,
+        0x4120_0001,
+        0x7f7f_ffff,
+        0x7f80_0000,
+        0x7fc0_0000,
+        0x8000_0000,
+        0xbf00_0000,
+    ];
+    let mut values: Vec<f32> = edges
+        .iter()
+        .flat_map(|&b: &u32| [b.wrapping_sub(1), b, b.wrapping_add(1)])
+        .map(f32::from_bits)
+        .collect();
+    values.extend((0..1_000_000).map(|_| f32::from_bits((rng.unit() * 4_294_967_295.0) as u32)));
+    values.extend((0..1_000_000).map(|_| (rng.unit() * 3.0) as f32));
+    check_lanes(simd, &values, Lanes1::Tanh);
+}
+
+/// Every non-negative finite f32 through the AVX2 `tanh` against `libm`'s
+/// `tanhf` (about 2.1e9 values, a minute on one core):
+/// `cargo test -p diten-controller --features host-math,simd --release --lib -- --ignored every_f32`.
+#[cfg(all(feature = "simd", target_arch = "x86_64"))]
+#[test]
+#[ignore]
+fn the_avx_tanh_is_libms_tanhf_on_every_f32() {
+    let Some(simd) = pulp::x86::V3::try_new() else {
+        return;
+    };
+    let mut values = Vec::with_capacity(1 << 20);
+    for start in (0u32..0x7f80_0000).step_by(1 << 20) {
+        values.clear();
+        values.extend((start..(start + (1 << 20)).min(0x7f80_0000)).map(f32::from_bits));
+        check_lanes(simd, &values, Lanes1::Tanh);
+    }
+}
+
+/// The AVX2 decoding gives the portable decoding's logits bit for bit, on
+/// random base logits, slots of every size up to the capacity, both cost
+/// normalisers and random decoder weights. Skipped on a CPU without AVX2.
+#[cfg(all(feature = "simd", target_arch = "x86_64"))]
+#[test]
+fn the_avx_decoding_gives_the_portable_logits_bit_for_bit() {
+    let Some(simd) = pulp::x86::V3::try_new() else {
+        std::eprintln!("no AVX2 on this CPU: nothing to compare");
+        return;
+    };
+    let mut rng = Rng::new(21);
+    for case in 0..200 {
+        let m = 1 + case % MAX_GENERAL_SERVERS;
+        let n = 1 + (MAX_GENERAL_USERS as f64 * rng.unit()) as usize;
+        let mut params = Params::default();
+        if case % 3 == 0 {
+            params.cost_norm = CostNorm::Linear;
+        }
+        // A small f0 crowds Norm's rise into tanh's upper branches.
+        params.f0 = [200.0, 20.0, 2000.0][case % 3];
+        let slot: Slot<MAX_GENERAL_USERS, MAX_GENERAL_SERVERS> = random_slot_in(&mut rng, n, m);
+        let inputs = SlotIn::new(&params, &slot);
+        let decoder: [f32; DYN_FEATURES] =
+            core::array::from_fn(|_| (rng.unit() as f32 - 0.5) * 8.0);
+        let base: Vec<f32> = (0..n * m)
+            .map(|_| (rng.unit() as f32 - 0.5) * 6.0)
+            .collect();
+        let (mut fast, mut slow) = (base.clone(), base);
+        avx::decode(simd, &params, &inputs, &decoder, &mut fast);
+        decode_in(&params, &inputs, &decoder, &mut slow);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&fast), bits(&slow), "case {case}: {n} x {m}");
+    }
+}
+
+/// Which lane function [`check_lanes`] checks.
+#[cfg(all(feature = "simd", target_arch = "x86_64"))]
+#[derive(Clone, Copy)]
+enum Lanes1 {
+    Ln1p,
+    Tanh,
+}
+
+/// `values` through the AVX2 lane function `which`, against `libm`'s.
+#[cfg(all(feature = "simd", target_arch = "x86_64"))]
+fn check_lanes(simd: pulp::x86::V3, values: &[f32], which: Lanes1) {
     struct Run<'v> {
         simd: pulp::x86::V3,
         values: &'v [f32],
+        which: Lanes1,
     }
     impl pulp::NullaryFnOnce for Run<'_> {
         type Output = Vec<f32>;
@@ -633,19 +738,29 @@ fn check_ln_1p(simd: pulp::x86::V3, values: &[f32]) {
             for chunk in self.values.chunks(8) {
                 let mut x = [0.0f32; 8];
                 x[..chunk.len()].copy_from_slice(chunk);
-                let y: [f32; 8] = pulp::cast(lanes.ln_1p(pulp::cast(x)));
+                let x = pulp::cast(x);
+                let y: [f32; 8] = pulp::cast(match self.which {
+                    Lanes1::Ln1p => lanes.ln_1p(x),
+                    Lanes1::Tanh => lanes.tanh(x),
+                });
                 out.extend_from_slice(&y[..chunk.len()]);
             }
             out
         }
     }
-    let got = simd.vectorize(Run { simd, values });
+    let got = simd.vectorize(Run {
+        simd,
+        values,
+        which,
+    });
     for (&x, &y) in values.iter().zip(&got) {
-        let want = libm::log1pf(x);
-        assert_eq!(
-            y.to_bits(),
-            want.to_bits(),
-            "ln_1p({x:e} = {:#010x}): {y:e} against libm's {want:e}",
+        let (name, want) = match which {
+            Lanes1::Ln1p => ("ln_1p", libm::log1pf(x)),
+            Lanes1::Tanh => ("tanh", libm::tanhf(x)),
+        };
+        assert!(
+            y.to_bits() == want.to_bits() || (y.is_nan() && want.is_nan()),
+            "{name}({x:e} = {:#010x}): {y:e} against libm's {want:e}",
             x.to_bits()
         );
     }
