@@ -532,17 +532,25 @@ impl Lanes {
                 let pre = pre.get(o).and_then(|c| c.get(b)).copied().unwrap_or(zero);
                 *acc = simd.add_f32x8(simd.splat_f32x8(user.get(o).copied().unwrap_or(0.0)), pre);
             }
-            for (row, &xk) in w.chunks_exact(N).zip(x) {
-                let row = row.get(o0..o0 + L).unwrap_or(&[]);
-                for (acc, &wk) in acc.iter_mut().zip(row) {
-                    *acc = simd.add_f32x8(*acc, simd.mul_f32x8(xk, simd.splat_f32x8(wk)));
-                }
-            }
+            self.axpy_units::<N>(w, x, o0, &mut acc);
             for (h, &acc) in h.iter_mut().zip(&acc) {
                 *h = self.relu(acc);
             }
         }
         h
+    }
+
+    /// `acc[g] += Σ_k x[k]·w[k][o0 + g]` for the 8 units `o0..o0 + 8`, `w`
+    /// input-major rows of `N`, `k` in index order (a multiply, then an add).
+    #[inline(always)]
+    fn axpy_units<const N: usize>(self, w: &[f32], x: &[f32x8], o0: usize, acc: &mut [f32x8; L]) {
+        let simd = self.0;
+        for (row, &xk) in w.chunks_exact(N).zip(x) {
+            let row = row.get(o0..o0 + L).unwrap_or(&[]);
+            for (acc, &wk) in acc.iter_mut().zip(row) {
+                *acc = simd.add_f32x8(*acc, simd.mul_f32x8(xk, simd.splat_f32x8(wk)));
+            }
+        }
     }
 
     /// [`pair::head`](super::pair::head) of the block's 8 pairs: lane `i` is
@@ -570,12 +578,7 @@ impl Lanes {
                 let ctx = ctx.get(o).and_then(|c| c.get(b)).copied().unwrap_or(zero);
                 *t = simd.add_f32x8(ctx, simd.splat_f32x8(user.get(o).copied().unwrap_or(0.0)));
             }
-            for (row, &hj) in w.chunks_exact(N).zip(h) {
-                let row = row.get(o0..o0 + L).unwrap_or(&[]);
-                for (t, &wj) in t.iter_mut().zip(row) {
-                    *t = simd.add_f32x8(*t, simd.mul_f32x8(hj, simd.splat_f32x8(wj)));
-                }
-            }
+            self.axpy_units::<N>(w, h, o0, &mut t);
             for (&t, &wo) in t.iter().zip(out.get(o0..o0 + L).unwrap_or(&[])) {
                 logit = simd.add_f32x8(logit, simd.mul_f32x8(simd.splat_f32x8(wo), self.relu(t)));
             }
