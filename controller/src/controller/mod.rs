@@ -258,7 +258,7 @@ pub const fn max_general_workspace_len(users: usize, servers: usize, hidden: usi
 /// [`max_workspace_len`] or [`workspace_len`] values). `U` and `S` are the
 /// capacities of the [`Slot`]s it decides for. `P` is the policy's engine: the
 /// blob engine [`Policy`] (borrowing the blob for `'p`), or with the `onnx` feature
-/// an ONNX file run by tract ([`OnnxPolicy`](crate::policy::OnnxPolicy)); the
+/// an ONNX file run by tract (`OnnxPolicy`); the
 /// decision code is the same.
 #[derive(Debug)]
 pub struct Controller<'p, 'w, const U: usize, const S: usize, P: Engine = Policy<'p>> {

@@ -12,10 +12,10 @@
 //! repair and the evaluation agree to the last bit. Each user ranks the servers by
 //! decreasing logit (ties: lower index first; NaN as −∞). With n users:
 //!
-//! 0. **Check.** If the policy's association fits everywhere: [`RepairOutcome::Clean`](super::RepairOutcome::Clean).
+//! 0. **Check.** If the policy's association fits everywhere: [`RepairOutcome::Clean`].
 //!    If some user fits on no server even alone, no association can be feasible
 //!    (adding non-negative loads never lowers a floating-point sum):
-//!    [`RepairOutcome::Infeasible`](super::RepairOutcome::Infeasible).
+//!    [`RepairOutcome::Infeasible`].
 //! 1. **Greedy.** While a server is over capacity, among all users on over-capacity
 //!    servers and all servers where the user still fits, make the move that loses
 //!    the least logit (logit of the current server minus logit of the target; ties:
@@ -35,8 +35,8 @@
 //!    found is thus the first feasible one in the lexicographic order of the users'
 //!    ranks, heaviest user first. Each placement tried is one node, at most
 //!    [`MAX_REPAIR_NODES`]. A search that finishes without an association proves
-//!    that none is feasible ([`RepairOutcome::Infeasible`](super::RepairOutcome::Infeasible)); one that hits the
-//!    budget gives [`RepairOutcome::BoundReached`](super::RepairOutcome::BoundReached).
+//!    that none is feasible ([`RepairOutcome::Infeasible`]); one that hits the
+//!    budget gives [`RepairOutcome::BoundReached`].
 //! 3. **Climb.** After step 1 or 2 found a feasible association, each user in turn
 //!    (by index) moves to the highest-ranked server it prefers to its current one
 //!    where it fits; passes repeat until one moves nobody, at most

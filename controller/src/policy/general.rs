@@ -37,7 +37,7 @@
 //! Users are then placed one at a time, in user order. Before user u is placed,
 //! each server s has a state (the users placed on it and their loads at γ = 0,
 //! [`Placed`]); [`user_step`] gives the [`DYN_FEATURES`] features of adding u
-//! to s ([`dyn_features`]: is s open, how full, does u still fit, the rise of
+//! to s (`dyn_features`: is s open, how full, does u still fit, the rise of
 //! Norm) and a penalty: −∞ for an unavailable server, −[`NO_FIT_PENALTY`] for a
 //! server where u would break C2 or C3 while another one still takes it. The
 //! decoded logit is `base_us + v·d_us + penalty`, `v` the learnt

@@ -82,8 +82,8 @@ pub mod onnx_general;
 
 /// What the [`Controller`](crate::Controller) needs of a policy: its shape and a
 /// way to compute its logits. [`Policy`] and [`GeneralPolicy`] (the blob engines,
-/// `no_std`) implement it, and with the `onnx` feature [`OnnxPolicy`] and
-/// [`OnnxGeneralPolicy`] (ONNX files run by tract-onnx).
+/// `no_std`) implement it, and with the `onnx` feature `OnnxPolicy` and
+/// `OnnxGeneralPolicy` (ONNX files run by tract-onnx).
 pub trait Engine {
     /// Users U the policy decides for.
     fn users(&self) -> usize;

@@ -125,7 +125,7 @@ pub struct OnnxPolicy {
 }
 
 impl OnnxPolicy {
-    /// Reads and checks the ONNX file `path` (see the [module docs](self)).
+    /// Reads and checks the ONNX file `path` (see the module docs).
     pub fn load(path: &Path) -> Result<OnnxPolicy, OnnxError> {
         Self::load_bytes(&read_file(path)?, path)
     }

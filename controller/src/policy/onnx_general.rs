@@ -8,7 +8,7 @@
 //! `pairs [U, S, 6]`, and gives one output `logits [U, S]`: the network's base
 //! scores, normalisation folded in. The sequential decoding is controller code,
 //! not part of the graph: [`decode`] with the decoder weights of the metadata
-//! [`keys::DECODER`], exactly as the blob engine decodes.
+//! `keys::DECODER`, exactly as the blob engine decodes.
 //!
 //! [`OnnxGeneralPolicy::load`] checks the metadata (`diten.format` =
 //! [`FORMAT_V2`], `diten.obs_layout` = [`OBS_LAYOUT_V2`], `diten.decoder`,

@@ -83,7 +83,7 @@ pub use single_precision::{solve_gamma_f32, ServerSolverF32};
 /// measured).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum GammaSolver {
-    /// [`solve_gamma`] and [`ServerSolver`].
+    /// [`solve_gamma`] and `ServerSolver`.
     #[default]
     Exact,
     /// [`solve_gamma_f32`] and [`ServerSolverF32`].
