@@ -898,27 +898,16 @@ impl<'a> GeneralPolicy<'a> {
     /// ([`avx`]), where the build (feature `simd`, x86-64) and the CPU have it
     /// (checked once, then cached by `pulp`); on scalar code elsewhere. The same
     /// logits bit for bit.
-    #[cfg(all(feature = "simd", target_arch = "x86_64"))]
     fn forward_at<const N: usize, const U: usize, const S: usize>(
         &self,
         inputs: &SlotIn<U, S>,
         scratch: &mut [f32],
         out: &mut [f32],
     ) -> Result<(), Error> {
+        #[cfg(all(feature = "simd", target_arch = "x86_64"))]
         if let Some(simd) = pulp::x86::V3::try_new() {
             return avx::forward::<N, U, S>(simd, self, inputs, scratch, out);
         }
-        self.forward::<N, U, S>(inputs, scratch, out)
-    }
-
-    /// [`forward`](Self::forward) at width `N` on scalar code.
-    #[cfg(not(all(feature = "simd", target_arch = "x86_64")))]
-    fn forward_at<const N: usize, const U: usize, const S: usize>(
-        &self,
-        inputs: &SlotIn<U, S>,
-        scratch: &mut [f32],
-        out: &mut [f32],
-    ) -> Result<(), Error> {
         self.forward::<N, U, S>(inputs, scratch, out)
     }
 
@@ -1309,15 +1298,18 @@ pub fn decode<const U: usize, const S: usize>(
 }
 
 /// [`decode_in`] on AVX2, one server per lane ([`avx`]), where the build
-/// (feature `simd`, x86-64) and the CPU have it; the same logits bit for bit.
+/// (feature `simd`, x86-64) and the CPU have it and the slot has at most
+/// [`MAX_GENERAL_SERVERS`] servers; the same logits bit for bit.
 fn decode_at<const U: usize, const S: usize>(
     params: &Params,
     inputs: &SlotIn<U, S>,
     decoder: &[f32; DYN_FEATURES],
     out: &mut [f32],
 ) {
+    // The lanes hold the servers a policy-v2 engine serves; `decode` itself
+    // takes any slot.
     #[cfg(all(feature = "simd", target_arch = "x86_64"))]
-    if let Some(simd) = pulp::x86::V3::try_new() {
+    if let (Some(simd), true) = (pulp::x86::V3::try_new(), inputs.m <= MAX_GENERAL_SERVERS) {
         return avx::decode(simd, params, inputs, decoder, out);
     }
     decode_in(params, inputs, decoder, out)

@@ -16,9 +16,9 @@ use super::{emd_label, Metric, SummaryRow};
 use crate::scenario::Emd;
 use crate::util::fs::write_atomic_with;
 use crate::util::plot::{
-    axes, draw_line, draw_mark, ensure_font, finite_bounds, fit_label, frame, legend_key,
-    legend_row_y, legend_width, plot_err, text_width, Dash, Mark, SeriesStyle, COLOURS,
-    LEGEND_FONT, LEGEND_LABEL_MAX, LEGEND_TEXT_X,
+    axes, draw_line, draw_mark, ensure_font, finite_bounds, frame, legend_key, legend_labels,
+    legend_row_y, legend_width, plot_err, Dash, Mark, SeriesStyle, COLOURS, LEGEND_FONT,
+    LEGEND_TEXT_X,
 };
 
 /// The metrics plotted against the number of servers, in file order.
@@ -114,15 +114,7 @@ pub fn draw(path: &Path, title: &str, y_label: &str, lines: &[Line]) -> anyhow::
     let gap = xs.windows(2).map(|w| w[1] - w[0]).fold(1.0, f64::min);
     let dodge = |i: usize| (i as f64 - (lines.len() as f64 - 1.0) / 2.0) * 0.06 * gap;
     let (y_lo, y_hi) = y_range(lines);
-    let labels: Vec<String> = lines
-        .iter()
-        .map(|l| fit_label(&l.label, LEGEND_FONT, LEGEND_LABEL_MAX))
-        .collect();
-    let widest = labels
-        .iter()
-        .map(|l| text_width(l, LEGEND_FONT))
-        .max()
-        .unwrap_or(0);
+    let (labels, widest) = legend_labels(lines.iter().map(|l| l.label.as_str()));
     write_atomic_with(path, |tmp| {
         let plot_err = |e: &dyn std::fmt::Display| plot_err(path, e);
         let (root, chart_area, legend_area) = frame(path, tmp, SIZE, title, legend_width(widest))?;
@@ -232,16 +224,11 @@ pub fn draw_tradeoff(
     let (x_lo, x_hi) = padded_range(xs);
     let (y_lo, y_hi) = padded_range(ys);
     let x_lo = x_lo.max(0.0);
-    let labels: Vec<String> = [curve_label]
-        .into_iter()
-        .chain(markers.iter().map(|m| m.label.as_str()))
-        .map(|l| fit_label(l, LEGEND_FONT, LEGEND_LABEL_MAX))
-        .collect();
-    let widest = labels
-        .iter()
-        .map(|l| text_width(l, LEGEND_FONT))
-        .max()
-        .unwrap_or(0);
+    let (labels, widest) = legend_labels(
+        [curve_label]
+            .into_iter()
+            .chain(markers.iter().map(|m| m.label.as_str())),
+    );
     write_atomic_with(path, |tmp| {
         let plot_err = |e: &dyn std::fmt::Display| plot_err(path, e);
         let (root, chart_area, legend_area) = frame(path, tmp, SIZE, title, legend_width(widest))?;

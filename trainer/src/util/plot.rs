@@ -193,6 +193,20 @@ pub(crate) fn fit_label(label: &str, size: u32, max: u32) -> String {
         .unwrap_or_else(|| "…".to_owned())
 }
 
+/// `labels` as a legend draws them ([`fit_label`] at [`LEGEND_FONT`] within
+/// [`LEGEND_LABEL_MAX`]) and the widest one's width in pixels.
+pub(crate) fn legend_labels<'a>(labels: impl Iterator<Item = &'a str>) -> (Vec<String>, u32) {
+    let labels: Vec<String> = labels
+        .map(|l| fit_label(l, LEGEND_FONT, LEGEND_LABEL_MAX))
+        .collect();
+    let widest = labels
+        .iter()
+        .map(|l| text_width(l, LEGEND_FONT))
+        .max()
+        .unwrap_or(0);
+    (labels, widest)
+}
+
 /// The width of a legend column whose widest text is `text_px` pixels.
 pub(crate) fn legend_width(text_px: u32) -> u32 {
     LEGEND_TEXT_X as u32 + text_px + 20

@@ -81,16 +81,15 @@ struct Decode<'a, 'b, const U: usize, const S: usize> {
 }
 
 /// The servers' states while the decoder places users ([`super::Placed`]), in
-/// blocks of [`L`] lanes.
-#[derive(Clone, Copy)]
+/// lanes.
 struct PlacedLanes {
     /// Users placed on the server, as f32 (exact: at most 64).
-    count: [[f32; L]; BLOCKS],
-    cmp: [[f32; L]; BLOCKS],
-    syn: [[f32; L]; BLOCKS],
-    total: [[f32; L]; BLOCKS],
+    count: PerServer<f32>,
+    cmp: PerServer<f32>,
+    syn: PerServer<f32>,
+    total: PerServer<f32>,
     /// Norm(total) ([`norm_f32`]).
-    norm: [[f32; L]; BLOCKS],
+    norm: PerServer<f32>,
 }
 
 impl<const U: usize, const S: usize> pulp::NullaryFnOnce for Decode<'_, '_, U, S> {
@@ -111,14 +110,7 @@ impl<const U: usize, const S: usize> pulp::NullaryFnOnce for Decode<'_, '_, U, S
         let servers = ServerLanes::new(inputs);
         let f32s = |v: f32| simd.splat_f32x8(v);
         let zero = f32s(0.0);
-        // Lanes of available servers.
-        let mut available = [[0u32; L]; BLOCKS];
-        for (s, srv) in inputs.servers().iter().enumerate() {
-            if let Some(lane) = available.get_mut(s / L).and_then(|b| b.get_mut(s % L)) {
-                *lane = if srv.available { u32::MAX } else { 0 };
-            }
-        }
-        let available: [m32x8; BLOCKS] = available.map(pulp::cast);
+        let none = simd.splat_m32x8(pulp::m32::new(false));
         let empty = [[0.0f32; L]; BLOCKS];
         let mut placed = PlacedLanes {
             count: empty,
@@ -136,30 +128,22 @@ impl<const U: usize, const S: usize> pulp::NullaryFnOnce for Decode<'_, '_, U, S
             // The user's loads on every server and the sums with them.
             let mut add = [[zero; 3]; BLOCKS];
             let mut after = [[zero; 3]; BLOCKS];
-            let mut fits = [simd.splat_m32x8(pulp::m32::new(false)); BLOCKS];
+            let mut fits = [none; BLOCKS];
             let mut any_fit = false;
             for b in 0..blocks {
-                let pick = |v: &[f32x8; BLOCKS]| v.get(b).copied().unwrap_or(zero);
-                let state = |v: &[[f32; L]; BLOCKS]| -> f32x8 {
-                    pulp::cast(v.get(b).copied().unwrap_or([0.0; L]))
-                };
                 let load = lanes.pair_load(&servers, user, b);
                 let sums = [
-                    simd.add_f32x8(state(&placed.cmp), load[0]),
-                    simd.add_f32x8(state(&placed.syn), load[1]),
-                    simd.add_f32x8(state(&placed.total), load[2]),
+                    simd.add_f32x8(block(&placed.cmp, b), load[0]),
+                    simd.add_f32x8(block(&placed.syn, b), load[1]),
+                    simd.add_f32x8(block(&placed.total, b), load[2]),
                 ];
                 // LoadF32::fits: !(cmp > q || syn > p), a NaN fits.
                 let breaks = simd.or_m32x8(
-                    simd.cmp_gt_f32x8(sums[0], pick(&servers.q)),
-                    simd.cmp_gt_f32x8(sums[1], pick(&servers.p)),
+                    simd.cmp_gt_f32x8(sums[0], block(&servers.q, b)),
+                    simd.cmp_gt_f32x8(sums[1], block(&servers.p, b)),
                 );
                 let fit = simd.not_m32x8(breaks);
-                let open = available
-                    .get(b)
-                    .copied()
-                    .unwrap_or(simd.splat_m32x8(pulp::m32::new(false)));
-                any_fit |= any(simd.and_m32x8(fit, open));
+                any_fit |= any(simd.and_m32x8(fit, servers.available(b)));
                 if let (Some(a), Some(s), Some(f)) =
                     (add.get_mut(b), after.get_mut(b), fits.get_mut(b))
                 {
@@ -168,31 +152,21 @@ impl<const U: usize, const S: usize> pulp::NullaryFnOnce for Decode<'_, '_, U, S
             }
             let mut best: Option<(f32, usize)> = None;
             for (b, logits) in row.chunks_mut(L).enumerate() {
-                let state = |v: &[[f32; L]; BLOCKS]| -> f32x8 {
-                    pulp::cast(v.get(b).copied().unwrap_or([0.0; L]))
-                };
-                let pick = |v: &[f32x8; BLOCKS]| v.get(b).copied().unwrap_or(zero);
                 let [cmp, _, total] = after.get(b).copied().unwrap_or([zero; 3]);
-                let fit = fits
-                    .get(b)
-                    .copied()
-                    .unwrap_or(simd.splat_m32x8(pulp::m32::new(false)));
-                let open = available
-                    .get(b)
-                    .copied()
-                    .unwrap_or(simd.splat_m32x8(pulp::m32::new(false)));
-                let count = state(&placed.count);
+                let fit = fits.get(b).copied().unwrap_or(none);
+                let open = servers.available(b);
+                let count = block(&placed.count, b);
                 // dyn_features, in its order.
                 let y = simd.div_f32x8(total, scale);
                 let norm = if paper { lanes.tanh(y) } else { y };
-                let rise = simd.sub_f32x8(norm, state(&placed.norm));
+                let rise = simd.sub_f32x8(norm, block(&placed.norm, b));
                 let one = f32s(1.0);
                 let features = [
                     simd.select_f32x8(simd.cmp_gt_f32x8(count, zero), one, zero),
                     simd.div_f32x8(simd.min_f32x8(count, f32s(8.0)), f32s(4.0)),
                     simd.select_f32x8(fit, one, zero),
                     lanes.clamp(rise, 0.0, 4.0),
-                    lanes.clamp(simd.div_f32x8(cmp, pick(&servers.q)), 0.0, 4.0),
+                    lanes.clamp(simd.div_f32x8(cmp, block(&servers.q, b)), 0.0, 4.0),
                 ];
                 let penalty = simd.select_f32x8(
                     open,
@@ -247,7 +221,7 @@ impl PlacedLanes {
     #[inline(always)]
     fn add(&mut self, params: &Params, s: usize, [cmp, syn, total]: [f32; 3]) {
         let (b, i) = (s / L, s % L);
-        let at = |v: &mut [[f32; L]; BLOCKS], add: f32| -> f32 {
+        let at = |v: &mut PerServer<f32>, add: f32| -> f32 {
             match v.get_mut(b).and_then(|c| c.get_mut(i)) {
                 Some(v) => {
                     *v += add;
@@ -392,35 +366,61 @@ struct PairTerms {
     load: [f32x8; 3],
 }
 
-/// The servers' values the pair features read, in blocks of [`L`] lanes (past
-/// the last server: position 0, bounds 1).
+/// Per-server values in blocks of [`L`] lanes (lane `i` of block `b` =
+/// server `8b + i`).
+type PerServer<T> = [[T; L]; BLOCKS];
+
+/// Block `b` of `v` as a vector (zeros past the last block).
+#[inline(always)]
+fn block(v: &PerServer<f32>, b: usize) -> f32x8 {
+    pulp::cast(v.get(b).copied().unwrap_or([0.0; L]))
+}
+
+/// `pick` of every server of `inputs` in lanes, `pad` past the last one.
+#[inline(always)]
+fn per_server<T: Copy, const U: usize, const S: usize>(
+    inputs: &SlotIn<U, S>,
+    pad: T,
+    pick: impl Fn(&super::ServerIn) -> T,
+) -> PerServer<T> {
+    let mut v = [[pad; L]; BLOCKS];
+    for (s, srv) in inputs.servers().iter().enumerate() {
+        if let Some(lane) = v.get_mut(s / L).and_then(|b| b.get_mut(s % L)) {
+            *lane = pick(srv);
+        }
+    }
+    v
+}
+
+/// The servers' values the pair features and the decoder read (past the last
+/// server: position 0, bounds 1, unavailable).
 struct ServerLanes {
-    x: [f32x8; BLOCKS],
-    y: [f32x8; BLOCKS],
-    q: [f32x8; BLOCKS],
-    p: [f32x8; BLOCKS],
-    cmp_per_bit: [f32x8; BLOCKS],
+    x: PerServer<f32>,
+    y: PerServer<f32>,
+    q: PerServer<f32>,
+    p: PerServer<f32>,
+    cmp_per_bit: PerServer<f32>,
+    /// All ones for an available server, else 0.
+    available: PerServer<u32>,
 }
 
 impl ServerLanes {
     #[inline(always)]
     fn new<const U: usize, const S: usize>(inputs: &SlotIn<U, S>) -> Self {
-        let lanes = |pick: &dyn Fn(&super::ServerIn) -> f32, pad: f32| {
-            let mut v = [[pad; L]; BLOCKS];
-            for (s, srv) in inputs.servers().iter().enumerate() {
-                if let Some(lane) = v.get_mut(s / L).and_then(|b| b.get_mut(s % L)) {
-                    *lane = pick(srv);
-                }
-            }
-            v.map(pulp::cast)
-        };
         ServerLanes {
-            x: lanes(&|s| s.x, 0.0),
-            y: lanes(&|s| s.y, 0.0),
-            q: lanes(&|s| s.q, 1.0),
-            p: lanes(&|s| s.p, 1.0),
-            cmp_per_bit: lanes(&|s| s.cmp_per_bit, 0.0),
+            x: per_server(inputs, 0.0, |s| s.x),
+            y: per_server(inputs, 0.0, |s| s.y),
+            q: per_server(inputs, 1.0, |s| s.q),
+            p: per_server(inputs, 1.0, |s| s.p),
+            cmp_per_bit: per_server(inputs, 0.0, |s| s.cmp_per_bit),
+            available: per_server(inputs, 0, |s| if s.available { u32::MAX } else { 0 }),
         }
+    }
+
+    /// Block `b`'s available servers.
+    #[inline(always)]
+    fn available(&self, b: usize) -> m32x8 {
+        pulp::cast(self.available.get(b).copied().unwrap_or([0; L]))
     }
 }
 
@@ -667,14 +667,13 @@ impl Lanes {
     ) -> [f32x8; N_PAIR] {
         let simd = self.0;
         let t = self.pair_terms(servers, user, b);
-        let pick = |v: &[f32x8; BLOCKS]| v.get(b).copied().unwrap_or(simd.splat_f32x8(0.0));
         let scale = simd.splat_f32x8(DIST_SCALE);
         [
             simd.div_f32x8(t.dist, scale),
             simd.div_f32x8(t.mig_dist, scale),
             t.prev,
-            simd.div_f32x8(t.load[0], pick(&servers.q)),
-            simd.div_f32x8(t.load[1], pick(&servers.p)),
+            simd.div_f32x8(t.load[0], block(&servers.q, b)),
+            simd.div_f32x8(t.load[1], block(&servers.p, b)),
             simd.mul_f32x8(t.load[2], simd.splat_f32x8(inputs.inv_2f0)),
         ]
     }
@@ -692,8 +691,7 @@ impl Lanes {
     fn pair_terms(self, servers: &ServerLanes, user: &UserIn, b: usize) -> PairTerms {
         let simd = self.0;
         let zero = simd.splat_f32x8(0.0);
-        let pick = |v: &[f32x8; BLOCKS]| v.get(b).copied().unwrap_or(zero);
-        let (sx, sy) = (pick(&servers.x), pick(&servers.y));
+        let (sx, sy) = (block(&servers.x, b), block(&servers.y, b));
         let manhattan = |ax: f32, ay: f32| {
             simd.add_f32x8(
                 simd.abs_f32x8(simd.sub_f32x8(simd.splat_f32x8(ax), sx)),
@@ -716,7 +714,7 @@ impl Lanes {
         };
         let mig = simd.mul_f32x8(simd.splat_f32x8(user.mig_per_m), mig_dist);
         let syn = simd.mul_f32x8(simd.splat_f32x8(user.syn_per_m), dist);
-        let cmp = simd.mul_f32x8(pick(&servers.cmp_per_bit), simd.splat_f32x8(user.data));
+        let cmp = simd.mul_f32x8(block(&servers.cmp_per_bit, b), simd.splat_f32x8(user.data));
         let total = simd.add_f32x8(simd.add_f32x8(mig, syn), cmp);
         PairTerms {
             dist,
