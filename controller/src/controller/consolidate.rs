@@ -52,38 +52,49 @@ impl<const U: usize, const S: usize> Repair<'_, U, S> {
     /// servers it emptied. `assoc` must fit everywhere; it still does after. Each
     /// round empties one server or ends the step, so there are at most m rounds.
     pub(super) fn consolidate(&self, assoc: &mut [usize]) -> usize {
-        let n = assoc.len();
-        let mut sums = self.sums(assoc);
         let mut emptied = 0;
-        for _ in 0..self.n_servers {
-            let mut count = [0usize; S];
-            for &s in assoc.iter() {
-                if let Some(c) = count.get_mut(s) {
-                    *c += 1;
-                }
-            }
-            // Each server's Norm once per round (every try reuses them); the
-            // candidates by decreasing Norm, for the pruning of the module docs.
-            let mut norms = [0.0f64; S];
-            for (v, sum) in norms.iter_mut().zip(sums.iter()).take(self.n_servers) {
-                *v = crate::model::norm(self.params, sum.total);
-            }
+        let done = self.rounds(assoc, &mut emptied);
+        debug_assert!(done.is_some(), "an index out of range in the consolidation");
+        emptied
+    }
+
+    /// The rounds of [`Repair::consolidate`], counting the emptied servers in
+    /// `emptied`; `None` only on an index out of range (never: `assoc` holds
+    /// n ≤ U users of the m ≤ S servers).
+    fn rounds(&self, assoc: &mut [usize], emptied: &mut usize) -> Option<()> {
+        let (n, m) = (assoc.len(), self.n_servers);
+        let mut sums = self.sums(assoc);
+        let mut count = [0usize; S];
+        for &s in assoc.iter() {
+            *count.get_mut(s)? += 1;
+        }
+        // Each server's Norm, which every try reuses; a round changes only
+        // those of the servers its winner emptied or filled.
+        let mut norms = [0.0f64; S];
+        for (v, sum) in norms.iter_mut().zip(sums.iter()).take(m) {
+            *v = crate::model::norm(self.params, sum.total);
+        }
+        for _ in 0..m {
             let norm_of = |s: usize| norms.get(s).copied().unwrap_or(f64::NAN);
+            // The occupied servers by index (the tries' targets), and the
+            // candidates by decreasing Norm, for the pruning of the module docs
+            // (`total_cmp` order; a NaN Norm, only from NaN loads, sorts at one
+            // end and is never skipped).
+            let mut occupied: heapless::Vec<usize, S> = heapless::Vec::new();
             let mut order: heapless::Vec<usize, S> = heapless::Vec::new();
-            for (s, &k) in count.iter().enumerate().take(self.n_servers) {
-                if k == 0 || k == n {
+            for (s, &k) in count.iter().enumerate().take(m) {
+                if k == 0 {
                     continue;
                 }
-                // Before the first of smaller Norm (`total_cmp` order; a NaN Norm,
-                // only from NaN loads, sorts at one end and is never skipped).
+                occupied.push(s).ok()?; // never fails: m ≤ S servers
+                if k == n {
+                    continue;
+                }
                 let at = order
                     .iter()
                     .position(|&v| norm_of(s).total_cmp(&norm_of(v)).is_gt())
                     .unwrap_or(order.len());
-                if order.insert(at, s).is_err() {
-                    debug_assert!(false, "more than S servers to order");
-                    return emptied; // never: at most m ≤ S servers
-                }
+                order.insert(at, s).ok()?;
             }
             // The best emptying of this round; ties go to the lower server index,
             // as in a scan by index.
@@ -96,13 +107,10 @@ impl<const U: usize, const S: usize> Repair<'_, U, S> {
                     continue;
                 }
                 let mut trial = [0usize; U];
-                let Some(slice) = trial.get_mut(..n) else {
-                    debug_assert!(false, "an association of more than U users");
-                    return emptied; // never: assoc holds n ≤ U users
-                };
+                let slice = trial.get_mut(..n)?;
                 slice.copy_from_slice(assoc);
                 let mut trial_sums = sums;
-                if let Some(fall) = self.try_empty(s, &count, &norms, slice, &mut trial_sums) {
+                if let Some(fall) = self.try_empty(s, &occupied, &norms, slice, &mut trial_sums) {
                     if best
                         .as_ref()
                         .is_none_or(|b| fall > b.fall || (fall == b.fall && s < b.server))
@@ -119,25 +127,32 @@ impl<const U: usize, const S: usize> Repair<'_, U, S> {
             let Some(best) = best else {
                 break;
             };
-            if let Some(slice) = best.assoc.get(..n) {
-                assoc.copy_from_slice(slice);
+            // The servers the winner touched: itself and those its users joined.
+            *count.get_mut(best.server)? = 0;
+            *norms.get_mut(best.server)? = crate::model::norm(self.params, 0.0);
+            for (a, &to) in assoc.iter_mut().zip(best.assoc.iter()) {
+                if *a != to {
+                    *a = to;
+                    *count.get_mut(to)? += 1;
+                    *norms.get_mut(to)? = crate::model::norm(self.params, best.sums.get(to)?.total);
+                }
             }
             sums = best.sums;
-            emptied += 1;
+            *emptied += 1;
         }
-        emptied
+        Some(())
     }
 
-    /// Moves every user of server `s` in `assoc` to the occupied server (by
-    /// `count`) it ranks highest among those where it still fits, heaviest user
-    /// first, updating `sums`. Returns how much the cost term Σ Norm(C_s) at γ = 0
-    /// of the servers involved falls, when every user found a place and it falls
-    /// (`assoc` and `sums` are then the emptied association's), else `None`
-    /// (they are then to be discarded).
-    pub(super) fn try_empty(
+    /// Moves every user of server `s` in `assoc` to the server of `occupied` (in
+    /// index order) it ranks highest among those where it still fits, heaviest
+    /// user first, updating `sums`. Returns how much the cost term Σ Norm(C_s) at
+    /// γ = 0 of the servers involved falls, when every user found a place and it
+    /// falls (`assoc` and `sums` are then the emptied association's), else
+    /// `None` (they are then to be discarded).
+    fn try_empty(
         &self,
         s: usize,
-        count: &[usize; S],
+        occupied: &[usize],
         norms: &[f64; S],
         assoc: &mut [usize],
         sums: &mut [Load; S],
@@ -145,34 +160,51 @@ impl<const U: usize, const S: usize> Repair<'_, U, S> {
         let srv = self.slot.servers().get(s)?;
         // The users of s, heaviest first by relative load on s (insertion sort,
         // ties to the lower index): the large ones are placed while room is left.
-        let weight = |u: usize| self.load(u, s).relative(srv);
-        let mut users: heapless::Vec<usize, U> = heapless::Vec::new();
+        let mut users: heapless::Vec<(f64, usize), U> = heapless::Vec::new();
         for (u, _) in assoc.iter().enumerate().filter(|&(_, &a)| a == s) {
+            let w = self.load(u, s).relative(srv);
             let at = users
                 .iter()
-                .position(|&v| weight(u).total_cmp(&weight(v)).is_gt())
+                .position(|&(v, _)| w.total_cmp(&v).is_gt())
                 .unwrap_or(users.len());
-            users.insert(at, u).ok()?; // never fails: assoc holds n ≤ U users
+            users.insert(at, (w, u)).ok()?; // never fails: assoc holds n ≤ U users
         }
         let mut touched = [false; S];
-        for &u in &users {
-            let mut best = None;
-            for (t, &sum) in sums.iter().enumerate().take(self.n_servers) {
-                if t != s
-                    && count.get(t).is_some_and(|&c| c > 0)
-                    && best.is_none_or(|b| self.before(u, t, b))
-                    && !self.over(t, sum + self.load(u, t))
-                {
-                    best = Some(t);
+        for &(_, u) in &users {
+            // In index order, a later server ranks before the best so far only
+            // with a larger key (`Repair::before`).
+            let mut best: Option<(usize, f32)> = None;
+            for &t in occupied {
+                if t == s {
+                    continue;
+                }
+                let k = self.key(u, t);
+                if best.is_none_or(|(_, b)| k > b) {
+                    let fits = !self.over(t, *sums.get(t)? + self.load(u, t));
+                    if fits {
+                        best = Some((t, k));
+                    }
                 }
             }
-            let t = best?;
-            if !self.try_move(assoc, sums, u, t) {
+            let (t, _) = best?;
+            // The exact sum in user order. With no later user on t it is the
+            // estimate, which adds u last; else it can differ in the last bit.
+            // s's own sum is not read again until the end, where s is empty.
+            let later = assoc.get(u + 1..)?.contains(&t);
+            *assoc.get_mut(u)? = t;
+            let sum = if later {
+                self.server_sum(assoc, t)
+            } else {
+                *sums.get(t)? + self.load(u, t)
+            };
+            if self.over(t, sum) {
                 return None;
             }
+            *sums.get_mut(t)? = sum;
             *touched.get_mut(t)? = true;
         }
         *touched.get_mut(s)? = true;
+        *sums.get_mut(s)? = Load::default();
         // Σ Norm over the servers involved, before (`norms`, of the sums this
         // try started from) and after (s is empty after; a NaN sum compares
         // false and keeps the association).

@@ -65,10 +65,10 @@
 //!   search ordering n·m·ℓ + n² comparisons, then ≤ N nodes of (m comparisons + ℓ +
 //!   at most one exact check of n·ℓ + m), with at most 2N + n + 1 loop steps;
 //!   climb ≤ P·(n·m·ℓ + 4n²·ℓ) (a move recomputes two servers' sums, and again
-//!   if it is undone); consolidation ≤ m rounds of (n counts, m norms and an
+//!   if it is undone); consolidation m norms, then ≤ m rounds of (an
 //!   insertion sort of ≤ m servers, m copies of the association and the sums,
-//!   and over the tries together ≤ n users sorted and placed, each m·ℓ + 4n·ℓ,
-//!   plus ≤ n + m norms);
+//!   over the tries together ≤ n users sorted and placed, each m·ℓ + n·ℓ,
+//!   plus ≤ n + m norms, and ≤ n + 1 norms for the winner);
 //! * improvement: at most B = the budget server solves in all (each the γ
 //!   solver's bound for at most n users, plus n utilities and loads); besides
 //!   them, each of the two climbs makes at most [`MAX_IMPROVEMENTS`] changes, and

@@ -134,7 +134,7 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
     // -----------------------------------------------------------------------------
 
     /// The logit of user `u` on server `s`, NaN (or missing) as −∞.
-    fn key(&self, u: usize, s: usize) -> f32 {
+    pub(super) fn key(&self, u: usize, s: usize) -> f32 {
         match self.logits.get(u * self.n_servers + s) {
             Some(&v) if !v.is_nan() => v,
             _ => f32::NEG_INFINITY,
@@ -219,7 +219,7 @@ impl<'a, const U: usize, const S: usize> Repair<'a, U, S> {
     }
 
     /// The sums of server `s` under `assoc`, in user order (as [`crate::evaluate`]).
-    fn server_sum(&self, assoc: &[usize], s: usize) -> Load {
+    pub(super) fn server_sum(&self, assoc: &[usize], s: usize) -> Load {
         assoc
             .iter()
             .enumerate()

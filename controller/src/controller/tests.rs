@@ -457,12 +457,59 @@ fn random_users(rng: &mut Rng, n: usize, servers: usize) -> Vec<User> {
         .collect()
 }
 
-/// The consolidation's pruning skips only tries that cannot win: with it and
-/// without it (every try made, the best kept, ties to the lower index) the
-/// association is the same, on crowded random slots with many servers to empty.
-/// The consolidation's rounds as its docs state them, without the pruning: every
-/// occupied server that does not hold every user is tried, by index, and the
-/// largest fall wins (ties: the lower index).
+/// The consolidation's pruning skips only tries that cannot win, and a try kept
+/// from an earlier round is the one made again: with neither (every try made
+/// afresh each round, the best kept, ties to the lower index) the association is
+/// the same, on crowded random slots with many servers to empty.
+/// The consolidation's try as its docs state it, written apart from
+/// `Repair::try_empty`: the users of `s`, heaviest first, each to the
+/// highest-ranked occupied server it fits on (one scan over every server), moved
+/// with the repair's own `try_move`; the fall of Σ Norm over the servers involved.
+fn try_empty_as_written(
+    repair: &super::repair::Repair<'_, 8, 8>,
+    s: usize,
+    count: &[usize; 8],
+    norms: &[f64; 8],
+    assoc: &mut [usize],
+    sums: &mut [crate::model::Load; 8],
+) -> Option<f64> {
+    let srv = &repair.slot.servers()[s];
+    let weight = |u: usize| repair.load(u, s).relative(srv);
+    let mut users: Vec<usize> = (0..assoc.len()).filter(|&u| assoc[u] == s).collect();
+    // Heaviest first; a stable sort keeps ties in index order.
+    users.sort_by(|&a, &b| weight(b).total_cmp(&weight(a)));
+    let mut touched = [false; 8];
+    for u in users {
+        let mut best = None;
+        for t in 0..repair.n_servers {
+            if t != s
+                && count[t] > 0
+                && best.is_none_or(|b| repair.before(u, t, b))
+                && !repair.over(t, sums[t] + repair.load(u, t))
+            {
+                best = Some(t);
+            }
+        }
+        let t = best?;
+        if !repair.try_move(assoc, sums, u, t) {
+            return None;
+        }
+        touched[t] = true;
+    }
+    touched[s] = true;
+    let (mut was, mut is) = (0.0, 0.0);
+    for t in 0..8 {
+        if touched[t] {
+            was += norms[t];
+            is += crate::model::norm(repair.params, sums[t].total);
+        }
+    }
+    (is < was).then_some(was - is)
+}
+
+/// The consolidation's rounds as its docs state them, without the pruning or the
+/// tries kept across rounds: every occupied server that does not hold every
+/// user is tried, by index, and the largest fall wins (ties: the lower index).
 fn consolidate_unpruned(repair: &super::repair::Repair<'_, 8, 8>, assoc: &mut [usize]) -> usize {
     let n = assoc.len();
     let mut emptied = 0;
@@ -480,7 +527,9 @@ fn consolidate_unpruned(repair: &super::repair::Repair<'_, 8, 8>, assoc: &mut [u
                 continue;
             }
             let (mut trial, mut trial_sums) = (assoc.to_vec(), sums);
-            if let Some(fall) = repair.try_empty(s, &count, &norms, &mut trial, &mut trial_sums) {
+            if let Some(fall) =
+                try_empty_as_written(repair, s, &count, &norms, &mut trial, &mut trial_sums)
+            {
                 if best.as_ref().is_none_or(|b| fall > b.0) {
                     best = Some((fall, trial));
                 }
