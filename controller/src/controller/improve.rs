@@ -23,7 +23,14 @@
 //!
 //! A change counts when it raises e by more than 10⁻¹² and keeps C2 and C3
 //! (checked with [`evaluate`](crate::evaluate)'s sums at the solved γ). The climb ends at a local
-//! optimum, after [`MAX_IMPROVEMENTS`] changes or when its budget is spent. It
+//! optimum, after [`MAX_IMPROVEMENTS`] changes, or when its budget is spent and
+//! the table holds no improving move that is still exact (its two servers
+//! untouched since it was scored: such moves need no solve and are taken). When
+//! the budget left cannot fill a climb's first table, its joins are scored best
+//! estimate first (the user's leave gain and utility less the rise of the
+//! target's c·Norm with every γ kept), so a small budget scores the likeliest
+//! moves; otherwise the table is filled server by server, and the search is the
+//! same whatever the order. It
 //! runs from the policy's association (after steps 1–4) with half the budget, then
 //! from the previous slot's association (when every user has a previous server
 //! and it differs; skipped when it breaks C2 or C3) with the rest, and the
@@ -432,6 +439,182 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
         }
     }
 
+    /// The first table of a climb from `assoc`, filled best estimate first
+    /// ([`fill_by_estimate`](Self::fill_by_estimate), `ordered`) or by
+    /// [`refresh`](Self::refresh) of each server in index order: each server's
+    /// share, then `leave` and `join` as they stand.
+    #[cfg(test)]
+    pub(super) fn first_table(
+        &mut self,
+        assoc: &[usize],
+        ordered: bool,
+    ) -> ([f64; U], [[f64; S]; U]) {
+        for s in 0..self.slot.servers().len() {
+            let set = Self::set(assoc, s, None, None);
+            let v = self.score(s, &set).unwrap_or(f64::NAN);
+            if let Some(value) = self.value.get_mut(s) {
+                *value = v;
+            }
+        }
+        if ordered {
+            self.fill_by_estimate(assoc);
+        } else {
+            for x in 0..self.slot.servers().len() {
+                self.refresh(assoc, x);
+            }
+        }
+        (self.leave, self.join)
+    }
+
+    /// The first table of the climb: what [`refresh`](Self::refresh) of every
+    /// server computes (each server's D̄, every user's `leave`, every target's
+    /// `join`), with the joins scored best estimate first. The estimate of user
+    /// u joining t is its leave gain plus its utility at its current D̄ less the
+    /// rise of c·Norm(C_t) with every γ kept. The table is the same in any
+    /// order; the order matters only when the budget runs out before the table
+    /// is full, and then the joins left unscored are the least promising. When
+    /// the budget left can fill the table, it is filled server by server without
+    /// the estimates (a deadline, unknown in solves, then cuts that order).
+    fn fill(&mut self, assoc: &[usize]) {
+        let (n, m) = (assoc.len(), self.slot.servers().len());
+        // At most one solve per server, per user's leave and per target.
+        let mut needed = m + n;
+        for u in 0..n {
+            needed += (0..m).filter(|&t| self.target(assoc, u, t)).count();
+        }
+        if self.budget.saturating_sub(self.solves) >= needed {
+            // The budget fills the table: server by server, no estimates.
+            for x in 0..m {
+                self.refresh(assoc, x);
+            }
+        } else {
+            self.fill_by_estimate(assoc);
+        }
+    }
+
+    /// [`fill`](Self::fill)'s table with the joins scored best estimate first.
+    fn fill_by_estimate(&mut self, assoc: &[usize]) {
+        let (n, m) = (assoc.len(), self.slot.servers().len());
+        for x in 0..m {
+            self.settle(assoc, x);
+        }
+        for (u, &s) in assoc.iter().enumerate() {
+            let set = Self::set(assoc, s, None, Some(u));
+            let score = self.score(s, &set);
+            let value = self.value_of(s);
+            if let Some(l) = self.leave.get_mut(u) {
+                *l = score.map_or(f64::NEG_INFINITY, |v| v - value);
+            }
+        }
+        // Each server's C_s at the settled γ, and its Norm.
+        let mut sums = [0.0f64; S];
+        for (u, &s) in assoc.iter().enumerate() {
+            if let Some(sum) = sums.get_mut(s) {
+                *sum += self.load(u, s).total;
+            }
+        }
+        // Each user's targets, best estimate first (insertion sort; ties to the
+        // lower index); the estimates wait in `join` until scored.
+        let mut order = [[0u8; S]; U];
+        let mut len = [0usize; U];
+        for u in 0..n {
+            let rho = self
+                .slot
+                .users()
+                .get(u)
+                .zip(self.bits.get(u))
+                .map_or(0.0, |(user, &bits)| utility(self.params, user.emd, bits));
+            let leave = self.leave_of(u);
+            for t in 0..m {
+                let estimate = if self.target(assoc, u, t) {
+                    let c_t = sums.get(t).copied().unwrap_or(f64::NAN);
+                    let rise =
+                        norm(self.params, c_t + self.load(u, t).total) - norm(self.params, c_t);
+                    let e = leave + self.weights.utility * rho - self.weights.cost * rise;
+                    if e.is_nan() {
+                        f64::NEG_INFINITY
+                    } else {
+                        e
+                    }
+                } else {
+                    f64::NAN // not a target
+                };
+                if let Some(j) = self.join.get_mut(u).and_then(|row| row.get_mut(t)) {
+                    *j = estimate;
+                }
+                if estimate.is_nan() {
+                    continue;
+                }
+                let (Some(row), Some(k)) = (order.get_mut(u), len.get_mut(u)) else {
+                    continue;
+                };
+                let Some(list) = row.get_mut(..*k + 1) else {
+                    continue;
+                };
+                let mut at = *k;
+                while at > 0 {
+                    let prev = list.get(at - 1).copied().unwrap_or(0);
+                    let prev_estimate = self.join_of(u, usize::from(prev));
+                    if prev_estimate >= estimate {
+                        break;
+                    }
+                    if let Some(v) = list.get_mut(at) {
+                        *v = prev;
+                    }
+                    at -= 1;
+                }
+                if let (Some(v), Ok(t)) = (list.get_mut(at), u8::try_from(t)) {
+                    *v = t;
+                }
+                *k += 1;
+            }
+        }
+        // Score the best remaining estimate of any user, while the budget lasts.
+        let mut next = [0usize; U];
+        loop {
+            let mut pick: Option<(f64, usize, usize)> = None;
+            for u in 0..n {
+                let (Some(&i), Some(&k), Some(row)) = (next.get(u), len.get(u), order.get(u))
+                else {
+                    continue;
+                };
+                if i >= k {
+                    continue;
+                }
+                let t = usize::from(row.get(i).copied().unwrap_or(0));
+                let e = self.join_of(u, t);
+                if pick.is_none_or(|(b, ..)| e > b) {
+                    pick = Some((e, u, t));
+                }
+            }
+            let Some((_, u, t)) = pick else {
+                break;
+            };
+            if let Some(i) = next.get_mut(u) {
+                *i += 1;
+            }
+            let set = Self::set(assoc, t, Some(u), None);
+            let gain = self
+                .score(t, &set)
+                .map_or(f64::NEG_INFINITY, |v| v - self.value_of(t));
+            if let Some(j) = self.join.get_mut(u).and_then(|row| row.get_mut(t)) {
+                *j = gain;
+            }
+        }
+        // What was not scored (no budget left) or is no target: no move.
+        for (u, row) in self.join.iter_mut().enumerate().take(n) {
+            let scored = next.get(u).copied().unwrap_or(0);
+            let list = order
+                .get(u)
+                .map_or(&[][..], |r| r.get(..scored).unwrap_or(&[]));
+            for (t, j) in row.iter_mut().enumerate().take(m) {
+                if !list.iter().any(|&v| usize::from(v) == t) {
+                    *j = f64::NEG_INFINITY;
+                }
+            }
+        }
+    }
+
     /// Climbs from the feasible `assoc` (the policy's), then from the previous
     /// slot's association (when every user has a previous server and it differs;
     /// skipped when it breaks C2 or C3). Each climb gets an equal share of what is
@@ -503,7 +686,8 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
     /// and merges with the best estimates scored exactly; when none of those
     /// does, every re-split of two servers holding at most [`MAX_SPLIT_USERS`]
     /// users together. Stops at a local optimum, after [`MAX_IMPROVEMENTS`]
-    /// changes or when the budget is spent. Returns the number of changes applied
+    /// changes, or when the budget is spent and no move left in the table is
+    /// both exact and improving. Returns the number of changes applied
     /// to `assoc` (each raised e by more than [`TOLERANCE`] and kept C2 and C3)
     /// and e as the sum of the servers' shares; `None` when `assoc` breaks C2 or
     /// C3 or the budget cannot score it (`assoc` is then unchanged).
@@ -514,16 +698,20 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
             let v = self.score(s, &set)?;
             *self.value.get_mut(s)? = v;
         }
-        for x in 0..n_servers {
-            self.refresh(assoc, x);
-        }
+        self.fill(assoc);
         let mut changes = 0;
-        while changes < MAX_IMPROVEMENTS && self.solves < self.budget {
-            let Some(step) = self
-                .best_move(assoc)
-                .or_else(|| self.best_pair(assoc))
-                .or_else(|| self.best_split(assoc))
-            else {
+        while changes < MAX_IMPROVEMENTS {
+            // Once the budget is spent, the table's moves that no change has
+            // touched since they were scored are still exact: they are taken
+            // for free; pairs and splits would need new solves.
+            let spent = self.solves >= self.budget;
+            let Some(step) = self.best_move(assoc).or_else(|| {
+                if spent {
+                    None
+                } else {
+                    self.best_pair(assoc).or_else(|| self.best_split(assoc))
+                }
+            }) else {
                 break;
             };
             let (s, t) = Self::apply(assoc, step.change);

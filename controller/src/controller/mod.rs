@@ -74,8 +74,10 @@
 //!   them, each of the two climbs makes at most [`MAX_IMPROVEMENTS`] changes, and
 //!   each step scans n·m move gains, estimates ≤ n²/2 swaps and m² merges (≤ 4
 //!   loads and 4 norms each, kept in a sorted list of [`PAIR_CANDIDATES`]) and
-//!   enumerates ≤ m²/2·2^[`MAX_SPLIT_USERS`] re-splits (once the budget is spent,
-//!   each is a comparison), so O(B·solve + MAX_IMPROVEMENTS·(n² + m²·2⁶)·ℓ);
+//!   enumerates ≤ m²/2·2^[`MAX_SPLIT_USERS`] re-splits (none once the budget is
+//!   spent); when the budget cannot fill a climb's first table,
+//!   n·m estimates (a load and a Norm each) and an insertion sort of each user's
+//!   ≤ m targets, so O(B·solve + MAX_IMPROVEMENTS·(n² + m²·2⁶)·ℓ + n·m²);
 //! * γ: the bound of [`solver`](crate::solver) (per server, a fixed number of
 //!   samples, each a fixed number of Newton steps per user);
 //! * evaluation: n utilities and m norms.
