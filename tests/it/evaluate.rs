@@ -534,6 +534,9 @@ fn ctrl_c_writes_partial_results() {
     let out = child.wait_with_output().expect("waiting for diten");
     assert_eq!(out.status.code(), Some(130), "stderr: {first}{rest}");
     assert!(rest.contains("interrupted"), "{rest}");
+    // The last progress line says where the sweep stopped, not that it ended.
+    assert!(rest.contains("evaluate: stopped at "), "{rest}");
+    assert!(!rest.contains(" %) in "), "{rest}");
 
     let summary: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();

@@ -8,8 +8,8 @@
 //!
 //! Outputs under `--out` (default `runs/demo-<UTC timestamp>`): `compare.png`
 //! (the first episode over time: e and the energy per slot of every decision
-//! maker, [`demo_plot`]), `scenario.toml`, `episodes.csv`, `summary.csv`, `summary.json` and one plot per
-//! metric, as `diten compare` writes them.
+//! maker, drawn by `demo_plot`), `scenario.toml`, `episodes.csv`, `summary.csv`,
+//! `summary.json` and one plot per metric, as `diten compare` writes them.
 
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};

@@ -341,7 +341,12 @@ pub(crate) fn run_loading_with_progress(
             on_slot: &on_slot,
         },
     );
-    progress.finish();
+    // Only a sweep that ran every slot gets the line that reads as its end; an
+    // error or an interrupt gets one that says where it stopped.
+    match &result {
+        Ok(finished) if finished.complete() => progress.finish(),
+        _ => progress.stop(),
+    }
     result
 }
 

@@ -158,7 +158,7 @@ pub struct InferArgs {
     pub obs: Option<PathBuf>,
     /// A slot (SPEC §3.1's instance JSON; an `association` is ignored) for a
     /// size-agnostic (policy-v2) model; `-` reads stdin. Prints the graph's inputs
-    /// `users`, `servers`, `pairs`, its base `logits` [U][S] and the controller's
+    /// `users`, `servers`, `pairs`, its base `logits` \[U\]\[S\] and the controller's
     /// `decoded` logits (null where a server is masked).
     #[arg(long, value_name = "FILE")]
     pub instance: Option<PathBuf>,

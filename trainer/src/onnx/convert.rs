@@ -7,8 +7,9 @@
 //! and the metadata `diten.format`, `diten.obs_layout`, `diten.users` and
 //! `diten.servers`. Anything else is an error that names the node (`node 3
 //! (`Relu`): operator not supported; ...`), the initializer, the metadata key or
-//! the graph input or output at fault. The controller's [`encode`] then checks the
-//! model as the firmware will when parsing it.
+//! the graph input or output at fault. The controller's
+//! [`encode`](diten_controller::policy::encode) then checks the model as the
+//! firmware will when parsing it.
 
 use std::collections::{HashMap, HashSet};
 

@@ -149,8 +149,9 @@ impl Oracle {
 
     /// The whole search of the current slot of `env` (module docs): every distinct
     /// start, then every distinct local optimum the climbs reached, each scored on
-    /// the full slot. [`best`] of it is the oracle's decision; the rest are the
-    /// runners-up a caller with other aims (a lookahead) may weigh.
+    /// the full slot. The best of it (by [`Score::beats`], the earlier on ties) is
+    /// the oracle's decision; the rest are the runners-up a caller with other aims
+    /// (a lookahead) may weigh.
     pub fn search(&mut self, env: &Env) -> anyhow::Result<Vec<Scored>> {
         let slot = env.status();
         let params = &env.scenario().params;

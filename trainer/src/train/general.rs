@@ -14,6 +14,8 @@
 //! are labelled on `jobs` threads; every seed comes from `seed`, so the data are
 //! a pure function of the arguments.
 //!
+//! [`user_step`]: diten_controller::policy::general::user_step
+//!
 //! # Model and loss
 //!
 //! The network of the controller's module docs, written in tch (the same

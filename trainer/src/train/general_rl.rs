@@ -25,6 +25,8 @@
 //! with the decoder's state of that rollout, advantages divided by their
 //! standard deviation over the minibatch. Adam; the blob is written after
 //! every epoch whose greedy reward on the held-out slots is the best so far.
+//!
+//! [`user_step`]: diten_controller::policy::general::user_step
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -9,7 +9,7 @@
 //!   that slot (as the environment stands, so also in states the actor led into);
 //! * the environments are driven by the oracle at first and then by the actor's own
 //!   greedy choice, the oracle's share falling linearly from all environments to
-//!   none over [`ImitateConfig::handover`](crate::train::ImitateConfig) of the
+//!   none over [`ImitateConfig::handover`] of the
 //!   imitation iterations (DAgger's β; the actor then sees the states its own
 //!   mistakes lead to, with the oracle's correction);
 //! * each iteration, the actor takes [`ImitateConfig::epochs`] passes of
@@ -21,6 +21,9 @@
 //!
 //! The demonstrations are not checkpointed: a run resumed during imitation
 //! aggregates afresh from there.
+//!
+//! [`ImitateConfig::handover`]: crate::train::ImitateConfig::handover
+//! [`ImitateConfig::epochs`]: crate::train::ImitateConfig::epochs
 
 use std::collections::VecDeque;
 
