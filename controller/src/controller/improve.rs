@@ -34,7 +34,10 @@
 //! runs from the policy's association (after steps 1–4) with half the budget, then
 //! from the previous slot's association (when every user has a previous server
 //! and it differs; skipped when it breaks C2 or C3) with the rest, and the
-//! better local optimum wins ([`Decision::improve_start`](super::Decision::improve_start); ties to the policy's).
+//! better local optimum wins. A half below [`FIRST_CLIMB_TABLES`] of the first
+//! climb's tables would buy it few moves, and the previous slot's start rarely
+//! wins: the first climb then gets the whole budget and the second what it
+//! leaves ([`Decision::improve_start`](super::Decision::improve_start); ties to the policy's).
 //! Step 6 solves γ server by server with the same solver and the same inputs, so
 //! the decision's e is the winning climb's up to the order of summation: it is
 //! never below the consolidated association's (minus 10⁻¹²), and the association
@@ -59,6 +62,19 @@ const TOLERANCE: f64 = 1e-12;
 
 /// Most changes the improvement applies in one climb.
 pub const MAX_IMPROVEMENTS: usize = 64;
+
+/// A climb's share of the budget, in its first tables (one solve per server, per
+/// user's leave and per target: at most m + n·m), below which the first climb
+/// takes the whole budget. Four keeps the default budget's halves wherever
+/// 4·(m + n·m) ≤ 3000, U ≤ 30 users on S ≤ 21 servers for example, so its
+/// decisions are the same as with halves there; at budget 200 the first climb
+/// alone brings the shipped policy 0.0023 closer to the oracle than two halves
+/// (`RESULTS.md`, "Small budgets").
+pub const FIRST_CLIMB_TABLES: usize = 4;
+
+// The default budget keeps its halves up to U = 30, S = 21: a first table there
+// costs at most m + n·m = 21 + 30·21 solves.
+const _: () = assert!(FIRST_CLIMB_TABLES * (21 + 30 * 21) <= DEFAULT_IMPROVEMENT_BUDGET / 2);
 
 /// The improvement's default budget of server solves per slot
 /// ([`Controller::set_improvement_budget`](super::Controller::set_improvement_budget)).
@@ -476,13 +492,8 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
     /// the budget left can fill the table, it is filled server by server without
     /// the estimates (a deadline, unknown in solves, then cuts that order).
     fn fill(&mut self, assoc: &[usize]) {
-        let (n, m) = (assoc.len(), self.slot.servers().len());
-        // At most one solve per server, per user's leave and per target.
-        let mut needed = m + n;
-        for u in 0..n {
-            needed += (0..m).filter(|&t| self.target(assoc, u, t)).count();
-        }
-        if self.budget.saturating_sub(self.solves) >= needed {
+        let m = self.slot.servers().len();
+        if self.budget.saturating_sub(self.solves) >= self.table_size(assoc) {
             // The budget fills the table: server by server, no estimates.
             for x in 0..m {
                 self.refresh(assoc, x);
@@ -490,6 +501,17 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
         } else {
             self.fill_by_estimate(assoc);
         }
+    }
+
+    /// The most server solves the first table of a climb from `assoc` needs: one
+    /// per server, per user's leave and per target.
+    fn table_size(&self, assoc: &[usize]) -> usize {
+        let (n, m) = (assoc.len(), self.slot.servers().len());
+        let mut needed = m + n;
+        for u in 0..n {
+            needed += (0..m).filter(|&t| self.target(assoc, u, t)).count();
+        }
+        needed
     }
 
     /// [`fill`](Self::fill)'s table with the joins scored best estimate first.
@@ -618,7 +640,8 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
     /// Climbs from the feasible `assoc` (the policy's), then from the previous
     /// slot's association (when every user has a previous server and it differs;
     /// skipped when it breaks C2 or C3). Each climb gets an equal share of what is
-    /// left of the budget. `assoc` becomes the better local optimum (ties: the
+    /// left of the budget, unless the first one's share is below
+    /// [`FIRST_CLIMB_TABLES`] of its first tables: it then gets all of it. `assoc` becomes the better local optimum (ties: the
     /// policy's). Returns the changes of the climb that won and its start.
     pub(super) fn run(&mut self, assoc: &mut [usize]) -> (usize, SearchStart) {
         let n = assoc.len();
@@ -637,7 +660,11 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
                 continue;
             }
             let left = total.saturating_sub(self.solves);
-            self.budget = self.solves + left / (starts.len() - i);
+            let mut share = left / (starts.len() - i);
+            if share < FIRST_CLIMB_TABLES * self.table_size(trial) {
+                share = left;
+            }
+            self.budget = self.solves + share;
             let climbed = self.climb(trial);
             self.budget = total;
             let Some(climb) = climbed else {

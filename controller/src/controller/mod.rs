@@ -150,8 +150,8 @@ use crate::slot::Slot;
 use crate::solver::{solve_gamma, solve_gamma_f32, AnyServerSolver, GammaSolver, SolveStats};
 
 pub use improve::{
-    Deadline, NoDeadline, DEFAULT_IMPROVEMENT_BUDGET, MAX_IMPROVEMENTS, MAX_SPLIT_USERS,
-    PAIR_CANDIDATES,
+    Deadline, NoDeadline, DEFAULT_IMPROVEMENT_BUDGET, FIRST_CLIMB_TABLES, MAX_IMPROVEMENTS,
+    MAX_SPLIT_USERS, PAIR_CANDIDATES,
 };
 pub use repair::{MAX_CLIMB_PASSES, MAX_REPAIR_NODES};
 

@@ -734,8 +734,9 @@ fn the_first_table_is_the_same_in_any_order() {
 /// Below the first table's cost the improvement still improves: the joins
 /// scored best estimate first, and the moves they find taken without further
 /// solves once the budget is spent. On random crowded slots, a budget of 48
-/// solves (half of it for the policy's start: less than its first table
-/// costs) never lowers e and raises it on some slots.
+/// solves (less than the policy's start's first table costs, all of it for
+/// that start) never lowers e and raises it on most slots: 54 of 60 here,
+/// against 37 when each start had half the budget and 9 before the estimates.
 #[test]
 fn a_small_budget_still_improves() {
     let params = Params::default();
@@ -764,7 +765,7 @@ fn a_small_budget_still_improves() {
     }
     std::eprintln!("small budget: {searched} slots, {raised} raised");
     assert!(
-        searched > 30 && raised > 20,
+        searched > 30 && raised > 45,
         "{searched} slots, {raised} raised"
     );
 }
