@@ -749,12 +749,110 @@ impl fmt::Display for SlotLine<'_> {
             write!(f, "{sep}{s}")?;
         }
         f.write_str("] gamma [")?;
-        for (i, g) in self.gamma.iter().enumerate() {
+        for (i, &g) in self.gamma.iter().enumerate() {
             let sep = if i == 0 { "" } else { " " };
-            write!(f, "{sep}{g:.9}")?;
+            write!(f, "{sep}{}", Fixed9(g))?;
         }
-        write!(f, "] objective {:.9}", self.objective)
+        write!(f, "] objective {}", Fixed9(self.objective))
     }
+}
+
+/// A number printed with 9 decimals exactly as `format!("{:.9}", x)` prints it
+/// (the exact value rounded, ties to even; `NaN`, `inf`, `-inf`; a `-` on every
+/// negative number, −0 included), from the number's bits with integer
+/// arithmetic. Core's float formatting (Grisu and Dragon4, about 15 KB on a
+/// Cortex-M4F) is then not linked into a firmware that prints its figures.
+#[derive(Clone, Copy, Debug)]
+pub struct Fixed9(pub f64);
+
+impl fmt::Display for Fixed9 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const SCALE: u128 = 1_000_000_000;
+        let x = self.0;
+        if x.is_nan() {
+            return f.write_str("NaN");
+        }
+        if x.is_sign_negative() {
+            f.write_str("-")?;
+        }
+        if x.is_infinite() {
+            return f.write_str("inf");
+        }
+        // |x| = m·2^e exactly.
+        let bits = x.to_bits();
+        let biased = ((bits >> 52) & 0x7ff) as i32;
+        let fraction = bits & ((1 << 52) - 1);
+        let (m, e) = if biased == 0 {
+            (fraction, -1074)
+        } else {
+            (fraction | 1 << 52, biased - 1075)
+        };
+        if e >= 0 {
+            return write_integer(f, m, e.unsigned_abs()).and_then(|()| f.write_str(".000000000"));
+        }
+        // |x|·10⁹ = m·10⁹ / 2^shift, below 2^83 / 2^shift: rounded to an integer.
+        let scaled = u128::from(m) * SCALE;
+        let shift = e.unsigned_abs();
+        let rounded = if shift >= 127 {
+            0 // below 2^83 / 2^127: under a half
+        } else {
+            let (q, r, half) = (
+                scaled >> shift,
+                scaled & ((1 << shift) - 1),
+                1 << (shift - 1),
+            );
+            q + u128::from(r > half || (r == half && q & 1 == 1))
+        };
+        // Below 2^83 / 2: the integer part fits a u64, the decimals a u32.
+        let (int, decimals) = ((rounded / SCALE) as u64, (rounded % SCALE) as u32);
+        write!(f, "{int}.{decimals:09}")
+    }
+}
+
+/// Writes the integer m·2^e (m < 2^53, e ≤ 971) in decimal: limbs of 10⁹, least
+/// significant first, doubled e times.
+fn write_integer(f: &mut fmt::Formatter<'_>, m: u64, e: u32) -> fmt::Result {
+    const BASE: u64 = 1_000_000_000;
+    // 2^1024 < 10^309 < 10^(9·35).
+    let mut limbs = [0u32; 35];
+    let mut len = 0;
+    let mut rest = m;
+    while rest > 0 {
+        let Some(limb) = limbs.get_mut(len) else {
+            return Err(fmt::Error);
+        };
+        *limb = (rest % BASE) as u32;
+        rest /= BASE;
+        len += 1;
+    }
+    let mut left = e;
+    while left > 0 {
+        let k = left.min(32);
+        left -= k;
+        let mut carry = 0u64;
+        for limb in limbs.iter_mut().take(len) {
+            let v = (u64::from(*limb) << k) + carry;
+            *limb = (v % BASE) as u32;
+            carry = v / BASE;
+        }
+        while carry > 0 {
+            let Some(limb) = limbs.get_mut(len) else {
+                return Err(fmt::Error);
+            };
+            *limb = (carry % BASE) as u32;
+            carry /= BASE;
+            len += 1;
+        }
+    }
+    let mut digits = limbs.iter().take(len).rev();
+    match digits.next() {
+        Some(top) => write!(f, "{top}")?,
+        None => f.write_str("0")?,
+    }
+    for limb in digits {
+        write!(f, "{limb:09}")?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -767,6 +865,64 @@ mod tests {
 
     use super::*;
     use crate::frame::crc32;
+
+    /// `Fixed9` against core's `{:.9}`: every kind of number (bit patterns
+    /// drawn over all exponents, subnormals, zeros, infinities, NaN), numbers in
+    /// the range the lines print, and exact ties (odd multiples of 2⁻¹⁰, half a
+    /// unit of the 9th decimal from two neighbours, rounded to even).
+    #[test]
+    fn fixed9_prints_what_the_9_decimal_format_prints() {
+        use std::format;
+        let check = |x: f64| {
+            assert_eq!(
+                Fixed9(x).to_string(),
+                format!("{x:.9}"),
+                "bits {:#x}",
+                x.to_bits()
+            );
+        };
+        for x in [
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            f64::MIN_POSITIVE,
+            5e-324,
+            f64::MAX,
+            f64::MIN,
+        ] {
+            check(x);
+        }
+        for x in [
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            2e9,
+            0.9999999995,
+            0.99999999949,
+        ] {
+            check(x);
+        }
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            // splitmix64
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        for _ in 0..300_000 {
+            check(f64::from_bits(next()));
+            let unit = (next() >> 11) as f64 / (1u64 << 53) as f64;
+            check(4.0 * unit - 2.0);
+            check(unit * 1e-6);
+        }
+        for m in 0..200_000u32 {
+            check(f64::from(m) / 1024.0);
+            check(-f64::from(2 * m + 1) / 2048.0);
+        }
+    }
 
     fn server(x: f64) -> Server {
         Server {

@@ -41,7 +41,7 @@ use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hprintln};
 use diten_controller::policy::GeneralPolicy;
 use diten_controller::signature::{self, PublicKey, SignedHeader};
-use diten_controller::trace::{Replay, SlotLine, Trace};
+use diten_controller::trace::{Fixed9, Replay, SlotLine, Trace};
 use diten_controller::{
     controller, evaluate, solve_gamma_f32, Controller, Error, GammaSolver, Params, Slot,
 };
@@ -333,24 +333,24 @@ fn print_counts(counts: &Counts) {
     match counts.deadline {
         None => hprintln!(
             "figures: {{\"budget\": {}, \"instructions_mean\": {}, \"instructions_max\": {}, \
-             \"stack_bytes\": {}, \"objective_mean\": {:.9}}}",
+             \"stack_bytes\": {}, \"objective_mean\": {}}}",
             counts.budget,
             mean,
             counts.max,
             counts.stack_peak,
-            objective
+            Fixed9(objective)
         ),
         Some(deadline) => hprintln!(
             "figures: {{\"budget\": {}, \"deadline_instructions\": {}, \"timed_out\": {}, \
              \"instructions_mean\": {}, \"instructions_max\": {}, \"stack_bytes\": {}, \
-             \"objective_mean\": {:.9}}}",
+             \"objective_mean\": {}}}",
             counts.budget,
             deadline,
             counts.timed_out,
             mean,
             counts.max,
             counts.stack_peak,
-            objective
+            Fixed9(objective)
         ),
     }
     hprintln!(

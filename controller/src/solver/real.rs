@@ -129,7 +129,15 @@ impl Real for f64 {
     }
     #[inline]
     fn clamp(self, lo: f64, hi: f64) -> f64 {
-        f64::clamp(self, lo, hi)
+        // `f64::clamp`'s result for lo ≤ hi (a NaN stays NaN), without its
+        // panic for lo > hi, whose message would link core's float formatting.
+        if self < lo {
+            lo
+        } else if self > hi {
+            hi
+        } else {
+            self
+        }
     }
     #[inline]
     fn is_finite(self) -> bool {
@@ -220,7 +228,15 @@ impl Real for f32 {
     }
     #[inline]
     fn clamp(self, lo: f32, hi: f32) -> f32 {
-        f32::clamp(self, lo, hi)
+        // `f32::clamp`'s result for lo ≤ hi (a NaN stays NaN), without its
+        // panic for lo > hi, whose message would link core's float formatting.
+        if self < lo {
+            lo
+        } else if self > hi {
+            hi
+        } else {
+            self
+        }
     }
     #[inline]
     fn is_finite(self) -> bool {
