@@ -166,6 +166,9 @@ pub(super) struct Improvement {
     pub memo_hits: usize,
     /// Whether the deadline stopped it.
     pub timed_out: bool,
+    /// Whether the winning climb ended at a local optimum: no move, swap,
+    /// merge or re-split left that raises e, with budget to spare.
+    pub converged: bool,
 }
 
 /// A change with the changes of the shares of the two servers it touches
@@ -184,11 +187,14 @@ impl Step {
     }
 }
 
-/// A finished climb: its changes and e as the sum of the servers' shares.
+/// A finished climb: its changes, e as the sum of the servers' shares, and
+/// whether it ended at a local optimum (not at its budget, deadline or
+/// [`MAX_IMPROVEMENTS`]).
 #[derive(Clone, Copy, Debug)]
 struct Climb {
     changes: usize,
     value: f64,
+    converged: bool,
 }
 
 /// Runs the improvement on `assoc` with `budget` server solves. Not inlined: its
@@ -203,13 +209,14 @@ pub(super) fn run<const U: usize, const S: usize>(
     assoc: &mut [usize],
 ) -> Improvement {
     let mut search = Improve::new(params, slot, budget, deadline, solver);
-    let (changes, start) = search.run(assoc);
+    let (changes, start, converged) = search.run(assoc);
     Improvement {
         changes,
         start,
         solves: search.solves,
         memo_hits: search.memo_hits,
         timed_out: search.timed_out,
+        converged,
     }
 }
 
@@ -642,8 +649,9 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
     /// skipped when it breaks C2 or C3). Each climb gets an equal share of what is
     /// left of the budget, unless the first one's share is below
     /// [`FIRST_CLIMB_TABLES`] of its first tables: it then gets all of it. `assoc` becomes the better local optimum (ties: the
-    /// policy's). Returns the changes of the climb that won and its start.
-    pub(super) fn run(&mut self, assoc: &mut [usize]) -> (usize, SearchStart) {
+    /// policy's). Returns the changes of the climb that won, its start and
+    /// whether it ended at a local optimum.
+    pub(super) fn run(&mut self, assoc: &mut [usize]) -> (usize, SearchStart, bool) {
         let n = assoc.len();
         let total = self.budget;
         // The best climb so far and its start.
@@ -680,9 +688,9 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
         match (best, best_assoc.get(..n)) {
             (Some((climb, start)), Some(found)) => {
                 assoc.copy_from_slice(found);
-                (climb.changes, start)
+                (climb.changes, start, climb.converged)
             }
-            _ => (0, SearchStart::Policy),
+            _ => (0, SearchStart::Policy, false),
         }
     }
 
@@ -726,7 +734,7 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
             *self.value.get_mut(s)? = v;
         }
         self.fill(assoc);
-        let mut changes = 0;
+        let (mut changes, mut converged) = (0, false);
         while changes < MAX_IMPROVEMENTS {
             // Once the budget is spent, the table's moves that no change has
             // touched since they were scored are still exact: they are taken
@@ -739,6 +747,9 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
                     self.best_pair(assoc).or_else(|| self.best_split(assoc))
                 }
             }) else {
+                // No step found: a local optimum unless a score went unsolved
+                // for want of budget (or time, which spends it).
+                converged = self.solves < self.budget;
                 break;
             };
             let (s, t) = Self::apply(assoc, step.change);
@@ -751,6 +762,7 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
         Some(Climb {
             changes,
             value: self.value.iter().take(n_servers).sum(),
+            converged,
         })
     }
 

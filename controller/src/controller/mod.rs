@@ -1,6 +1,6 @@
 //! The per-slot decision loop of the gateway: observation → policy → association
-//! repair → consolidation → improvement → γ → evaluation, without allocating,
-//! panicking or unbounded work.
+//! repair → consolidation → improvement → γ → shift → evaluation, without
+//! allocating, panicking or unbounded work.
 //!
 //! [`Controller::decide`] takes the gateway's status for one slot and returns a
 //! [`Decision`]:
@@ -18,12 +18,17 @@
 //! 5. the association is **improved** ([`improve`]) by a local search that scores
 //!    every change with the exact γ, within a budget of server γ solves
 //!    ([`Controller::set_improvement_budget`]; 0 switches it off);
-//! 6. [`solve_gamma`] gives the globally optimal γ for that association and
-//!    [`evaluate`] the objective, reward, costs and violations.
+//! 6. [`solve_gamma`] gives the globally optimal γ for that association;
+//! 7. the association is **shifted** ([`shift`]): at that γ, single users move
+//!    where the cost term falls, the touched servers' γ are solved again, and
+//!    the moves stay only if e rose ([`Controller::set_shift`]; under the
+//!    paper's Norm only, and skipped after an improvement that climbed to a
+//!    local optimum, where it finds no move);
+//!    [`evaluate`] then gives the objective, reward, costs and violations.
 //!
-//! The consolidation and the improvement run after the repair's
+//! The consolidation, the improvement and the shift run after the repair's
 //! [`RepairOutcome::Clean`] or [`RepairOutcome::Repaired`], each when its own
-//! switch is on. When the repair finds no feasible association (none exists, or
+//! switch is on (the shift only with the consolidation's on too). When the repair finds no feasible association (none exists, or
 //! the search hit its node budget) the decision keeps the policy's own
 //! association with its optimal γ and reports the violations: the gateway must
 //! act every slot, so that is a [`RepairOutcome`], not an error. [`Error`] is only
@@ -80,10 +85,14 @@
 //!   ≤ m targets, so O(B·solve + MAX_IMPROVEMENTS·(n² + m²·2⁶)·ℓ + n·m²);
 //! * γ: the bound of [`solver`](crate::solver) (per server, a fixed number of
 //!   samples, each a fixed number of Newton steps per user);
+//! * shift: n + m loads and norms, then at most n moves, each a scan of at most
+//!   n·m loads and f32 norms and two re-sums of n loads; after a move, the γ of
+//!   at most 2n touched servers (the solver's bound) and at most 2n loads and
+//!   2n utilities;
 //! * evaluation: n utilities and m norms.
 //!
 //! In total O(Σ_i h_{i−1}·h_i + n²·m + N·(n + m) + P·n·(n + m) + m·(n + m)²) plus
-//! the γ solver's bound. For the default shape (n = 20, m = 21, hidden 128-128) the policy's
+//! the γ solver's bound (twice, with the shift's). For the default shape (n = 20, m = 21, hidden 128-128) the policy's
 //! 2.5·10⁵ multiply-adds dominate the repair, and the improvement's server
 //! solves dominate everything (measured per slot: `firmware-example/README.md`).
 //!
@@ -140,11 +149,12 @@
 pub mod consolidate;
 pub mod improve;
 pub mod repair;
+pub mod shift;
 
 use crate::error::Error;
 use crate::model::{check_params, evaluate, Evaluation};
 use crate::obs::obs_dim;
-use crate::params::Params;
+use crate::params::{CostNorm, Params};
 use crate::policy::{max_scratch_len, Engine, Policy};
 use crate::slot::Slot;
 use crate::solver::{solve_gamma, solve_gamma_f32, AnyServerSolver, GammaSolver, SolveStats};
@@ -195,8 +205,8 @@ pub struct Decision<const U: usize, const S: usize> {
     pub evaluation: Evaluation<U, S>,
     /// What the repair did.
     pub repair: RepairOutcome,
-    /// Users whose server differs from their `argmax` server (moved by the repair
-    /// or the consolidation).
+    /// Users whose server differs from their `argmax` server (moved by the
+    /// repair, the consolidation, the improvement or the shift).
     pub moved: usize,
     /// Servers the consolidation emptied (0 when it is switched off, or after
     /// [`RepairOutcome::Infeasible`] and [`RepairOutcome::BoundReached`]).
@@ -204,6 +214,10 @@ pub struct Decision<const U: usize, const S: usize> {
     /// Changes (moves and swaps) the improvement applied (0 when it is switched
     /// off or found nothing).
     pub improved: usize,
+    /// Users the shift moved at the solved γ ([`shift`]; 0 when the
+    /// consolidation is switched off, the deadline had expired, it found no
+    /// move, or it undid them).
+    pub shifted: usize,
     /// Server γ solves the improvement spent (at most its budget), counting the
     /// scores it found in its memo.
     pub improve_solves: usize,
@@ -267,6 +281,7 @@ pub struct Controller<'p, 'w, const U: usize, const S: usize, P: Engine = Policy
     policy: P,
     params: Params,
     consolidate: bool,
+    shift: bool,
     improve_budget: usize,
     gamma_solver: GammaSolver,
     workspace: &'w mut [f32],
@@ -342,6 +357,7 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
             policy,
             params,
             consolidate: true,
+            shift: true,
             improve_budget: DEFAULT_IMPROVEMENT_BUDGET,
             gamma_solver: GammaSolver::Exact,
             workspace,
@@ -365,13 +381,22 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
     }
 
     /// Switches the consolidation (step 4 of the [module docs](self),
-    /// [`consolidate`]) on or off; a new controller has it on. It switches only
-    /// the consolidation: with it off and the improvement's budget 0
+    /// [`consolidate`]) on or off; a new controller has it on. It switches the
+    /// shift (step 7) with it: with it off and the improvement's budget 0
     /// ([`set_improvement_budget`](Self::set_improvement_budget)) the association
     /// is the policy's own wherever it fits (only the repair moves users): the
     /// policy alone, as the evaluation's ablation rows measure it.
     pub fn set_consolidation(&mut self, on: bool) {
         self.consolidate = on;
+    }
+
+    /// Switches the shift (step 7 of the [module docs](self), [`shift`]) on or
+    /// off; a new controller has it on. It runs only while the consolidation is
+    /// on too, so [`set_consolidation`](Self::set_consolidation)`(false)` still
+    /// gives the policy alone, and only under [`CostNorm::Paper`] (the
+    /// [`shift`] docs say why).
+    pub fn set_shift(&mut self, on: bool) {
+        self.shift = on;
     }
 
     /// Sets the improvement's budget of server γ solves per slot (step 5 of the
@@ -447,6 +472,8 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
     ///   k users, each at most [`MAX_NEWTON`](crate::solver::MAX_NEWTON) = 64 Halley
     ///   or Newton steps; a single free user at most 3·64 Newton steps; then at most
     ///   [`MAX_POLISH`](crate::solver::MAX_POLISH) = 16 C2 polish passes per server;
+    /// * the shift's at most n moves, each a scan of n·m loads and f32 norms,
+    ///   then γ again on the servers they touched;
     /// * one evaluation (n utilities, m norms).
     ///
     /// So the repair tries at most 4096·(m + n) load checks in its search and the
@@ -542,6 +569,29 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
             GammaSolver::Exact => solve_gamma(&self.params, status, &association, &mut gamma)?,
             GammaSolver::F32 => solve_gamma_f32(&self.params, status, &association, &mut gamma)?,
         };
+        let clean = matches!(
+            outcome.repair,
+            RepairOutcome::Clean | RepairOutcome::Repaired
+        );
+        // After a climb to a local optimum the shift would find no move (its
+        // module docs): it is skipped. It works with the paper's saturating
+        // Norm only (its module docs say why).
+        let shifted = if self.consolidate
+            && self.shift
+            && clean
+            && !improvement.converged
+            && self.params.cost_norm == CostNorm::Paper
+        {
+            shift::run::<U, S>(
+                &self.params,
+                status,
+                self.gamma_solver,
+                &mut association,
+                &mut gamma,
+            )
+        } else {
+            0
+        };
         let evaluation = evaluate(&self.params, status, &association, &gamma)?;
         let moved = association
             .iter()
@@ -558,6 +608,7 @@ impl<'p, 'w, const U: usize, const S: usize, P: Engine> Controller<'p, 'w, U, S,
             moved,
             emptied,
             improved: improvement.changes,
+            shifted,
             improve_solves: improvement.solves,
             improve_memo_hits: improvement.memo_hits,
             improve_start: improvement.start,

@@ -441,6 +441,26 @@ fn crowded_slot(rng: &mut Rng, n: usize, m: usize) -> Sl {
     Sl::new(&servers, &users).unwrap()
 }
 
+/// For each seed of `seeds`: a crowded slot of 8 users and 8 servers drawn
+/// from `seed ^ mix` ([`crowded_slot`]) and a controller of a random blob of
+/// that seed with `params` (any objective), given to `f`.
+fn on_crowded_slots(
+    seeds: core::ops::Range<u64>,
+    mix: u64,
+    params: Params,
+    mut f: impl FnMut(u64, &Sl, &mut Ctl<'_, '_>),
+) {
+    for seed in seeds {
+        let mut rng = Rng::new(seed ^ mix);
+        let status = crowded_slot(&mut rng, 8, 8);
+        let blob = random_blob(seed, 8, 8, 8);
+        let policy = Policy::parse(&blob).unwrap();
+        let mut ws = vec![0.0; workspace_len(&policy)];
+        let mut ctl = Ctl::new_any_objective(policy, params, &mut ws).unwrap();
+        f(seed, &status, &mut ctl);
+    }
+}
+
 /// `n` users in the 120 m square, φ = 0.2, 200–2000 images now and up to 2000
 /// before, user u last on server u mod `servers` (draws in that order).
 fn random_users(rng: &mut Rng, n: usize, servers: usize) -> Vec<User> {
@@ -547,22 +567,15 @@ fn consolidate_unpruned(repair: &super::repair::Repair<'_, 8, 8>, assoc: &mut [u
 fn consolidation_pruning_changes_no_decision() {
     let params = Params::default();
     let (mut slots, mut emptied, mut multi) = (0, 0, 0);
-    for seed in 0..300u64 {
-        let mut rng = Rng::new(seed ^ 0xC0_501D);
-        let (nu, ns) = (8, 8);
-        let status = crowded_slot(&mut rng, nu, ns);
-        let blob = random_blob(seed, nu, ns, 8);
-        let policy = Policy::parse(&blob).unwrap();
-        let mut ws = vec![0.0; workspace_len(&policy)];
-        let mut ctl = Ctl::new(policy, params, &mut ws).unwrap();
+    on_crowded_slots(0..300u64, 0xC0_501D, params, |seed, status, ctl| {
         ctl.set_consolidation(false);
         ctl.set_improvement_budget(0);
-        let d = ctl.decide(&status).unwrap();
+        let d = ctl.decide(status).unwrap();
         if !matches!(d.repair, RepairOutcome::Clean | RepairOutcome::Repaired) {
-            continue;
+            return;
         }
         let logits = ctl.logits().to_vec();
-        let repair = super::repair::Repair::new(&params, &status, &logits);
+        let repair = super::repair::Repair::new(&params, status, &logits);
         let (mut pruned, mut full) = (d.association.to_vec(), d.association.to_vec());
         let a = repair.consolidate(&mut pruned);
         let b = consolidate_unpruned(&repair, &mut full);
@@ -570,7 +583,7 @@ fn consolidation_pruning_changes_no_decision() {
         slots += 1;
         emptied += a;
         multi += usize::from(a >= 2);
-    }
+    });
     std::eprintln!("pruning: {slots} slots, {emptied} servers emptied, {multi} with 2 or more");
     assert!(
         slots > 100 && multi > 50,
@@ -586,27 +599,20 @@ fn consolidation_pruning_changes_no_decision() {
 fn a_deadline_stops_the_improvement_with_the_best_so_far() {
     let params = Params::default();
     let (mut improved, mut cut) = (0, 0);
-    for seed in 0..60u64 {
-        let mut rng = Rng::new(seed ^ 0x0DEA_D11E);
-        let (nu, ns) = (8, 8);
-        let status = crowded_slot(&mut rng, nu, ns);
-        let blob = random_blob(seed, nu, ns, 8);
-        let policy = Policy::parse(&blob).unwrap();
-        let mut ws = vec![0.0; workspace_len(&policy)];
-        let mut ctl = Ctl::new(policy, params, &mut ws).unwrap();
-        let full = ctl.decide(&status).unwrap();
+    on_crowded_slots(0..60u64, 0x0DEA_D11E, params, |seed, status, ctl| {
+        let full = ctl.decide(status).unwrap();
         if full.improve_solves == 0 {
-            continue; // the improvement did not run (an infeasible repair)
+            return; // the improvement did not run (an infeasible repair)
         }
         assert!(!full.timed_out);
-        let never = ctl.decide_by(&status, &mut NoDeadline).unwrap();
+        let never = ctl.decide_by(status, &mut NoDeadline).unwrap();
         assert_eq!(never.association, full.association);
         assert_eq!(never.improve_solves, full.improve_solves);
 
         ctl.set_improvement_budget(0);
-        let base = ctl.decide(&status).unwrap();
+        let base = ctl.decide(status).unwrap();
         ctl.set_improvement_budget(DEFAULT_IMPROVEMENT_BUDGET);
-        let now = ctl.decide_by(&status, &mut || true).unwrap();
+        let now = ctl.decide_by(status, &mut || true).unwrap();
         assert!(now.timed_out, "seed {seed}");
         assert_eq!(now.improve_solves, 0);
         assert_eq!(now.association, base.association, "seed {seed}");
@@ -618,13 +624,13 @@ fn a_deadline_stops_the_improvement_with_the_best_so_far() {
             asked += 1;
             asked > k
         };
-        let part = ctl.decide_by(&status, &mut after_k).unwrap();
+        let part = ctl.decide_by(status, &mut after_k).unwrap();
         assert!(part.timed_out && part.improve_solves <= k, "seed {seed}");
         assert!(part.feasible == base.feasible);
         assert!(part.evaluation.objective >= base.evaluation.objective - 1e-12);
         improved += usize::from(full.evaluation.objective > base.evaluation.objective + 1e-9);
         cut += 1;
-    }
+    });
     assert!(
         cut > 30 && improved > 10,
         "{cut} slots cut, {improved} improved"
@@ -638,27 +644,20 @@ fn a_deadline_stops_the_improvement_with_the_best_so_far() {
 fn the_memo_changes_no_decision() {
     let params = Params::default();
     let (mut hits, mut searched) = (0, 0);
-    for seed in 0..40u64 {
-        let mut rng = Rng::new(seed ^ 0x0BAD_CAFE);
-        let (nu, ns) = (8, 8);
-        let status = crowded_slot(&mut rng, nu, ns);
-        let blob = random_blob(seed, nu, ns, 8);
-        let policy = Policy::parse(&blob).unwrap();
-        let mut ws = vec![0.0; workspace_len(&policy)];
-        let mut ctl = Ctl::new(policy, params, &mut ws).unwrap();
+    on_crowded_slots(0..40u64, 0x0BAD_CAFE, params, |seed, status, ctl| {
         ctl.set_improvement_budget(0);
-        let start = ctl.decide(&status).unwrap();
+        let start = ctl.decide(status).unwrap();
         if !matches!(start.repair, RepairOutcome::Clean | RepairOutcome::Repaired) {
-            continue;
+            return;
         }
         let mut runs = [(Vec::new(), 0, 0), (Vec::new(), 0, 0)];
         for (run, memo_on) in runs.iter_mut().zip([true, false]) {
             let mut never = NoDeadline;
             let solver =
-                crate::solver::AnyServerSolver::new(GammaSolver::Exact, &params, &status).unwrap();
+                crate::solver::AnyServerSolver::new(GammaSolver::Exact, &params, status).unwrap();
             let mut search = super::improve::Improve::<8, 8>::new(
                 &params,
-                &status,
+                status,
                 DEFAULT_IMPROVEMENT_BUDGET,
                 &mut never,
                 solver,
@@ -673,7 +672,7 @@ fn the_memo_changes_no_decision() {
         assert_eq!(runs[1].2, 0);
         hits += runs[0].2;
         searched += 1;
-    }
+    });
     assert!(
         searched > 20 && hits > 0,
         "{searched} searches, {hits} hits"
@@ -688,29 +687,22 @@ fn the_memo_changes_no_decision() {
 fn the_first_table_is_the_same_in_any_order() {
     let params = Params::default();
     let mut compared = 0;
-    for seed in 0..40u64 {
-        let mut rng = Rng::new(seed ^ 0x007A_B1E5);
-        let (nu, ns) = (8, 8);
-        let status = crowded_slot(&mut rng, nu, ns);
-        let blob = random_blob(seed, nu, ns, 8);
-        let policy = Policy::parse(&blob).unwrap();
-        let mut ws = vec![0.0; workspace_len(&policy)];
-        let mut ctl = Ctl::new(policy, params, &mut ws).unwrap();
+    on_crowded_slots(0..40u64, 0x007A_B1E5, params, |seed, status, ctl| {
         ctl.set_improvement_budget(0);
-        let start = ctl.decide(&status).unwrap();
+        let start = ctl.decide(status).unwrap();
         if !matches!(start.repair, RepairOutcome::Clean | RepairOutcome::Repaired) {
-            continue;
+            return;
         }
         let tables: Vec<_> = [true, false]
             .into_iter()
             .map(|ordered| {
                 let mut never = NoDeadline;
                 let solver =
-                    crate::solver::AnyServerSolver::new(GammaSolver::Exact, &params, &status)
+                    crate::solver::AnyServerSolver::new(GammaSolver::Exact, &params, status)
                         .unwrap();
                 let mut search = super::improve::Improve::<8, 8>::new(
                     &params,
-                    &status,
+                    status,
                     DEFAULT_IMPROVEMENT_BUDGET,
                     &mut never,
                     solver,
@@ -727,7 +719,7 @@ fn the_first_table_is_the_same_in_any_order() {
         assert_eq!(bits(&tables[0]), bits(&tables[1]), "seed {seed}");
         assert!(tables[0].0 .1.iter().flatten().any(|j| j.is_finite()));
         compared += 1;
-    }
+    });
     assert!(compared > 20, "{compared} slots compared");
 }
 
@@ -741,32 +733,114 @@ fn the_first_table_is_the_same_in_any_order() {
 fn a_small_budget_still_improves() {
     let params = Params::default();
     let (mut searched, mut raised) = (0, 0);
-    for seed in 0..60u64 {
-        let mut rng = Rng::new(seed ^ 0x0005_8A11);
-        let (nu, ns) = (8, 8);
-        let status = crowded_slot(&mut rng, nu, ns);
-        let blob = random_blob(seed, nu, ns, 8);
-        let policy = Policy::parse(&blob).unwrap();
-        let mut ws = vec![0.0; workspace_len(&policy)];
-        let mut ctl = Ctl::new(policy, params, &mut ws).unwrap();
+    on_crowded_slots(0..60u64, 0x0005_8A11, params, |seed, status, ctl| {
         ctl.set_improvement_budget(0);
-        let base = ctl.decide(&status).unwrap();
+        let base = ctl.decide(status).unwrap();
         if !base.feasible {
-            continue;
+            return;
         }
         ctl.set_improvement_budget(48);
-        let small = ctl.decide(&status).unwrap();
+        let small = ctl.decide(status).unwrap();
         assert!(small.improve_solves <= 48, "seed {seed}");
         assert!(small.feasible, "seed {seed}");
         let (a, b) = (small.evaluation.objective, base.evaluation.objective);
         assert!(a >= b - 1e-12, "seed {seed}: {a} < {b}");
         searched += 1;
         raised += usize::from(a > b + 1e-9);
-    }
+    });
     std::eprintln!("small budget: {searched} slots, {raised} raised");
     assert!(
         searched > 30 && raised > 45,
         "{searched} slots, {raised} raised"
+    );
+}
+
+/// The largest rise of e over c (the fall of Σ Norm) of moving one user of
+/// `a` to an occupied server or its previous one with `gamma` kept, by
+/// `evaluate`, among the moves that keep C2 and C3.
+fn best_single_move(params: &Params, status: &Sl, a: &[usize], gamma: &[f64]) -> f64 {
+    let e0 = evaluate(params, status, a, gamma).unwrap().objective;
+    let c = crate::model::Weights::new(params, status).cost;
+    let mut best = f64::NEG_INFINITY;
+    for (u, user) in status.users().iter().enumerate() {
+        for t in 0..status.servers().len() {
+            if t == a[u] || !(a.contains(&t) || user.prev_server == Some(t)) {
+                continue;
+            }
+            let mut b = a.to_vec();
+            b[u] = t;
+            let ev = evaluate(params, status, &b, gamma).unwrap();
+            if ev.feasible() {
+                best = best.max((ev.objective - e0) / c);
+            }
+        }
+    }
+    best
+}
+
+/// The shift (step 7) against a brute force over every single move at step 6's
+/// γ, each scored by `evaluate` with that γ kept: when the best move lowers
+/// Σ Norm by more than [`shift::SHIFT_MARGIN`] (e by c times that), the shift
+/// moves users and e rises by at least the best move's gain (the moves after
+/// it and the γ solved again only add); when none does, it changes nothing.
+#[test]
+fn the_shift_gains_at_least_the_best_move_at_the_solved_gamma() {
+    let params = Params::default();
+    let (mut checked, mut moved) = (0, 0);
+    on_crowded_slots(0..120u64, 0x05_1F7, params, |seed, status, ctl| {
+        ctl.set_improvement_budget(0);
+        ctl.set_shift(false);
+        let step6 = ctl.decide(status).unwrap();
+        if !step6.feasible {
+            return;
+        }
+        let e0 = step6.evaluation.objective;
+        let c = crate::model::Weights::new(&params, status).cost;
+        let best = best_single_move(&params, status, &step6.association, &step6.gamma);
+        ctl.set_shift(true);
+        let shifted = ctl.decide(status).unwrap();
+        // After the improvement's climb to a local optimum, where the shift is
+        // skipped, no single move gains at the solved γ either.
+        ctl.set_improvement_budget(DEFAULT_IMPROVEMENT_BUDGET);
+        let climbed = ctl.decide(status).unwrap();
+        ctl.set_improvement_budget(0);
+        if climbed.feasible && climbed.improve_solves < DEFAULT_IMPROVEMENT_BUDGET / 2 {
+            let left = best_single_move(&params, status, &climbed.association, &climbed.gamma);
+            assert!(
+                left < 1e-9,
+                "seed {seed}: a move gains {left} after the climb"
+            );
+        }
+        let margin = f64::from(shift::SHIFT_MARGIN);
+        if best > margin * 1.01 {
+            assert!(shifted.shifted > 0, "seed {seed}: best move {best}");
+            let gain = shifted.evaluation.objective - e0;
+            assert!(
+                gain >= c * (best - 1e-5),
+                "seed {seed}: {gain} < {c} × {best}"
+            );
+            moved += 1;
+        } else if best < margin * 0.99 {
+            assert_eq!(shifted.shifted, 0, "seed {seed}");
+            assert_eq!(shifted.association, step6.association, "seed {seed}");
+            assert_eq!(shifted.evaluation.objective, e0, "seed {seed}");
+        }
+        checked += 1;
+    });
+    // Under the linear Norm the shift does not run.
+    let linear = Params {
+        cost_norm: CostNorm::Linear,
+        f0: 3000.0,
+        ..Params::default()
+    };
+    on_crowded_slots(0..40u64, 0x05_1F7, linear, |seed, status, ctl| {
+        ctl.set_improvement_budget(0);
+        assert_eq!(ctl.decide(status).unwrap().shifted, 0, "seed {seed}");
+    });
+    std::eprintln!("shift: {checked} slots, {moved} with a move");
+    assert!(
+        checked > 60 && moved > 10,
+        "{checked} slots, {moved} with a move"
     );
 }
 
@@ -778,31 +852,24 @@ fn a_small_budget_still_improves() {
 fn the_f32_solver_decides_within_1e5_of_the_exact_one() {
     let params = Params::default();
     let mut checked = 0;
-    for seed in 0..40u64 {
-        let mut rng = Rng::new(seed ^ 0x0F32_0F32);
-        let (nu, ns) = (8, 8);
-        let status = crowded_slot(&mut rng, nu, ns);
-        let blob = random_blob(seed, nu, ns, 8);
-        let policy = Policy::parse(&blob).unwrap();
-        let mut ws = vec![0.0; workspace_len(&policy)];
-        let mut ctl = Ctl::new(policy, params, &mut ws).unwrap();
+    on_crowded_slots(0..40u64, 0x0F32_0F32, params, |seed, status, ctl| {
         assert_eq!(ctl.gamma_solver(), GammaSolver::Exact);
         ctl.set_improvement_budget(0);
-        let exact = ctl.decide(&status).unwrap();
+        let exact = ctl.decide(status).unwrap();
         ctl.set_gamma_solver(GammaSolver::F32);
-        let single = ctl.decide(&status).unwrap();
+        let single = ctl.decide(status).unwrap();
         assert_eq!(single.association, exact.association, "seed {seed}");
         let (a, b) = (single.evaluation.objective, exact.evaluation.objective);
         assert!((a - b).abs() <= 1e-5, "seed {seed}: {a} vs {b}");
         assert_eq!(single.feasible, exact.feasible);
         ctl.set_improvement_budget(DEFAULT_IMPROVEMENT_BUDGET);
-        let searched = ctl.decide(&status).unwrap();
+        let searched = ctl.decide(status).unwrap();
         if exact.feasible {
             assert!(searched.feasible, "seed {seed}");
             assert!(searched.evaluation.objective >= a - 1e-5, "seed {seed}");
             checked += 1;
         }
-    }
+    });
     assert!(checked > 20, "{checked} feasible slots");
 }
 
@@ -937,6 +1004,7 @@ fn work_per_slot_stays_within_the_documented_bound() {
             "seed {seed}: {} nodes",
             d.search_nodes
         );
+        assert!(d.shifted <= 8, "seed {seed}: {} shifted", d.shifted);
         if d.repair == RepairOutcome::BoundReached {
             assert_eq!(d.search_nodes, MAX_REPAIR_NODES);
             bound_reached += 1;
@@ -1141,7 +1209,10 @@ fn check_consistent(params: &Params, status: &Sl, d: &Dec) {
     assert_eq!(d.feasible, d.evaluation.feasible());
     let again = evaluate(params, status, &d.association, &d.gamma).unwrap();
     assert_eq!(again, d.evaluation);
-    let unchanged = d.emptied == 0 && d.improved == 0 && d.improve_start == SearchStart::Policy;
+    let unchanged = d.emptied == 0
+        && d.improved == 0
+        && d.shifted == 0
+        && d.improve_start == SearchStart::Policy;
     if matches!(d.repair, RepairOutcome::Clean) && unchanged {
         assert_eq!(d.association, d.argmax);
     }
@@ -1396,6 +1467,32 @@ fn check_consolidation(
     Ok(())
 }
 
+/// The shift (step 7) against the same decision without it: the same up to
+/// step 6, and when it moved users a feasible association with a higher e.
+fn check_shift(
+    params: &Params,
+    status: &Sl,
+    merged: &Dec,
+    shifted: &Dec,
+) -> Result<(), TestCaseError> {
+    prop_assert_eq!(&shifted.argmax, &merged.argmax);
+    prop_assert_eq!(shifted.emptied, merged.emptied);
+    if shifted.shifted == 0 {
+        prop_assert_eq!(&shifted.association, &merged.association);
+        prop_assert_eq!(shifted.evaluation.objective, merged.evaluation.objective);
+    } else {
+        prop_assert!(merged.feasible && shifted.feasible);
+        prop_assert!(fits(params, status, &shifted.association));
+        let (a, b) = (shifted.evaluation.objective, merged.evaluation.objective);
+        prop_assert!(a > b, "the shift lowered e: {} → {}", b, a);
+        // The touched servers' γ solved again: step 6's γ for the new association.
+        let mut gamma = vec![0.0; shifted.gamma.len()];
+        solve_gamma(params, status, &shifted.association, &mut gamma).unwrap();
+        prop_assert_eq!(&shifted.gamma[..], &gamma[..]);
+    }
+    Ok(())
+}
+
 /// How one instance went, for the coverage check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Path {
@@ -1502,8 +1599,10 @@ fn check_instance(inst: &Instance) -> Result<Seen, TestCaseError> {
     let policy = Policy::parse(&blob).unwrap();
     let mut ws = vec![0.0; workspace_len(&policy)];
     let mut ctl = Ctl::new(policy, params, &mut ws).unwrap();
-    // The repair (steps 0–3) alone first; the consolidation is checked after.
+    // The repair (steps 0–3) alone first; the consolidation is checked after,
+    // then the shift.
     ctl.set_consolidation(false);
+    ctl.set_shift(false);
     ctl.set_improvement_budget(0);
     let d = ctl.decide(&status).unwrap();
     let logits = ctl.logits().to_vec();
@@ -1515,6 +1614,10 @@ fn check_instance(inst: &Instance) -> Result<Seen, TestCaseError> {
     check_consistent(&params, &status, &merged);
     check_consolidation(&params, &status, &d, &merged)?;
     let emptied = merged.emptied;
+    ctl.set_shift(true);
+    let shifted = ctl.decide(&status).unwrap();
+    check_consistent(&params, &status, &shifted);
+    check_shift(&params, &status, &merged, &shifted)?;
     ctl.set_improvement_budget(DEFAULT_IMPROVEMENT_BUDGET);
     let improved = ctl.decide(&status).unwrap();
     check_consistent(&params, &status, &improved);
