@@ -498,9 +498,10 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
     /// is full, and then the joins left unscored are the least promising. When
     /// the budget left can fill the table, it is filled server by server without
     /// the estimates (a deadline, unknown in solves, then cuts that order).
-    fn fill(&mut self, assoc: &[usize]) {
+    /// `table` is [`table_size`](Self::table_size) of `assoc`.
+    fn fill(&mut self, assoc: &[usize], table: usize) {
         let m = self.slot.servers().len();
-        if self.budget.saturating_sub(self.solves) >= self.table_size(assoc) {
+        if self.budget.saturating_sub(self.solves) >= table {
             // The budget fills the table: server by server, no estimates.
             for x in 0..m {
                 self.refresh(assoc, x);
@@ -668,12 +669,13 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
                 continue;
             }
             let left = total.saturating_sub(self.solves);
+            let table = self.table_size(trial);
             let mut share = left / (starts.len() - i);
-            if share < FIRST_CLIMB_TABLES * self.table_size(trial) {
+            if share < FIRST_CLIMB_TABLES * table {
                 share = left;
             }
             self.budget = self.solves + share;
-            let climbed = self.climb(trial);
+            let climbed = self.climb(trial, table);
             self.budget = total;
             let Some(climb) = climbed else {
                 continue;
@@ -726,14 +728,15 @@ impl<'a, const U: usize, const S: usize> Improve<'a, U, S> {
     /// to `assoc` (each raised e by more than [`TOLERANCE`] and kept C2 and C3)
     /// and e as the sum of the servers' shares; `None` when `assoc` breaks C2 or
     /// C3 or the budget cannot score it (`assoc` is then unchanged).
-    fn climb(&mut self, assoc: &mut [usize]) -> Option<Climb> {
+    /// `table` is [`table_size`](Self::table_size) of `assoc`.
+    fn climb(&mut self, assoc: &mut [usize], table: usize) -> Option<Climb> {
         let n_servers = self.slot.servers().len();
         for s in 0..n_servers {
             let set = Self::set(assoc, s, None, None);
             let v = self.score(s, &set)?;
             *self.value.get_mut(s)? = v;
         }
-        self.fill(assoc);
+        self.fill(assoc, table);
         let (mut changes, mut converged) = (0, false);
         while changes < MAX_IMPROVEMENTS {
             // Once the budget is spent, the table's moves that no change has

@@ -214,9 +214,10 @@ pub struct Decision<const U: usize, const S: usize> {
     /// Changes (moves and swaps) the improvement applied (0 when it is switched
     /// off or found nothing).
     pub improved: usize,
-    /// Users the shift moved at the solved γ ([`shift`]; 0 when the
-    /// consolidation is switched off, the deadline had expired, it found no
-    /// move, or it undid them).
+    /// Users the shift moved at the solved γ ([`shift`]; 0 when it or the
+    /// consolidation is switched off, under the linear Norm, after an
+    /// improvement that climbed to a local optimum, or when it found no move
+    /// or undid its moves).
     pub shifted: usize,
     /// Server γ solves the improvement spent (at most its budget), counting the
     /// scores it found in its memo.

@@ -34,7 +34,7 @@
 //! gain comes from moving users onto servers whose Norm is near 1: more energy
 //! for the same cost term, which that Norm does not see (`RESULTS.md`).
 
-use crate::model::{norm, norm_f32, total_bits, utility, Load, UserCost, Weights};
+use crate::model::{norm, norm_f32, total_bits, utility, Load, Weights, ZeroFactors};
 use crate::params::Params;
 use crate::slot::Slot;
 use crate::solver::{AnyServerSolver, GammaSolver, SolveStats};
@@ -52,10 +52,8 @@ pub const SHIFT_MARGIN: f32 = 1e-4;
 struct Shift<'a, const U: usize, const S: usize> {
     params: &'a Params,
     slot: &'a Slot<U, S>,
-    /// Each server's n_cmp·ε_s·(E_s + E_u,s) ([`UserCost::cmp_per_bit`]).
-    cmp_per_bit: [f64; S],
-    /// Each user's n_syn·D_t/rate ([`UserCost::syn_per_metre`]).
-    syn_per_metre: [f64; U],
+    /// The per-server and per-user factors of the loads.
+    factors: ZeroFactors<U, S>,
     /// Each user's load on its current server at its γ.
     own: [Load; U],
     /// Each server's sum of `own`, in user order.
@@ -67,19 +65,9 @@ struct Shift<'a, const U: usize, const S: usize> {
 }
 
 impl<const U: usize, const S: usize> Shift<'_, U, S> {
-    /// What user `u` puts on server `s` at γ_u = `g` ([`UserCost::new`]'s
-    /// numbers, from the factors kept).
-    fn load(&self, u: usize, s: usize, g: f64) -> Option<Load> {
-        let user = self.slot.users().get(u)?;
-        let cost = UserCost::with_factors(
-            self.params,
-            self.slot,
-            user,
-            self.slot.servers().get(s)?,
-            *self.cmp_per_bit.get(s)?,
-            *self.syn_per_metre.get(u)?,
-        );
-        Some(cost.load(user, total_bits(user, g)))
+    /// What user `u` puts on server `s` at γ_u = `g`.
+    fn load(&self, u: usize, s: usize, g: f64) -> Load {
+        self.factors.load_at(self.params, self.slot, u, s, g)
     }
 
     /// Norm(`cost`) in f32.
@@ -119,7 +107,7 @@ impl<const U: usize, const S: usize> Shift<'_, U, S> {
                 if t == s || !srv.available || !(occupied || prev == Some(t)) {
                     continue;
                 }
-                let load = self.load(u, t, g)?;
+                let load = self.load(u, t, g);
                 let with = *self.sums.get(t)? + load;
                 if !with.fits_as_number(srv) {
                     continue;
@@ -164,10 +152,10 @@ impl<const U: usize, const S: usize> Shift<'_, U, S> {
         {
             let (mut now, mut was) = (Load::default(), Load::default());
             for (u, _) in assoc.iter().enumerate().filter(|&(_, &a)| a == x) {
-                now = now + self.load(u, x, *gamma.get(u)?)?;
+                now = now + self.load(u, x, *gamma.get(u)?);
             }
             for (u, _) in saved.0.iter().enumerate().filter(|&(_, &a)| a == x) {
-                was = was + self.load(u, x, *saved.1.get(u)?)?;
+                was = was + self.load(u, x, *saved.1.get(u)?);
             }
             if !now.fits_as_number(srv) {
                 return None;
@@ -230,25 +218,17 @@ fn shift<const U: usize, const S: usize>(
     saved: (&[usize], &[f64]),
 ) -> Option<usize> {
     let m = slot.servers().len();
-    let rate = params.rate_bps();
     let mut st = Shift {
         params,
         slot,
-        cmp_per_bit: [0.0; S],
-        syn_per_metre: [0.0; U],
+        factors: ZeroFactors::new(params, slot),
         own: [Load::default(); U],
         sums: [Load::default(); S],
         norms: [0.0; S],
         count: [0; S],
     };
-    for (c, srv) in st.cmp_per_bit.iter_mut().zip(slot.servers()) {
-        *c = UserCost::cmp_per_bit(params, srv);
-    }
-    for (f, user) in st.syn_per_metre.iter_mut().zip(slot.users()) {
-        *f = UserCost::syn_per_metre(params, user, rate);
-    }
     for (u, (&s, &g)) in assoc.iter().zip(gamma.iter()).enumerate() {
-        *st.own.get_mut(u)? = st.load(u, s, g)?;
+        *st.own.get_mut(u)? = st.load(u, s, g);
         *st.count.get_mut(s)? += 1;
     }
     for s in 0..m {

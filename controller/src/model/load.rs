@@ -57,6 +57,26 @@ impl<const U: usize, const S: usize> ZeroFactors<U, S> {
         let bits = self.bits.get(u).copied().unwrap_or(0.0);
         UserCost::with_factors(params, slot, user, srv, c, m).load(user, bits)
     }
+
+    /// What user `u` puts on server `s` at data reuse ratio `gamma`: the factors
+    /// do not depend on γ, so this is [`UserCost::new`]'s load to the last bit;
+    /// zero for an index out of range.
+    #[inline]
+    pub fn load_at(
+        &self,
+        params: &Params,
+        slot: &Slot<U, S>,
+        u: usize,
+        s: usize,
+        gamma: f64,
+    ) -> Load {
+        let (Some(user), Some(srv)) = (slot.users().get(u), slot.servers().get(s)) else {
+            return Load::default();
+        };
+        let c = self.cmp_per_bit.get(s).copied().unwrap_or(0.0);
+        let m = self.syn_per_metre.get(u).copied().unwrap_or(0.0);
+        UserCost::with_factors(params, slot, user, srv, c, m).load(user, total_bits(user, gamma))
+    }
 }
 
 /// The user's total data D̄ = D_t + γ·D_{t−1} (bits) at data reuse ratio `gamma`.
