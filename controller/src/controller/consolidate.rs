@@ -12,8 +12,10 @@
 //! exact sum plus its load; if the exact sum in user order then breaks the
 //! capacity, the try is abandoned); the try counts when every user found a place
 //! and the cost term Σ Norm(C_s) at γ = 0 (C_s with migration, on the servers
-//! involved) falls strictly. Of the tries that count, keep the one with the
-//! largest fall (ties: lower server index) and start the next round. A round
+//! involved) falls by more than [`TIE_MARGIN`]. Of the tries that count, keep
+//! the one with the lowest server index among those whose fall is within
+//! [`TIE_MARGIN`] of the largest (the largest fall, ties to the lower index)
+//! and start the next round. A round
 //! where none counts ends the step; each other round empties one server, so there
 //! are at most m rounds ([`Decision::emptied`](super::Decision::emptied) counts
 //! the emptied servers). Every move keeps the association feasible.
@@ -32,6 +34,16 @@ use crate::model::Load;
 /// Margin of the pruning: far above the rounding of a sum of at most S norms in
 /// [0, 1] (below 1e-13), far below any fall worth a server.
 pub const PRUNE_MARGIN: f64 = 1e-9;
+
+/// Falls of the cost term closer than this are equal, and a fall must exceed it
+/// to count. Mirror-image tries (two servers that would each take the other's
+/// users, at the same distance) fall by the same amount up to rounding, and the
+/// last bits of `tanh` and of the loads' `exp`/`ln` differ between math
+/// libraries (the feature `host-math` against the firmware's `libm`): with a
+/// strict comparison such a tie went to whichever try rounded up, and the host
+/// and the firmware emptied different servers. Above the rounding of these sums
+/// (below 1e-13), below [`PRUNE_MARGIN`].
+pub const TIE_MARGIN: f64 = 1e-12;
 
 /// A try that emptied a server, and what it left.
 struct Emptying<const U: usize, const S: usize> {
@@ -96,9 +108,10 @@ impl<const U: usize, const S: usize> Repair<'_, U, S> {
                     .unwrap_or(order.len());
                 order.insert(at, s).ok()?;
             }
-            // The best emptying of this round; ties go to the lower server index,
-            // as in a scan by index.
+            // The largest fall of this round (exact ties: the lower index) with
+            // its try, and every try's fall for the ties within the margin.
             let mut best: Option<Emptying<U, S>> = None;
+            let mut falls = [f64::NEG_INFINITY; S];
             for &s in &order {
                 if best
                     .as_ref()
@@ -111,6 +124,7 @@ impl<const U: usize, const S: usize> Repair<'_, U, S> {
                 slice.copy_from_slice(assoc);
                 let mut trial_sums = sums;
                 if let Some(fall) = self.try_empty(s, &occupied, &norms, slice, &mut trial_sums) {
+                    *falls.get_mut(s)? = fall;
                     if best
                         .as_ref()
                         .is_none_or(|b| fall > b.fall || (fall == b.fall && s < b.server))
@@ -124,9 +138,28 @@ impl<const U: usize, const S: usize> Repair<'_, U, S> {
                     }
                 }
             }
-            let Some(best) = best else {
+            let Some(mut best) = best else {
                 break;
             };
+            // A lower server whose fall is within the margin of the largest wins
+            // the tie; its try is made again (a pruned server's fall is far below).
+            let tied = falls
+                .iter()
+                .take(best.server)
+                .position(|&f| f >= best.fall - TIE_MARGIN);
+            if let Some(s) = tied {
+                let mut trial = [0usize; U];
+                let slice = trial.get_mut(..n)?;
+                slice.copy_from_slice(assoc);
+                let mut trial_sums = sums;
+                let fall = self.try_empty(s, &occupied, &norms, slice, &mut trial_sums)?;
+                best = Emptying {
+                    fall,
+                    server: s,
+                    assoc: trial,
+                    sums: trial_sums,
+                };
+            }
             // The servers the winner touched: itself and those its users joined.
             *count.get_mut(best.server)? = 0;
             *norms.get_mut(best.server)? = crate::model::norm(self.params, 0.0);
@@ -216,6 +249,6 @@ impl<const U: usize, const S: usize> Repair<'_, U, S> {
                 is += norm(new);
             }
         }
-        (is < was).then_some(was - is)
+        (was - is > TIE_MARGIN).then_some(was - is)
     }
 }

@@ -412,6 +412,32 @@ fn consolidation_keeps_a_merge_only_when_the_cost_term_falls() {
 }
 
 #[test]
+fn consolidation_ties_within_the_margin_go_to_the_lower_index() {
+    // Two co-located servers, one user of load 100 on each; server 1 computes at
+    // ε = 1 + δ. Emptying server 0 puts both users on server 1 at 200·(1 + δ),
+    // emptying server 1 puts them on server 0 at 200, so that fall is the larger,
+    // by tanh'(0.25)·0.25·δ ≈ 0.23·δ (Norm(x) = tanh(x / 800)). At δ = 1e-13
+    // (2.3e-14 apart, within `TIE_MARGIN`) it is a tie, which goes to server 0,
+    // emptied into server 1; at δ = 1e-6 the larger fall wins and server 1 is
+    // emptied.
+    let table = [1.0, 0.0, 0.0, 1.0];
+    let users = [user(0.0, 1e5); 2];
+    for (delta, expected) in [(1e-13, [1, 1]), (1e-6, [0, 0])] {
+        let servers = [
+            server(0.0, 1e4, 1e6),
+            Server {
+                eps: 1.0 + delta,
+                ..server(0.0, 1e4, 1e6)
+            },
+        ];
+        let (off, on) = both(&table, &servers, &users, unit_params());
+        assert_eq!(off.association, [0, 1]);
+        assert_eq!(on.association, expected, "δ = {delta}");
+        assert_eq!(on.emptied, 1);
+    }
+}
+
+#[test]
 fn consolidation_never_breaks_a_capacity() {
     // Loads 100 + 100 do not fit q = 150: nothing is emptied, although the cost
     // term would fall.
@@ -524,12 +550,13 @@ fn try_empty_as_written(
             is += crate::model::norm(repair.params, sums[t].total);
         }
     }
-    (is < was).then_some(was - is)
+    (was - is > super::consolidate::TIE_MARGIN).then_some(was - is)
 }
 
 /// The consolidation's rounds as its docs state them, without the pruning or the
 /// tries kept across rounds: every occupied server that does not hold every
-/// user is tried, by index, and the largest fall wins (ties: the lower index).
+/// user is tried, and of those whose fall is within `TIE_MARGIN` of the
+/// largest the lowest index wins.
 fn consolidate_unpruned(repair: &super::repair::Repair<'_, 8, 8>, assoc: &mut [usize]) -> usize {
     let n = assoc.len();
     let mut emptied = 0;
@@ -541,7 +568,7 @@ fn consolidate_unpruned(repair: &super::repair::Repair<'_, 8, 8>, assoc: &mut [u
         }
         let norms: [f64; 8] =
             core::array::from_fn(|s| crate::model::norm(repair.params, sums[s].total));
-        let mut best: Option<(f64, Vec<usize>)> = None;
+        let mut tries: Vec<(f64, Vec<usize>)> = Vec::new();
         for s in 0..repair.n_servers {
             if count[s] == 0 || count[s] == n {
                 continue;
@@ -550,12 +577,14 @@ fn consolidate_unpruned(repair: &super::repair::Repair<'_, 8, 8>, assoc: &mut [u
             if let Some(fall) =
                 try_empty_as_written(repair, s, &count, &norms, &mut trial, &mut trial_sums)
             {
-                if best.as_ref().is_none_or(|b| fall > b.0) {
-                    best = Some((fall, trial));
-                }
+                tries.push((fall, trial));
             }
         }
-        let Some((_, trial)) = best else {
+        let largest = tries.iter().map(|t| t.0).fold(f64::NEG_INFINITY, f64::max);
+        let Some((_, trial)) = tries
+            .into_iter()
+            .find(|t| t.0 >= largest - super::consolidate::TIE_MARGIN)
+        else {
             return emptied;
         };
         assoc.copy_from_slice(&trial);
