@@ -59,9 +59,11 @@ const IMPROVE_BUDGET: usize = controller::DEFAULT_IMPROVEMENT_BUDGET;
 const GAMMA_SOLVER: GammaSolver = GammaSolver::F32;
 /// The third replay's deadline for the policy, repair, consolidation and
 /// improvement, in instructions (`Controller::decide_by` with SysTick as the
-/// clock): 19 M, so that with the final γ solve and the evaluation (about
-/// 0.5 M) a slot stays near issue 18's 20 M.
-const DEADLINE_INSTRUCTIONS: u64 = 19_000_000;
+/// clock): issue 18's 20 M; the final γ solve, the shift and the evaluation
+/// (about 0.5 M) and the solve under way when it comes run after it, so a slot
+/// that reaches it takes a little more, and the mean stays below (the firmware
+/// README has the figures, at 19 M too).
+const DEADLINE_INSTRUCTIONS: u64 = 20_000_000;
 /// The widest `policy-v2` network the workspace is sized for (the shipped one's
 /// width; a wider blob stops at setup with the workspace error).
 const HIDDEN: usize = 16;
