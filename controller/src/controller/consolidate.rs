@@ -46,6 +46,7 @@ pub const PRUNE_MARGIN: f64 = 1e-9;
 pub const TIE_MARGIN: f64 = 1e-12;
 
 /// A try that emptied a server, and what it left.
+#[derive(Clone, Copy)]
 struct Emptying<const U: usize, const S: usize> {
     /// How much the cost term Σ Norm(C_s) at γ = 0 fell.
     fall: f64,
@@ -112,6 +113,12 @@ impl<const U: usize, const S: usize> Repair<'_, U, S> {
             // its try, and every try's fall for the ties within the margin.
             let mut best: Option<Emptying<U, S>> = None;
             let mut falls = [f64::NEG_INFINITY; S];
+            let mut trial = Emptying {
+                fall: 0.0,
+                server: 0,
+                assoc: [0usize; U],
+                sums,
+            };
             for &s in &order {
                 if best
                     .as_ref()
@@ -119,22 +126,13 @@ impl<const U: usize, const S: usize> Repair<'_, U, S> {
                 {
                     continue;
                 }
-                let mut trial = [0usize; U];
-                let slice = trial.get_mut(..n)?;
-                slice.copy_from_slice(assoc);
-                let mut trial_sums = sums;
-                if let Some(fall) = self.try_empty(s, &occupied, &norms, slice, &mut trial_sums) {
+                if let Some(fall) = self.attempt(s, &occupied, &norms, (assoc, &sums), &mut trial) {
                     *falls.get_mut(s)? = fall;
                     if best
                         .as_ref()
                         .is_none_or(|b| fall > b.fall || (fall == b.fall && s < b.server))
                     {
-                        best = Some(Emptying {
-                            fall,
-                            server: s,
-                            assoc: trial,
-                            sums: trial_sums,
-                        });
+                        best = Some(trial);
                     }
                 }
             }
@@ -148,17 +146,7 @@ impl<const U: usize, const S: usize> Repair<'_, U, S> {
                 .take(best.server)
                 .position(|&f| f >= best.fall - TIE_MARGIN);
             if let Some(s) = tied {
-                let mut trial = [0usize; U];
-                let slice = trial.get_mut(..n)?;
-                slice.copy_from_slice(assoc);
-                let mut trial_sums = sums;
-                let fall = self.try_empty(s, &occupied, &norms, slice, &mut trial_sums)?;
-                best = Emptying {
-                    fall,
-                    server: s,
-                    assoc: trial,
-                    sums: trial_sums,
-                };
+                self.attempt(s, &occupied, &norms, (assoc, &sums), &mut best)?;
             }
             // The servers the winner touched: itself and those its users joined.
             *count.get_mut(best.server)? = 0;
@@ -174,6 +162,24 @@ impl<const U: usize, const S: usize> Repair<'_, U, S> {
             *emptied += 1;
         }
         Some(())
+    }
+
+    /// [`try_empty`](Self::try_empty) of `s` on copies of `assoc` and `sums`
+    /// kept in `into`: its fall when it counts (`into` is then that emptying).
+    fn attempt(
+        &self,
+        s: usize,
+        occupied: &[usize],
+        norms: &[f64; S],
+        (assoc, sums): (&[usize], &[Load; S]),
+        into: &mut Emptying<U, S>,
+    ) -> Option<f64> {
+        let slice = into.assoc.get_mut(..assoc.len())?;
+        slice.copy_from_slice(assoc);
+        into.sums = *sums;
+        into.server = s;
+        into.fall = self.try_empty(s, occupied, norms, slice, &mut into.sums)?;
+        Some(into.fall)
     }
 
     /// Moves every user of server `s` in `assoc` to the server of `occupied` (in

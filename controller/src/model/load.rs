@@ -49,13 +49,8 @@ impl<const U: usize, const S: usize> ZeroFactors<U, S> {
     /// for an index out of range.
     #[inline]
     pub fn load(&self, params: &Params, slot: &Slot<U, S>, u: usize, s: usize) -> Load {
-        let (Some(user), Some(srv)) = (slot.users().get(u), slot.servers().get(s)) else {
-            return Load::default();
-        };
-        let c = self.cmp_per_bit.get(s).copied().unwrap_or(0.0);
-        let m = self.syn_per_metre.get(u).copied().unwrap_or(0.0);
         let bits = self.bits.get(u).copied().unwrap_or(0.0);
-        UserCost::with_factors(params, slot, user, srv, c, m).load(user, bits)
+        self.load_of(params, slot, u, s, |_| bits)
     }
 
     /// What user `u` puts on server `s` at data reuse ratio `gamma`: the factors
@@ -70,12 +65,26 @@ impl<const U: usize, const S: usize> ZeroFactors<U, S> {
         s: usize,
         gamma: f64,
     ) -> Load {
+        self.load_of(params, slot, u, s, |user| total_bits(user, gamma))
+    }
+
+    /// User `u`'s load on server `s` from the factors, for the user's total data
+    /// `bits(user)`; zero for an index out of range.
+    #[inline]
+    fn load_of(
+        &self,
+        params: &Params,
+        slot: &Slot<U, S>,
+        u: usize,
+        s: usize,
+        bits: impl Fn(&User) -> f64,
+    ) -> Load {
         let (Some(user), Some(srv)) = (slot.users().get(u), slot.servers().get(s)) else {
             return Load::default();
         };
         let c = self.cmp_per_bit.get(s).copied().unwrap_or(0.0);
         let m = self.syn_per_metre.get(u).copied().unwrap_or(0.0);
-        UserCost::with_factors(params, slot, user, srv, c, m).load(user, total_bits(user, gamma))
+        UserCost::with_factors(params, slot, user, srv, c, m).load(user, bits(user))
     }
 }
 
